@@ -1,0 +1,92 @@
+"""The inference API (inference key): chat completions, embeddings, models, key, generation."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nemorouter.app.http import json_response, read_body
+from nemorouter.app.state import services_of
+from nemorouter.app.streaming import SseResponse
+from nemorouter.errors import InvalidRequest, NotFound
+from nemorouter.service.auth import bearer
+from nemorouter.service.gateway import JsonReply
+from nemorouter.service.keyformat import key_scope
+from nemorouter.service.views import generation_view, public_model_view
+from nemorouter.store.records import ApiKey
+
+
+async def _key(request: Request, scope: str = "inference") -> ApiKey:
+    services = services_of(request)
+    assert services.auth is not None
+    return await services.auth.authenticate(bearer(request.headers.get("authorization")), scope)
+
+
+async def _any_key(request: Request) -> ApiKey:
+    secret = bearer(request.headers.get("authorization"))
+    scope = (key_scope(secret) if secret else None) or "inference"
+    return await _key(request, scope)
+
+
+async def chat_completions(request: Request) -> Response:
+    services = services_of(request)
+    key = await _key(request)
+    raw = await read_body(request, services.settings.max_body_bytes)
+    assert services.gateway is not None
+    reply = await services.gateway.chat(key, raw)
+    if isinstance(reply, JsonReply):
+        return Response(
+            reply.body, status_code=reply.status, headers=reply.headers, media_type="application/json"
+        )
+    return SseResponse(reply.chunks, reply.headers)  # type: ignore[return-value]
+
+
+async def embeddings(request: Request) -> Response:
+    services = services_of(request)
+    key = await _key(request)
+    raw = await read_body(request, services.settings.max_body_bytes)
+    assert services.gateway is not None
+    reply = await services.gateway.embeddings(key, raw)
+    return Response(
+        reply.body, status_code=reply.status, headers=reply.headers, media_type="application/json"
+    )
+
+
+async def models(request: Request) -> Response:
+    services = services_of(request)
+    assert services.routes is not None
+    await services.routes.refresh()
+    return json_response(
+        {"object": "list", "data": [public_model_view(m) for m in services.routes.servable_models()]}
+    )
+
+
+async def current_key(request: Request) -> Response:
+    services = services_of(request)
+    key = await _any_key(request)
+    return json_response({"data": await services.admin.key_view(key)})
+
+
+async def generation(request: Request) -> Response:
+    services = services_of(request)
+    key = await _any_key(request)
+    gen_id = request.query_params.get("id")
+    if not gen_id:
+        raise InvalidRequest("query parameter `id` is required")
+    gen = await services.store.get_generation(gen_id)
+    visible = gen is not None and (
+        gen.key_id == key.id if key.scope == "inference" else gen.account_id == key.account_id
+    )
+    if gen is None or not visible:
+        raise NotFound(f"no generation {gen_id}")
+    return json_response({"data": generation_view(gen)})
+
+
+routes = [
+    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+    Route("/v1/embeddings", embeddings, methods=["POST"]),
+    Route("/v1/models", models, methods=["GET"]),
+    Route("/v1/key", current_key, methods=["GET"]),
+    Route("/v1/generation", generation, methods=["GET"]),
+]

@@ -1,0 +1,54 @@
+"""What every CLI command shares: services from the environment, JSON output, one-line errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, NoReturn, TypeVar
+
+import typer
+
+from nemorouter import jsonx
+from nemorouter.errors import NemoError
+from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.service.container import Services, close_services, open_services
+from nemorouter.settings import Settings
+from nemorouter.store.base import StoreError
+from nemorouter.vault import VaultError
+
+T = TypeVar("T")
+
+
+def fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def emit(data: Any) -> None:
+    sys.stdout.write(jsonx.dumps(data).decode() + "\n")
+    sys.stdout.flush()
+
+
+def run(action: Callable[[Services], Awaitable[T]], *, create: bool = False) -> T:
+    """Open the services, run one action, close; any known failure becomes one line on stderr."""
+
+    async def main() -> T:
+        services = await open_services(Settings.from_env(), create=create)
+        try:
+            if not create and await services.store.get_meta("config_version") is None:
+                fail("the database is not initialized: run `nemorouter init` first")
+            return await action(services)
+        finally:
+            await close_services(services)
+
+    try:
+        return asyncio.run(main())
+    except NemoError as exc:
+        fail(exc.message)
+    except (StoreError, VaultError, MoneyFormatError) as exc:
+        fail(str(exc))
+    except Exception as exc:
+        if exc.__class__.__name__ == "OperationalError":
+            fail(f"database error: {exc} (did you run `nemorouter init`?)")
+        raise

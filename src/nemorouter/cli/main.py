@@ -1,0 +1,109 @@
+"""The `nemorouter` command."""
+
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+from nemorouter.cli import admin_cmds
+from nemorouter.cli.common import emit, fail, run
+from nemorouter.service.container import Services, close_services, initialize, open_services
+from nemorouter.settings import Settings
+
+app = typer.Typer(
+    help="NemoRouter: one key, one bill, every model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(admin_cmds.providers, name="providers")
+app.add_typer(admin_cmds.models, name="models")
+app.add_typer(admin_cmds.accounts, name="accounts")
+app.add_typer(admin_cmds.credits, name="credits")
+app.add_typer(admin_cmds.keys, name="keys")
+app.add_typer(admin_cmds.management_keys, name="management-keys")
+app.add_typer(admin_cmds.ledger, name="ledger")
+
+
+@app.command()
+def init() -> None:
+    """Create the data dir, master key, schema and bundled catalog (idempotent)."""
+
+    async def act(services: Services) -> None:
+        applied, loaded, token = await initialize(services)
+        emit(
+            {
+                "data_dir": str(services.settings.data_dir),
+                "migrations_applied": applied,
+                "catalog_models": loaded,
+            }
+        )
+        if token:
+            typer.echo(
+                f"operator token (shown once; set NEMO_ADMIN_TOKEN to use your own): {token}", err=True
+            )
+
+    run(act, create=True)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(4000),
+    workers: int = typer.Option(1, help="processes; more than 1 needs PostgreSQL and Redis"),
+) -> None:
+    """Serve every HTTP API."""
+    from nemorouter.cli.server import serve as run_server
+
+    settings = Settings.from_env()
+    if workers != 1:
+        fail(
+            "--workers above 1 needs shared state (PostgreSQL and Redis), which this build does not support yet"
+        )
+    run_server(settings, host, port)
+
+
+@app.command()
+def sim(
+    host: str = typer.Option("127.0.0.1"),
+    port: int = typer.Option(4010),
+    key: list[str] = typer.Option([], help="accepted provider key (repeatable); default: any sk-sim-..."),
+) -> None:
+    """The provider simulator (see docs/simulator.md)."""
+    from nemorouter.sim.server import run_sim
+
+    run_sim(host, port, set(key) or None)
+
+
+@app.command()
+def demo(port: int = typer.Option(4000), sim_port: int = typer.Option(4010)) -> None:
+    """Set up (or reuse) the demo account on the simulator and serve: what `make run` does."""
+    from nemorouter.cli import demo as demo_mod
+    from nemorouter.cli.server import serve as run_server
+
+    settings = Settings.from_env()
+    sim_proc = demo_mod.start_sim(sim_port)
+
+    async def setup() -> tuple[str, str | None]:
+        services = await open_services(settings, create=True)
+        try:
+            return await demo_mod.prepare(services, sim_port)
+        finally:
+            await close_services(services)
+
+    try:
+        key, token = asyncio.run(setup())
+        text = demo_mod.banner(key, "127.0.0.1", port, token)
+        run_server(settings, "127.0.0.1", port, on_ready=lambda: print(text, flush=True))
+    finally:
+        if sim_proc is not None:
+            sim_proc.terminate()
+            sim_proc.wait(timeout=10)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["main", "run"]

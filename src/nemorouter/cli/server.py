@@ -1,0 +1,52 @@
+"""Running the HTTP server: uvicorn with uvloop and httptools, JSON logs, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from collections.abc import Callable
+
+import uvicorn
+
+from nemorouter import logs
+from nemorouter.app import create_app
+from nemorouter.settings import Settings
+
+
+class _Server(uvicorn.Server):
+    """Announces readiness (the contract's `http://HOST:PORT` line) once sockets accept."""
+
+    def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_ready = on_ready
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_ready()
+
+
+def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
+    logs.configure()
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        timeout_graceful_shutdown=int(settings.shutdown_grace),
+        timeout_keep_alive=30,
+    )
+
+    def ready() -> None:
+        print(f"NemoRouter listening on http://{host}:{port}", flush=True)
+        if on_ready is not None:
+            on_ready()
+
+    server = _Server(config, ready)
+    server.run()
+    if not server.started:
+        sys.exit(1)

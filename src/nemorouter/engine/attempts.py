@@ -1,0 +1,101 @@
+"""Attempts across targets before the first byte: the next key or deployment on a retryable
+failure, a bounded number of times; never after the first byte has reached the client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import orjson
+
+from nemorouter.engine.http import RawResponse, StreamHandle, TransportFailure, UpstreamClient
+from nemorouter.engine.sse import SseEvent
+from nemorouter.providers.registry import Adapter
+from nemorouter.providers.types import Completion, Failure, StreamStep, UpstreamRequest
+
+T = TypeVar("T")
+
+
+class AttemptsFailed(Exception):
+    """No target served. `final` is set when a failure must not be retried (the request itself is bad)."""
+
+    def __init__(self, failures: list[Failure], final: Failure | None = None) -> None:
+        super().__init__("every attempt failed")
+        self.failures = failures
+        self.final = final
+
+
+def _protocol(message: str) -> Failure:
+    return Failure("protocol", 502, message, retryable=True)
+
+
+async def send_first(
+    client: UpstreamClient,
+    targets: Sequence[T],
+    adapter_of: Callable[[T], Adapter],
+    build: Callable[[T], UpstreamRequest],
+    parse: Callable[[Adapter, Any], Completion],
+    on_failure: Callable[[T, Failure], None],
+) -> tuple[T, Completion, list[Failure]]:
+    failures: list[Failure] = []
+    for target in targets:
+        adapter = adapter_of(target)
+        try:
+            raw = await client.send(build(target))
+        except TransportFailure as exc:
+            failures.append(exc.failure)
+            on_failure(target, exc.failure)
+            continue
+        if raw.status == 200:
+            try:
+                return target, parse(adapter, orjson.loads(raw.body)), failures
+            except (ValueError, TypeError, KeyError):
+                failure = _protocol("the provider sent an unreadable response")
+        else:
+            failure = adapter.error_from_response(raw.status, raw.body, raw.retry_after)
+        on_failure(target, failure)
+        if not failure.retryable:
+            raise AttemptsFailed(failures, final=failure)
+        failures.append(failure)
+    raise AttemptsFailed(failures)
+
+
+async def stream_first(
+    client: UpstreamClient,
+    targets: Sequence[T],
+    adapter_of: Callable[[T], Adapter],
+    build: Callable[[T], UpstreamRequest],
+    on_failure: Callable[[T, Failure], None],
+) -> tuple[T, StreamHandle, StreamStep]:
+    """Open a stream on the first target whose first event is not an error."""
+    failures: list[Failure] = []
+    for target in targets:
+        adapter = adapter_of(target)
+        try:
+            opened = await client.open_stream(build(target))
+        except TransportFailure as exc:
+            failures.append(exc.failure)
+            on_failure(target, exc.failure)
+            continue
+        if isinstance(opened, RawResponse):
+            failure = adapter.error_from_response(opened.status, opened.body, opened.retry_after)
+        else:
+            try:
+                event: SseEvent | None = await opened.next_event()
+            except TransportFailure as exc:
+                opened.close()
+                failures.append(exc.failure)
+                on_failure(target, exc.failure)
+                continue
+            step = adapter.stream_event(event.data) if event is not None else None
+            if step is not None and step.error is None:
+                return target, opened, step
+            opened.close()
+            failure = (
+                step.error if step is not None and step.error else _protocol("the provider closed the stream")
+            )
+        on_failure(target, failure)
+        if not failure.retryable:
+            raise AttemptsFailed(failures, final=failure)
+        failures.append(failure)
+    raise AttemptsFailed(failures)

@@ -1,0 +1,125 @@
+"""The pooled HTTP client: the only place that talks to providers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+
+from nemorouter.engine.sse import SseEvent, decode
+from nemorouter.providers.types import Failure, UpstreamRequest
+from nemorouter.settings import Timeouts
+
+
+class TransportFailure(Exception):
+    """A request that never got a complete HTTP answer."""
+
+    def __init__(self, failure: Failure) -> None:
+        super().__init__(failure.message)
+        self.failure = failure
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    status: int
+    retry_after: int | None
+    body: bytes
+
+
+def _retry_after(headers: Mapping[str, str]) -> int | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0, int(float(str(value))))
+    except ValueError:
+        return None
+
+
+def _transport_failure(exc: BaseException) -> TransportFailure:
+    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
+        return TransportFailure(
+            Failure("timeout", 504, "the provider did not answer in time", retryable=True)
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransportFailure(Failure("connect", 502, "could not connect to the provider", retryable=True))
+    return TransportFailure(Failure("connect", 502, "the connection to the provider failed", retryable=True))
+
+
+class StreamHandle:
+    """An open 200 stream from a provider; `close()` aborts it (client gone, or done)."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+        self.events: AsyncIterator[SseEvent] = decode(response.content)
+
+    async def next_event(self) -> SseEvent | None:
+        try:
+            return await anext(self.events)
+        except StopAsyncIteration:
+            return None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc) from None
+
+    def close(self) -> None:
+        self._response.close()
+
+
+class UpstreamClient:
+    """One aiohttp session with keep-alive pooling, shared by every request."""
+
+    def __init__(self, timeouts: Timeouts) -> None:
+        self._timeouts = timeouts
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+        timeout = aiohttp.ClientTimeout(
+            total=self._timeouts.total, connect=self._timeouts.connect, sock_read=self._timeouts.first_byte
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",)
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("UpstreamClient.start() was not called")
+        return self._session
+
+    async def send(self, request: UpstreamRequest) -> RawResponse:
+        """POST and read the whole answer."""
+        try:
+            async with self.session.post(request.url, data=request.body, headers=request.headers) as resp:
+                body = await resp.read()
+                return RawResponse(resp.status, _retry_after(resp.headers), body)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc) from None
+
+    async def open_stream(self, request: UpstreamRequest) -> StreamHandle | RawResponse:
+        """POST a stream request: a StreamHandle on 200, else the whole error answer."""
+        timeout = aiohttp.ClientTimeout(
+            total=self._timeouts.total, connect=self._timeouts.connect, sock_read=self._timeouts.idle
+        )
+        try:
+            resp = await self.session.post(
+                request.url, data=request.body, headers=request.headers, timeout=timeout
+            )
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _transport_failure(exc) from None
+        if resp.status != 200:
+            try:
+                body = await resp.read()
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                raise _transport_failure(exc) from None
+            finally:
+                resp.release()
+            return RawResponse(resp.status, _retry_after(resp.headers), body)
+        return StreamHandle(resp)

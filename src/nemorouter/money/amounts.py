@@ -1,0 +1,65 @@
+"""Amounts are Python ints in pico-USD (1 USD = 10**12); Decimal only at the edges."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+PICO_PER_USD = 10**12
+_PICO_DIGITS = 12
+
+
+class MoneyFormatError(ValueError):
+    """A money literal that is not an exact, finite decimal with at most 12 places."""
+
+
+def parse_usd(value: object) -> int:
+    """Parse a USD amount given as a decimal string, int or Decimal into exact pico-USD.
+
+    Floats are refused: a float has already lost exactness before we see it.
+    """
+    if isinstance(value, (bool, float)):
+        raise MoneyFormatError("amounts must be decimal strings or exact number literals, not floats")
+    if isinstance(value, int):
+        return value * PICO_PER_USD
+    if isinstance(value, str):
+        text = value.strip()
+        if not text or any(c in text for c in "eE_ ") or text.lower() in {"nan", "inf", "-inf", "infinity"}:
+            raise MoneyFormatError(f"not a plain decimal amount: {value!r}")
+        try:
+            value = Decimal(text)
+        except InvalidOperation:
+            raise MoneyFormatError(f"not a decimal amount: {value!r}") from None
+    if not isinstance(value, Decimal):
+        raise MoneyFormatError(f"not an amount: {value!r}")
+    if not value.is_finite():
+        raise MoneyFormatError("amount must be finite")
+    scaled = value.scaleb(_PICO_DIGITS)
+    if scaled != scaled.to_integral_value():
+        raise MoneyFormatError("amount has more than 12 decimal places")
+    return int(scaled)
+
+
+def format_usd(pico: int) -> str:
+    """Exact decimal text of a pico-USD amount: `0.00012345`, `5.0`, `-0.5`."""
+    sign = "-" if pico < 0 else ""
+    whole, frac = divmod(abs(pico), PICO_PER_USD)
+    digits = f"{frac:012d}".rstrip("0") or "0"
+    return f"{sign}{whole}.{digits}"
+
+
+class Usd:
+    """A pico-USD amount marked for JSON: serialized as an exact number literal, never via float."""
+
+    __slots__ = ("pico",)
+
+    def __init__(self, pico: int) -> None:
+        self.pico = pico
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Usd) and other.pico == self.pico
+
+    def __hash__(self) -> int:
+        return hash(self.pico)
+
+    def __repr__(self) -> str:
+        return f"Usd({format_usd(self.pico)})"

@@ -1,0 +1,41 @@
+"""The exact cost of a usage: sum over token categories of tokens x rate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nemorouter.money.prices import Prices
+from nemorouter.money.usage import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class CostBreakdown:
+    """Pico-USD per category; `total` is their exact sum."""
+
+    input: int
+    cache_read: int
+    cache_write: int
+    cache_write_1h: int
+    output: int
+    request: int
+
+    @property
+    def total(self) -> int:
+        return (
+            self.input + self.cache_read + self.cache_write + self.cache_write_1h + self.output + self.request
+        )
+
+
+def cost_of(usage: Usage, prices: Prices) -> CostBreakdown:
+    """Cost of `usage` at `prices`; the long-context tier applies to the whole request."""
+    rates = prices.for_prompt(usage.prompt_tokens)
+    uncached = usage.prompt_tokens - usage.cached_tokens - usage.cache_write_tokens
+    writes_5m = usage.cache_write_tokens - usage.cache_write_1h_tokens
+    return CostBreakdown(
+        input=uncached * rates.input,
+        cache_read=usage.cached_tokens * rates.cache_read_rate,
+        cache_write=writes_5m * rates.cache_write_rate,
+        cache_write_1h=usage.cache_write_1h_tokens * rates.cache_write_1h_rate,
+        output=usage.completion_tokens * rates.output,
+        request=rates.request,
+    )

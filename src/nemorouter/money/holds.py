@@ -1,0 +1,23 @@
+"""Hold sizing: the worst-case cost of a request, known before it is sent."""
+
+from __future__ import annotations
+
+from nemorouter.money.prices import Prices
+
+
+def worst_case_cost(prices: Prices, input_bound: int, max_output: int) -> int:
+    """Upper bound of what a request can cost: every prompt token at the dearest input rate,
+    every allowed output token at the dearest output rate, plus the request fee."""
+    return input_bound * prices.max_input_rate + max_output * prices.max_output_rate + prices.max_request_fee
+
+
+def max_affordable_output(prices: Prices, input_bound: int, available: int) -> int | None:
+    """The largest output allowance whose worst case fits `available`, or None if none does."""
+    fixed = input_bound * prices.max_input_rate + prices.max_request_fee
+    if fixed > available:
+        return None
+    rate = prices.max_output_rate
+    if rate == 0:
+        return None if fixed > available else 2**31 - 1
+    affordable = (available - fixed) // rate
+    return affordable if affordable >= 1 else None

@@ -1,0 +1,180 @@
+"""The OpenAI wire format (kinds `openai` and `openai-compatible`): pure translation.
+
+Requests pass through with every field the client sent, minus the gateway's own routing
+fields; streams always ask upstream for usage (`stream_options.include_usage`, OpenAI's
+only way to get usage on a stream).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from nemorouter.money import Usage
+from nemorouter.providers.types import Completion, Failure, StreamStep, UpstreamRequest
+
+# Fields that steer NemoRouter (OpenRouter's conventions); never sent upstream.
+GATEWAY_FIELDS = frozenset({"models", "provider", "route", "transforms", "usage", "plugins"})
+
+
+def _url(base_url: str, path: str) -> str:
+    return base_url.rstrip("/") + path
+
+
+def _headers(secret: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
+
+
+def chat_request(body: dict[str, Any], upstream_model: str, base_url: str, secret: str) -> UpstreamRequest:
+    out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    out["model"] = upstream_model
+    stream = bool(out.get("stream"))
+    if stream:
+        options = out.get("stream_options")
+        out["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
+    return UpstreamRequest(_url(base_url, "/chat/completions"), _headers(secret), orjson.dumps(out), stream)
+
+
+def embeddings_request(
+    body: dict[str, Any], upstream_model: str, base_url: str, secret: str
+) -> UpstreamRequest:
+    out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    out["model"] = upstream_model
+    return UpstreamRequest(_url(base_url, "/embeddings"), _headers(secret), orjson.dumps(out))
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def parse_usage(raw: dict[str, Any]) -> Usage:
+    """OpenAI usage -> normalized Usage (already OpenAI's conventions: cached and reasoning
+    tokens are parts of prompt and completion tokens)."""
+    prompt = _int(raw.get("prompt_tokens"))
+    completion = _int(raw.get("completion_tokens"))
+    pdet = raw.get("prompt_tokens_details") or {}
+    cdet = raw.get("completion_tokens_details") or {}
+    cached = min(_int(pdet.get("cached_tokens")), prompt)
+    writes = min(_int(pdet.get("cache_write_tokens")), prompt - cached)
+    reasoning = min(_int(cdet.get("reasoning_tokens")), completion)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        cache_write_tokens=writes,
+        reasoning_tokens=reasoning,
+    )
+
+
+def chat_response(data: Any) -> Completion:
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise ValueError("upstream answered 200 without a chat completion")
+    raw = data.get("usage")
+    usage = parse_usage(raw) if isinstance(raw, dict) else None
+    choices = data["choices"]
+    finish = choices[0].get("finish_reason") if choices and isinstance(choices[0], dict) else None
+    return Completion(
+        body=data, usage=usage, finish_reason=finish, raw_usage=raw if isinstance(raw, dict) else None
+    )
+
+
+def embeddings_response(data: Any) -> Completion:
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        raise ValueError("upstream answered 200 without embeddings")
+    raw = data.get("usage")
+    usage = None
+    if isinstance(raw, dict):
+        usage = Usage(prompt_tokens=_int(raw.get("prompt_tokens")) or _int(raw.get("total_tokens")))
+    return Completion(
+        body=data, usage=usage, finish_reason=None, raw_usage=raw if isinstance(raw, dict) else None
+    )
+
+
+def stream_event(data: bytes) -> StreamStep:
+    """One SSE `data:` payload -> what to forward and what it tells about usage."""
+    step = StreamStep()
+    if data.strip() == b"[DONE]":
+        step.done = True
+        return step
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        step.error = Failure("protocol", 502, "upstream sent a malformed stream event", retryable=True)
+        return step
+    if not isinstance(chunk, dict):
+        step.error = Failure("protocol", 502, "upstream sent a malformed stream event", retryable=True)
+        return step
+    if "error" in chunk:
+        step.error = error_from_body(500, chunk)
+        return step
+    raw = chunk.get("usage")
+    if isinstance(raw, dict):
+        step.usage = parse_usage(raw)
+        step.raw_usage = raw
+    choices = chunk.get("choices")
+    if choices:
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            delta = choice.get("delta") or {}
+            if delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+                step.output_tokens_seen += 1
+            if choice.get("finish_reason"):
+                step.finish_reason = choice["finish_reason"]
+        step.chunks.append(chunk)
+    elif not isinstance(raw, dict):
+        step.chunks.append(chunk)
+    return step
+
+
+def usage_to_openai(usage: Usage) -> dict[str, Any]:
+    """Normalized usage in the contract's OpenAI shape (without cost)."""
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {
+            "cached_tokens": usage.cached_tokens,
+            "cache_write_tokens": usage.cache_write_tokens,
+        },
+        "completion_tokens_details": {"reasoning_tokens": usage.reasoning_tokens},
+    }
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict):
+        err = body.get("error")
+        if isinstance(err, dict) and isinstance(err.get("message"), str):
+            return str(err["message"])[:500]
+        if isinstance(err, str):
+            return err[:500]
+        if isinstance(body.get("message"), str):
+            return str(body["message"])[:500]
+    return "upstream error"
+
+
+def error_from_body(status: int, body: Any, retry_after: int | None = None) -> Failure:
+    """Classify an upstream error (status + parsed body) by OpenAI's status conventions."""
+    message = _message(body)
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        code = body["error"].get("code")
+        if isinstance(code, int) and status == 500 and 400 <= code < 600:
+            status = code
+    if status == 429:
+        return Failure("rate_limited", status, message, retryable=True, retry_after=retry_after)
+    if status in (401, 403):
+        return Failure("auth", status, message, retryable=True)
+    if status == 529:
+        return Failure("overloaded", status, message, retryable=True, retry_after=retry_after)
+    if status == 408 or status >= 500:
+        return Failure("server", status, message, retryable=True, retry_after=retry_after)
+    return Failure("invalid", status, message, retryable=False)
+
+
+def error_from_response(status: int, body: bytes, retry_after: int | None) -> Failure:
+    try:
+        parsed: Any = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        parsed = None
+    return error_from_body(status, parsed, retry_after)

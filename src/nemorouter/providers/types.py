@@ -1,0 +1,61 @@
+"""What adapters take and give: plain data, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nemorouter.money import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamRequest:
+    """One HTTP request to a provider, fully built (the secret is already in `headers`)."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    stream: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A classified upstream failure. `retryable` means another key or deployment may serve."""
+
+    kind: str  # rate_limited | overloaded | server | timeout | connect | auth | invalid | protocol
+    status: int
+    message: str
+    retryable: bool
+    retry_after: int | None = None
+
+    @property
+    def key_rejected(self) -> bool:
+        """The provider refused our vault key itself (quarantine it)."""
+        return self.kind == "auth"
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A parsed non-stream upstream response, in OpenAI's chat shape."""
+
+    body: dict[str, Any]
+    usage: Usage | None
+    finish_reason: str | None
+    raw_usage: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class StreamStep:
+    """What one upstream stream event contributes: chunks to forward, usage seen, an error, the end."""
+
+    chunks: list[dict[str, Any]] = field(default_factory=list)
+    usage: Usage | None = None
+    raw_usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    error: Failure | None = None
+    done: bool = False
+    output_tokens_seen: int = 0
+
+
+class UnsupportedContent(ValueError):
+    """The request carries something this provider cannot take; answered as 400, never dropped."""

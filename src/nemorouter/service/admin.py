@@ -1,0 +1,296 @@
+"""Administration use cases: providers and their vault keys, models, accounts, credits, keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlparse
+
+from nemorouter.errors import Conflict, InvalidRequest, NotFound
+from nemorouter.money import LIMIT_RESETS, Prices, window_start
+from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.providers.registry import KINDS
+from nemorouter.service import fields
+from nemorouter.service.keyformat import display_hint, hash_key, new_key
+from nemorouter.service.views import key_view
+from nemorouter.store.base import Store, StoreError
+from nemorouter.store.records import Account, ApiKey, Credit, Model, Provider, ProviderKey
+from nemorouter.timeutil import iso, new_id
+from nemorouter.vault import Vault, fingerprint
+
+
+class Admin:
+    def __init__(self, store: Store, vault: Vault, clock: Callable[[], datetime]) -> None:
+        self.store = store
+        self.vault = vault
+        self.clock = clock
+
+    # -- providers ------------------------------------------------------------------------
+
+    async def create_provider(self, body: dict[str, Any]) -> Provider:
+        name = fields.text(body, "name", maximum=64)
+        kind = body.get("kind")
+        if kind not in KINDS:
+            raise InvalidRequest(f"`kind` must be one of {', '.join(KINDS)}")
+        base_url = fields.text(body, "base_url", maximum=500)
+        assert name is not None and base_url is not None
+        parsed = urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidRequest("`base_url` must be an http(s) URL")
+        config = body.get("config") or {}
+        if not isinstance(config, dict):
+            raise InvalidRequest("`config` must be an object")
+        try:
+            return await self.store.create_provider(name, kind, base_url.rstrip("/"), config)
+        except StoreError as exc:
+            raise Conflict(str(exc)) from None
+
+    async def provider(self, name: str) -> Provider:
+        found = await self.store.get_provider(name)
+        if found is None:
+            raise NotFound(f"no provider {name}")
+        return found
+
+    async def add_provider_key(self, provider_name: str, body: dict[str, Any]) -> ProviderKey:
+        provider = await self.provider(provider_name)
+        secret = body.get("secret")
+        if not isinstance(secret, str) or not secret.strip():
+            raise InvalidRequest("`secret` must be a non-empty string")
+        label = fields.text(body, "label", required=False, maximum=100) or "default"
+        weight = fields.positive_int(body, "weight", 1)
+        key_id = new_id("pk_", 8)
+        envelope = self.vault.encrypt(provider.name, key_id, secret.strip())
+        return await self.store.add_provider_key(
+            provider.id, key_id, label, weight, fingerprint(secret.strip()), envelope
+        )
+
+    async def update_provider_key(self, provider_name: str, key_id: str, body: dict[str, Any]) -> ProviderKey:
+        provider = await self.provider(provider_name)
+        if key_id not in {k.id for k in await self.store.list_provider_keys(provider.id)}:
+            raise NotFound(f"no key {key_id} for provider {provider.name}")
+        changes: dict[str, Any] = {}
+        if "disabled" in body:
+            if not isinstance(body["disabled"], bool):
+                raise InvalidRequest("`disabled` must be a boolean")
+            changes["disabled"] = int(body["disabled"])
+        if "weight" in body:
+            changes["weight"] = fields.positive_int(body, "weight", 1)
+        if "quarantined" in body and body["quarantined"] is False:
+            changes["quarantined_at"] = None
+        if not changes:
+            raise InvalidRequest("nothing to change: send `disabled`, `weight` or `quarantined: false`")
+        updated = await self.store.update_provider_key(key_id, changes)
+        assert updated is not None
+        return updated
+
+    async def delete_provider_key(self, provider_name: str, key_id: str) -> None:
+        provider = await self.provider(provider_name)
+        if key_id not in {k.id for k in await self.store.list_provider_keys(provider.id)}:
+            raise NotFound(f"no key {key_id} for provider {provider.name}")
+        await self.store.delete_provider_key(key_id)
+
+    # -- models ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _prices(value: Any, name: str) -> Prices:
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"`{name}` must be an object of USD-per-1M-token prices")
+        try:
+            return Prices.from_json(value)
+        except MoneyFormatError as exc:
+            raise InvalidRequest(f"`{name}`: {exc}") from None
+
+    async def upsert_model(self, body: dict[str, Any], *, model_id: str | None = None) -> Model:
+        existing = await self.store.get_model(model_id) if model_id else None
+        if model_id is not None and existing is None:
+            raise NotFound(f"model {model_id} does not exist")
+        mid = model_id or fields.text(body, "id", maximum=200)
+        assert mid is not None
+        name = body.get("name") or (existing.name if existing else mid)
+        mode = body.get("mode") or (existing.mode if existing else "chat")
+        if mode not in ("chat", "embedding"):
+            raise InvalidRequest("`mode` must be chat or embedding")
+        context = body.get("context_length", existing.context_length if existing else None)
+        max_output = body.get("max_output", existing.max_output if existing else None)
+        if not isinstance(context, int) or isinstance(context, bool) or context < 1:
+            raise InvalidRequest("`context_length` must be a positive integer")
+        if not isinstance(max_output, int) or isinstance(max_output, bool) or max_output < 0:
+            raise InvalidRequest("`max_output` must be a non-negative integer")
+        if "pricing" in body:
+            prices = self._prices(body["pricing"], "pricing")
+        elif existing is not None:
+            prices = existing.prices
+        else:
+            raise InvalidRequest("`pricing` is required")
+        deployments = body.get("deployments")
+        if deployments is not None:
+            if not isinstance(deployments, list):
+                raise InvalidRequest("`deployments` must be a list")
+            deployments = [self._deployment(d, i) for i, d in enumerate(deployments)]
+        try:
+            return await self.store.upsert_model(
+                mid,
+                str(name),
+                mode,
+                context,
+                max_output,
+                prices,
+                deployments or [],
+                replace_deployments=deployments is not None,
+            )
+        except StoreError as exc:
+            raise InvalidRequest(str(exc)) from None
+
+    def _deployment(self, value: Any, index: int) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise InvalidRequest(f"`deployments[{index}]` must be an object")
+        provider = value.get("provider")
+        upstream = value.get("upstream_model")
+        if not isinstance(provider, str) or not isinstance(upstream, str) or not provider or not upstream:
+            raise InvalidRequest(f"`deployments[{index}]` needs `provider` and `upstream_model` strings")
+        out: dict[str, Any] = {
+            "provider": provider,
+            "upstream_model": upstream,
+            "priority": fields.positive_int(value, "priority", 0),
+            "weight": fields.positive_int(value, "weight", 1),
+        }
+        if value.get("pricing") is not None:
+            out["prices"] = self._prices(value["pricing"], f"deployments[{index}].pricing")
+        return out
+
+    async def import_models(self, vendor: str, provider_name: str) -> list[Model]:
+        """Deploy every bundled catalog model of `vendor` on a provider, at list price."""
+        provider = await self.provider(provider_name)
+        entries = await self.store.list_catalog(vendor)
+        if not entries:
+            raise NotFound(f"the catalog has no models of vendor {vendor}")
+        models = []
+        for entry in entries:
+            models.append(
+                await self.store.upsert_model(
+                    f"{vendor}/{entry.model_id}",
+                    entry.model_id,
+                    entry.mode,
+                    entry.context_length,
+                    entry.max_output,
+                    Prices.from_json(entry.pricing),
+                    [{"provider": provider.id, "upstream_model": entry.model_id}],
+                    replace_deployments=False,
+                )
+            )
+        return models
+
+    async def delete_model(self, model_id: str) -> None:
+        if not await self.store.delete_model(model_id):
+            raise NotFound(f"model {model_id} does not exist")
+
+    # -- accounts and credits -------------------------------------------------------------
+
+    async def create_account(self, body: dict[str, Any]) -> Account:
+        name = fields.text(body, "name", maximum=200)
+        email = fields.text(body, "email", required=False, maximum=320)
+        assert name is not None
+        return await self.store.create_account(name, email)
+
+    async def account(self, account_id: str) -> Account:
+        found = await self.store.get_account(account_id)
+        if found is None:
+            raise NotFound(f"no account {account_id}")
+        return found
+
+    async def add_credit(self, account_id: str, body: dict[str, Any]) -> tuple[Credit, bool]:
+        await self.account(account_id)
+        if "amount" not in body:
+            raise InvalidRequest("`amount` is required")
+        amount = fields.money(body["amount"], "amount", positive=True)
+        reason = fields.text(body, "reason", required=False, maximum=500) or "credit"
+        idem = fields.text(body, "idempotency_key", required=False, maximum=200)
+        return await self.store.add_credit(account_id, amount, reason, idem)
+
+    # -- keys -----------------------------------------------------------------------------
+
+    async def create_key(
+        self, account_id: str, body: dict[str, Any], scope: str = "inference"
+    ) -> tuple[str, ApiKey]:
+        await self.account(account_id)
+        now = iso(self.clock())
+        values = fields.key_fields(body, creating=True, now=now)
+        secret = new_key(scope)
+        record = ApiKey(
+            id=new_id("key_", 10),
+            account_id=account_id,
+            scope=scope,
+            name=values["name"],
+            hint=display_hint(secret),
+            limit=values.get("limit"),
+            limit_reset=values.get("limit_reset"),
+            window_start="",
+            window_usage=0,
+            usage=0,
+            held=0,
+            expires_at=values.get("expires_at"),
+            disabled=False,
+            revoked_at=None,
+            rpm=values.get("rpm"),
+            tpm=values.get("tpm"),
+            max_concurrency=values.get("max_concurrency"),
+            allowed_models=values.get("allowed_models"),
+            created_at=now,
+            updated_at=now,
+        )
+        return secret, await self.store.create_key(record, hash_key(secret))
+
+    async def key(self, key_id: str, account_id: str | None = None) -> ApiKey:
+        found = await self.store.get_key(key_id)
+        if found is None or (account_id is not None and found.account_id != account_id):
+            raise NotFound(f"no key {key_id}")
+        return found
+
+    async def update_key(self, key_id: str, body: dict[str, Any], account_id: str | None = None) -> ApiKey:
+        key = await self.key(key_id, account_id)
+        if key.revoked_at is not None:
+            raise Conflict("a revoked key cannot be changed")
+        changes = fields.key_fields(body, creating=False, now=iso(self.clock()))
+        if not changes:
+            raise InvalidRequest("nothing to change")
+        updated = await self.store.update_key(key_id, changes)
+        assert updated is not None
+        return updated
+
+    async def revoke_key(self, key_id: str, account_id: str | None = None) -> ApiKey:
+        key = await self.key(key_id, account_id)
+        if key.revoked_at is not None:
+            return key
+        updated = await self.store.update_key(key_id, {"revoked_at": iso(self.clock())})
+        assert updated is not None
+        return updated
+
+    async def rotate_key(
+        self, key_id: str, body: dict[str, Any], account_id: str | None = None
+    ) -> tuple[str, ApiKey]:
+        key = await self.key(key_id, account_id)
+        if key.revoked_at is not None:
+            raise Conflict("a revoked key cannot be rotated")
+        grace = body.get("grace_seconds", 0)
+        if not isinstance(grace, int) or isinstance(grace, bool) or not 0 <= grace <= 30 * 86400:
+            raise InvalidRequest("`grace_seconds` must be an integer from 0 to 2592000")
+        secret = new_key(key.scope)
+        retire_at = iso(self.clock() + timedelta(seconds=grace))
+        await self.store.add_key_secret(key.id, hash_key(secret), retire_at)
+        return secret, key
+
+    async def window_spend(self, key: ApiKey) -> dict[str, int]:
+        now = self.clock()
+        out = {}
+        for reset in LIMIT_RESETS:
+            since = window_start(reset, now) + "T00:00:00.000000Z"
+            out[reset] = await self.store.key_spend_since(key.id, since)
+        return out
+
+    def current_window_usage(self, key: ApiKey) -> int:
+        return key.usage_in_window(window_start(key.limit_reset, self.clock()))
+
+    async def key_view(self, key: ApiKey) -> dict[str, Any]:
+        """The contract's key object, with usage per window."""
+        return key_view(key, await self.window_spend(key), self.current_window_usage(key))

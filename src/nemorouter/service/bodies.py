@@ -1,0 +1,101 @@
+"""Validation of inference request bodies: clear 400s for what we must understand; every other
+field passes through untouched for the provider to judge."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from nemorouter.errors import InvalidRequest
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+
+
+def _object(raw: bytes) -> dict[str, Any]:
+    if not raw:
+        raise InvalidRequest("the request body is empty; send a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return body
+
+
+def _positive_int(body: dict[str, Any], name: str, maximum: int | None = None) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise InvalidRequest(f"`{name}` must be a positive integer")
+    if maximum is not None and value > maximum:
+        raise InvalidRequest(f"`{name}` must be at most {maximum}")
+    return value
+
+
+def _model_ids(body: dict[str, Any]) -> list[str]:
+    model = body.get("model")
+    fallbacks = body.get("models")
+    if fallbacks is not None and (
+        not isinstance(fallbacks, list) or not all(isinstance(m, str) and m for m in fallbacks)
+    ):
+        raise InvalidRequest("`models` must be a list of model ids")
+    if model is None and not fallbacks:
+        raise InvalidRequest("`model` is required")
+    if model is not None and (not isinstance(model, str) or not model):
+        raise InvalidRequest("`model` must be a non-empty string")
+    ids = ([model] if model else []) + [m for m in fallbacks or [] if m != model]
+    return list(dict.fromkeys(ids))
+
+
+def parse_chat(raw: bytes) -> tuple[dict[str, Any], list[str]]:
+    """The chat body and the model ids to try, in order."""
+    body = _object(raw)
+    ids = _model_ids(body)
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise InvalidRequest("`messages` must be a non-empty list")
+    for i, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequest(f"`messages[{i}]` must be an object")
+        if message.get("role") not in ROLES:
+            raise InvalidRequest(f"`messages[{i}].role` must be one of {', '.join(sorted(ROLES))}")
+        content = message.get("content")
+        if content is not None and not isinstance(content, (str, list)):
+            raise InvalidRequest(f"`messages[{i}].content` must be a string, a list of parts, or null")
+    if "stream" in body and not isinstance(body["stream"], bool):
+        raise InvalidRequest("`stream` must be a boolean")
+    if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
+        raise InvalidRequest("`stream_options` must be an object")
+    _positive_int(body, "max_tokens")
+    _positive_int(body, "max_completion_tokens")
+    _positive_int(body, "n", maximum=128)
+    if body.get("tools") is not None and not isinstance(body["tools"], list):
+        raise InvalidRequest("`tools` must be a list")
+    return body, ids
+
+
+def requested_output(body: dict[str, Any]) -> int | None:
+    """`max_completion_tokens` wins over the deprecated `max_tokens` (OpenAI's rule)."""
+    value = body.get("max_completion_tokens") or body.get("max_tokens")
+    return value if isinstance(value, int) else None
+
+
+def parse_embeddings(raw: bytes) -> tuple[dict[str, Any], list[str]]:
+    body = _object(raw)
+    ids = _model_ids(body)
+    value = body.get("input")
+    ok = isinstance(value, str) and value != ""
+    if isinstance(value, list) and value:
+        ok = (
+            all(isinstance(v, str) and v for v in value)
+            or all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            or all(isinstance(v, list) and v and all(isinstance(t, int) for t in v) for v in value)
+        )
+    if not ok:
+        raise InvalidRequest("`input` must be a non-empty string, list of strings, or token arrays")
+    if body.get("dimensions") is not None:
+        _positive_int(body, "dimensions")
+    return body, ids

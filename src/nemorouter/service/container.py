@@ -1,0 +1,102 @@
+"""Builds every service from settings (no globals): used by the HTTP app and the CLI alike."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from nemorouter.engine.http import UpstreamClient
+from nemorouter.limits.local import LocalLimiter
+from nemorouter.service.admin import Admin
+from nemorouter.service.auth import Authenticator
+from nemorouter.service.catalog import bundled_catalog
+from nemorouter.service.gateway import Gateway
+from nemorouter.service.routing import RoutingTable
+from nemorouter.settings import Settings
+from nemorouter.store.base import Store, open_store
+from nemorouter.timeutil import utcnow
+from nemorouter.vault import Vault, load_master_key
+
+log = logging.getLogger("nemorouter")
+ADMIN_TOKEN_META = "admin_token_sha256"
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: Store
+    vault: Vault
+    admin: Admin
+    clock: Callable[[], datetime]
+    admin_token_hash: str | None = None
+    routes: RoutingTable | None = None
+    gateway: Gateway | None = None
+    auth: Authenticator | None = None
+    client: UpstreamClient | None = None
+
+    def admin_token_ok(self, token: str | None) -> bool:
+        """Constant-time check of the operator token against its stored hash."""
+        if not token or self.admin_token_hash is None:
+            return False
+        return hmac.compare_digest(_token_hash(token), self.admin_token_hash)
+
+
+async def open_services(
+    settings: Settings, *, create: bool = False, clock: Callable[[], datetime] = utcnow
+) -> Services:
+    """Store + vault + admin (what the CLI needs). `create` makes the master key if missing."""
+    store = open_store(settings.database_url)
+    master = load_master_key(settings.master_key, settings.data_dir, create=create)
+    vault = Vault(master)
+    services = Services(settings, store, vault, Admin(store, vault, clock), clock)
+    if settings.admin_token:
+        services.admin_token_hash = _token_hash(settings.admin_token)
+    return services
+
+
+async def initialize(services: Services) -> tuple[list[int], int, str | None]:
+    """`nemorouter init`: migrations, bundled catalog, admin token. Idempotent.
+
+    Returns the migrations applied, catalog rows loaded, and a newly generated admin token
+    (shown once; only its hash is kept) or None.
+    """
+    applied = await services.store.migrate()
+    loaded = await services.store.load_catalog(bundled_catalog())
+    new_token = None
+    if services.settings.admin_token is None and await services.store.get_meta(ADMIN_TOKEN_META) is None:
+        new_token = "nemo-admin-" + secrets.token_urlsafe(32)
+        await services.store.set_meta(ADMIN_TOKEN_META, _token_hash(new_token))
+    return applied, loaded, new_token
+
+
+async def start_gateway(services: Services, owner: str) -> None:
+    """Everything the HTTP server needs on top of the CLI's services."""
+    store = services.store
+    await store.migrate()
+    if services.admin_token_hash is None:
+        services.admin_token_hash = await store.get_meta(ADMIN_TOKEN_META)
+    # One SQLite file serves one process, so every open hold at start belongs to a dead one.
+    recovered = await store.recover_holds(None) if services.settings.database_url.startswith("sqlite") else []
+    if recovered:
+        log.warning("released holds left by a stopped process", extra={"count": len(recovered)})
+    services.routes = RoutingTable(store, services.vault)
+    await services.routes.refresh(force=True)
+    services.client = UpstreamClient(services.settings.timeouts)
+    await services.client.start()
+    services.auth = Authenticator(store, services.clock)
+    services.gateway = Gateway(store, services.routes, services.client, LocalLimiter(), services.clock, owner)
+
+
+async def close_services(services: Services) -> None:
+    if services.client is not None:
+        await services.client.close()
+    await services.store.close()

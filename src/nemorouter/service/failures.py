@@ -1,0 +1,55 @@
+"""Upstream failures -> the contract's errors, with provider text scrubbed of anything key-like."""
+
+from __future__ import annotations
+
+import re
+
+from nemorouter.engine.attempts import AttemptsFailed
+from nemorouter.errors import (
+    InvalidRequest,
+    NemoError,
+    NoDeploymentAvailable,
+    RateLimited,
+    RequestTooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from nemorouter.providers.types import Failure
+
+_KEYLIKE = re.compile(r"(sk|pk|rk|key|AIza)[-_A-Za-z0-9*.]{8,}|Bearer\s+\S+", re.IGNORECASE)
+
+
+def scrub(message: str) -> str:
+    """Providers sometimes quote part of the key they were given; never pass that on."""
+    return _KEYLIKE.sub("[redacted]", message)
+
+
+def client_message(failure: Failure) -> str:
+    if failure.kind == "auth":
+        return "the provider refused its credentials"
+    return scrub(failure.message)
+
+
+def to_error(exc: AttemptsFailed) -> NemoError:
+    final = exc.final
+    if final is not None:
+        text = f"the provider rejected the request: {client_message(final)}"
+        if final.status in (400, 422):
+            return InvalidRequest(text)
+        if final.status == 413:
+            return RequestTooLarge(text)
+        return UpstreamError(f"{text} (status {final.status})")
+    failures = exc.failures
+    if not failures:
+        return NoDeploymentAvailable("no deployment of this model is available right now")
+    if all(f.kind == "rate_limited" for f in failures):
+        waits = [f.retry_after for f in failures if f.retry_after is not None]
+        return RateLimited(
+            "every provider for this model is rate-limiting us; retry shortly",
+            type="upstream_rate_limited",
+            retry_after=max(1, min(waits)) if waits else 1,
+        )
+    last = failures[-1]
+    if last.kind == "timeout":
+        return UpstreamTimeout("the provider did not answer in time")
+    return UpstreamError(f"every provider attempt failed; last: {client_message(last)}")

@@ -1,0 +1,327 @@
+"""The gateway flow: authenticate -> admit -> resolve -> reserve -> dispatch -> settle -> respond.
+
+Knows nothing of HTTP frameworks: it takes a key and body bytes and returns bytes (or an
+async generator of SSE frames) plus headers.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from nemorouter import jsonx
+from nemorouter.engine.attempts import AttemptsFailed, send_first, stream_first
+from nemorouter.engine.http import UpstreamClient
+from nemorouter.errors import Forbidden, InvalidRequest, NotFound, RateLimited
+from nemorouter.limits.local import LimitExceeded, LocalLimiter, Ticket
+from nemorouter.money import Usage, Usd, cost_of, format_usd, window_start
+from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
+from nemorouter.providers.openai_wire import usage_to_openai
+from nemorouter.providers.registry import Adapter
+from nemorouter.providers.types import Completion, Failure, UpstreamRequest
+from nemorouter.service import billing, failures
+from nemorouter.service.bodies import parse_chat, parse_embeddings, requested_output
+from nemorouter.service.relay import relay
+from nemorouter.service.routing import Route, RoutingTable, Target, adapter_of
+from nemorouter.store.base import Store
+from nemorouter.store.records import ApiKey, Generation, Hold
+from nemorouter.timeutil import iso, new_id
+
+log = logging.getLogger("nemorouter.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class JsonReply:
+    body: bytes
+    headers: dict[str, str]
+    status: int = 200
+
+
+@dataclass(slots=True)
+class StreamReply:
+    headers: dict[str, str]
+    chunks: AsyncGenerator[bytes, None]
+
+
+@dataclass(slots=True)
+class Call:
+    """One admitted request: its id, key, hold and limiter ticket."""
+
+    id: str
+    key: ApiKey
+    endpoint: str
+    routes: list[Route]
+    hold: int
+    input_bound: int
+    ticket: Ticket
+    started: float
+    created_at: str
+    stream: bool
+
+
+class Gateway:
+    def __init__(
+        self,
+        store: Store,
+        routes: RoutingTable,
+        client: UpstreamClient,
+        limiter: LocalLimiter,
+        clock: Callable[[], datetime],
+        owner: str,
+    ) -> None:
+        self.store = store
+        self.routes = routes
+        self.client = client
+        self.limiter = limiter
+        self.clock = clock
+        self.owner = owner
+        self._rng = random.Random()
+
+    # -- use cases ------------------------------------------------------------------------
+
+    async def chat(self, key: ApiKey, raw: bytes) -> JsonReply | StreamReply:
+        body, ids = parse_chat(raw)
+        routes = await self._resolve(key, ids, "chat")
+        n = body.get("n") or 1
+        requested = requested_output(body)
+        max_output = (requested or max(r.model.max_output for r in routes)) * n
+        bound = chat_input_bound(body)
+        stream = bool(body.get("stream"))
+        call = await self._admit(key, "chat", routes, bound, max_output, n, stream, bound // 4 + max_output)
+
+        def build(target: Target) -> UpstreamRequest:
+            return adapter_of(target).chat_request(
+                body, target.deployment.upstream_model, target.provider.base_url, target.key.secret.reveal()
+            )
+
+        try:
+            if stream:
+                target, handle, first = await stream_first(
+                    self.client, self._targets(call), adapter_of, build, self._on_failure
+                )
+                return StreamReply(self._headers(call), relay(self, call, target, handle, first))
+            target, completion, _ = await send_first(
+                self.client,
+                self._targets(call),
+                adapter_of,
+                build,
+                lambda a, d: a.chat_response(d),
+                self._on_failure,
+            )
+        except AttemptsFailed as exc:
+            await self.release(call)
+            raise failures.to_error(exc) from None
+        except BaseException:
+            await self.release(call)
+            raise
+        return await self._reply(call, target, completion, chat=True)
+
+    async def embeddings(self, key: ApiKey, raw: bytes) -> JsonReply:
+        body, ids = parse_embeddings(raw)
+        routes = await self._resolve(key, ids, "embedding")
+        bound = embeddings_input_bound(body["input"])
+        call = await self._admit(key, "embeddings", routes, bound, 0, 1, False, bound // 4)
+
+        def build(target: Target) -> UpstreamRequest:
+            make = adapter_of(target).embeddings_request
+            if make is None:
+                raise InvalidRequest(f"provider {target.provider.name} does not serve embeddings")
+            return make(
+                body, target.deployment.upstream_model, target.provider.base_url, target.key.secret.reveal()
+            )
+
+        def parse(adapter: Adapter, data: Any) -> Completion:
+            assert adapter.embeddings_response is not None
+            return adapter.embeddings_response(data)
+
+        try:
+            target, completion, _ = await send_first(
+                self.client, self._targets(call), adapter_of, build, parse, self._on_failure
+            )
+        except AttemptsFailed as exc:
+            await self.release(call)
+            raise failures.to_error(exc) from None
+        except BaseException:
+            await self.release(call)
+            raise
+        return await self._reply(call, target, completion, chat=False)
+
+    # -- steps ----------------------------------------------------------------------------
+
+    async def _resolve(self, key: ApiKey, ids: list[str], mode: str) -> list[Route]:
+        await self.routes.refresh()
+        found: list[Route] = []
+        for model_id in ids:
+            if key.allowed_models is not None and model_id not in key.allowed_models:
+                raise Forbidden(f"this key may not use model {model_id}", type="model_not_allowed")
+            route = self.routes.route(model_id)
+            if route is None:
+                raise NotFound(f"model {model_id} does not exist", type="model_not_found")
+            if route.model.mode != mode:
+                raise InvalidRequest(f"model {model_id} is a {route.model.mode} model, not a {mode} model")
+            found.append(route)
+        return found
+
+    async def _admit(
+        self,
+        key: ApiKey,
+        endpoint: str,
+        routes: list[Route],
+        bound: int,
+        max_output: int,
+        n: int,
+        stream: bool,
+        tokens_estimate: int,
+    ) -> Call:
+        prices = [p for route in routes for p in route.all_prices()]
+        hold, dearest = billing.dearest(prices, bound, max_output)
+        try:
+            ticket = self.limiter.admit(key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate)
+        except LimitExceeded as exc:
+            error = RateLimited(
+                f"rate limit of this key exceeded ({exc.what}); retry after {exc.decision.retry_after:.1f}s",
+                retry_after=max(1, int(exc.decision.retry_after + 0.999)),
+            )
+            error.headers.update(exc.headers)
+            raise error from None
+        now = self.clock()
+        call = Call(
+            id=new_id("gen-"),
+            key=key,
+            endpoint=endpoint,
+            routes=routes,
+            hold=hold,
+            input_bound=bound,
+            ticket=ticket,
+            started=time.monotonic(),
+            created_at=iso(now),
+            stream=stream,
+        )
+        result = await self.store.reserve(
+            Hold(
+                call.id,
+                key.account_id,
+                key.id,
+                hold,
+                window_start(key.limit_reset, now),
+                self.owner,
+                call.created_at,
+            ),
+            iso(now),
+        )
+        if not result.ok:
+            self.limiter.finish(ticket, 0)
+            raise billing.refusal(result, hold, dearest, bound, n)
+        return call
+
+    def _targets(self, call: Call) -> list[Target]:
+        return [t for route in call.routes for t in route.targets(self._rng)]
+
+    def _headers(self, call: Call) -> dict[str, str]:
+        return {"x-nemo-request-id": call.id, **call.ticket.headers}
+
+    def _on_failure(self, target: Target, failure: Failure) -> None:
+        log.warning(
+            "upstream attempt failed",
+            extra={
+                "provider": target.provider.name,
+                "deployment": target.deployment.id,
+                "provider_key": target.key.id,
+                "kind": failure.kind,
+                "status": failure.status,
+            },
+        )
+
+    def generation(
+        self, call: Call, target: Target | None, usage: Usage, cost: int, status: str, **extra: Any
+    ) -> Generation:
+        return Generation(
+            id=call.id,
+            account_id=call.key.account_id,
+            key_id=call.key.id,
+            model=(target.model.id if target else call.routes[0].model.id),
+            endpoint=call.endpoint,
+            streamed=call.stream,
+            status=status,
+            created_at=call.created_at,
+            provider=target.provider.name if target else None,
+            upstream_model=target.deployment.upstream_model if target else None,
+            deployment_id=target.deployment.id if target else None,
+            provider_key_id=target.key.id if target else None,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cache_write_tokens=usage.cache_write_tokens,
+            cache_write_1h_tokens=usage.cache_write_1h_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+            cost=cost,
+            hold=call.hold,
+            price_version_id=target.price_version_id if target else None,
+            latency_ms=int((time.monotonic() - call.started) * 1000),
+            **extra,
+        )
+
+    async def settle(self, call: Call, target: Target, usage: Usage, status: str, **extra: Any) -> int:
+        """Charge the exact cost of `usage` at the serving deployment's prices; returns it."""
+        cost = cost_of(usage, target.prices).total
+        gen = self.generation(call, target, usage, cost, status, **extra)
+        await self.store.settle(call.id, gen, window_start(call.key.limit_reset, self.clock()))
+        self.limiter.finish(call.ticket, usage.total_tokens)
+        return cost
+
+    async def release(self, call: Call, error: str | None = None) -> None:
+        """Drop the hold without charge (failed before output)."""
+        gen = self.generation(call, None, Usage(), 0, "error", error=error) if error else None
+        await self.store.release(call.id, gen)
+        self.limiter.finish(call.ticket, 0)
+
+    def estimate_usage(self, call: Call, output_tokens: int) -> Usage:
+        """When the provider reported no usage: prompt ~ a quarter of the byte bound, output as counted."""
+        return Usage(prompt_tokens=max(1, call.input_bound // 4), completion_tokens=output_tokens)
+
+    async def _reply(self, call: Call, target: Target, completion: Completion, chat: bool) -> JsonReply:
+        usage = completion.usage
+        raw_usage = completion.raw_usage
+        if usage is None:
+            usage = self.estimate_usage(call, _content_tokens(completion.body) if chat else 0)
+            raw_usage = {"estimated": True}
+        cost = await self.settle(
+            call,
+            target,
+            usage,
+            "success",
+            finish_reason=completion.finish_reason,
+            raw_usage=jsonx.dumps(raw_usage).decode() if raw_usage else None,
+        )
+        body = completion.body
+        body["id"] = call.id
+        body["model"] = target.model.id
+        if chat:
+            body["usage"] = {**usage_to_openai(usage), "cost": Usd(cost)}
+        else:
+            body["usage"] = {
+                "prompt_tokens": usage.prompt_tokens,
+                "total_tokens": usage.prompt_tokens,
+                "cost": Usd(cost),
+            }
+        headers = self._headers(call)
+        headers["x-nemo-cost"] = format_usd(cost)
+        return JsonReply(jsonx.dumps(body), headers)
+
+
+def _content_tokens(body: dict[str, Any]) -> int:
+    """A rough count of output tokens (bytes / 4) when a provider omits usage."""
+    total = 0
+    for choice in body.get("choices") or ():
+        message = choice.get("message") or {} if isinstance(choice, dict) else {}
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content.encode())
+        for call in message.get("tool_calls") or ():
+            total += len(str(call).encode())
+    return (total + 3) // 4

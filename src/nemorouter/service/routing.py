@@ -1,0 +1,145 @@
+"""The in-memory routing table: models, deployments, providers and decrypted vault keys.
+
+Loaded from the store and reloaded when the store's config version moves (checked at most
+every `check_interval` seconds), so admin changes made by any process reach every replica.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from nemorouter.money import Prices
+from nemorouter.providers.registry import Adapter, adapter_for
+from nemorouter.store.base import Store
+from nemorouter.store.records import Deployment, Model, Provider
+from nemorouter.vault import Secret, Vault, VaultError
+
+MAX_ATTEMPTS = 4
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class VaultKey:
+    id: str
+    weight: int
+    secret: Secret
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One way to serve a model: a deployment, its provider, and one of the provider's keys."""
+
+    model: Model
+    deployment: Deployment
+    provider: Provider
+    key: VaultKey
+    prices: Prices
+    price_version_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    model: Model
+    deployments: tuple[tuple[Deployment, Provider, tuple[VaultKey, ...]], ...]
+
+    def prices_of(self, deployment: Deployment) -> tuple[Prices, int]:
+        if deployment.prices is not None and deployment.price_version_id is not None:
+            return deployment.prices, deployment.price_version_id
+        return self.model.prices, self.model.price_version_id
+
+    def all_prices(self) -> list[Prices]:
+        return [self.prices_of(dep)[0] for dep, _, _ in self.deployments]
+
+    def targets(self, rng: random.Random) -> list[Target]:
+        """Attempt order: by priority; weighted shuffle within a priority; a weighted key each."""
+        by_priority: dict[int, list[tuple[Deployment, Provider, tuple[VaultKey, ...]]]] = defaultdict(list)
+        for entry in self.deployments:
+            by_priority[entry[0].priority].append(entry)
+        out: list[Target] = []
+        for priority in sorted(by_priority):
+            for dep, provider, keys in _weighted_order(by_priority[priority], lambda e: e[0].weight, rng):
+                prices, version = self.prices_of(dep)
+                for key in _weighted_order(list(keys), lambda k: k.weight, rng)[:2]:
+                    out.append(Target(self.model, dep, provider, key, prices, version))
+        return out[:MAX_ATTEMPTS]
+
+
+def _weighted_order(items: list[T], weight: Callable[[T], int], rng: random.Random) -> list[T]:
+    """A weighted random permutation (Efraimidis-Spirakis): heavier items tend to come first."""
+    if len(items) <= 1:
+        return list(items)
+    keyed = [(rng.random() ** (1.0 / max(1, weight(item))), i) for i, item in enumerate(items)]
+    return [items[i] for _, i in sorted(keyed, reverse=True)]
+
+
+class RoutingTable:
+    def __init__(self, store: Store, vault: Vault, check_interval: float = 0.25) -> None:
+        self._store = store
+        self._vault = vault
+        self._check_interval = check_interval
+        self._checked_at = 0.0
+        self._version = -1
+        self._routes: dict[str, Route] = {}
+        self._models: list[Model] = []
+        self.problems: list[str] = []
+
+    async def refresh(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._checked_at < self._check_interval:
+            return
+        self._checked_at = now
+        version = await self._store.config_version()
+        if version == self._version and not force:
+            return
+        await self._load()
+        self._version = version
+
+    async def _load(self) -> None:
+        providers = {p.id: p for p in await self._store.list_providers()}
+        keys: dict[str, list[VaultKey]] = defaultdict(list)
+        problems = []
+        for pk in await self._store.list_provider_keys():
+            provider = providers.get(pk.provider_id)
+            if provider is None or pk.disabled or pk.quarantined_at:
+                continue
+            try:
+                secret = self._vault.decrypt(provider.name, pk.id, pk.envelope)
+            except VaultError as exc:
+                problems.append(str(exc))
+                continue
+            keys[pk.provider_id].append(VaultKey(pk.id, max(1, pk.weight), secret))
+        routes: dict[str, Route] = {}
+        models = await self._store.list_models()
+        for model in models:
+            usable = tuple(
+                (dep, providers[dep.provider_id], tuple(keys[dep.provider_id]))
+                for dep in model.deployments
+                if not dep.disabled
+                and dep.provider_id in providers
+                and not providers[dep.provider_id].disabled
+                and adapter_for(providers[dep.provider_id].kind) is not None
+                and keys[dep.provider_id]
+            )
+            if usable:
+                routes[model.id] = Route(model, usable)
+        self._routes = routes
+        self._models = models
+        self.problems = problems
+
+    def route(self, model_id: str) -> Route | None:
+        return self._routes.get(model_id)
+
+    def servable_models(self) -> list[Model]:
+        return [self._routes[m.id].model for m in self._models if m.id in self._routes]
+
+
+def adapter_of(target: Target) -> Adapter:
+    adapter = adapter_for(target.provider.kind)
+    if adapter is None:  # routing only admits kinds with an adapter
+        raise RuntimeError(f"no adapter for provider kind {target.provider.kind}")
+    return adapter

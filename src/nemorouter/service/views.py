@@ -1,0 +1,190 @@
+"""Records -> the contract's JSON shapes (money as Usd, times in the contract's form)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nemorouter.money import Usd
+from nemorouter.money.prices import per_token_text
+from nemorouter.store.records import Account, ApiKey, Credit, Generation, Model, Provider, ProviderKey
+from nemorouter.timeutil import to_api
+
+
+def key_view(key: ApiKey, window_spend: dict[str, int], current_window_usage: int) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "label": key.hint,
+        "name": key.name,
+        "scope": key.scope,
+        "account_id": key.account_id,
+        "limit": Usd(key.limit) if key.limit is not None else None,
+        "limit_reset": key.limit_reset,
+        "limit_remaining": Usd(max(0, key.limit - current_window_usage - key.held))
+        if key.limit is not None
+        else None,
+        "usage": Usd(key.usage),
+        "usage_daily": Usd(window_spend.get("daily", 0)),
+        "usage_weekly": Usd(window_spend.get("weekly", 0)),
+        "usage_monthly": Usd(window_spend.get("monthly", 0)),
+        "held": Usd(key.held),
+        "expires_at": to_api(key.expires_at),
+        "disabled": key.disabled,
+        "revoked": key.revoked_at is not None,
+        "revoked_at": to_api(key.revoked_at),
+        "rate_limit": {"rpm": key.rpm, "tpm": key.tpm, "max_concurrency": key.max_concurrency},
+        "allowed_models": list(key.allowed_models) if key.allowed_models is not None else None,
+        "created_at": to_api(key.created_at),
+        "updated_at": to_api(key.updated_at),
+    }
+
+
+def account_view(account: Account) -> dict[str, Any]:
+    return {
+        "id": account.id,
+        "name": account.name,
+        "email": account.email,
+        "balance": Usd(account.balance),
+        "held": Usd(account.held),
+        "total_credits": Usd(account.total_credits),
+        "total_usage": Usd(account.total_usage),
+        "created_at": to_api(account.created_at),
+    }
+
+
+def credits_view(account: Account) -> dict[str, Any]:
+    return {
+        "total_credits": Usd(account.total_credits),
+        "total_usage": Usd(account.total_usage),
+        "balance": Usd(account.balance),
+        "held": Usd(account.held),
+    }
+
+
+def credit_view(credit: Credit) -> dict[str, Any]:
+    return {
+        "id": credit.id,
+        "account_id": credit.account_id,
+        "amount": Usd(credit.amount),
+        "reason": credit.reason,
+        "idempotency_key": credit.idempotency_key,
+        "created_at": to_api(credit.created_at),
+    }
+
+
+def generation_view(gen: Generation) -> dict[str, Any]:
+    return {
+        "id": gen.id,
+        "model": gen.model,
+        "provider": gen.provider,
+        "upstream_model": gen.upstream_model,
+        "endpoint": gen.endpoint,
+        "streamed": gen.streamed,
+        "cancelled": gen.cancelled,
+        "finish_reason": gen.finish_reason,
+        "status": gen.status,
+        "tokens": {
+            "prompt": gen.prompt_tokens,
+            "completion": gen.completion_tokens,
+            "cached": gen.cached_tokens,
+            "cache_write": gen.cache_write_tokens,
+            "reasoning": gen.reasoning_tokens,
+        },
+        "total_cost": Usd(gen.cost),
+        "latency_ms": gen.latency_ms,
+        "created_at": to_api(gen.created_at),
+        "key_id": gen.key_id,
+    }
+
+
+def provider_view(provider: Provider, keys: list[ProviderKey]) -> dict[str, Any]:
+    return {
+        "id": provider.id,
+        "name": provider.name,
+        "kind": provider.kind,
+        "base_url": provider.base_url,
+        "disabled": provider.disabled,
+        "created_at": to_api(provider.created_at),
+        "keys": [provider_key_view(k) for k in keys],
+    }
+
+
+def provider_key_view(key: ProviderKey) -> dict[str, Any]:
+    return {
+        "id": key.id,
+        "label": key.label,
+        "weight": key.weight,
+        "fingerprint": key.fingerprint,
+        "disabled": key.disabled,
+        "quarantined_at": to_api(key.quarantined_at),
+        "created_at": to_api(key.created_at),
+    }
+
+
+def model_admin_view(model: Model, provider_names: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": model.id,
+        "name": model.name,
+        "mode": model.mode,
+        "context_length": model.context_length,
+        "max_output": model.max_output,
+        "pricing": model.prices.to_json(),
+        "deployments": [
+            {
+                "id": d.id,
+                "provider": provider_names.get(d.provider_id, d.provider_id),
+                "upstream_model": d.upstream_model,
+                "priority": d.priority,
+                "weight": d.weight,
+                "pricing": d.prices.to_json() if d.prices else None,
+                "disabled": d.disabled,
+            }
+            for d in model.deployments
+        ],
+    }
+
+
+SUPPORTED_PARAMETERS = [
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "stop",
+    "n",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "stream",
+    "stream_options",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+]
+
+
+def public_model_view(model: Model) -> dict[str, Any]:
+    """OpenRouter's /models shape: prices in USD per token, as decimal strings."""
+    prices = model.prices
+    return {
+        "id": model.id,
+        "object": "model",
+        "owned_by": model.id.split("/", 1)[0],
+        "name": model.name,
+        "context_length": model.context_length,
+        "pricing": {
+            "prompt": per_token_text(prices.input),
+            "completion": per_token_text(prices.output),
+            "input_cache_read": per_token_text(prices.cache_read_rate),
+            "input_cache_write": per_token_text(prices.cache_write_rate),
+            "request": per_token_text(prices.request) if prices.request else "0",
+        },
+        "top_provider": {"max_completion_tokens": model.max_output, "context_length": model.context_length},
+        "supported_parameters": SUPPORTED_PARAMETERS
+        if model.mode == "chat"
+        else ["input", "dimensions", "encoding_format"],
+        "architecture": {"modality": "text->text" if model.mode == "chat" else "text->embedding"},
+    }

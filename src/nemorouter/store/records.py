@@ -1,0 +1,186 @@
+"""Plain records the store hands out: no driver types ever leave the store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from nemorouter.money import Prices
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    name: str
+    email: str | None
+    total_credits: int
+    total_usage: int
+    held: int
+    created_at: str
+
+    @property
+    def balance(self) -> int:
+        return self.total_credits - self.total_usage
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    id: str
+    account_id: str
+    amount: int
+    reason: str
+    idempotency_key: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    account_id: str
+    scope: str
+    name: str
+    hint: str
+    limit: int | None
+    limit_reset: str | None
+    window_start: str
+    window_usage: int
+    usage: int
+    held: int
+    expires_at: str | None
+    disabled: bool
+    revoked_at: str | None
+    rpm: int | None
+    tpm: int | None
+    max_concurrency: int | None
+    allowed_models: tuple[str, ...] | None
+    created_at: str
+    updated_at: str
+
+    def usage_in_window(self, window: str) -> int:
+        return self.window_usage if self.window_start == window else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    id: str
+    name: str
+    kind: str
+    base_url: str
+    config: dict[str, Any]
+    disabled: bool
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderKey:
+    id: str
+    provider_id: str
+    label: str
+    weight: int
+    fingerprint: str
+    envelope: str
+    disabled: bool
+    quarantined_at: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    id: str
+    model_id: str
+    provider_id: str
+    upstream_model: str
+    priority: int
+    weight: int
+    price_version_id: int | None
+    prices: Prices | None
+    disabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    id: str
+    name: str
+    mode: str
+    context_length: int
+    max_output: int
+    price_version_id: int
+    prices: Prices
+    created_at: str
+    updated_at: str
+    deployments: tuple[Deployment, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    vendor: str
+    model_id: str
+    mode: str
+    pricing: dict[str, Any]
+    context_length: int
+    max_output: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    request_id: str
+    account_id: str
+    key_id: str
+    amount: int
+    window: str
+    owner: str
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    """`reason` is `ok`, `insufficient_credits`, `key_limit_exceeded`, `key_revoked`,
+    `key_disabled`, `key_expired` or `key_missing`; `available` is what could have been held."""
+
+    reason: str
+    available: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.reason == "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    id: str
+    account_id: str
+    key_id: str
+    model: str
+    endpoint: str
+    streamed: bool
+    status: str
+    created_at: str
+    provider: str | None = None
+    upstream_model: str | None = None
+    deployment_id: str | None = None
+    provider_key_id: str | None = None
+    cancelled: bool = False
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    cache_write_1h_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: int = 0
+    hold: int = 0
+    price_version_id: int | None = None
+    latency_ms: int | None = None
+    error: str | None = None
+    raw_usage: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerReport:
+    problems: list[str]
+    overruns: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems

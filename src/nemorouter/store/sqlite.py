@@ -1,0 +1,660 @@
+"""The embedded store: one SQLite file in WAL mode.
+
+Statements run synchronously on the caller's thread: each is tens of microseconds on a
+local file, far cheaper than a hop to a worker thread. Write transactions use
+BEGIN IMMEDIATE, so reserve/settle are atomic against every other connection (the CLI, a
+second process) and a conditional UPDATE is never a read-then-write race.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from nemorouter.money import Prices
+from nemorouter.store import rows
+from nemorouter.store.base import StoreError
+from nemorouter.store.ledger import LedgerSums, check
+from nemorouter.store.records import (
+    Account,
+    ApiKey,
+    CatalogEntry,
+    Credit,
+    Deployment,
+    Generation,
+    Hold,
+    LedgerReport,
+    Model,
+    Provider,
+    ProviderKey,
+    ReserveResult,
+)
+from nemorouter.timeutil import iso, new_id, utcnow
+
+_KEY_FIELDS = {
+    "name": "name",
+    "limit": "limit_pico",
+    "limit_reset": "limit_reset",
+    "expires_at": "expires_at",
+    "disabled": "disabled",
+    "revoked_at": "revoked_at",
+    "rpm": "rpm",
+    "tpm": "tpm",
+    "max_concurrency": "max_concurrency",
+    "allowed_models": "allowed_models",
+}
+_PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
+
+
+class _Refused(Exception):
+    """Internal: a conditional update matched nothing; roll the transaction back."""
+
+
+class SqliteStore:
+    """Implements `nemorouter.store.base.Store` on SQLite."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000"):
+            self._db.execute(f"PRAGMA {pragma}")
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
+        return row
+
+    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        return self._db.execute(sql, params).fetchall()
+
+    @staticmethod
+    def _bump(db: sqlite3.Connection) -> None:
+        """Config changed: replicas and the server's caches reload on the next version check."""
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'")
+
+    def set_autocheckpoint(self, pages: int) -> None:
+        """The server checkpoints from a background thread instead of inside a commit."""
+        self._db.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+
+    def checkpoint(self) -> None:
+        """Copy WAL pages into the main file without blocking writers (own connection)."""
+        con = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            con.execute("PRAGMA busy_timeout=1000")
+            con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            con.close()
+
+    async def migrate(self) -> list[int]:
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
+        )
+        done = {r[0] for r in self._all("SELECT version FROM schema_migrations")}
+        applied = []
+        folder = resources.files("nemorouter.store") / "migrations" / "sqlite"
+        for item in sorted(folder.iterdir(), key=lambda p: p.name):
+            if not item.name.endswith(".sql"):
+                continue
+            version = int(item.name.split("_", 1)[0])
+            if version in done:
+                continue
+            script = item.read_text()
+            self._db.executescript(
+                "BEGIN IMMEDIATE;\n"
+                + script
+                + f"\nINSERT INTO schema_migrations VALUES ({version}, '{iso(utcnow())}');\nCOMMIT;"
+            )
+            applied.append(version)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('config_version', '1')")
+        return applied
+
+    async def close(self) -> None:
+        self._db.close()
+
+    async def get_meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(row[0]) if row else None
+
+    async def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    async def config_version(self) -> int:
+        row = self._one("SELECT value FROM meta WHERE key = 'config_version'")
+        return int(row[0]) if row else 0
+
+    # -- catalog --------------------------------------------------------------------------
+
+    async def load_catalog(self, entries: Sequence[CatalogEntry]) -> int:
+        with self._tx() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.vendor,
+                        e.model_id,
+                        e.mode,
+                        orjson.dumps(e.pricing).decode(),
+                        e.context_length,
+                        e.max_output,
+                        e.source,
+                    )
+                    for e in entries
+                ],
+            )
+        return len(entries)
+
+    async def list_catalog(self, vendor: str | None = None) -> list[CatalogEntry]:
+        sql = "SELECT * FROM catalog" + (" WHERE vendor = ?" if vendor else "") + " ORDER BY vendor, model_id"
+        return [
+            CatalogEntry(
+                r["vendor"],
+                r["model_id"],
+                r["mode"],
+                orjson.loads(r["pricing"]),
+                r["context_length"],
+                r["max_output"],
+                r["source"],
+            )
+            for r in self._all(sql, (vendor,) if vendor else ())
+        ]
+
+    # -- providers ------------------------------------------------------------------------
+
+    async def create_provider(self, name: str, kind: str, base_url: str, config: dict[str, Any]) -> Provider:
+        pid = new_id("prov_", 8)
+        try:
+            with self._tx() as db:
+                db.execute(
+                    "INSERT INTO providers (id, name, kind, base_url, config, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    (pid, name, kind, base_url, orjson.dumps(config).decode(), iso(utcnow())),
+                )
+                self._bump(db)
+        except sqlite3.IntegrityError:
+            raise StoreError(f"a provider named {name!r} already exists") from None
+        found = await self.get_provider(pid)
+        assert found is not None
+        return found
+
+    async def get_provider(self, name_or_id: str) -> Provider | None:
+        row = self._one("SELECT * FROM providers WHERE id = ? OR name = ?", (name_or_id, name_or_id))
+        return rows.provider(row) if row else None
+
+    async def list_providers(self) -> list[Provider]:
+        return [rows.provider(r) for r in self._all("SELECT * FROM providers ORDER BY name")]
+
+    async def add_provider_key(
+        self, provider_id: str, key_id: str, label: str, weight: int, fingerprint: str, envelope: str
+    ) -> ProviderKey:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO provider_keys (id, provider_id, label, weight, fingerprint, envelope, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key_id, provider_id, label, weight, fingerprint, envelope, iso(utcnow())),
+            )
+            self._bump(db)
+        row = self._one("SELECT * FROM provider_keys WHERE id = ?", (key_id,))
+        return rows.provider_key(row)
+
+    async def update_provider_key(self, key_id: str, fields: dict[str, Any]) -> ProviderKey | None:
+        unknown = set(fields) - _PROVIDER_KEY_FIELDS
+        if unknown:
+            raise StoreError(f"cannot change {sorted(unknown)} of a provider key")
+        with self._tx() as db:
+            for column, value in fields.items():
+                db.execute(f"UPDATE provider_keys SET {column} = ? WHERE id = ?", (value, key_id))
+            self._bump(db)
+        row = self._one("SELECT * FROM provider_keys WHERE id = ?", (key_id,))
+        return rows.provider_key(row) if row else None
+
+    async def delete_provider_key(self, key_id: str) -> bool:
+        with self._tx() as db:
+            deleted = db.execute("DELETE FROM provider_keys WHERE id = ?", (key_id,)).rowcount
+            self._bump(db)
+        return bool(deleted)
+
+    async def list_provider_keys(self, provider_id: str | None = None) -> list[ProviderKey]:
+        if provider_id is None:
+            return [
+                rows.provider_key(r) for r in self._all("SELECT * FROM provider_keys ORDER BY created_at")
+            ]
+        found = self._all(
+            "SELECT * FROM provider_keys WHERE provider_id = ? ORDER BY created_at", (provider_id,)
+        )
+        return [rows.provider_key(r) for r in found]
+
+    # -- models ---------------------------------------------------------------------------
+
+    def _price_version(self, db: sqlite3.Connection, prices: Prices) -> int:
+        text = rows.prices_text(prices)
+        row = db.execute("SELECT id FROM price_versions WHERE pricing = ? ORDER BY id DESC LIMIT 1", (text,))
+        found = row.fetchone()
+        if found:
+            return int(found[0])
+        cur = db.execute(
+            "INSERT INTO price_versions (pricing, created_at) VALUES (?, ?)", (text, iso(utcnow()))
+        )
+        assert cur.lastrowid is not None
+        return cur.lastrowid
+
+    async def upsert_model(
+        self,
+        model_id: str,
+        name: str,
+        mode: str,
+        context_length: int,
+        max_output: int,
+        prices: Prices,
+        deployments: Sequence[dict[str, Any]],
+        replace_deployments: bool,
+    ) -> Model:
+        now = iso(utcnow())
+        with self._tx() as db:
+            version = self._price_version(db, prices)
+            db.execute(
+                "INSERT INTO models (id, name, mode, context_length, max_output, price_version_id, created_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET name = excluded.name,"
+                " mode = excluded.mode, context_length = excluded.context_length, max_output = excluded.max_output,"
+                " price_version_id = excluded.price_version_id, updated_at = excluded.updated_at",
+                (model_id, name, mode, context_length, max_output, version, now, now),
+            )
+            if replace_deployments:
+                db.execute("DELETE FROM deployments WHERE model_id = ?", (model_id,))
+            for dep in deployments:
+                provider = db.execute(
+                    "SELECT id FROM providers WHERE name = ? OR id = ?", (dep["provider"], dep["provider"])
+                ).fetchone()
+                if provider is None:
+                    raise StoreError(f"unknown provider {dep['provider']!r}")
+                own = dep.get("prices")
+                db.execute(
+                    "DELETE FROM deployments WHERE model_id = ? AND provider_id = ? AND upstream_model = ?",
+                    (model_id, provider[0], dep["upstream_model"]),
+                )
+                db.execute(
+                    "INSERT INTO deployments (id, model_id, provider_id, upstream_model, priority, weight,"
+                    " price_version_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        new_id("dep_", 8),
+                        model_id,
+                        provider[0],
+                        dep["upstream_model"],
+                        int(dep.get("priority", 0)),
+                        int(dep.get("weight", 1)),
+                        self._price_version(db, own) if own is not None else None,
+                    ),
+                )
+            self._bump(db)
+        found = await self.get_model(model_id)
+        assert found is not None
+        return found
+
+    def _deployments(self, model_id: str | None) -> dict[str, list[Deployment]]:
+        sql = (
+            "SELECT d.*, p.pricing FROM deployments d LEFT JOIN price_versions p ON p.id = d.price_version_id"
+            + (" WHERE d.model_id = ?" if model_id else "")
+            + " ORDER BY d.priority, d.id"
+        )
+        out: dict[str, list[Deployment]] = defaultdict(list)
+        for r in self._all(sql, (model_id,) if model_id else ()):
+            out[r["model_id"]].append(
+                Deployment(
+                    id=r["id"],
+                    model_id=r["model_id"],
+                    provider_id=r["provider_id"],
+                    upstream_model=r["upstream_model"],
+                    priority=r["priority"],
+                    weight=r["weight"],
+                    price_version_id=r["price_version_id"],
+                    prices=rows.prices(r["pricing"]) if r["pricing"] else None,
+                    disabled=bool(r["disabled"]),
+                )
+            )
+        return out
+
+    @staticmethod
+    def _model(r: sqlite3.Row, deployments: list[Deployment]) -> Model:
+        return Model(
+            id=r["id"],
+            name=r["name"],
+            mode=r["mode"],
+            context_length=r["context_length"],
+            max_output=r["max_output"],
+            price_version_id=r["price_version_id"],
+            prices=rows.prices(r["pricing"]),
+            created_at=r["created_at"],
+            updated_at=r["updated_at"],
+            deployments=tuple(deployments),
+        )
+
+    async def get_model(self, model_id: str) -> Model | None:
+        r = self._one(
+            "SELECT m.*, p.pricing FROM models m JOIN price_versions p ON p.id = m.price_version_id WHERE m.id = ?",
+            (model_id,),
+        )
+        return self._model(r, self._deployments(model_id).get(model_id, [])) if r else None
+
+    async def list_models(self) -> list[Model]:
+        deps = self._deployments(None)
+        found = self._all(
+            "SELECT m.*, p.pricing FROM models m JOIN price_versions p ON p.id = m.price_version_id ORDER BY m.id"
+        )
+        return [self._model(r, deps.get(r["id"], [])) for r in found]
+
+    async def delete_model(self, model_id: str) -> bool:
+        with self._tx() as db:
+            db.execute("DELETE FROM deployments WHERE model_id = ?", (model_id,))
+            deleted = db.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount
+            self._bump(db)
+        return bool(deleted)
+
+    async def get_deployment(self, deployment_id: str) -> Deployment | None:
+        for deps in self._deployments(None).values():
+            for dep in deps:
+                if dep.id == deployment_id:
+                    return dep
+        return None
+
+    # -- accounts and credits -------------------------------------------------------------
+
+    async def create_account(self, name: str, email: str | None) -> Account:
+        aid = new_id("acct_", 10)
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO accounts (id, name, email, created_at) VALUES (?, ?, ?, ?)",
+                (aid, name, email, iso(utcnow())),
+            )
+        found = await self.get_account(aid)
+        assert found is not None
+        return found
+
+    async def get_account(self, account_id: str) -> Account | None:
+        row = self._one("SELECT * FROM accounts WHERE id = ?", (account_id,))
+        return rows.account(row) if row else None
+
+    async def list_accounts(self) -> list[Account]:
+        return [rows.account(r) for r in self._all("SELECT * FROM accounts ORDER BY created_at")]
+
+    async def add_credit(
+        self, account_id: str, amount: int, reason: str, idempotency_key: str | None
+    ) -> tuple[Credit, bool]:
+        with self._tx() as db:
+            if idempotency_key is not None:
+                prior = db.execute(
+                    "SELECT * FROM credits WHERE account_id = ? AND idempotency_key = ?",
+                    (account_id, idempotency_key),
+                ).fetchone()
+                if prior is not None:
+                    return rows.credit(prior), False
+            if db.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+                raise StoreError(f"no account {account_id}")
+            cid = new_id("cr_", 10)
+            db.execute(
+                "INSERT INTO credits VALUES (?, ?, ?, ?, ?, ?)",
+                (cid, account_id, amount, reason, idempotency_key, iso(utcnow())),
+            )
+            db.execute(
+                "UPDATE accounts SET total_credits = total_credits + ? WHERE id = ?", (amount, account_id)
+            )
+            row = db.execute("SELECT * FROM credits WHERE id = ?", (cid,)).fetchone()
+        return rows.credit(row), True
+
+    async def list_credits(self, account_id: str) -> list[Credit]:
+        found = self._all("SELECT * FROM credits WHERE account_id = ? ORDER BY created_at", (account_id,))
+        return [rows.credit(r) for r in found]
+
+    # -- keys -----------------------------------------------------------------------------
+
+    async def create_key(self, key: ApiKey, secret_hash: str) -> ApiKey:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO api_keys (id, account_id, scope, name, hint, limit_pico, limit_reset, expires_at,"
+                " disabled, rpm, tpm, max_concurrency, allowed_models, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key.id,
+                    key.account_id,
+                    key.scope,
+                    key.name,
+                    key.hint,
+                    key.limit,
+                    key.limit_reset,
+                    key.expires_at,
+                    int(key.disabled),
+                    key.rpm,
+                    key.tpm,
+                    key.max_concurrency,
+                    orjson.dumps(list(key.allowed_models)).decode()
+                    if key.allowed_models is not None
+                    else None,
+                    key.created_at,
+                    key.updated_at,
+                ),
+            )
+            db.execute(
+                "INSERT INTO key_secrets VALUES (?, ?, NULL, ?)", (secret_hash, key.id, key.created_at)
+            )
+        found = await self.get_key(key.id)
+        assert found is not None
+        return found
+
+    async def find_key(self, secret_hash: str) -> tuple[ApiKey, str | None] | None:
+        row = self._one(
+            "SELECT k.*, s.valid_until FROM key_secrets s JOIN api_keys k ON k.id = s.key_id WHERE s.hash = ?",
+            (secret_hash,),
+        )
+        return (rows.api_key(row), row["valid_until"]) if row else None
+
+    async def get_key(self, key_id: str) -> ApiKey | None:
+        row = self._one("SELECT * FROM api_keys WHERE id = ?", (key_id,))
+        return rows.api_key(row) if row else None
+
+    async def list_keys(self, account_id: str | None = None, scope: str | None = None) -> list[ApiKey]:
+        clauses, params = [], []
+        if account_id is not None:
+            clauses.append("account_id = ?")
+            params.append(account_id)
+        if scope is not None:
+            clauses.append("scope = ?")
+            params.append(scope)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        return [
+            rows.api_key(r) for r in self._all(f"SELECT * FROM api_keys{where} ORDER BY created_at", params)
+        ]
+
+    async def update_key(self, key_id: str, fields: dict[str, Any]) -> ApiKey | None:
+        unknown = set(fields) - set(_KEY_FIELDS)
+        if unknown:
+            raise StoreError(f"cannot change {sorted(unknown)} of a key")
+        with self._tx() as db:
+            for name, value in fields.items():
+                if name == "allowed_models" and value is not None:
+                    value = orjson.dumps(list(value)).decode()
+                if name == "disabled":
+                    value = int(bool(value))
+                db.execute(f"UPDATE api_keys SET {_KEY_FIELDS[name]} = ? WHERE id = ?", (value, key_id))
+            db.execute("UPDATE api_keys SET updated_at = ? WHERE id = ?", (iso(utcnow()), key_id))
+        return await self.get_key(key_id)
+
+    async def add_key_secret(self, key_id: str, secret_hash: str, retire_others_at: str | None) -> None:
+        now = iso(utcnow())
+        with self._tx() as db:
+            db.execute(
+                "UPDATE key_secrets SET valid_until = ? WHERE key_id = ? AND (valid_until IS NULL OR valid_until > ?)",
+                (retire_others_at or now, key_id, retire_others_at or now),
+            )
+            db.execute("INSERT INTO key_secrets VALUES (?, ?, NULL, ?)", (secret_hash, key_id, now))
+
+    # -- money ----------------------------------------------------------------------------
+
+    async def reserve(self, hold: Hold, now: str) -> ReserveResult:
+        """Hold `hold.amount` against the key's window limit and the account's balance, atomically,
+        checking in the same step that the key is live."""
+        amount = hold.amount
+        try:
+            with self._tx() as db:
+                if not db.execute(
+                    "UPDATE api_keys SET held = held + ?1 WHERE id = ?2 AND revoked_at IS NULL AND disabled = 0"
+                    " AND (expires_at IS NULL OR expires_at > ?3) AND (limit_pico IS NULL OR"
+                    " (CASE WHEN window_start = ?4 THEN window_usage ELSE 0 END) + held + ?1 <= limit_pico)",
+                    (amount, hold.key_id, now, hold.window),
+                ).rowcount:
+                    raise _Refused("key")
+                if not db.execute(
+                    "UPDATE accounts SET held = held + ?1 WHERE id = ?2 AND total_credits - total_usage - held >= ?1",
+                    (amount, hold.account_id),
+                ).rowcount:
+                    raise _Refused("account")
+                db.execute(
+                    "INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?)",
+                    (hold.request_id, hold.account_id, hold.key_id, amount, hold.owner, hold.created_at),
+                )
+        except _Refused as refused:
+            if refused.args[0] == "key":
+                return self._why_key_refused(hold, now)
+            row = self._one("SELECT * FROM accounts WHERE id = ?", (hold.account_id,))
+            acct = rows.account(row) if row else None
+            return ReserveResult("insufficient_credits", max(0, acct.balance - acct.held) if acct else 0)
+        return ReserveResult("ok")
+
+    def _why_key_refused(self, hold: Hold, now: str) -> ReserveResult:
+        row = self._one("SELECT * FROM api_keys WHERE id = ?", (hold.key_id,))
+        if row is None:
+            return ReserveResult("key_missing")
+        key = rows.api_key(row)
+        if key.revoked_at is not None:
+            return ReserveResult("key_revoked")
+        if key.disabled:
+            return ReserveResult("key_disabled")
+        if key.expires_at is not None and key.expires_at <= now:
+            return ReserveResult("key_expired")
+        assert key.limit is not None
+        return ReserveResult(
+            "key_limit_exceeded", max(0, key.limit - key.usage_in_window(hold.window) - key.held)
+        )
+
+    async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
+        """Replace the hold with the exact charge and record the generation; once per request."""
+        cost = generation.cost
+        with self._tx() as db:
+            found = db.execute("SELECT amount FROM holds WHERE request_id = ?", (request_id,)).fetchone()
+            if found is None:
+                return False
+            held = found[0]
+            db.execute("DELETE FROM holds WHERE request_id = ?", (request_id,))
+            db.execute(
+                "UPDATE accounts SET held = held - ?, total_usage = total_usage + ? WHERE id = ?",
+                (held, cost, generation.account_id),
+            )
+            db.execute(
+                "UPDATE api_keys SET held = held - ?1, usage = usage + ?2,"
+                " window_usage = (CASE WHEN window_start = ?3 THEN window_usage ELSE 0 END) + ?2,"
+                " window_start = ?3 WHERE id = ?4",
+                (held, cost, window, generation.key_id),
+            )
+            db.execute(
+                f"INSERT INTO generations VALUES ({', '.join('?' * len(rows.GENERATION_COLUMNS))})",
+                rows.generation_params(generation),
+            )
+        return True
+
+    async def release(self, request_id: str, generation: Generation | None) -> bool:
+        """Drop a hold without charge (the request failed before output); once per request."""
+        with self._tx() as db:
+            found = db.execute(
+                "SELECT amount, account_id, key_id FROM holds WHERE request_id = ?", (request_id,)
+            ).fetchone()
+            if found is None:
+                return False
+            db.execute("DELETE FROM holds WHERE request_id = ?", (request_id,))
+            db.execute("UPDATE accounts SET held = held - ? WHERE id = ?", (found[0], found[1]))
+            db.execute("UPDATE api_keys SET held = held - ? WHERE id = ?", (found[0], found[2]))
+            if generation is not None:
+                db.execute(
+                    f"INSERT INTO generations VALUES ({', '.join('?' * len(rows.GENERATION_COLUMNS))})",
+                    rows.generation_params(generation),
+                )
+        return True
+
+    async def recover_holds(self, owner: str | None) -> list[Hold]:
+        """Release holds left by dead processes (all of them when `owner` is None)."""
+        now = iso(utcnow())
+        with self._tx() as db:
+            sql = "SELECT * FROM holds" + (" WHERE owner = ?" if owner else "")
+            found = [rows.hold(r) for r in db.execute(sql, (owner,) if owner else ()).fetchall()]
+            for h in found:
+                db.execute("DELETE FROM holds WHERE request_id = ?", (h.request_id,))
+                db.execute("UPDATE accounts SET held = held - ? WHERE id = ?", (h.amount, h.account_id))
+                db.execute("UPDATE api_keys SET held = held - ? WHERE id = ?", (h.amount, h.key_id))
+                db.execute(
+                    "INSERT OR REPLACE INTO orphaned_holds VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (h.request_id, h.account_id, h.key_id, h.amount, h.owner, h.created_at, now),
+                )
+        return found
+
+    async def open_holds(self) -> list[Hold]:
+        return [rows.hold(r) for r in self._all("SELECT * FROM holds ORDER BY created_at")]
+
+    # -- records --------------------------------------------------------------------------
+
+    async def get_generation(self, generation_id: str) -> Generation | None:
+        row = self._one("SELECT * FROM generations WHERE id = ?", (generation_id,))
+        return rows.generation(row) if row else None
+
+    async def key_spend_since(self, key_id: str, since: str) -> int:
+        total = 0
+        for (cost,) in self._db.execute(
+            "SELECT cost FROM generations WHERE key_id = ? AND created_at >= ? AND cost > 0", (key_id, since)
+        ):
+            total += cost
+        return total
+
+    async def verify_ledger(self) -> LedgerReport:
+        with self._tx() as db:  # one consistent snapshot
+            accounts = [rows.account(r) for r in db.execute("SELECT * FROM accounts")]
+            keys = [rows.api_key(r) for r in db.execute("SELECT * FROM api_keys")]
+            credits: dict[str, int] = defaultdict(int)
+            for acct, amount in db.execute("SELECT account_id, amount FROM credits"):
+                credits[acct] += amount
+            charges: dict[str, int] = defaultdict(int)
+            key_charges: dict[str, int] = defaultdict(int)
+            failed_charged, overruns = [], 0
+            for gid, acct, kid, cost, hold, status in db.execute(
+                "SELECT id, account_id, key_id, cost, hold, status FROM generations"
+            ):
+                charges[acct] += cost
+                key_charges[kid] += cost
+                overruns += cost > hold
+                if status == "error" and cost:
+                    failed_charged.append(gid)
+            holds_acct: dict[str, int] = defaultdict(int)
+            holds_key: dict[str, int] = defaultdict(int)
+            for acct, kid, amount in db.execute("SELECT account_id, key_id, amount FROM holds"):
+                holds_acct[acct] += amount
+                holds_key[kid] += amount
+        sums = LedgerSums(
+            accounts, keys, credits, charges, holds_acct, holds_key, key_charges, failed_charged, overruns
+        )
+        return check(sums, utcnow())
