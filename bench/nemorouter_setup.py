@@ -1,0 +1,71 @@
+"""Provision a fresh NemoRouter for the benchmark through its admin CLI, every feature on.
+
+Kept apart from run.py so that a change in the CLI is a change here only. The provisioning mirrors
+real use: an upstream provider with a vaulted key, a priced model, a funded account and a key with
+spend, RPM and TPM limits, so each benchmarked request pays for auth, limits, the credit hold and
+its settlement. The limits are set high enough never to reject a request in a long run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ADMIN_TOKEN = "bench-admin-token"
+UPSTREAM_KEY = "sk-stub-upstream-key"
+MODEL = "bench/gpt-4o-mini"
+
+
+@dataclass
+class NemoRouter:
+    """What run.py needs to start and load the gateway."""
+
+    serve_argv: list[str]
+    env: dict[str, str]
+    api_key: str
+    model: str = MODEL
+
+
+def cli_path() -> Path:
+    """The `nemorouter` console script installed in the same venv as this interpreter."""
+    return Path(sys.executable).parent / "nemorouter"
+
+
+def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
+    """Run one admin command and return its JSON output; fail loudly with its stderr."""
+    argv = [str(cli_path()), *args]
+    proc = subprocess.run(
+        argv, input=stdin, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"`{' '.join(argv[1:])}` exited {proc.returncode}: {proc.stderr.strip()[-2000:]}")
+    out = proc.stdout.strip()
+    try:
+        return json.loads(out) if out else None
+    except json.JSONDecodeError:  # tolerate log lines before the JSON document
+        return json.loads(out.splitlines()[-1])
+
+
+def setup_nemorouter(data_dir: Path, stub_url: str, port: int) -> NemoRouter:
+    """Initialise state in `data_dir` against the stub at `stub_url` (.../v1); return how to serve it."""
+    if not cli_path().exists():
+        raise RuntimeError(
+            f"NemoRouter CLI not found at {cli_path()} (is the package installed in this venv?)"
+        )
+    env = {**os.environ, "NEMO_DATA_DIR": str(data_dir), "NEMO_ADMIN_TOKEN": ADMIN_TOKEN}
+    _cli(env, "init")
+    _cli(env, "providers", "add", "stub", "--kind", "openai", "--base-url", stub_url)
+    _cli(env, "providers", "add-key", "stub", "--label", "main", stdin=UPSTREAM_KEY + "\n")
+    prices = ["--input", "0.15", "--output", "0.6", "--context", "128000", "--max-output", "16384"]
+    _cli(env, "models", "add", MODEL, *prices, "--deploy", "stub:gpt-4o-mini")
+    account_id = _cli(env, "accounts", "create", "bench", "--email", "bench@example.com")["data"]["id"]
+    _cli(env, "credits", "add", account_id, "1000000", "--reason", "bench", "--idempotency-key", "bench-1")
+    limits = ["--limit", "900000", "--rpm", "100000000", "--tpm", "100000000000"]
+    created = _cli(env, "keys", "create", account_id, "--name", "bench", *limits)
+    serve = [str(cli_path()), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    return NemoRouter(serve_argv=serve, env=env, api_key=created["key"])
