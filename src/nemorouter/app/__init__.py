@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -14,11 +13,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nemorouter.app import admin, inference, management
+from nemorouter.app.fast import FastPath
 from nemorouter.app.http import json_response, on_http_error, on_nemo_error, on_unexpected
 from nemorouter.errors import NemoError
 from nemorouter.service.container import Services, close_services, open_services, start_gateway
 from nemorouter.settings import Settings
-from nemorouter.store.sqlite import SqliteStore
 from nemorouter.timeutil import new_id
 
 log = logging.getLogger("nemorouter")
@@ -37,29 +36,15 @@ async def readyz(request: Request) -> Response:
     return json_response({"ok": True, "database": True})
 
 
-async def _checkpointer(store: SqliteStore) -> None:
-    """WAL checkpoints off the event loop, so a commit never pays for one."""
-    while True:
-        await asyncio.sleep(1.0)
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(store.checkpoint)
-
-
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> FastPath:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings)
         await start_gateway(services, owner=new_id("proc_", 6))
         app.state.services = services
-        background = None
-        if isinstance(services.store, SqliteStore):
-            services.store.set_autocheckpoint(0)
-            background = asyncio.create_task(_checkpointer(services.store))
         try:
             yield
         finally:
-            if background is not None:
-                background.cancel()
             await close_services(services)
 
     routes = [
@@ -69,8 +54,9 @@ def create_app(settings: Settings) -> Starlette:
         *management.routes,
         *admin.routes,
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={NemoError: on_nemo_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
+    return FastPath(app)

@@ -1,4 +1,4 @@
-"""The inference API (inference key): chat completions, embeddings, models, key, generation."""
+"""The inference API's reads: models, key, generation (chat and embeddings live in `fast`)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nemorouter.app.http import json_response, read_body
+from nemorouter.app.http import json_response
 from nemorouter.app.state import services_of
-from nemorouter.app.streaming import SseResponse
 from nemorouter.errors import InvalidRequest, NotFound
 from nemorouter.service.auth import bearer
-from nemorouter.service.gateway import JsonReply
 from nemorouter.service.keyformat import key_scope
 from nemorouter.service.views import generation_view, public_model_view
 from nemorouter.store.records import ApiKey
@@ -27,30 +25,6 @@ async def _any_key(request: Request) -> ApiKey:
     secret = bearer(request.headers.get("authorization"))
     scope = (key_scope(secret) if secret else None) or "inference"
     return await _key(request, scope)
-
-
-async def chat_completions(request: Request) -> Response:
-    services = services_of(request)
-    key = await _key(request)
-    raw = await read_body(request, services.settings.max_body_bytes)
-    assert services.gateway is not None
-    reply = await services.gateway.chat(key, raw)
-    if isinstance(reply, JsonReply):
-        return Response(
-            reply.body, status_code=reply.status, headers=reply.headers, media_type="application/json"
-        )
-    return SseResponse(reply.chunks, reply.headers)  # type: ignore[return-value]
-
-
-async def embeddings(request: Request) -> Response:
-    services = services_of(request)
-    key = await _key(request)
-    raw = await read_body(request, services.settings.max_body_bytes)
-    assert services.gateway is not None
-    reply = await services.gateway.embeddings(key, raw)
-    return Response(
-        reply.body, status_code=reply.status, headers=reply.headers, media_type="application/json"
-    )
 
 
 async def models(request: Request) -> Response:
@@ -84,8 +58,6 @@ async def generation(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/chat/completions", chat_completions, methods=["POST"]),
-    Route("/v1/embeddings", embeddings, methods=["POST"]),
     Route("/v1/models", models, methods=["GET"]),
     Route("/v1/key", current_key, methods=["GET"]),
     Route("/v1/generation", generation, methods=["GET"]),

@@ -21,6 +21,11 @@ async def _mgmt(request: Request) -> tuple[Services, ApiKey]:
     return services, key
 
 
+async def _changed(services: Services) -> None:
+    if services.routes is not None:
+        await services.routes.refresh(force=True)  # this replica sees its own change at once
+
+
 async def credits(request: Request) -> Response:
     services, mgmt = await _mgmt(request)
     account = await services.admin.account(mgmt.account_id)
@@ -32,6 +37,7 @@ async def keys(request: Request) -> Response:
     if request.method == "POST":
         body = await read_json(request, services.settings.max_body_bytes)
         secret, key = await services.admin.create_key(mgmt.account_id, body)
+        await _changed(services)
         return json_response({"key": secret, "data": await services.admin.key_view(key)}, status=201)
     found = await services.store.list_keys(mgmt.account_id, scope="inference")
     return json_response({"data": [await services.admin.key_view(k) for k in found]})
@@ -47,6 +53,8 @@ async def one_key(request: Request) -> Response:
         key = await services.admin.revoke_key(key_id, account_id=mgmt.account_id)
     else:
         key = await services.admin.key(key_id, account_id=mgmt.account_id)
+    if request.method != "GET":
+        await _changed(services)
     return json_response({"data": await services.admin.key_view(key)})
 
 

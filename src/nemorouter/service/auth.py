@@ -7,6 +7,7 @@ from datetime import datetime
 
 from nemorouter.errors import AuthError, Forbidden
 from nemorouter.service.keyformat import hash_key, key_scope
+from nemorouter.service.routing import RoutingTable
 from nemorouter.store.base import Store
 from nemorouter.store.records import ApiKey
 from nemorouter.timeutil import iso
@@ -20,28 +21,60 @@ def bearer(header: str | None) -> str | None:
 
 
 class Authenticator:
-    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
+    """Checks keys. On the inference path a key record may come from a cache that is dropped
+    whenever the store's config version moves (every key change bumps it); that is safe
+    because `reserve` re-checks revocation, disabling and expiry in the same atomic step that
+    holds the money, so a revoked key still fails on its very next request."""
+
+    CACHE_MAX = 100_000
+
+    def __init__(
+        self, store: Store, clock: Callable[[], datetime], routes: RoutingTable | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._routes = routes
+        self._cache: dict[str, tuple[ApiKey, str | None]] = {}
+        self._cache_version = -1
 
-    async def authenticate(self, secret: str | None, scope: str) -> ApiKey:
+    async def authenticate(self, secret: str | None, scope: str, *, cached: bool = False) -> ApiKey:
         """The live key for `secret`, of the given scope (`inference` or `management`)."""
         if secret is None:
             raise AuthError("missing API key: send `Authorization: Bearer sk-nemo-...`")
-        found_scope = key_scope(secret)
-        if found_scope is None:
-            raise AuthError("malformed API key (bad format or checksum)")
-        if found_scope != scope:
-            raise Forbidden(f"this endpoint needs an {scope} key, not an {found_scope} key")
-        found = await self._store.find_key(hash_key(secret))
+        digest = hash_key(secret)
+        found = self._cached(digest) if cached else None
         if found is None:
-            raise AuthError("unknown API key")
+            found_scope = key_scope(secret)
+            if found_scope is None:
+                raise AuthError("malformed API key (bad format or checksum)")
+            if found_scope != scope:
+                raise Forbidden(f"this endpoint needs an {scope} key, not an {found_scope} key")
+            found = await self._store.find_key(digest)
+            if found is None:
+                raise AuthError("unknown API key")
+            if cached:
+                self._remember(digest, found)
         key, valid_until = found
         now = iso(self._clock())
         check_live(key, now)
         if valid_until is not None and valid_until <= now:
             raise AuthError("this key was rotated and its grace period has ended", type="key_revoked")
         return key
+
+    def _cached(self, digest: str) -> tuple[ApiKey, str | None] | None:
+        version = self._routes.version if self._routes is not None else -1
+        if version != self._cache_version or version < 0:
+            self._cache.clear()
+            self._cache_version = version
+            return None
+        return self._cache.get(digest)
+
+    def _remember(self, digest: str, found: tuple[ApiKey, str | None]) -> None:
+        if self._cache_version < 0:
+            return
+        if len(self._cache) >= self.CACHE_MAX:
+            self._cache.clear()
+        self._cache[digest] = found
 
 
 def check_live(key: ApiKey, now: str) -> None:

@@ -92,7 +92,7 @@ async def start_gateway(services: Services, owner: str) -> None:
     await services.routes.refresh(force=True)
     services.client = UpstreamClient(services.settings.timeouts)
     await services.client.start()
-    services.auth = Authenticator(store, services.clock)
+    services.auth = Authenticator(store, services.clock, services.routes)
     services.gateway = Gateway(store, services.routes, services.client, LocalLimiter(), services.clock, owner)
 
 

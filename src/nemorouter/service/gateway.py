@@ -30,7 +30,7 @@ from nemorouter.service.relay import relay
 from nemorouter.service.routing import Route, RoutingTable, Target, adapter_of
 from nemorouter.store.base import Store
 from nemorouter.store.records import ApiKey, Generation, Hold
-from nemorouter.timeutil import iso, new_id
+from nemorouter.timeutil import iso, time_ordered_id
 
 log = logging.getLogger("nemorouter.gateway")
 
@@ -190,8 +190,9 @@ class Gateway:
             error.headers.update(exc.headers)
             raise error from None
         now = self.clock()
+        stamp = iso(now)
         call = Call(
-            id=new_id("gen-"),
+            id=time_ordered_id("gen-"),
             key=key,
             endpoint=endpoint,
             routes=routes,
@@ -199,7 +200,7 @@ class Gateway:
             input_bound=bound,
             ticket=ticket,
             started=time.monotonic(),
-            created_at=iso(now),
+            created_at=stamp,
             stream=stream,
         )
         result = await self.store.reserve(
@@ -210,9 +211,12 @@ class Gateway:
                 hold,
                 window_start(key.limit_reset, now),
                 self.owner,
-                call.created_at,
+                stamp,
+                model=routes[0].model.id,
+                endpoint=endpoint,
+                streamed=stream,
             ),
-            iso(now),
+            stamp,
         )
         if not result.ok:
             self.limiter.finish(ticket, 0)
@@ -223,7 +227,7 @@ class Gateway:
         return [t for route in call.routes for t in route.targets(self._rng)]
 
     def _headers(self, call: Call) -> dict[str, str]:
-        return {"x-nemo-request-id": call.id, **call.ticket.headers}
+        return {"x-nemo-request-id": call.id}
 
     def _on_failure(self, target: Target, failure: Failure) -> None:
         log.warning(

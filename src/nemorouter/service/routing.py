@@ -46,6 +46,7 @@ class Target:
 class Route:
     model: Model
     deployments: tuple[tuple[Deployment, Provider, tuple[VaultKey, ...]], ...]
+    fixed: tuple[Target, ...] | None = None  # the one possible order, when there is no choice
 
     def prices_of(self, deployment: Deployment) -> tuple[Prices, int]:
         if deployment.prices is not None and deployment.price_version_id is not None:
@@ -57,6 +58,8 @@ class Route:
 
     def targets(self, rng: random.Random) -> list[Target]:
         """Attempt order: by priority; weighted shuffle within a priority; a weighted key each."""
+        if self.fixed is not None:
+            return list(self.fixed)
         by_priority: dict[int, list[tuple[Deployment, Provider, tuple[VaultKey, ...]]]] = defaultdict(list)
         for entry in self.deployments:
             by_priority[entry[0].priority].append(entry)
@@ -84,6 +87,7 @@ class RoutingTable:
         self._check_interval = check_interval
         self._checked_at = 0.0
         self._version = -1
+        self.version = -1  # the config version last loaded; caches of config-derived data key on it
         self._routes: dict[str, Route] = {}
         self._models: list[Model] = []
         self.problems: list[str] = []
@@ -96,8 +100,9 @@ class RoutingTable:
         version = await self._store.config_version()
         if version == self._version and not force:
             return
+        self.version = -1  # invalidates dependent caches while loading
         await self._load()
-        self._version = version
+        self._version = self.version = version
 
     async def _load(self) -> None:
         providers = {p.id: p for p in await self._store.list_providers()}
@@ -126,7 +131,10 @@ class RoutingTable:
                 and keys[dep.provider_id]
             )
             if usable:
-                routes[model.id] = Route(model, usable)
+                route = Route(model, usable)
+                if len(usable) == 1 and len(usable[0][2]) == 1:
+                    route = Route(model, usable, tuple(route.targets(random.Random())))
+                routes[model.id] = route
         self._routes = routes
         self._models = models
         self.problems = problems

@@ -124,6 +124,8 @@ class CatalogEntry:
 
 @dataclass(frozen=True, slots=True)
 class Hold:
+    """The worst case of one request, reserved before it is sent; also the start of its record."""
+
     request_id: str
     account_id: str
     key_id: str
@@ -131,6 +133,9 @@ class Hold:
     window: str
     owner: str
     created_at: str
+    model: str = ""
+    endpoint: str = "chat"
+    streamed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,14 +88,18 @@ def provider_key(row: Row) -> ProviderKey:
 
 
 def hold(row: Row) -> Hold:
+    """An open hold is a pending generation row."""
     return Hold(
-        request_id=row["request_id"],
+        request_id=row["id"],
         account_id=row["account_id"],
         key_id=row["key_id"],
-        amount=row["amount"],
+        amount=row["hold"],
         window="",
         owner=row["owner"],
         created_at=row["created_at"],
+        model=row["model"],
+        endpoint=row["endpoint"],
+        streamed=bool(row["streamed"]),
     )
 
 

@@ -1,19 +1,15 @@
 """The embedded store: one SQLite file in WAL mode.
 
-Statements run synchronously on the caller's thread: each is tens of microseconds on a
-local file, far cheaper than a hop to a worker thread. Write transactions use
-BEGIN IMMEDIATE, so reserve/settle are atomic against every other connection (the CLI, a
-second process) and a conditional UPDATE is never a read-then-write race.
+This module holds configuration and administration; the money path (reserve, settle,
+release, ledger checks) is in `sqlite_money`, the connection and group commit in `sqlite_conn`.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,7 +17,6 @@ import orjson
 from nemorouter.money import Prices
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
-from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.records import (
     Account,
     ApiKey,
@@ -29,13 +24,11 @@ from nemorouter.store.records import (
     Credit,
     Deployment,
     Generation,
-    Hold,
-    LedgerReport,
     Model,
     Provider,
     ProviderKey,
-    ReserveResult,
 )
+from nemorouter.store.sqlite_money import SqliteMoney
 from nemorouter.timeutil import iso, new_id, utcnow
 
 _KEY_FIELDS = {
@@ -53,59 +46,13 @@ _KEY_FIELDS = {
 _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 
 
-class _Refused(Exception):
-    """Internal: a conditional update matched nothing; roll the transaction back."""
-
-
-class SqliteStore:
+class SqliteStore(SqliteMoney):
     """Implements `nemorouter.store.base.Store` on SQLite."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        if path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000"):
-            self._db.execute(f"PRAGMA {pragma}")
-
-    # -- plumbing -------------------------------------------------------------------------
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
-        row: sqlite3.Row | None = self._db.execute(sql, params).fetchone()
-        return row
-
-    def _all(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        return self._db.execute(sql, params).fetchall()
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
-        """Config changed: replicas and the server's caches reload on the next version check."""
+        """Config changed: every server's routing table reloads on its next version check."""
         db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'")
-
-    def set_autocheckpoint(self, pages: int) -> None:
-        """The server checkpoints from a background thread instead of inside a commit."""
-        self._db.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
-
-    def checkpoint(self) -> None:
-        """Copy WAL pages into the main file without blocking writers (own connection)."""
-        con = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            con.execute("PRAGMA busy_timeout=1000")
-            con.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            con.close()
 
     async def migrate(self) -> list[int]:
         self._db.execute(
@@ -131,7 +78,7 @@ class SqliteStore:
         return applied
 
     async def close(self) -> None:
-        self._db.close()
+        self.close_connection()
 
     async def get_meta(self, key: str) -> str | None:
         row = self._one("SELECT value FROM meta WHERE key = ?", (key,))
@@ -496,6 +443,7 @@ class SqliteStore:
                     value = int(bool(value))
                 db.execute(f"UPDATE api_keys SET {_KEY_FIELDS[name]} = ? WHERE id = ?", (value, key_id))
             db.execute("UPDATE api_keys SET updated_at = ? WHERE id = ?", (iso(utcnow()), key_id))
+            self._bump(db)
         return await self.get_key(key_id)
 
     async def add_key_secret(self, key_id: str, secret_hash: str, retire_others_at: str | None) -> None:
@@ -506,155 +454,10 @@ class SqliteStore:
                 (retire_others_at or now, key_id, retire_others_at or now),
             )
             db.execute("INSERT INTO key_secrets VALUES (?, ?, NULL, ?)", (secret_hash, key_id, now))
-
-    # -- money ----------------------------------------------------------------------------
-
-    async def reserve(self, hold: Hold, now: str) -> ReserveResult:
-        """Hold `hold.amount` against the key's window limit and the account's balance, atomically,
-        checking in the same step that the key is live."""
-        amount = hold.amount
-        try:
-            with self._tx() as db:
-                if not db.execute(
-                    "UPDATE api_keys SET held = held + ?1 WHERE id = ?2 AND revoked_at IS NULL AND disabled = 0"
-                    " AND (expires_at IS NULL OR expires_at > ?3) AND (limit_pico IS NULL OR"
-                    " (CASE WHEN window_start = ?4 THEN window_usage ELSE 0 END) + held + ?1 <= limit_pico)",
-                    (amount, hold.key_id, now, hold.window),
-                ).rowcount:
-                    raise _Refused("key")
-                if not db.execute(
-                    "UPDATE accounts SET held = held + ?1 WHERE id = ?2 AND total_credits - total_usage - held >= ?1",
-                    (amount, hold.account_id),
-                ).rowcount:
-                    raise _Refused("account")
-                db.execute(
-                    "INSERT INTO holds VALUES (?, ?, ?, ?, ?, ?)",
-                    (hold.request_id, hold.account_id, hold.key_id, amount, hold.owner, hold.created_at),
-                )
-        except _Refused as refused:
-            if refused.args[0] == "key":
-                return self._why_key_refused(hold, now)
-            row = self._one("SELECT * FROM accounts WHERE id = ?", (hold.account_id,))
-            acct = rows.account(row) if row else None
-            return ReserveResult("insufficient_credits", max(0, acct.balance - acct.held) if acct else 0)
-        return ReserveResult("ok")
-
-    def _why_key_refused(self, hold: Hold, now: str) -> ReserveResult:
-        row = self._one("SELECT * FROM api_keys WHERE id = ?", (hold.key_id,))
-        if row is None:
-            return ReserveResult("key_missing")
-        key = rows.api_key(row)
-        if key.revoked_at is not None:
-            return ReserveResult("key_revoked")
-        if key.disabled:
-            return ReserveResult("key_disabled")
-        if key.expires_at is not None and key.expires_at <= now:
-            return ReserveResult("key_expired")
-        assert key.limit is not None
-        return ReserveResult(
-            "key_limit_exceeded", max(0, key.limit - key.usage_in_window(hold.window) - key.held)
-        )
-
-    async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
-        """Replace the hold with the exact charge and record the generation; once per request."""
-        cost = generation.cost
-        with self._tx() as db:
-            found = db.execute("SELECT amount FROM holds WHERE request_id = ?", (request_id,)).fetchone()
-            if found is None:
-                return False
-            held = found[0]
-            db.execute("DELETE FROM holds WHERE request_id = ?", (request_id,))
-            db.execute(
-                "UPDATE accounts SET held = held - ?, total_usage = total_usage + ? WHERE id = ?",
-                (held, cost, generation.account_id),
-            )
-            db.execute(
-                "UPDATE api_keys SET held = held - ?1, usage = usage + ?2,"
-                " window_usage = (CASE WHEN window_start = ?3 THEN window_usage ELSE 0 END) + ?2,"
-                " window_start = ?3 WHERE id = ?4",
-                (held, cost, window, generation.key_id),
-            )
-            db.execute(
-                f"INSERT INTO generations VALUES ({', '.join('?' * len(rows.GENERATION_COLUMNS))})",
-                rows.generation_params(generation),
-            )
-        return True
-
-    async def release(self, request_id: str, generation: Generation | None) -> bool:
-        """Drop a hold without charge (the request failed before output); once per request."""
-        with self._tx() as db:
-            found = db.execute(
-                "SELECT amount, account_id, key_id FROM holds WHERE request_id = ?", (request_id,)
-            ).fetchone()
-            if found is None:
-                return False
-            db.execute("DELETE FROM holds WHERE request_id = ?", (request_id,))
-            db.execute("UPDATE accounts SET held = held - ? WHERE id = ?", (found[0], found[1]))
-            db.execute("UPDATE api_keys SET held = held - ? WHERE id = ?", (found[0], found[2]))
-            if generation is not None:
-                db.execute(
-                    f"INSERT INTO generations VALUES ({', '.join('?' * len(rows.GENERATION_COLUMNS))})",
-                    rows.generation_params(generation),
-                )
-        return True
-
-    async def recover_holds(self, owner: str | None) -> list[Hold]:
-        """Release holds left by dead processes (all of them when `owner` is None)."""
-        now = iso(utcnow())
-        with self._tx() as db:
-            sql = "SELECT * FROM holds" + (" WHERE owner = ?" if owner else "")
-            found = [rows.hold(r) for r in db.execute(sql, (owner,) if owner else ()).fetchall()]
-            for h in found:
-                db.execute("DELETE FROM holds WHERE request_id = ?", (h.request_id,))
-                db.execute("UPDATE accounts SET held = held - ? WHERE id = ?", (h.amount, h.account_id))
-                db.execute("UPDATE api_keys SET held = held - ? WHERE id = ?", (h.amount, h.key_id))
-                db.execute(
-                    "INSERT OR REPLACE INTO orphaned_holds VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (h.request_id, h.account_id, h.key_id, h.amount, h.owner, h.created_at, now),
-                )
-        return found
-
-    async def open_holds(self) -> list[Hold]:
-        return [rows.hold(r) for r in self._all("SELECT * FROM holds ORDER BY created_at")]
+            self._bump(db)
 
     # -- records --------------------------------------------------------------------------
 
     async def get_generation(self, generation_id: str) -> Generation | None:
         row = self._one("SELECT * FROM generations WHERE id = ?", (generation_id,))
         return rows.generation(row) if row else None
-
-    async def key_spend_since(self, key_id: str, since: str) -> int:
-        total = 0
-        for (cost,) in self._db.execute(
-            "SELECT cost FROM generations WHERE key_id = ? AND created_at >= ? AND cost > 0", (key_id, since)
-        ):
-            total += cost
-        return total
-
-    async def verify_ledger(self) -> LedgerReport:
-        with self._tx() as db:  # one consistent snapshot
-            accounts = [rows.account(r) for r in db.execute("SELECT * FROM accounts")]
-            keys = [rows.api_key(r) for r in db.execute("SELECT * FROM api_keys")]
-            credits: dict[str, int] = defaultdict(int)
-            for acct, amount in db.execute("SELECT account_id, amount FROM credits"):
-                credits[acct] += amount
-            charges: dict[str, int] = defaultdict(int)
-            key_charges: dict[str, int] = defaultdict(int)
-            failed_charged, overruns = [], 0
-            for gid, acct, kid, cost, hold, status in db.execute(
-                "SELECT id, account_id, key_id, cost, hold, status FROM generations"
-            ):
-                charges[acct] += cost
-                key_charges[kid] += cost
-                overruns += cost > hold
-                if status == "error" and cost:
-                    failed_charged.append(gid)
-            holds_acct: dict[str, int] = defaultdict(int)
-            holds_key: dict[str, int] = defaultdict(int)
-            for acct, kid, amount in db.execute("SELECT account_id, key_id, amount FROM holds"):
-                holds_acct[acct] += amount
-                holds_key[kid] += amount
-        sums = LedgerSums(
-            accounts, keys, credits, charges, holds_acct, holds_key, key_charges, failed_charged, overruns
-        )
-        return check(sums, utcnow())

@@ -124,17 +124,11 @@ CREATE TABLE key_secrets (
 );
 CREATE INDEX key_secrets_key ON key_secrets(key_id);
 
--- Open holds: the worst case of an in-flight request, reserved against key and account.
-CREATE TABLE holds (
-  request_id TEXT PRIMARY KEY,
-  account_id TEXT NOT NULL,
-  key_id     TEXT NOT NULL,
-  amount     INTEGER NOT NULL,
-  owner      TEXT NOT NULL,
-  created_at TEXT NOT NULL
-);
-
--- One row per request: the usage record, and (when cost > 0) the charge.
+-- One row per request, written when its hold is reserved (status 'pending': an open hold of
+-- `hold` pico-USD) and completed when it is settled ('success', 'partial', 'cancelled': the
+-- charge is `cost`) or released ('error': no charge). Holds a dead process left are marked
+-- 'orphaned' at the next start, released, and kept for reconciliation. Ids are time-ordered,
+-- so with WITHOUT ROWID each insert appends to one B-tree.
 CREATE TABLE generations (
   id                 TEXT PRIMARY KEY,
   account_id         TEXT NOT NULL,
@@ -161,18 +155,8 @@ CREATE TABLE generations (
   latency_ms         INTEGER,
   error              TEXT,
   raw_usage          TEXT,
+  owner              TEXT NOT NULL DEFAULT '',
   created_at         TEXT NOT NULL
-);
+) WITHOUT ROWID;
 CREATE INDEX generations_account ON generations(account_id, created_at);
 CREATE INDEX generations_key ON generations(key_id, created_at);
-
--- Holds found open when a process started: released, kept here for reconciliation.
-CREATE TABLE orphaned_holds (
-  request_id  TEXT PRIMARY KEY,
-  account_id  TEXT NOT NULL,
-  key_id      TEXT NOT NULL,
-  amount      INTEGER NOT NULL,
-  owner       TEXT NOT NULL,
-  created_at  TEXT NOT NULL,
-  released_at TEXT NOT NULL
-);

@@ -1,0 +1,221 @@
+"""Shared fixtures: real processes on loopback (the simulator and the gateway), real SQLite files.
+
+Nothing here mocks NemoRouter's own code: tests drive the `nemorouter` command and its HTTP API.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+NEMOROUTER = [sys.executable, "-m", "nemorouter"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_line(proc: subprocess.Popen[str], needle: str, timeout: float) -> str:
+    """Read stdout lines until one contains `needle` (in a thread, so a silent process can't hang us)."""
+    found: list[str] = []
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if needle in line:
+                found.append(line)
+                return
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not found:
+        proc.kill()
+        raise RuntimeError(f"process did not print {needle!r} within {timeout}s")
+    return found[0]
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 15) -> int:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass
+class Sim:
+    url: str
+    proc: subprocess.Popen[str]
+
+    def requests(self, limit: int = 1000) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = httpx.get(f"{self.url}/_sim/requests", params={"limit": limit}).json()
+        return found
+
+    def clear(self) -> None:
+        httpx.delete(f"{self.url}/_sim/requests")
+
+
+def start_sim(log_dir: Path) -> Sim:
+    log = open(log_dir / "sim.log", "w")  # noqa: SIM115 - lives as long as the process
+    proc = subprocess.Popen(
+        [*NEMOROUTER, "sim", "--port", "0"], stdout=subprocess.PIPE, stderr=log, text=True
+    )
+    line = _wait_for_line(proc, "http://", 20)
+    return Sim(line[line.index("http://") :].strip(), proc)
+
+
+@dataclass
+class Gateway:
+    """A `nemorouter serve` process on its own data dir and SQLite file."""
+
+    data_dir: Path
+    admin_token: str
+    port: int = 0
+    proc: subprocess.Popen[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cli(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [*NEMOROUTER, *args], env=self.env, input=input, capture_output=True, text=True, timeout=60
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"nemorouter {' '.join(args)} failed: {result.stderr}")
+        return result
+
+    def cli_json(self, *args: str, input: str | None = None) -> Any:
+        return json.loads(self.cli(*args, input=input).stdout)
+
+    def start(self) -> None:
+        self.port = free_port()
+        log = open(self.data_dir / "gateway.log", "a")  # noqa: SIM115 - lives as long as the process
+        self.proc = subprocess.Popen(
+            [*NEMOROUTER, "serve", "--port", str(self.port)],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        _wait_for_line(self.proc, "http://", 30)
+
+    def stop(self) -> int:
+        return stop(self.proc) if self.proc is not None else 0
+
+    def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        return httpx.request(
+            method,
+            f"{self.url}/admin/v1{path}",
+            json=body,
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.admin_token}"},
+        )
+
+    def account(self, credits: str = "5.00", name: str = "test") -> str:
+        created = self.admin("POST", "/accounts", {"name": name, "email": f"{name}@example.com"})
+        assert created.status_code == 201, created.text
+        account_id: str = created.json()["data"]["id"]
+        if credits != "0":
+            credited = self.admin(
+                "POST", f"/accounts/{account_id}/credits", {"amount": credits, "reason": "test"}
+            )
+            assert credited.status_code == 201, credited.text
+        return account_id
+
+    def key(self, account_id: str, **fields: Any) -> str:
+        created = self.admin("POST", f"/accounts/{account_id}/keys", {"name": "test", **fields})
+        assert created.status_code == 201, created.text
+        secret: str = created.json()["key"]
+        return secret
+
+    def management_key(self, account_id: str) -> str:
+        created = self.admin("POST", f"/accounts/{account_id}/management-keys", {"name": "mgmt"})
+        assert created.status_code == 201, created.text
+        secret: str = created.json()["key"]
+        return secret
+
+    def balance(self, account_id: str) -> dict[str, Any]:
+        found: dict[str, Any] = self.admin("GET", f"/accounts/{account_id}").json()["data"]
+        return found
+
+    def verify(self) -> dict[str, Any]:
+        report: dict[str, Any] = self.admin("GET", "/ledger/verify").json()
+        return report
+
+    def openai(self, key: str, **kwargs: Any) -> Any:
+        from openai import OpenAI
+
+        return OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, **kwargs)
+
+
+def new_gateway(base: Path, sim: Sim | None) -> Gateway:
+    """Init a fresh data dir; register the simulator (if given) with the bundled OpenAI catalog."""
+    data_dir = base / f"nemo-{secrets.token_hex(4)}"
+    data_dir.mkdir(parents=True)
+    token = "test-admin-" + secrets.token_hex(8)
+    env = {**os.environ, "NEMO_DATA_DIR": str(data_dir), "NEMO_ADMIN_TOKEN": token}
+    env.pop("NEMO_DATABASE_URL", None)
+    env.pop("NEMO_MASTER_KEY", None)
+    gw = Gateway(data_dir=data_dir, admin_token=token, env=env)
+    gw.cli("init")
+    if sim is not None:
+        gw.cli("providers", "add", "sim", "--kind", "openai", "--base-url", f"{sim.url}/v1")
+        gw.cli("providers", "add-key", "sim", "--label", "main", input=SIM_PROVIDER_SECRET + "\n")
+        gw.cli("models", "import", "--vendor", "openai", "--provider", "sim")
+    return gw
+
+
+SIM_PROVIDER_SECRET = "sk-sim-vault-secret-" + secrets.token_hex(8)
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("nemorouter")
+
+
+@pytest.fixture(scope="session")
+def sim(workdir: Path) -> Iterator[Sim]:
+    server = start_sim(workdir)
+    yield server
+    stop(server.proc)
+
+
+@pytest.fixture(scope="session")
+def gateway(workdir: Path, sim: Sim) -> Iterator[Gateway]:
+    """One gateway for the session; tests make their own accounts and keys."""
+    gw = new_gateway(workdir, sim)
+    gw.start()
+    yield gw
+    assert gw.stop() == 0
+
+
+def wait_until(predicate: Any, timeout: float = 5.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())
