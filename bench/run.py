@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -219,6 +220,7 @@ class Result:
     socket_errors: dict[str, int] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    rounds_rps: list[float | None] = field(default_factory=list)
 
     @property
     def valid(self) -> bool:
@@ -249,54 +251,87 @@ def measure(name: str, url: str, key: str, model: str, opts: argparse.Namespace,
     return res
 
 
+def combine(name: str, rounds: list[Result]) -> Result:
+    """Medians over rounds (robust to a noisy neighbour in one of them); counts are summed."""
+    valid = [r for r in rounds if r.valid]
+    if len(valid) != len(rounds):
+        bad = next(r for r in rounds if not r.valid)
+        return Result(name, error=bad.error or "not measured")
+
+    def median(values: list[float | None]) -> float | None:
+        present = sorted(v for v in values if v is not None)
+        return statistics.median(present) if present else None
+
+    out = Result(
+        name,
+        rps=median([r.rps for r in rounds]),
+        p50_ms=median([r.p50_ms for r in rounds]),
+        p99_ms=median([r.p99_ms for r in rounds]),
+    )
+    out.requests = sum(r.requests for r in rounds)
+    out.socket_errors = {k: sum(r.socket_errors.get(k, 0) for r in rounds) for k in SOCKET_ERRORS}
+    out.latency_ms = {
+        k: v for k in rounds[0].latency_ms if (v := median([r.latency_ms.get(k) for r in rounds])) is not None
+    }
+    out.rounds_rps = [r.rps for r in rounds]
+    return out
+
+
 def run_all(opts: argparse.Namespace) -> list[Result]:
-    """Start, load and stop each configuration in turn; a failing one is recorded and the run goes on."""
+    """Start all three servers, then measure floor and NemoRouter in alternating rounds, so drift on
+    this shared machine hits both alike; each row is the median of its rounds."""
     py = sys.executable
     with contextlib.ExitStack() as stack:  # unwinds on error, Ctrl-C and SIGTERM alike
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nemobench-")))
         stub_port = free_port()
+        names = ("direct", "floor", "nemorouter")
         try:
             stub = stack.enter_context(
                 Server("stub", [py, str(BENCH_DIR / "stub.py"), "--port", str(stub_port)], stub_port, tmp)
             )
         except Exception as exc:
             log(f"stub: FAILED: {exc}")
-            return [
-                Result(n, error=f"not measured: stub failed: {exc}")
-                for n in ("direct", "floor", "nemorouter")
-            ]
+            return [Result(n, error=f"not measured: stub failed: {exc}") for n in names]
 
         def floor_proxy(name: str) -> Server:
             port = free_port()
             argv = [py, str(BENCH_DIR / "floor_proxy.py"), "--port", str(port), "--upstream", stub.url]
             return Server(name, argv, port, tmp)
 
-        def direct() -> Result:
-            return measure("direct", stub.url, STUB_KEY, DIRECT_MODEL, opts, tmp)
-
-        def floor() -> Result:
-            with floor_proxy("floor") as srv:
-                return measure("floor", srv.url, STUB_KEY, DIRECT_MODEL, opts, tmp)
-
-        def nemorouter() -> Result:
+        targets: dict[str, tuple[str, str, str]] = {"direct": (stub.url, STUB_KEY, DIRECT_MODEL)}
+        failed: dict[str, str] = {}
+        try:
+            floor_srv = stack.enter_context(floor_proxy("floor"))
+            targets["floor"] = (floor_srv.url, STUB_KEY, DIRECT_MODEL)
+        except Exception as exc:
+            failed["floor"] = f"not measured: {exc}"
+        try:
             if opts.fake_nemorouter:  # debug: exercise this code path with a second floor proxy
-                with floor_proxy("nemorouter") as srv:
-                    return measure("nemorouter", srv.url, "sk-fake-nemorouter", NEMO_MODEL, opts, tmp)
-            port, data_dir = free_port(), tmp / "nemo-data"
-            data_dir.mkdir()
-            log(f"nemorouter: provisioning {data_dir}")
-            nemo = setup_nemorouter(data_dir, stub.url + "/v1", port)
-            with Server("nemorouter", nemo.serve_argv, port, tmp, nemo.env) as srv:
-                return measure("nemorouter", srv.url, nemo.api_key, nemo.model, opts, tmp)
+                srv = stack.enter_context(floor_proxy("nemorouter"))
+                targets["nemorouter"] = (srv.url, "sk-fake-nemorouter", NEMO_MODEL)
+            else:
+                port, data_dir = free_port(), tmp / "nemo-data"
+                data_dir.mkdir()
+                log(f"nemorouter: provisioning {data_dir}")
+                nemo = setup_nemorouter(data_dir, stub.url + "/v1", port)
+                srv = stack.enter_context(Server("nemorouter", nemo.serve_argv, port, tmp, nemo.env))
+                targets["nemorouter"] = (srv.url, nemo.api_key, nemo.model)
+        except Exception as exc:
+            failed["nemorouter"] = f"not measured: {exc}"
 
-        results = []
-        for name, fn in (("direct", direct), ("floor", floor), ("nemorouter", nemorouter)):
-            try:
-                results.append(fn())
-            except Exception as exc:
-                log(f"{name}: FAILED: {exc}")
-                results.append(Result(name, error=f"not measured: {exc}"))
-        return results
+        rounds: dict[str, list[Result]] = {n: [] for n in names}
+        for index in range(opts.rounds):
+            for name in names:
+                if name in failed or (name == "direct" and index > 0):
+                    continue
+                url, key, model = targets[name]
+                log(f"round {index + 1}/{opts.rounds}")
+                try:
+                    rounds[name].append(measure(name, url, key, model, opts, tmp))
+                except Exception as exc:
+                    log(f"{name}: FAILED: {exc}")
+                    failed[name] = f"not measured: {exc}"
+        return [Result(n, error=failed[n]) if n in failed else combine(n, rounds[n]) for n in names]
 
 
 def compare(floor: Result, nemo: Result) -> dict[str, Any]:
@@ -327,7 +362,8 @@ def fmt(value: float | None, digits: int) -> str:
 def report(results: list[Result], cmp: dict[str, Any], opts: argparse.Namespace) -> None:
     print(
         f"\nNemoRouter benchmark: wrk -t1, throughput {opts.seconds}s @{CONNECTIONS} conns, "
-        f"latency {opts.latency_seconds}s @1 conn, {os.cpu_count()} CPUs"
+        f"latency {opts.latency_seconds}s @1 conn, {os.cpu_count()} CPUs; "
+        f"medians of {opts.rounds} alternating round(s)"
         + ("  [--fake-nemorouter: row 3 is a second floor proxy]" if opts.fake_nemorouter else "")
     )
     print(f"\n{'config':<12}{f'req/s @{CONNECTIONS}':>12}{'p50 ms @1':>12}{'p99 ms @1':>12}  note")
@@ -336,6 +372,8 @@ def report(results: list[Result], cmp: dict[str, Any], opts: argparse.Namespace)
         note = note if len(note) <= 90 else note[:87] + "..."
         if r.valid and any(r.socket_errors.values()):
             note = "socket errors: " + ", ".join(f"{k} {v}" for k, v in r.socket_errors.items() if v)
+        if not note and len(r.rounds_rps) > 1:
+            note = "rounds req/s: " + ", ".join(fmt(v, 0) for v in r.rounds_rps)
         print(f"{r.name:<12}{fmt(r.rps, 0):>12}{fmt(r.p50_ms, 3):>12}{fmt(r.p99_ms, 3):>12}  {note}".rstrip())
     print("\nNemoRouter vs floor:")
     if not cmp["valid"]:
@@ -370,6 +408,7 @@ def write_json(results: list[Result], cmp: dict[str, Any], opts: argparse.Namesp
             "throughput_seconds": opts.seconds,
             "latency_seconds": opts.latency_seconds,
             "warmup_seconds": opts.warmup,
+            "rounds": opts.rounds,
             "connections": CONNECTIONS,
             "wrk_threads": 1,
             "fake_nemorouter": opts.fake_nemorouter,
@@ -395,8 +434,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=seconds, default=8, help="throughput run length (default 8)")
-    parser.add_argument("--latency-seconds", type=seconds, default=5, help="latency run length (default 5)")
+    parser.add_argument("--seconds", type=seconds, default=5, help="throughput run length (default 5)")
+    parser.add_argument("--latency-seconds", type=seconds, default=3, help="latency run length (default 3)")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternating floor/NemoRouter rounds; medians reported (default 3)",
+    )
     parser.add_argument(
         "--warmup", type=seconds, default=2, help="warm-up before each throughput run (default 2)"
     )
@@ -411,7 +456,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     opts = parser.parse_args(argv)
     if opts.quick:
-        opts.seconds, opts.latency_seconds, opts.warmup = 2, 2, 1
+        opts.seconds, opts.latency_seconds, opts.warmup, opts.rounds = 2, 2, 1, 1
     return opts
 
 

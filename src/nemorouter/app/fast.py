@@ -60,7 +60,8 @@ async def _body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
 
 
 async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    raw = [_JSON, *((k.encode(), v.encode()) for k, v in headers.items())]
+    raw = [_JSON, (b"content-length", str(len(body)).encode())]
+    raw += [(k.encode(), v.encode()) for k, v in headers.items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 

@@ -55,10 +55,13 @@ class Authenticator:
             if cached:
                 self._remember(digest, found)
         key, valid_until = found
-        now = iso(self._clock())
-        check_live(key, now)
-        if valid_until is not None and valid_until <= now:
-            raise AuthError("this key was rotated and its grace period has ended", type="key_revoked")
+        if key.revoked_at is not None or key.disabled:
+            check_live(key, "")
+        if key.expires_at is not None or valid_until is not None:
+            now = iso(self._clock())
+            check_live(key, now)
+            if valid_until is not None and valid_until <= now:
+                raise AuthError("this key was rotated and its grace period has ended", type="key_revoked")
         return key
 
     def _cached(self, digest: str) -> tuple[ApiKey, str | None] | None:

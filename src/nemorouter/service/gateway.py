@@ -178,7 +178,7 @@ class Gateway:
         stream: bool,
         tokens_estimate: int,
     ) -> Call:
-        prices = [p for route in routes for p in route.all_prices()]
+        prices = [p for route in routes for p in route.prices]
         hold, dearest = billing.dearest(prices, bound, max_output)
         try:
             ticket = self.limiter.admit(key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate)
@@ -274,7 +274,10 @@ class Gateway:
         """Charge the exact cost of `usage` at the serving deployment's prices; returns it."""
         cost = cost_of(usage, target.prices).total
         gen = self.generation(call, target, usage, cost, status, **extra)
-        await self.store.settle(call.id, gen, window_start(call.key.limit_reset, self.clock()))
+        reset = call.key.limit_reset
+        window = "all" if reset is None else window_start(reset, self.clock())
+        if not await self.store.settle(call.id, gen, window):
+            log.error("settle found no open hold", extra={"request_id": call.id})
         self.limiter.finish(call.ticket, usage.total_tokens)
         return cost
 

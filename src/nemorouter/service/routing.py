@@ -47,6 +47,7 @@ class Route:
     model: Model
     deployments: tuple[tuple[Deployment, Provider, tuple[VaultKey, ...]], ...]
     fixed: tuple[Target, ...] | None = None  # the one possible order, when there is no choice
+    prices: tuple[Prices, ...] = ()  # of every deployment, for sizing holds
 
     def prices_of(self, deployment: Deployment) -> tuple[Prices, int]:
         if deployment.prices is not None and deployment.price_version_id is not None:
@@ -132,9 +133,10 @@ class RoutingTable:
             )
             if usable:
                 route = Route(model, usable)
+                fixed = None
                 if len(usable) == 1 and len(usable[0][2]) == 1:
-                    route = Route(model, usable, tuple(route.targets(random.Random())))
-                routes[model.id] = route
+                    fixed = tuple(route.targets(random.Random()))
+                routes[model.id] = Route(model, usable, fixed, tuple(route.all_prices()))
         self._routes = routes
         self._models = models
         self.problems = problems
