@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
+from decimal import Context, Decimal, InvalidOperation
 
 PICO_PER_USD = 10**12
 _PICO_DIGITS = 12
+_PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
+# Enough digits that scaling never rounds, whatever the size of the amount.
+_EXACT = Context(prec=1000, Emax=10**6, Emin=-(10**6))
 
 
 class MoneyFormatError(ValueError):
@@ -23,7 +27,7 @@ def parse_usd(value: object) -> int:
         return value * PICO_PER_USD
     if isinstance(value, str):
         text = value.strip()
-        if not text or any(c in text for c in "eE_ ") or text.lower() in {"nan", "inf", "-inf", "infinity"}:
+        if not _PLAIN_DECIMAL.fullmatch(text):
             raise MoneyFormatError(f"not a plain decimal amount: {value!r}")
         try:
             value = Decimal(text)
@@ -33,8 +37,8 @@ def parse_usd(value: object) -> int:
         raise MoneyFormatError(f"not an amount: {value!r}")
     if not value.is_finite():
         raise MoneyFormatError("amount must be finite")
-    scaled = value.scaleb(_PICO_DIGITS)
-    if scaled != scaled.to_integral_value():
+    scaled = value.scaleb(_PICO_DIGITS, context=_EXACT)
+    if scaled != scaled.to_integral_value(context=_EXACT):
         raise MoneyFormatError("amount has more than 12 decimal places")
     return int(scaled)
 

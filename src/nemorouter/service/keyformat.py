@@ -60,4 +60,5 @@ def hash_key(key: str) -> str:
 
 def display_hint(key: str) -> str:
     """What a UI may show of a key: its prefix and last four characters."""
-    return f"{key[:12]}...{key[-4:]}"
+    prefix = MANAGEMENT_PREFIX if key.startswith(MANAGEMENT_PREFIX) else INFERENCE_PREFIX
+    return f"{prefix}...{key[-4:]}"

@@ -24,10 +24,6 @@ T = TypeVar("T")
 log = logging.getLogger("nemorouter.store")
 
 
-class Unchanged(Exception):
-    """Raised by a write operation that refused and left the database untouched."""
-
-
 class SqliteConnection:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -65,8 +61,8 @@ class SqliteConnection:
     async def _write(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Apply `op` in this iteration's shared transaction; return once it is committed.
 
-        `op` either completes, or raises `Unchanged` having changed nothing; any other error
-        rolls the whole shared transaction back and fails everyone in it.
+        Each operation runs in its own SAVEPOINT: if it raises, only its own changes are undone
+        and the other operations of the batch (holds already granted) stand.
 
         With `durable=False` the caller goes on at once: the change is already in force for
         every later operation of this process (one connection, one thread) and is committed
@@ -83,13 +79,14 @@ class SqliteConnection:
             db.execute("BEGIN IMMEDIATE")
             self._batch = []
             loop.call_soon(self._flush)
+        db.execute("SAVEPOINT op")
         try:
             result = op(db)
-        except Unchanged:
+        except BaseException:
+            db.execute("ROLLBACK TO op")
+            db.execute("RELEASE op")
             raise
-        except BaseException as exc:
-            self._abort(exc)
-            raise
+        db.execute("RELEASE op")
         if durable:
             done = loop.create_future()
             self._batch.append(done)

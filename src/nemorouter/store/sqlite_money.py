@@ -6,9 +6,10 @@ import sqlite3
 from collections import defaultdict
 
 from nemorouter.store import rows
+from nemorouter.store.base import StoreError
 from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
-from nemorouter.store.sqlite_conn import SqliteConnection, Unchanged
+from nemorouter.store.sqlite_conn import SqliteConnection
 from nemorouter.timeutil import utcnow
 
 # Everything a settle or release fills in on the pending row.
@@ -22,8 +23,8 @@ def _outcome(generation: Generation) -> tuple[object, ...]:
     return (*(getattr(generation, c) for c in _OUTCOME_COLUMNS), generation.id)
 
 
-class _Refused(Unchanged):
-    """A conditional update matched nothing (and nothing was changed)."""
+class _Refused(Exception):
+    """A conditional update matched nothing: the operation's savepoint is rolled back."""
 
 
 class SqliteMoney(SqliteConnection):
@@ -43,7 +44,6 @@ class SqliteMoney(SqliteConnection):
                 "UPDATE accounts SET held = held + ?1 WHERE id = ?2 AND total_credits - total_usage - held >= ?1",
                 (hold.amount, hold.account_id),
             ).rowcount:
-                db.execute("UPDATE api_keys SET held = held - ? WHERE id = ?", (hold.amount, hold.key_id))
                 raise _Refused("account")
             db.execute(
                 "INSERT INTO generations (id, account_id, key_id, model, endpoint, streamed, status, hold, owner,"
@@ -67,6 +67,8 @@ class SqliteMoney(SqliteConnection):
             await self._write(op, durable=False)
         except _Refused as refused:
             return self._why_refused(hold, now, str(refused))
+        except sqlite3.IntegrityError:
+            raise StoreError(f"request {hold.request_id} already has a record") from None
         return ReserveResult("ok")
 
     def _why_refused(self, hold: Hold, now: str, what: str) -> ReserveResult:
@@ -140,8 +142,9 @@ class SqliteMoney(SqliteConnection):
         """Release holds left by dead processes (all of them when `owner` is None); their records
         stay, marked `orphaned`, for reconciliation."""
         with self._tx() as db:
-            sql = "SELECT * FROM generations WHERE status = 'pending'" + (" AND owner = ?" if owner else "")
-            found = [rows.hold(r) for r in db.execute(sql, (owner,) if owner else ()).fetchall()]
+            mine = owner is not None
+            sql = "SELECT * FROM generations WHERE status = 'pending'" + (" AND owner = ?" if mine else "")
+            found = [rows.hold(r) for r in db.execute(sql, (owner,) if mine else ()).fetchall()]
             for h in found:
                 db.execute("UPDATE generations SET status = 'orphaned' WHERE id = ?", (h.request_id,))
                 db.execute("UPDATE accounts SET held = held - ? WHERE id = ?", (h.amount, h.account_id))

@@ -104,7 +104,7 @@ class Vault:
         aad = self._aad(provider, key_id)
         try:
             dek = _open(self._kek, _unb64(parts[2]), aad + b":dek")
-        except InvalidTag:
-            raise VaultError(f"provider key {key_id} failed authentication") from None
+        except (InvalidTag, ValueError):
+            raise VaultError(f"provider key {key_id} failed authentication (tampered or misfiled)") from None
         wrapped = _seal(new._kek, dek, aad + b":dek")
         return ".".join((_VERSION, new.key_id, _b64(wrapped), parts[3]))

@@ -34,4 +34,7 @@ def load_master_key(env_value: str | None, data_dir: Path, *, create: bool = Fal
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise VaultError(f"{path} must not be readable by group or others (mode {mode:o}); chmod 600 it")
-    return load_master_key(path.read_text().strip(), data_dir)
+    text = path.read_text().strip()
+    if not text:
+        raise VaultError(f"{path} is empty; restore the master key or set NEMO_MASTER_KEY")
+    return load_master_key(text, data_dir)

@@ -1,0 +1,169 @@
+"""SqliteStore under concurrency: many requests in one event-loop iteration share one transaction
+(group commit); the hard cap must hold and an acknowledged hold must stay in force."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nemorouter.service.admin import Admin
+from nemorouter.store.records import Account, ApiKey, Generation, Hold
+from nemorouter.store.sqlite import SqliteStore
+from nemorouter.timeutil import iso, new_id
+from nemorouter.vault import Vault
+
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+NOW_TEXT = iso(NOW)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    db = SqliteStore(str(tmp_path / "t.db"))
+    await db.migrate()
+    yield db
+    await db.close()
+
+
+@pytest.fixture
+def admin(store: SqliteStore) -> Admin:
+    return Admin(store, Vault(os.urandom(32)), lambda: NOW)
+
+
+async def make_key(admin: Admin, credits: str = "10", **fields: Any) -> ApiKey:
+    account = await admin.create_account({"name": "acme"})
+    await admin.add_credit(account.id, {"amount": credits})
+    _, key = await admin.create_key(account.id, {"name": "k", **fields})
+    return key
+
+
+def hold(key: ApiKey, amount: int, owner: str = "proc-a", request_id: str | None = None) -> Hold:
+    return Hold(request_id or new_id("gen_"), key.account_id, key.id, amount, "all", owner, NOW_TEXT)
+
+
+def outcome(h: Hold, cost: int) -> Generation:
+    return Generation(
+        id=h.request_id,
+        account_id=h.account_id,
+        key_id=h.key_id,
+        model=h.model,
+        endpoint="chat",
+        streamed=False,
+        status="success",
+        created_at=h.created_at,
+        cost=cost,
+        hold=h.amount,
+    )
+
+
+async def state(store: SqliteStore, key: ApiKey) -> tuple[Account, ApiKey]:
+    account = await store.get_account(key.account_id)
+    found = await store.get_key(key.id)
+    assert account is not None and found is not None
+    return account, found
+
+
+N_FIT = 37
+AMOUNT = 3_000_000_007  # an odd amount, so sums are not round numbers
+
+
+async def test_concurrent_reserves_never_pass_the_key_limit(admin: Admin, store: SqliteStore) -> None:
+    key = await make_key(admin, "1000", limit="0.111000000259")
+    assert key.limit == N_FIT * AMOUNT  # 37 * 3_000_000_007 = 111_000_000_259
+    holds = [hold(key, AMOUNT, owner=f"proc-{i % 3}") for i in range(200)]
+    results = await asyncio.gather(*(store.reserve(h, NOW_TEXT) for h in holds))
+    won = [h for h, r in zip(holds, results, strict=True) if r.ok]
+    refused = [r for r in results if not r.ok]
+    assert len(won) == N_FIT
+    assert {(r.reason, r.available) for r in refused} == {("key_limit_exceeded", 0)}
+    account, found = await state(store, key)
+    assert account.held == found.held == N_FIT * AMOUNT
+    assert len(await store.open_holds()) == N_FIT
+    assert (await store.verify_ledger()).ok
+    costs = [AMOUNT - 1_000 * i for i in range(N_FIT)]
+    settled = await asyncio.gather(
+        *(store.settle(h.request_id, outcome(h, c), "all") for h, c in zip(won, costs, strict=True))
+    )
+    assert all(settled)
+    account, found = await state(store, key)
+    assert found.usage == found.window_usage == sum(costs) == 111_000_000_259 - 1_000 * (36 * 37 // 2)
+    assert account.total_usage == sum(costs)
+    assert (account.held, found.held) == (0, 0)
+    assert (await store.verify_ledger()).ok
+
+
+async def test_concurrent_reserves_never_pass_the_balance(admin: Admin, store: SqliteStore) -> None:
+    key = await make_key(admin, "0.111000000259")  # exactly N_FIT holds of AMOUNT; no key limit
+    results = await asyncio.gather(*(store.reserve(hold(key, AMOUNT), NOW_TEXT) for _ in range(200)))
+    assert sum(r.ok for r in results) == N_FIT
+    assert {(r.reason, r.available) for r in results if not r.ok} == {("insufficient_credits", 0)}
+    account, found = await state(store, key)
+    assert account.held == found.held == account.balance == N_FIT * AMOUNT
+    assert (await store.verify_ledger()).ok
+
+
+async def test_interleaved_reserve_and_settle_keep_the_cap(admin: Admin, store: SqliteStore) -> None:
+    # Each request reserves AMOUNT and settles half of it; settles yield to the loop (they wait for
+    # their commit), so reserves and settles of different requests interleave in shared batches.
+    key = await make_key(admin, "1000", limit="0.030000000070")  # 10 * AMOUNT
+    cost = AMOUNT // 2
+
+    async def request() -> bool:
+        h = hold(key, AMOUNT)
+        if not (await store.reserve(h, NOW_TEXT)).ok:
+            return False
+        await asyncio.sleep(0)
+        assert await store.settle(h.request_id, outcome(h, cost), "all")
+        return True
+
+    served = sum(await asyncio.gather(*(request() for _ in range(200))))
+    account, found = await state(store, key)
+    assert found.usage == account.total_usage == served * cost
+    assert (found.held, account.held) == (0, 0)
+    assert found.usage <= 10 * AMOUNT
+    assert served >= 10
+    assert (await store.verify_ledger()).ok
+
+
+async def test_an_acknowledged_hold_survives_another_requests_failure(
+    admin: Admin, store: SqliteStore
+) -> None:
+    key = await make_key(admin, "10")
+    first, second = hold(key, 100), hold(key, 200)
+    duplicate = hold(key, 300, request_id=first.request_id)
+    results = await asyncio.gather(
+        store.reserve(first, NOW_TEXT),
+        store.reserve(second, NOW_TEXT),
+        store.reserve(duplicate, NOW_TEXT),
+        return_exceptions=True,
+    )
+    assert results[1] == results[0] and getattr(results[1], "ok", False)  # acknowledged
+    await asyncio.sleep(0)
+    account, _ = await state(store, key)
+    assert account.held >= 200  # actual: 0, both acknowledged holds were rolled back
+    assert await store.settle(second.request_id, outcome(second, 150), "all")  # actual: False
+    account, _ = await state(store, key)
+    assert account.total_usage == 150
+
+
+async def test_reserving_a_used_request_id_does_not_leak_a_driver_error(
+    admin: Admin, store: SqliteStore
+) -> None:
+    key = await make_key(admin, "10")
+    first = hold(key, 100)
+    assert (await store.reserve(first, NOW_TEXT)).ok
+    await asyncio.sleep(0)  # its batch is committed
+    try:
+        await store.reserve(hold(key, 100, request_id=first.request_id), NOW_TEXT)
+    except sqlite3.Error as exc:
+        pytest.fail(f"driver error leaked: {exc!r}")
+    except Exception:
+        pass
+    account, _ = await state(store, key)
+    assert account.held == 100
