@@ -24,6 +24,10 @@ T = TypeVar("T")
 log = logging.getLogger("nemorouter.store")
 
 
+class Refused(Exception):
+    """A write operation declined and has left the database as it found it."""
+
+
 class SqliteConnection:
     def __init__(self, path: str) -> None:
         self.path = path
@@ -61,8 +65,10 @@ class SqliteConnection:
     async def _write(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Apply `op` in this iteration's shared transaction; return once it is committed.
 
-        Each operation runs in its own SAVEPOINT: if it raises, only its own changes are undone
-        and the other operations of the batch (holds already granted) stand.
+        An operation that refuses must leave nothing changed (undo its own partial work before
+        raising `Refused`); the other operations of the batch, holds already granted among them,
+        stand. Any other error means the database is failing: the batch is rolled back, every
+        waiter fails, and it is logged as critical.
 
         With `durable=False` the caller goes on at once: the change is already in force for
         every later operation of this process (one connection, one thread) and is committed
@@ -79,14 +85,14 @@ class SqliteConnection:
             db.execute("BEGIN IMMEDIATE")
             self._batch = []
             loop.call_soon(self._flush)
-        db.execute("SAVEPOINT op")
         try:
             result = op(db)
-        except BaseException:
-            db.execute("ROLLBACK TO op")
-            db.execute("RELEASE op")
+        except Refused:
             raise
-        db.execute("RELEASE op")
+        except BaseException as exc:
+            log.critical("a write failed; the batch was rolled back", extra={"error": repr(exc)})
+            self._abort(exc)
+            raise
         if durable:
             done = loop.create_future()
             self._batch.append(done)

@@ -9,7 +9,7 @@ from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
-from nemorouter.store.sqlite_conn import SqliteConnection
+from nemorouter.store.sqlite_conn import Refused, SqliteConnection
 from nemorouter.timeutil import utcnow
 
 # Everything a settle or release fills in on the pending row.
@@ -19,12 +19,32 @@ _OUTCOME_COLUMNS = [
 _COMPLETE = f"UPDATE generations SET {', '.join(f'{c} = ?' for c in _OUTCOME_COLUMNS)} WHERE id = ? AND status = 'pending'"
 
 
+_OPEN_HOLD = (
+    "INSERT INTO generations (id, account_id, key_id, model, endpoint, streamed, status, hold, owner, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+)
+
+
+def _hold_row(hold: Hold) -> tuple[object, ...]:
+    return (
+        hold.request_id,
+        hold.account_id,
+        hold.key_id,
+        hold.model,
+        hold.endpoint,
+        int(hold.streamed),
+        hold.amount,
+        hold.owner,
+        hold.created_at,
+    )
+
+
 def _outcome(generation: Generation) -> tuple[object, ...]:
     return (*(getattr(generation, c) for c in _OUTCOME_COLUMNS), generation.id)
 
 
-class _Refused(Exception):
-    """A conditional update matched nothing: the operation's savepoint is rolled back."""
+class _Refused(Refused):
+    """A conditional update matched nothing (partial work undone)."""
 
 
 class SqliteMoney(SqliteConnection):
@@ -33,42 +53,36 @@ class SqliteMoney(SqliteConnection):
         checking in the same step that the key is live."""
 
         def op(db: sqlite3.Connection) -> None:
+            amount = hold.amount
             if not db.execute(
                 "UPDATE api_keys SET held = held + ?1 WHERE id = ?2 AND revoked_at IS NULL AND disabled = 0"
                 " AND (expires_at IS NULL OR expires_at > ?3) AND (limit_pico IS NULL OR"
                 " (CASE WHEN window_start = ?4 THEN window_usage ELSE 0 END) + held + ?1 <= limit_pico)",
-                (hold.amount, hold.key_id, now, hold.window),
+                (amount, hold.key_id, now, hold.window),
             ).rowcount:
                 raise _Refused("key")
+            undo_key = ("UPDATE api_keys SET held = held - ? WHERE id = ?", (amount, hold.key_id))
             if not db.execute(
                 "UPDATE accounts SET held = held + ?1 WHERE id = ?2 AND total_credits - total_usage - held >= ?1",
-                (hold.amount, hold.account_id),
+                (amount, hold.account_id),
             ).rowcount:
+                db.execute(*undo_key)
                 raise _Refused("account")
-            db.execute(
-                "INSERT INTO generations (id, account_id, key_id, model, endpoint, streamed, status, hold, owner,"
-                " created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-                (
-                    hold.request_id,
-                    hold.account_id,
-                    hold.key_id,
-                    hold.model,
-                    hold.endpoint,
-                    int(hold.streamed),
-                    hold.amount,
-                    hold.owner,
-                    hold.created_at,
-                ),
-            )
+            try:
+                db.execute(_OPEN_HOLD, _hold_row(hold))
+            except sqlite3.IntegrityError:
+                db.execute(*undo_key)
+                db.execute("UPDATE accounts SET held = held - ? WHERE id = ?", (amount, hold.account_id))
+                raise _Refused("duplicate") from None
 
         try:
             # Not awaited to durability: the hold binds every later operation at once, and a
             # hold lost in a crash is one the next start would have released anyway.
             await self._write(op, durable=False)
         except _Refused as refused:
+            if str(refused) == "duplicate":
+                raise StoreError(f"request {hold.request_id} already has a record") from None
             return self._why_refused(hold, now, str(refused))
-        except sqlite3.IntegrityError:
-            raise StoreError(f"request {hold.request_id} already has a record") from None
         return ReserveResult("ok")
 
     def _why_refused(self, hold: Hold, now: str, what: str) -> ReserveResult:
