@@ -38,6 +38,7 @@ class SqliteConnection:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000"):
             self._db.execute(f"PRAGMA {pragma}")
         self._batch: list[asyncio.Future[None]] | None = None
+        self._checkpointer: sqlite3.Connection | None = None
 
     # -- plain transactions (admin, CLI) ----------------------------------------------------
 
@@ -126,19 +127,16 @@ class SqliteConnection:
 
     # -- maintenance ----------------------------------------------------------------------
 
-    def set_autocheckpoint(self, pages: int) -> None:
-        """The server checkpoints from a background thread instead of inside a commit."""
-        self._db.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
-
     def checkpoint(self) -> None:
-        """Copy WAL pages into the main file without blocking writers (own connection)."""
-        con = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            con.execute("PRAGMA busy_timeout=1000")
-            con.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            con.close()
+        """Copy WAL pages into the main file without blocking writers. Runs in a worker thread,
+        on a connection of its own."""
+        if self._checkpointer is None:
+            self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self._checkpointer.execute("PRAGMA busy_timeout=1000")
+        self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close_connection(self) -> None:
         self._flush()
         self._db.close()
+        if self._checkpointer is not None:
+            self._checkpointer.close()

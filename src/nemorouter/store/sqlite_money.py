@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import sqlite3
 from collections import defaultdict
 
@@ -39,8 +40,12 @@ def _hold_row(hold: Hold) -> tuple[object, ...]:
     )
 
 
+_OUTCOME_VALUES = operator.attrgetter(*_OUTCOME_COLUMNS, "id")
+
+
 def _outcome(generation: Generation) -> tuple[object, ...]:
-    return (*(getattr(generation, c) for c in _OUTCOME_COLUMNS), generation.id)
+    values: tuple[object, ...] = _OUTCOME_VALUES(generation)
+    return values
 
 
 class _Refused(Refused):
