@@ -9,9 +9,8 @@ from typing import Any, TypeVar
 import orjson
 
 from nemorouter.engine.http import RawResponse, StreamHandle, TransportFailure, UpstreamClient
-from nemorouter.engine.sse import SseEvent
 from nemorouter.providers.registry import Adapter
-from nemorouter.providers.types import Completion, Failure, StreamStep, UpstreamRequest
+from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, UpstreamRequest
 
 T = TypeVar("T")
 
@@ -66,7 +65,7 @@ async def stream_first(
     adapter_of: Callable[[T], Adapter],
     build: Callable[[T], UpstreamRequest],
     on_failure: Callable[[T, Failure], None],
-) -> tuple[T, StreamHandle, StreamStep]:
+) -> tuple[T, StreamHandle, StreamStep, Callable[[SseEvent], StreamStep]]:
     """Open a stream on the first target whose first event is not an error."""
     failures: list[Failure] = []
     for target in targets:
@@ -87,9 +86,10 @@ async def stream_first(
                 failures.append(exc.failure)
                 on_failure(target, exc.failure)
                 continue
-            step = adapter.stream_event(event.data) if event is not None else None
+            decode = adapter.stream_decoder()
+            step = decode(event) if event is not None else None
             if step is not None and step.error is None:
-                return target, opened, step
+                return target, opened, step, decode
             opened.close()
             failure = (
                 step.error if step is not None and step.error else _protocol("the provider closed the stream")

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from nemorouter.engine.sse import SseEvent, decode
-from nemorouter.providers.types import Failure, UpstreamRequest
+from nemorouter.engine.sse import decode
+from nemorouter.providers.types import Failure, SseEvent, UpstreamRequest
 from nemorouter.settings import Timeouts
 
 

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True, slots=True)
-class SseEvent:
-    event: str | None
-    data: bytes
+from nemorouter.providers.types import SseEvent
 
 
 async def decode(lines: AsyncIterable[bytes]) -> AsyncIterator[SseEvent]:

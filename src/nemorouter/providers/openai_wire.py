@@ -7,12 +7,13 @@ only way to get usage on a stream).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from nemorouter.money import Usage
-from nemorouter.providers.types import Completion, Failure, StreamStep, UpstreamRequest
+from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
 
 # Fields that steer NemoRouter (OpenRouter's conventions); never sent upstream.
 GATEWAY_FIELDS = frozenset({"models", "provider", "route", "transforms", "usage", "plugins"})
@@ -26,22 +27,23 @@ def _headers(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
 
 
-def chat_request(body: dict[str, Any], upstream_model: str, base_url: str, secret: str) -> UpstreamRequest:
+def chat_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
     out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
-    out["model"] = upstream_model
+    out["model"] = upstream.model
     stream = bool(out.get("stream"))
     if stream:
         options = out.get("stream_options")
         out["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
-    return UpstreamRequest(_url(base_url, "/chat/completions"), _headers(secret), orjson.dumps(out), stream)
+    url = _url(upstream.base_url, "/chat/completions")
+    return UpstreamRequest(url, _headers(upstream.secret), orjson.dumps(out), stream)
 
 
-def embeddings_request(
-    body: dict[str, Any], upstream_model: str, base_url: str, secret: str
-) -> UpstreamRequest:
+def embeddings_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
     out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
-    out["model"] = upstream_model
-    return UpstreamRequest(_url(base_url, "/embeddings"), _headers(secret), orjson.dumps(out))
+    out["model"] = upstream.model
+    return UpstreamRequest(
+        _url(upstream.base_url, "/embeddings"), _headers(upstream.secret), orjson.dumps(out)
+    )
 
 
 def _int(value: Any) -> int:
@@ -91,8 +93,14 @@ def embeddings_response(data: Any) -> Completion:
     )
 
 
-def stream_event(data: bytes) -> StreamStep:
-    """One SSE `data:` payload -> what to forward and what it tells about usage."""
+def stream_decoder() -> Callable[[SseEvent], StreamStep]:
+    """OpenAI's stream needs no state between events."""
+    return stream_event
+
+
+def stream_event(event: SseEvent) -> StreamStep:
+    """One SSE event -> what to forward and what it tells about usage."""
+    data = event.data
     step = StreamStep()
     if data.strip() == b"[DONE]":
         step.done = True

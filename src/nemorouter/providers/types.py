@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from nemorouter.money import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class SseEvent:
+    """One decoded server-sent event (the engine parses SSE; adapters only see these)."""
+
+    event: str | None
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where and how to call one deployment."""
+
+    model: str  # the provider's own model id
+    base_url: str  # as in the provider's official SDK
+    secret: str
+    max_output: int = 4096  # the catalog's limit, sent when the request sets none and the API requires one
+    config: Mapping[str, Any] = field(default_factory=dict)  # provider settings, e.g. Azure's api-version
 
 
 @dataclass(frozen=True, slots=True)

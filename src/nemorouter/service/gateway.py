@@ -17,7 +17,7 @@ from typing import Any
 from nemorouter import jsonx
 from nemorouter.engine.attempts import AttemptsFailed, send_first, stream_first
 from nemorouter.engine.http import UpstreamClient
-from nemorouter.errors import Forbidden, InvalidRequest, NotFound, RateLimited
+from nemorouter.errors import Forbidden, InvalidRequest, NemoError, NotFound, RateLimited
 from nemorouter.limits.local import LimitExceeded, LocalLimiter, Ticket
 from nemorouter.money import Usage, Usd, cost_of, format_usd, window_start
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
@@ -95,16 +95,14 @@ class Gateway:
         call = await self._admit(key, "chat", routes, bound, max_output, n, stream, bound // 4 + max_output)
 
         def build(target: Target) -> UpstreamRequest:
-            return adapter_of(target).chat_request(
-                body, target.deployment.upstream_model, target.provider.base_url, target.key.secret.reveal()
-            )
+            return adapter_of(target).chat_request(body, target.upstream())
 
         try:
             if stream:
-                target, handle, first = await stream_first(
+                target, handle, first, decode = await stream_first(
                     self.client, self._targets(call), adapter_of, build, self._on_failure
                 )
-                return StreamReply(self._headers(call), relay(self, call, target, handle, first))
+                return StreamReply(self._headers(call), relay(self, call, target, handle, first, decode))
             target, completion, _ = await send_first(
                 self.client,
                 self._targets(call),
@@ -114,10 +112,9 @@ class Gateway:
                 self._on_failure,
             )
         except AttemptsFailed as exc:
-            await self.release(call)
-            raise failures.to_error(exc) from None
+            raise await self._failed(call, exc) from None
         except BaseException:
-            await self.release(call)
+            await self.release(call, error="the request was interrupted")
             raise
         return await self._reply(call, target, completion, chat=True)
 
@@ -131,9 +128,7 @@ class Gateway:
             make = adapter_of(target).embeddings_request
             if make is None:
                 raise InvalidRequest(f"provider {target.provider.name} does not serve embeddings")
-            return make(
-                body, target.deployment.upstream_model, target.provider.base_url, target.key.secret.reveal()
-            )
+            return make(body, target.upstream())
 
         def parse(adapter: Adapter, data: Any) -> Completion:
             assert adapter.embeddings_response is not None
@@ -144,10 +139,9 @@ class Gateway:
                 self.client, self._targets(call), adapter_of, build, parse, self._on_failure
             )
         except AttemptsFailed as exc:
-            await self.release(call)
-            raise failures.to_error(exc) from None
+            raise await self._failed(call, exc) from None
         except BaseException:
-            await self.release(call)
+            await self.release(call, error="the request was interrupted")
             raise
         return await self._reply(call, target, completion, chat=False)
 
@@ -280,6 +274,13 @@ class Gateway:
             log.error("settle found no open hold", extra={"request_id": call.id})
         self.limiter.finish(call.ticket, usage.total_tokens)
         return cost
+
+    async def _failed(self, call: Call, exc: AttemptsFailed) -> NemoError:
+        """No provider served: release the hold, keep the failure on the record, name it in the reply."""
+        error = failures.to_error(exc)
+        await self.release(call, error=error.message)
+        error.headers["x-nemo-request-id"] = call.id
+        return error
 
     async def release(self, call: Call, error: str | None = None) -> None:
         """Drop the hold without charge (failed before output)."""

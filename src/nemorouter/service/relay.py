@@ -8,7 +8,7 @@ first byte (the error goes into the stream), or the client left (the record says
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +19,9 @@ from nemorouter.engine.http import StreamHandle, TransportFailure
 from nemorouter.engine.sse import DONE, encode
 from nemorouter.money import Usage, Usd
 from nemorouter.providers.openai_wire import usage_to_openai
-from nemorouter.providers.types import Failure, StreamStep
+from nemorouter.providers.types import Failure, SseEvent, StreamStep
 from nemorouter.service.failures import client_message
-from nemorouter.service.routing import Target, adapter_of
+from nemorouter.service.routing import Target
 
 if TYPE_CHECKING:
     from nemorouter.service.gateway import Call, Gateway
@@ -48,11 +48,15 @@ class _State:
 
 
 async def relay(
-    gateway: Gateway, call: Call, target: Target, handle: StreamHandle, first: StreamStep
+    gateway: Gateway,
+    call: Call,
+    target: Target,
+    handle: StreamHandle,
+    first: StreamStep,
+    decode: Callable[[SseEvent], StreamStep],
 ) -> AsyncGenerator[bytes, None]:
     state = _State()
     created = int(time.time())
-    adapter = adapter_of(target)
     try:
         step = first
         while True:
@@ -70,7 +74,7 @@ async def relay(
                         "protocol", 502, "the provider ended the stream early", retryable=False
                     )
                 break
-            step = adapter.stream_event(event.data)
+            step = decode(event)
     except TransportFailure as exc:
         state.error = exc.failure
     except BaseException:

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from nemorouter.money import Prices
 from nemorouter.providers.registry import Adapter, adapter_for
+from nemorouter.providers.types import Upstream
 from nemorouter.store.base import Store
 from nemorouter.store.records import Deployment, Model, Provider
 from nemorouter.vault import Secret, Vault, VaultError
@@ -40,6 +41,15 @@ class Target:
     key: VaultKey
     prices: Prices
     price_version_id: int
+
+    def upstream(self) -> Upstream:
+        return Upstream(
+            model=self.deployment.upstream_model,
+            base_url=self.provider.base_url,
+            secret=self.key.secret.reveal(),
+            max_output=self.model.max_output,
+            config=self.provider.config,
+        )
 
 
 @dataclass(frozen=True, slots=True)
