@@ -10,7 +10,14 @@ import orjson
 
 from nemorouter.engine.http import RawResponse, StreamHandle, TransportFailure, UpstreamClient
 from nemorouter.providers.registry import Adapter
-from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, UpstreamRequest
+from nemorouter.providers.types import (
+    Completion,
+    Failure,
+    SseEvent,
+    StreamStep,
+    UnsupportedContent,
+    UpstreamRequest,
+)
 
 T = TypeVar("T")
 
@@ -28,6 +35,14 @@ def _protocol(message: str) -> Failure:
     return Failure("protocol", 502, message, retryable=True)
 
 
+def _build(build: Callable[[T], UpstreamRequest], target: T) -> UpstreamRequest | Failure:
+    """The request for one target, or why this target cannot take it (another one may)."""
+    try:
+        return build(target)
+    except UnsupportedContent as exc:
+        return Failure("unsupported", 400, str(exc), retryable=True)
+
+
 async def send_first(
     client: UpstreamClient,
     targets: Sequence[T],
@@ -39,8 +54,12 @@ async def send_first(
     failures: list[Failure] = []
     for target in targets:
         adapter = adapter_of(target)
+        request = _build(build, target)
+        if isinstance(request, Failure):
+            failures.append(request)
+            continue
         try:
-            raw = await client.send(build(target))
+            raw = await client.send(request)
         except TransportFailure as exc:
             failures.append(exc.failure)
             on_failure(target, exc.failure)
@@ -70,8 +89,12 @@ async def stream_first(
     failures: list[Failure] = []
     for target in targets:
         adapter = adapter_of(target)
+        request = _build(build, target)
+        if isinstance(request, Failure):
+            failures.append(request)
+            continue
         try:
-            opened = await client.open_stream(build(target))
+            opened = await client.open_stream(request)
         except TransportFailure as exc:
             failures.append(exc.failure)
             on_failure(target, exc.failure)

@@ -42,6 +42,8 @@ def to_error(exc: AttemptsFailed) -> NemoError:
     failures = exc.failures
     if not failures:
         return NoDeploymentAvailable("no deployment of this model is available right now")
+    if all(f.kind == "unsupported" for f in failures):
+        return InvalidRequest(f"this model's provider cannot take the request: {failures[0].message}")
     if all(f.kind == "rate_limited" for f in failures):
         waits = [f.retry_after for f in failures if f.retry_after is not None]
         return RateLimited(

@@ -23,7 +23,7 @@ from nemorouter.money import Usage, Usd, cost_of, format_usd, window_start
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.registry import Adapter
-from nemorouter.providers.types import Completion, Failure, UpstreamRequest
+from nemorouter.providers.types import Completion, Failure, UnsupportedContent, UpstreamRequest
 from nemorouter.service import billing, failures
 from nemorouter.service.bodies import parse_chat, parse_embeddings, requested_output
 from nemorouter.service.relay import relay
@@ -127,7 +127,7 @@ class Gateway:
         def build(target: Target) -> UpstreamRequest:
             make = adapter_of(target).embeddings_request
             if make is None:
-                raise InvalidRequest(f"provider {target.provider.name} does not serve embeddings")
+                raise UnsupportedContent(f"provider {target.provider.name} does not serve embeddings")
             return make(body, target.upstream())
 
         def parse(adapter: Adapter, data: Any) -> Completion:
