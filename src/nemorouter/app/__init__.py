@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nemorouter.app import admin, inference, management
+from nemorouter.app import admin, inference, management, public
 from nemorouter.app.fast import FastPath
 from nemorouter.app.http import json_response, on_http_error, on_nemo_error, on_unexpected
 from nemorouter.errors import NemoError
@@ -73,6 +73,7 @@ def create_app(settings: Settings) -> FastPath:
         Route("/readyz", readyz, methods=["GET"]),
         *inference.routes,
         *management.routes,
+        *public.routes,
         *admin.routes,
     ]
     app = Starlette(

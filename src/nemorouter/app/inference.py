@@ -57,8 +57,21 @@ async def generation(request: Request) -> Response:
     return json_response({"data": generation_view(gen)})
 
 
+async def generations(request: Request) -> Response:
+    """Recent requests: an inference key sees its own, a management key its whole account's."""
+    services = services_of(request)
+    key = await _any_key(request)
+    raw = request.query_params.get("limit", "50")
+    if not raw.isdigit() or not 1 <= int(raw) <= 500:
+        raise InvalidRequest("`limit` must be an integer from 1 to 500")
+    key_id = key.id if key.scope == "inference" else None
+    found = await services.store.list_generations(key.account_id, key_id, int(raw))
+    return json_response({"data": [generation_view(g) for g in found]})
+
+
 routes = [
     Route("/v1/models", models, methods=["GET"]),
     Route("/v1/key", current_key, methods=["GET"]),
     Route("/v1/generation", generation, methods=["GET"]),
+    Route("/v1/generations", generations, methods=["GET"]),
 ]

@@ -12,6 +12,7 @@ from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.views import credits_view
 from nemorouter.store.records import ApiKey
+from nemorouter.timeutil import to_api
 
 
 async def _mgmt(request: Request) -> tuple[Services, ApiKey]:
@@ -67,9 +68,16 @@ async def rotate(request: Request) -> Response:
     return json_response({"key": secret, "data": await services.admin.key_view(key)}, status=201)
 
 
+async def leaks(request: Request) -> Response:
+    services, mgmt = await _mgmt(request)
+    events = await services.store.list_leak_events(mgmt.account_id)
+    return json_response({"data": [{**e, "reported_at": to_api(e["reported_at"])} for e in events]})
+
+
 routes = [
     Route("/v1/credits", credits, methods=["GET"]),
     Route("/v1/keys", keys, methods=["GET", "POST"]),
     Route("/v1/keys/{key_id}", one_key, methods=["GET", "PATCH", "DELETE"]),
     Route("/v1/keys/{key_id}/rotate", rotate, methods=["POST"]),
+    Route("/v1/leaks", leaks, methods=["GET"]),
 ]

@@ -7,7 +7,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from nemorouter.engine.http import UpstreamClient
@@ -42,6 +42,7 @@ class Services:
     gateway: Gateway | None = None
     auth: Authenticator | None = None
     client: UpstreamClient | None = None
+    public_limiter: LocalLimiter = field(default_factory=LocalLimiter)
 
     def admin_token_ok(self, token: str | None) -> bool:
         """Constant-time check of the operator token against its stored hash."""

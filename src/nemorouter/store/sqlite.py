@@ -458,6 +458,55 @@ class SqliteStore(SqliteMoney):
 
     # -- records --------------------------------------------------------------------------
 
+    async def record_leaks(
+        self, found: Sequence[tuple[str, str | None, str | None]], items: int, reporter: str | None, now: str
+    ) -> int:
+        """Revoke each live key in `found` (key id, url, source) and keep the report; returns how many
+        keys this report revoked."""
+        revoked = 0
+        with self._tx() as db:
+            for key_id, url, source in found:
+                row = db.execute(
+                    "SELECT account_id, revoked_at FROM api_keys WHERE id = ?", (key_id,)
+                ).fetchone()
+                if row is None:
+                    continue
+                if row["revoked_at"] is None:
+                    db.execute(
+                        "UPDATE api_keys SET revoked_at = ?, updated_at = ? WHERE id = ?", (now, now, key_id)
+                    )
+                    revoked += 1
+                db.execute(
+                    "INSERT INTO leak_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (new_id("leak_", 10), key_id, row["account_id"], url, source, reporter, now),
+                )
+            db.execute(
+                "INSERT INTO leak_reports VALUES (?, ?, ?, ?, ?)",
+                (new_id("lrep_", 10), items, revoked, reporter, now),
+            )
+            if revoked:
+                self._bump(db)
+        return revoked
+
+    async def list_leak_events(self, account_id: str) -> list[dict[str, Any]]:
+        found = self._all(
+            "SELECT id, key_id, url, source, reported_at FROM leak_events WHERE account_id = ? ORDER BY reported_at DESC",
+            (account_id,),
+        )
+        return [dict(r) for r in found]
+
+    async def list_generations(self, account_id: str, key_id: str | None, limit: int) -> list[Generation]:
+        if key_id is None:
+            found = self._all(
+                "SELECT * FROM generations WHERE account_id = ? ORDER BY id DESC LIMIT ?", (account_id, limit)
+            )
+        else:
+            found = self._all(
+                "SELECT * FROM generations WHERE key_id = ? AND account_id = ? ORDER BY id DESC LIMIT ?",
+                (key_id, account_id, limit),
+            )
+        return [rows.generation(r) for r in found]
+
     async def get_generation(self, generation_id: str) -> Generation | None:
         row = self._one("SELECT * FROM generations WHERE id = ?", (generation_id,))
         return rows.generation(row) if row else None
