@@ -32,12 +32,12 @@ def operator(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         services = services_of(request)
         if not services.admin_token_ok(bearer(request.headers.get("authorization"))):
             raise AuthError("the admin API needs the operator token (NEMO_ADMIN_TOKEN)")
-        body = (
-            await read_json(request, services.settings.max_body_bytes)
-            if request.method in ("POST", "PATCH", "PUT")
-            else {}
-        )
-        return await handler(request, services, body)
+        writes = request.method in ("POST", "PATCH", "PUT", "DELETE")
+        body = await read_json(request, services.settings.max_body_bytes) if writes else {}
+        response = await handler(request, services, body)
+        if writes and services.routes is not None:
+            await services.routes.refresh(force=True)  # this replica sees its own change at once
+        return response
 
     return endpoint
 
@@ -124,9 +124,10 @@ async def accounts(request: Request, services: Services, body: dict[str, Any]) -
 
 
 async def one_account(request: Request, services: Services, body: dict[str, Any]) -> Response:
-    return json_response(
-        {"data": account_view(await services.admin.account(request.path_params["account_id"]))}
-    )
+    account_id = request.path_params["account_id"]
+    if request.method == "PATCH":
+        return json_response({"data": account_view(await services.admin.update_account(account_id, body))})
+    return json_response({"data": account_view(await services.admin.account(account_id))})
 
 
 async def credits(request: Request, services: Services, body: dict[str, Any]) -> Response:
@@ -181,7 +182,7 @@ routes = [
     Route(f"{P}/models/import", operator(import_models), methods=["POST"]),
     Route(f"{P}/models/{{model_id:path}}", operator(one_model), methods=["GET", "PATCH", "DELETE"]),
     Route(f"{P}/accounts", operator(accounts), methods=["GET", "POST"]),
-    Route(f"{P}/accounts/{{account_id}}", operator(one_account), methods=["GET"]),
+    Route(f"{P}/accounts/{{account_id}}", operator(one_account), methods=["GET", "PATCH"]),
     Route(f"{P}/accounts/{{account_id}}/credits", operator(credits), methods=["POST"]),
     Route(f"{P}/accounts/{{account_id}}/keys", operator(account_keys), methods=["GET", "POST"]),
     Route(f"{P}/accounts/{{account_id}}/management-keys", operator(management_keys), methods=["POST"]),

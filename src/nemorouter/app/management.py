@@ -65,6 +65,7 @@ async def rotate(request: Request) -> Response:
     secret, key = await services.admin.rotate_key(
         request.path_params["key_id"], body, account_id=mgmt.account_id
     )
+    await _changed(services)
     return json_response({"key": secret, "data": await services.admin.key_view(key)}, status=201)
 
 

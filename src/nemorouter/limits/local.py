@@ -1,6 +1,8 @@
-"""In-process rate limits per key: requests per minute, tokens per minute, concurrency.
+"""In-process rate limits: requests per minute, tokens per minute and concurrency per key, plus an
+optional operator-set requests/tokens per minute for a whole account.
 
-Right for one gateway process; several replicas share limits through Redis instead.
+Every limit that applies is decided before any is charged, so a refused request consumes
+nothing. Right for one gateway process; several replicas share limits through Redis instead.
 """
 
 from __future__ import annotations
@@ -15,6 +17,13 @@ from nemorouter.limits.gcra import Decision, gcra
 _MINUTE = 60.0
 
 
+@dataclass(frozen=True, slots=True)
+class AccountLimits:
+    account_id: str
+    rpm: int | None
+    tpm: int | None
+
+
 @dataclass(slots=True)
 class Ticket:
     """An admitted request: return it with `finish` so concurrency and token counts stay true."""
@@ -24,6 +33,7 @@ class Ticket:
     tpm: int | None
     concurrency: bool
     headers: dict[str, str] = field(default_factory=dict)
+    token_buckets: list[tuple[str, int]] = field(default_factory=list)  # (bucket, tpm) charged
 
 
 class LimitExceeded(Exception):
@@ -40,6 +50,14 @@ def _reset_text(seconds: float) -> str:
     return f"{whole // 60}m{whole % 60}s" if whole >= 60 else f"{whole}s"
 
 
+def _headers(kind: str, decision: Decision) -> dict[str, str]:
+    return {
+        f"x-ratelimit-limit-{kind}": str(decision.limit),
+        f"x-ratelimit-remaining-{kind}": str(decision.remaining),
+        f"x-ratelimit-reset-{kind}": _reset_text(decision.reset_after),
+    }
+
+
 class LocalLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -48,55 +66,71 @@ class LocalLimiter:
         self._in_flight: dict[str, int] = {}
 
     def admit(
-        self, key_id: str, rpm: int | None, tpm: int | None, max_concurrency: int | None, tokens_estimate: int
+        self,
+        key_id: str,
+        rpm: int | None,
+        tpm: int | None,
+        max_concurrency: int | None,
+        tokens_estimate: int,
+        account: AccountLimits | None = None,
     ) -> Ticket:
         now = self._clock()
-        headers: dict[str, str] = {}
         if max_concurrency is not None and self._in_flight.get(key_id, 0) >= max_concurrency:
             raise LimitExceeded(
                 "concurrency",
                 Decision(False, max_concurrency, 0, 1.0, 1.0),
                 {"x-ratelimit-limit-concurrency": str(max_concurrency)},
             )
-        new_req_tat = None
-        if rpm is not None:
-            decision, new_req_tat = gcra(self._requests.get(key_id, now), now, rpm, _MINUTE, 1)
-            headers.update(
-                {
-                    "x-ratelimit-limit-requests": str(rpm),
-                    "x-ratelimit-remaining-requests": str(decision.remaining),
-                    "x-ratelimit-reset-requests": _reset_text(decision.reset_after),
-                }
-            )
-            if not decision.allowed:
-                raise LimitExceeded("requests", decision, headers)
-        if tpm is not None:
-            cost = min(max(1, tokens_estimate), tpm)
-            decision, new_tok_tat = gcra(self._tokens.get(key_id, now), now, tpm, _MINUTE, cost)
-            headers.update(
-                {
-                    "x-ratelimit-limit-tokens": str(tpm),
-                    "x-ratelimit-remaining-tokens": str(decision.remaining),
-                    "x-ratelimit-reset-tokens": _reset_text(decision.reset_after),
-                }
-            )
-            if not decision.allowed:
-                raise LimitExceeded("tokens", decision, headers)
-            self._tokens[key_id] = new_tok_tat
-        if new_req_tat is not None:
-            self._requests[key_id] = new_req_tat
+        limits = [(key_id, rpm, tpm, "")]
+        if account is not None and (account.rpm is not None or account.tpm is not None):
+            limits.append((f"account:{account.account_id}", account.rpm, account.tpm, "account "))
+        headers: dict[str, str] = {}
+        new_requests: list[tuple[str, float]] = []
+        new_tokens: list[tuple[str, float, int]] = []
+        for bucket, per_minute, tokens_per_minute, label in limits:
+            if per_minute is not None:
+                decision, tat = gcra(self._requests.get(bucket, now), now, per_minute, _MINUTE, 1)
+                if not label:
+                    headers.update(_headers("requests", decision))
+                if not decision.allowed:
+                    raise LimitExceeded(
+                        f"{label}requests", decision, headers or _headers("requests", decision)
+                    )
+                new_requests.append((bucket, tat))
+            if tokens_per_minute is not None:
+                cost = min(max(1, tokens_estimate), tokens_per_minute)
+                decision, tat = gcra(self._tokens.get(bucket, now), now, tokens_per_minute, _MINUTE, cost)
+                if not label:
+                    headers.update(_headers("tokens", decision))
+                if not decision.allowed:
+                    raise LimitExceeded(f"{label}tokens", decision, headers or _headers("tokens", decision))
+                new_tokens.append((bucket, tat, tokens_per_minute))
+        for bucket, tat in new_requests:
+            self._requests[bucket] = tat
+        for bucket, tat, _ in new_tokens:
+            self._tokens[bucket] = tat
         if max_concurrency is not None:
             self._in_flight[key_id] = self._in_flight.get(key_id, 0) + 1
-        return Ticket(key_id, tokens_estimate, tpm, max_concurrency is not None, headers)
+        return Ticket(
+            key_id,
+            tokens_estimate,
+            tpm,
+            max_concurrency is not None,
+            headers,
+            [(bucket, per_minute) for bucket, _, per_minute in new_tokens],
+        )
 
     def finish(self, ticket: Ticket, actual_tokens: int | None) -> None:
-        """Release concurrency and correct the token estimate with the real count."""
+        """Release concurrency and correct the token estimates with the real count."""
         if ticket.concurrency:
             left = self._in_flight.get(ticket.key_id, 1) - 1
             if left > 0:
                 self._in_flight[ticket.key_id] = left
             else:
                 self._in_flight.pop(ticket.key_id, None)
-        if ticket.tpm is not None and actual_tokens is not None and ticket.key_id in self._tokens:
-            diff = actual_tokens - min(max(1, ticket.tokens_estimate), ticket.tpm)
-            self._tokens[ticket.key_id] += diff * (_MINUTE / ticket.tpm)
+        if actual_tokens is None:
+            return
+        for bucket, per_minute in ticket.token_buckets:
+            if bucket in self._tokens:
+                charged = min(max(1, ticket.tokens_estimate), per_minute)
+                self._tokens[bucket] += (actual_tokens - charged) * (_MINUTE / per_minute)

@@ -199,6 +199,28 @@ class Admin:
             raise NotFound(f"no account {account_id}")
         return found
 
+    async def update_account(self, account_id: str, body: dict[str, Any]) -> Account:
+        """Rename, or set the operator's account-wide rate limits (`rpm`, `tpm`; null lifts one)."""
+        await self.account(account_id)
+        unknown = set(body) - {"name", "email", "rpm", "tpm"}
+        if unknown:
+            raise InvalidRequest(f"unknown field(s): {', '.join(sorted(unknown))}")
+        changes: dict[str, Any] = {}
+        for name in ("name", "email"):
+            if name in body:
+                changes[name] = fields.text(body, name, required=name == "name", maximum=320)
+        for name in ("rpm", "tpm"):
+            if name in body:
+                value = body[name]
+                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                    raise InvalidRequest(f"`{name}` must be a positive integer or null")
+                changes[name] = value
+        if not changes:
+            raise InvalidRequest("nothing to change")
+        updated = await self.store.update_account(account_id, changes)
+        assert updated is not None
+        return updated
+
     async def add_credit(self, account_id: str, body: dict[str, Any]) -> tuple[Credit, bool]:
         await self.account(account_id)
         if "amount" not in body:

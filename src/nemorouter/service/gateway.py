@@ -18,7 +18,7 @@ from nemorouter import jsonx
 from nemorouter.engine.attempts import AttemptsFailed, send_first, stream_first
 from nemorouter.engine.http import UpstreamClient
 from nemorouter.errors import Forbidden, InvalidRequest, NemoError, NotFound, RateLimited
-from nemorouter.limits.local import LimitExceeded, LocalLimiter, Ticket
+from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket
 from nemorouter.money import Usage, Usd, cost_of, format_usd, window_start
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
 from nemorouter.providers.openai_wire import usage_to_openai
@@ -175,7 +175,10 @@ class Gateway:
         prices = [p for route in routes for p in route.prices]
         hold, dearest = billing.dearest(prices, bound, max_output)
         try:
-            ticket = self.limiter.admit(key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate)
+            account = AccountLimits(key.account_id, key.account_rpm, key.account_tpm)
+            ticket = self.limiter.admit(
+                key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
+            )
         except LimitExceeded as exc:
             error = RateLimited(
                 f"rate limit of this key exceeded ({exc.what}); retry after {exc.decision.retry_after:.1f}s",

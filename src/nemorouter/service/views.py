@@ -47,6 +47,7 @@ def account_view(account: Account) -> dict[str, Any]:
         "held": Usd(account.held),
         "total_credits": Usd(account.total_credits),
         "total_usage": Usd(account.total_usage),
+        "rate_limit": {"rpm": account.rpm, "tpm": account.tpm},
         "created_at": to_api(account.created_at),
     }
 

@@ -17,6 +17,8 @@ class Account:
     total_usage: int
     held: int
     created_at: str
+    rpm: int | None = None
+    tpm: int | None = None
 
     @property
     def balance(self) -> int:
@@ -55,6 +57,8 @@ class ApiKey:
     allowed_models: tuple[str, ...] | None
     created_at: str
     updated_at: str
+    account_rpm: int | None = None  # the operator's limits for the whole account (filled by find_key)
+    account_tpm: int | None = None
 
     def usage_in_window(self, window: str) -> int:
         return self.window_usage if self.window_start == window else 0

@@ -21,6 +21,8 @@ def account(row: Row) -> Account:
         total_usage=row["total_usage"],
         held=row["held"],
         created_at=row["created_at"],
+        rpm=row["rpm"],
+        tpm=row["tpm"],
     )
 
 
@@ -58,6 +60,9 @@ def api_key(row: Row) -> ApiKey:
         allowed_models=tuple(orjson.loads(allowed)) if allowed is not None else None,
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        # sqlite3.Row's `in` looks at values, so ask its keys (only find_key joins these in).
+        account_rpm=row["account_rpm"] if "account_rpm" in row.keys() else None,  # noqa: SIM118
+        account_tpm=row["account_tpm"] if "account_tpm" in row.keys() else None,  # noqa: SIM118
     )
 
 

@@ -344,6 +344,16 @@ class SqliteStore(SqliteMoney):
     async def list_accounts(self) -> list[Account]:
         return [rows.account(r) for r in self._all("SELECT * FROM accounts ORDER BY created_at")]
 
+    async def update_account(self, account_id: str, fields: dict[str, Any]) -> Account | None:
+        unknown = set(fields) - {"name", "email", "rpm", "tpm"}
+        if unknown:
+            raise StoreError(f"cannot change {sorted(unknown)} of an account")
+        with self._tx() as db:
+            for column, value in fields.items():
+                db.execute(f"UPDATE accounts SET {column} = ? WHERE id = ?", (value, account_id))
+            self._bump(db)
+        return await self.get_account(account_id)
+
     async def add_credit(
         self, account_id: str, amount: int, reason: str, idempotency_key: str | None
     ) -> tuple[Credit, bool]:
@@ -409,7 +419,8 @@ class SqliteStore(SqliteMoney):
 
     async def find_key(self, secret_hash: str) -> tuple[ApiKey, str | None] | None:
         row = self._one(
-            "SELECT k.*, s.valid_until FROM key_secrets s JOIN api_keys k ON k.id = s.key_id WHERE s.hash = ?",
+            "SELECT k.*, s.valid_until, a.rpm AS account_rpm, a.tpm AS account_tpm FROM key_secrets s"
+            " JOIN api_keys k ON k.id = s.key_id JOIN accounts a ON a.id = k.account_id WHERE s.hash = ?",
             (secret_hash,),
         )
         return (rows.api_key(row), row["valid_until"]) if row else None
