@@ -41,14 +41,12 @@ async def spend_until_refused(services: Services, key_id: str, account_id: str) 
     """Send requests until the key's limit refuses one; returns how many were served."""
     assert services.gateway is not None
     key = await services.admin.key(key_id)
-    served = 0
-    for _ in range(50):
+    for served in range(50):
         try:
             await services.gateway.chat(key, BODY)
         except PaymentRequired as refused:
             assert refused.type == "key_limit_exceeded"
             return served
-        served += 1
     raise AssertionError("the limit never refused")
 
 
