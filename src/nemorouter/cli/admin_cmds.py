@@ -138,6 +138,10 @@ def models_add(
         parts = spec.split(":")
         if len(parts) < 2:
             fail(f"--deploy {spec!r}: expected PROVIDER:UPSTREAM_MODEL")
+        if not all(p.isdigit() for p in parts[2:4]) or len(parts) > 4:
+            fail(
+                f"--deploy {spec!r}: expected PROVIDER:UPSTREAM_MODEL[:PRIORITY[:WEIGHT]] with integer numbers"
+            )
         dep: dict[str, Any] = {"provider": parts[0], "upstream_model": parts[1]}
         if len(parts) > 2:
             dep["priority"] = int(parts[2])

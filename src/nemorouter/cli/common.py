@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import typer
@@ -33,11 +34,19 @@ def emit(data: Any) -> None:
 def run(action: Callable[[Services], Awaitable[T]], *, create: bool = False) -> T:
     """Open the services, run one action, close; any known failure becomes one line on stderr."""
 
+    settings = Settings.from_env()
+    sqlite_path = settings.database_url.removeprefix("sqlite:///")
+    if not create and sqlite_path != settings.database_url and not Path(sqlite_path).exists():
+        fail(f"no database at {settings.database_url}: run `nemorouter init` first")
+
     async def main() -> T:
-        services = await open_services(Settings.from_env(), create=create)
+        services = await open_services(settings, create=create)
         try:
-            if not create and await services.store.get_meta("config_version") is None:
-                fail("the database is not initialized: run `nemorouter init` first")
+            if not create:
+                if await services.store.get_meta("config_version") is None:
+                    fail("the database is not initialized: run `nemorouter init` first")
+                if await services.store.pending_migrations():
+                    fail("the database schema is out of date: run `nemorouter init` to migrate it")
             return await action(services)
         finally:
             await close_services(services)

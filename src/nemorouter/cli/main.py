@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import typer
+from typer.exceptions import TyperException
 
 from nemorouter.cli import admin_cmds
 from nemorouter.cli.common import emit, fail, run
@@ -103,7 +105,17 @@ def demo(port: int = typer.Option(4000), sim_port: int = typer.Option(4010)) -> 
 
 
 def main() -> None:
-    app()
+    """Run the command; a usage mistake is one `error:` line on stderr, never a box or a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except TyperException as exc:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        typer.echo(f"error: {message}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        typer.echo("error: aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 __all__ = ["main", "run"]

@@ -63,7 +63,13 @@ _MIME_BY_EXTENSION = {
     "ogg": "audio/ogg",
     "mp4": "video/mp4",
 }
-_AUDIO_FORMATS = {"wav": "audio/wav", "mp3": "audio/mp3", "flac": "audio/flac", "aac": "audio/aac", "ogg": "audio/ogg"}
+_AUDIO_FORMATS = {
+    "wav": "audio/wav",
+    "mp3": "audio/mp3",
+    "flac": "audio/flac",
+    "aac": "audio/aac",
+    "ogg": "audio/ogg",
+}
 
 
 def gemini_body(body: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +236,9 @@ def _assistant_parts(message: dict[str, Any], names: dict[str, str], where: str)
         try:
             args = orjson.loads(raw) if isinstance(raw, str) else raw
         except orjson.JSONDecodeError:
-            raise UnsupportedContent(f"{where}.tool_calls[{k}].function.arguments is not valid JSON") from None
+            raise UnsupportedContent(
+                f"{where}.tool_calls[{k}].function.arguments is not valid JSON"
+            ) from None
         if not isinstance(args, dict):
             raise UnsupportedContent(f"{where}.tool_calls[{k}].function.arguments must be a JSON object")
         part: dict[str, Any] = {"functionCall": {"name": fn["name"], "args": args}}
@@ -299,7 +307,9 @@ def _tool_config(
         return declarations, {"mode": "ANY", "allowedFunctionNames": [name]}
     if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
         spec = choice.get("allowed_tools") or {}
-        wanted = {(t.get("function") or {}).get("name") for t in spec.get("tools") or [] if isinstance(t, dict)}
+        wanted = {
+            (t.get("function") or {}).get("name") for t in spec.get("tools") or [] if isinstance(t, dict)
+        }
         kept = [d for d in declarations if d["name"] in wanted]
         if not kept or spec.get("mode") not in ("auto", "required"):
             raise UnsupportedContent("tool_choice.allowed_tools must name declared tools and a mode")

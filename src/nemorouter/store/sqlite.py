@@ -54,20 +54,29 @@ class SqliteStore(SqliteMoney):
         """Config changed: every server's routing table reloads on its next version check."""
         db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'")
 
+    def _migration_files(self) -> list[tuple[int, str]]:
+        folder = resources.files("nemorouter.store") / "migrations" / "sqlite"
+        found = [
+            (int(f.name.split("_", 1)[0]), f.read_text()) for f in folder.iterdir() if f.name.endswith(".sql")
+        ]
+        return sorted(found)
+
+    async def pending_migrations(self) -> list[int]:
+        try:
+            done = {r[0] for r in self._all("SELECT version FROM schema_migrations")}
+        except sqlite3.OperationalError:
+            done = set()
+        return [version for version, _ in self._migration_files() if version not in done]
+
     async def migrate(self) -> list[int]:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
         )
         done = {r[0] for r in self._all("SELECT version FROM schema_migrations")}
         applied = []
-        folder = resources.files("nemorouter.store") / "migrations" / "sqlite"
-        for item in sorted(folder.iterdir(), key=lambda p: p.name):
-            if not item.name.endswith(".sql"):
-                continue
-            version = int(item.name.split("_", 1)[0])
+        for version, script in self._migration_files():
             if version in done:
                 continue
-            script = item.read_text()
             self._db.executescript(
                 "BEGIN IMMEDIATE;\n"
                 + script
