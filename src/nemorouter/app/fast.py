@@ -21,6 +21,7 @@ from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.gateway import JsonReply, StreamReply
 from nemorouter.store.records import ApiKey
+from nemorouter.timeutil import time_ordered_id
 
 log = logging.getLogger("nemorouter.app")
 _JSON = (b"content-type", b"application/json")
@@ -81,7 +82,9 @@ class FastPath:
         try:
             reply = await self._handle(services, use, scope, receive)
         except NemoError as exc:
-            await _send_json(send, exc.status, jsonx.dumps(exc.body()), exc.headers)
+            # Every answer names a request id; one refused before admission has no record behind it.
+            headers = {"x-nemo-request-id": time_ordered_id("gen-"), **exc.headers}
+            await _send_json(send, exc.status, jsonx.dumps(exc.body()), headers)
             return
         except Exception:
             log.exception("unexpected error", extra={"path": scope["path"]})
