@@ -54,7 +54,7 @@ async def providers(request: Request, services: Services, body: dict[str, Any]) 
     return json_response(
         {
             "data": [
-                provider_view(p, [k for k in keys if k.provider_id == p.id])
+                provider_view(p, [k for k in keys if k.provider_id == p.id], _health(services))
                 for p in await services.store.list_providers()
             ]
         }
@@ -63,9 +63,12 @@ async def providers(request: Request, services: Services, body: dict[str, Any]) 
 
 async def one_provider(request: Request, services: Services, body: dict[str, Any]) -> Response:
     provider = await services.admin.provider(request.path_params["name"])
-    return json_response(
-        {"data": provider_view(provider, await services.store.list_provider_keys(provider.id))}
-    )
+    keys = await services.store.list_provider_keys(provider.id)
+    return json_response({"data": provider_view(provider, keys, _health(services))})
+
+
+def _health(services: Services) -> Callable[[str], dict[str, object]] | None:
+    return services.gateway.health.describe if services.gateway is not None else None
 
 
 async def provider_keys(request: Request, services: Services, body: dict[str, Any]) -> Response:

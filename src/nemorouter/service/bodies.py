@@ -3,11 +3,14 @@ field passes through untouched for the provider to judge."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from nemorouter.errors import InvalidRequest
+from nemorouter.money import parse_per_million
+from nemorouter.money.amounts import MoneyFormatError
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -75,6 +78,65 @@ def parse_chat(raw: bytes) -> tuple[dict[str, Any], list[str]]:
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         raise InvalidRequest("`tools` must be a list")
     return body, ids
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPrefs:
+    """OpenRouter's `provider` object: which providers, in what order, at what price."""
+
+    order: tuple[str, ...] = ()
+    allow_fallbacks: bool = True
+    only: frozenset[str] | None = None
+    ignore: frozenset[str] = frozenset()
+    sort: str | None = None  # "price" | "latency"
+    max_prompt: int | None = None  # pico-USD per token
+    max_completion: int | None = None
+
+
+def _names(value: Any, field: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidRequest(f"`provider.{field}` must be a list of provider names")
+    return tuple(value)
+
+
+def _max_price(value: Any, field: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise InvalidRequest(f"`provider.max_price.{field}` must be a number (USD per 1M tokens)")
+    try:
+        return parse_per_million(str(value))
+    except MoneyFormatError as exc:
+        raise InvalidRequest(f"`provider.max_price.{field}`: {exc}") from None
+
+
+def provider_prefs(body: dict[str, Any]) -> ProviderPrefs | None:
+    raw = body.get("provider")
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise InvalidRequest("`provider` must be an object")
+    unknown = set(raw) - {"order", "allow_fallbacks", "only", "ignore", "sort", "max_price"}
+    if unknown:
+        raise InvalidRequest(f"unknown `provider` field(s): {', '.join(sorted(unknown))}")
+    fallbacks = raw.get("allow_fallbacks", True)
+    if not isinstance(fallbacks, bool):
+        raise InvalidRequest("`provider.allow_fallbacks` must be a boolean")
+    sort = raw.get("sort")
+    if sort not in (None, "price", "latency"):
+        raise InvalidRequest("`provider.sort` must be price or latency")
+    price = raw.get("max_price") or {}
+    if not isinstance(price, dict):
+        raise InvalidRequest("`provider.max_price` must be an object {prompt, completion}")
+    return ProviderPrefs(
+        order=_names(raw["order"], "order") if "order" in raw else (),
+        allow_fallbacks=fallbacks,
+        only=frozenset(_names(raw["only"], "only")) if "only" in raw else None,
+        ignore=frozenset(_names(raw["ignore"], "ignore")) if "ignore" in raw else frozenset(),
+        sort=sort,
+        max_prompt=_max_price(price.get("prompt"), "prompt"),
+        max_completion=_max_price(price.get("completion"), "completion"),
+    )
 
 
 def requested_output(body: dict[str, Any]) -> int | None:

@@ -6,18 +6,27 @@ async generator of SSE frames) plus headers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from nemorouter import jsonx
 from nemorouter.engine.attempts import AttemptsFailed, send_first, stream_first
+from nemorouter.engine.health import Health
 from nemorouter.engine.http import UpstreamClient
-from nemorouter.errors import Forbidden, InvalidRequest, NemoError, NotFound, RateLimited
+from nemorouter.errors import (
+    Forbidden,
+    InvalidRequest,
+    NemoError,
+    NoDeploymentAvailable,
+    NotFound,
+    RateLimited,
+)
 from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket
 from nemorouter.money import Usage, Usd, cost_of, format_usd, window_start
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
@@ -25,9 +34,16 @@ from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.registry import Adapter
 from nemorouter.providers.types import Completion, Failure, UnsupportedContent, UpstreamRequest
 from nemorouter.service import billing, failures
-from nemorouter.service.bodies import parse_chat, parse_embeddings, requested_output
+from nemorouter.service.bodies import (
+    ProviderPrefs,
+    parse_chat,
+    parse_embeddings,
+    provider_prefs,
+    requested_output,
+)
 from nemorouter.service.relay import relay
 from nemorouter.service.routing import Route, RoutingTable, Target, adapter_of
+from nemorouter.service.selection import candidates, health_names
 from nemorouter.store.base import Store
 from nemorouter.store.records import ApiKey, Generation, Hold
 from nemorouter.timeutil import iso, time_ordered_id
@@ -56,6 +72,7 @@ class Call:
     key: ApiKey
     endpoint: str
     routes: list[Route]
+    targets: list[Target]
     hold: int
     input_bound: int
     ticket: Ticket
@@ -80,7 +97,9 @@ class Gateway:
         self.limiter = limiter
         self.clock = clock
         self.owner = owner
+        self.health = Health()
         self._rng = random.Random()
+        self._background: set[asyncio.Task[None]] = set()
 
     # -- use cases ------------------------------------------------------------------------
 
@@ -92,7 +111,10 @@ class Gateway:
         max_output = (requested or max(r.model.max_output for r in routes)) * n
         bound = chat_input_bound(body)
         stream = bool(body.get("stream"))
-        call = await self._admit(key, "chat", routes, bound, max_output, n, stream, bound // 4 + max_output)
+        targets = self._candidates(routes, provider_prefs(body))
+        call = await self._admit(
+            key, "chat", routes, targets, bound, max_output, n, stream, bound // 4 + max_output
+        )
 
         def build(target: Target) -> UpstreamRequest:
             return adapter_of(target).chat_request(body, target.upstream())
@@ -100,17 +122,19 @@ class Gateway:
         try:
             if stream:
                 target, handle, first, decode = await stream_first(
-                    self.client, self._targets(call), adapter_of, build, self._on_failure
+                    self.client, call.targets, adapter_of, build, self._on_failure
                 )
+                self._on_success(target, call)
                 return StreamReply(self._headers(call), relay(self, call, target, handle, first, decode))
             target, completion, _ = await send_first(
                 self.client,
-                self._targets(call),
+                call.targets,
                 adapter_of,
                 build,
                 lambda a, d: a.chat_response(d),
                 self._on_failure,
             )
+            self._on_success(target, call)
         except AttemptsFailed as exc:
             raise await self._failed(call, exc) from None
         except BaseException:
@@ -122,7 +146,8 @@ class Gateway:
         body, ids = parse_embeddings(raw)
         routes = await self._resolve(key, ids, "embedding")
         bound = embeddings_input_bound(body["input"])
-        call = await self._admit(key, "embeddings", routes, bound, 0, 1, False, bound // 4)
+        targets = self._candidates(routes, provider_prefs(body))
+        call = await self._admit(key, "embeddings", routes, targets, bound, 0, 1, False, bound // 4)
 
         def build(target: Target) -> UpstreamRequest:
             make = adapter_of(target).embeddings_request
@@ -136,8 +161,9 @@ class Gateway:
 
         try:
             target, completion, _ = await send_first(
-                self.client, self._targets(call), adapter_of, build, parse, self._on_failure
+                self.client, call.targets, adapter_of, build, parse, self._on_failure
             )
+            self._on_success(target, call)
         except AttemptsFailed as exc:
             raise await self._failed(call, exc) from None
         except BaseException:
@@ -166,14 +192,18 @@ class Gateway:
         key: ApiKey,
         endpoint: str,
         routes: list[Route],
+        targets: list[Target],
         bound: int,
         max_output: int,
         n: int,
         stream: bool,
         tokens_estimate: int,
     ) -> Call:
-        prices = [p for route in routes for p in route.prices]
-        hold, dearest = billing.dearest(prices, bound, max_output)
+        if not targets:
+            raise NoDeploymentAvailable(
+                "no deployment of this model is available right now (all cooling down, disabled or filtered out)"
+            )
+        hold, dearest = billing.dearest([t.prices for t in targets], bound, max_output)
         try:
             account = AccountLimits(key.account_id, key.account_rpm, key.account_tpm)
             ticket = self.limiter.admit(
@@ -193,6 +223,7 @@ class Gateway:
             key=key,
             endpoint=endpoint,
             routes=routes,
+            targets=targets,
             hold=hold,
             input_bound=bound,
             ticket=ticket,
@@ -220,13 +251,20 @@ class Gateway:
             raise billing.refusal(result, hold, dearest, bound, n)
         return call
 
-    def _targets(self, call: Call) -> list[Target]:
-        return [t for route in call.routes for t in route.targets(self._rng)]
+    def _candidates(self, routes: list[Route], prefs: ProviderPrefs | None) -> list[Target]:
+        return candidates(routes, prefs, self.health, self._rng)
+
+    def _on_success(self, target: Target, call: Call) -> None:
+        deployment, key = health_names(target)
+        self.health.success(deployment, (time.monotonic() - call.started) * 1000)
+        self.health.success(key)
 
     def _headers(self, call: Call) -> dict[str, str]:
         return {"x-nemo-request-id": call.id}
 
     def _on_failure(self, target: Target, failure: Failure) -> None:
+        """Teach the breakers; quarantine a vault key its provider refuses."""
+        deployment, key = health_names(target)
         log.warning(
             "upstream attempt failed",
             extra={
@@ -237,6 +275,28 @@ class Gateway:
                 "status": failure.status,
             },
         )
+        if failure.kind == "rate_limited":
+            self.health.cool_down(key, failure.retry_after if failure.retry_after is not None else 1)
+        elif failure.kind == "auth":
+            self.health.cool_down(key, 3600)
+            self._spawn(self._quarantine(target, failure))
+        elif failure.kind in ("server", "overloaded", "timeout", "connect", "protocol"):
+            self.health.failure(deployment)
+            if failure.retry_after:
+                self.health.cool_down(deployment, failure.retry_after)
+
+    async def _quarantine(self, target: Target, failure: Failure) -> None:
+        await self.store.update_provider_key(target.key.id, {"quarantined_at": iso(self.clock())})
+        log.error(
+            "provider key quarantined: its provider refused it; fix it and PATCH quarantined=false",
+            extra={"provider": target.provider.name, "provider_key": target.key.id, "status": failure.status},
+        )
+        await self.routes.refresh(force=True)
+
+    def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def generation(
         self, call: Call, target: Target | None, usage: Usage, cost: int, status: str, **extra: Any

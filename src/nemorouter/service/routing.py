@@ -20,7 +20,6 @@ from nemorouter.store.base import Store
 from nemorouter.store.records import Deployment, Model, Provider
 from nemorouter.vault import Secret, Vault, VaultError
 
-MAX_ATTEMPTS = 4
 T = TypeVar("T")
 
 
@@ -80,7 +79,7 @@ class Route:
                 prices, version = self.prices_of(dep)
                 for key in _weighted_order(list(keys), lambda k: k.weight, rng)[:2]:
                     out.append(Target(self.model, dep, provider, key, prices, version))
-        return out[:MAX_ATTEMPTS]
+        return out
 
 
 def _weighted_order(items: list[T], weight: Callable[[T], int], rng: random.Random) -> list[T]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from nemorouter.money import Usd
@@ -97,7 +98,10 @@ def generation_view(gen: Generation) -> dict[str, Any]:
     }
 
 
-def provider_view(provider: Provider, keys: list[ProviderKey]) -> dict[str, Any]:
+def provider_view(
+    provider: Provider, keys: list[ProviderKey], health: Callable[[str], dict[str, object]] | None = None
+) -> dict[str, Any]:
+    """`health`, when the server has one, reports each vault key's breaker (`key:<id>`)."""
     return {
         "id": provider.id,
         "name": provider.name,
@@ -105,7 +109,9 @@ def provider_view(provider: Provider, keys: list[ProviderKey]) -> dict[str, Any]
         "base_url": provider.base_url,
         "disabled": provider.disabled,
         "created_at": to_api(provider.created_at),
-        "keys": [provider_key_view(k) for k in keys],
+        "keys": [
+            {**provider_key_view(k), **({"health": health(f"key:{k.id}")} if health else {})} for k in keys
+        ],
     }
 
 
