@@ -28,6 +28,7 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     shutdown_grace: float = 30.0
     metrics_token: str | None = None
+    sse_keepalive: float = 10.0
     timeouts: Timeouts = field(default_factory=Timeouts)
 
     @classmethod
@@ -44,4 +45,5 @@ class Settings:
             max_body_bytes=int(env.get("NEMO_MAX_BODY_BYTES") or 32 * 1024 * 1024),
             shutdown_grace=float(env.get("NEMO_SHUTDOWN_GRACE") or 30),
             metrics_token=env.get("NEMO_METRICS_TOKEN") or None,
+            sse_keepalive=float(env.get("NEMO_SSE_KEEPALIVE") or 10),
         )

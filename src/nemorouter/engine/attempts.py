@@ -18,6 +18,7 @@ from nemorouter.providers.types import (
     UnsupportedContent,
     UpstreamRequest,
 )
+from nemorouter.settings import Timeouts
 
 T = TypeVar("T")
 
@@ -50,6 +51,7 @@ async def send_first(
     build: Callable[[T], UpstreamRequest],
     parse: Callable[[Adapter, Any], Completion],
     on_failure: Callable[[T, Failure], None],
+    timeouts_of: Callable[[T], Timeouts | None] = lambda _: None,
 ) -> tuple[T, Completion, list[Failure]]:
     failures: list[Failure] = []
     for target in targets:
@@ -59,7 +61,7 @@ async def send_first(
             failures.append(request)
             continue
         try:
-            raw = await client.send(request)
+            raw = await client.send(request, timeouts_of(target))
         except TransportFailure as exc:
             failures.append(exc.failure)
             on_failure(target, exc.failure)
@@ -84,6 +86,7 @@ async def stream_first(
     adapter_of: Callable[[T], Adapter],
     build: Callable[[T], UpstreamRequest],
     on_failure: Callable[[T, Failure], None],
+    timeouts_of: Callable[[T], Timeouts | None] = lambda _: None,
 ) -> tuple[T, StreamHandle, StreamStep, Callable[[SseEvent], StreamStep]]:
     """Open a stream on the first target whose first event is not an error."""
     failures: list[Failure] = []
@@ -94,7 +97,7 @@ async def stream_first(
             failures.append(request)
             continue
         try:
-            opened = await client.open_stream(request)
+            opened = await client.open_stream(request, timeouts_of(target))
         except TransportFailure as exc:
             failures.append(exc.failure)
             on_failure(target, exc.failure)

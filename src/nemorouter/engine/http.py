@@ -94,20 +94,30 @@ class UpstreamClient:
             raise RuntimeError("UpstreamClient.start() was not called")
         return self._session
 
-    async def send(self, request: UpstreamRequest) -> RawResponse:
-        """POST and read the whole answer."""
+    def _timeout(self, override: Timeouts | None, between_reads: str) -> aiohttp.ClientTimeout:
+        """A per-request timeout (aiohttp reads `timeout=None` as "no timeout at all": never pass it)."""
+        chosen = override or self._timeouts
+        return aiohttp.ClientTimeout(
+            total=chosen.total, connect=chosen.connect, sock_read=getattr(chosen, between_reads)
+        )
+
+    async def send(self, request: UpstreamRequest, timeouts: Timeouts | None = None) -> RawResponse:
+        """POST and read the whole answer (`timeouts` overrides the client's defaults)."""
+        timeout = self._timeout(timeouts, "first_byte")
         try:
-            async with self.session.post(request.url, data=request.body, headers=request.headers) as resp:
+            async with self.session.post(
+                request.url, data=request.body, headers=request.headers, timeout=timeout
+            ) as resp:
                 body = await resp.read()
                 return RawResponse(resp.status, _retry_after(resp.headers), body)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _transport_failure(exc) from None
 
-    async def open_stream(self, request: UpstreamRequest) -> StreamHandle | RawResponse:
+    async def open_stream(
+        self, request: UpstreamRequest, timeouts: Timeouts | None = None
+    ) -> StreamHandle | RawResponse:
         """POST a stream request: a StreamHandle on 200, else the whole error answer."""
-        timeout = aiohttp.ClientTimeout(
-            total=self._timeouts.total, connect=self._timeouts.connect, sock_read=self._timeouts.idle
-        )
+        timeout = self._timeout(timeouts or self._timeouts, "idle")
         try:
             resp = await self.session.post(
                 request.url, data=request.body, headers=request.headers, timeout=timeout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlparse
 
@@ -38,9 +39,7 @@ class Admin:
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise InvalidRequest("`base_url` must be an http(s) URL")
-        config = body.get("config") or {}
-        if not isinstance(config, dict):
-            raise InvalidRequest("`config` must be an object")
+        config = _provider_config(body.get("config") or {})
         try:
             return await self.store.create_provider(name, kind, base_url.rstrip("/"), config)
         except StoreError as exc:
@@ -316,3 +315,40 @@ class Admin:
     async def key_view(self, key: ApiKey) -> dict[str, Any]:
         """The contract's key object, with usage per window."""
         return key_view(key, await self.window_spend(key), self.current_window_usage(key))
+
+
+_TIMEOUT_NAMES = ("connect", "first_byte", "idle", "total")
+
+
+def _provider_config(value: Any) -> dict[str, Any]:
+    """A provider's settings; `timeouts` (seconds: connect, first_byte, idle, total) is checked here."""
+    if not isinstance(value, dict):
+        raise InvalidRequest("`config` must be an object")
+    config = dict(value)
+    timeouts = config.get("timeouts")
+    if timeouts is not None:
+        if not isinstance(timeouts, dict) or set(timeouts) - set(_TIMEOUT_NAMES):
+            raise InvalidRequest(f"`config.timeouts` may set {', '.join(_TIMEOUT_NAMES)} (seconds)")
+        checked = {}
+        for name, seconds in timeouts.items():
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, (int, Decimal))
+                or not 0 < seconds <= 3600
+            ):
+                raise InvalidRequest(f"`config.timeouts.{name}` must be a number of seconds from 0 to 3600")
+            checked[name] = float(seconds)  # a duration, not money
+        config["timeouts"] = checked
+    plain: dict[str, Any] = _plain(config)
+    return plain
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: exact decimals parsed from the body become floats (config holds no money)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value

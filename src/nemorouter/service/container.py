@@ -94,7 +94,15 @@ async def start_gateway(services: Services, owner: str) -> None:
     services.client = UpstreamClient(services.settings.timeouts)
     await services.client.start()
     services.auth = Authenticator(store, services.clock, services.routes)
-    services.gateway = Gateway(store, services.routes, services.client, LocalLimiter(), services.clock, owner)
+    services.gateway = Gateway(
+        store,
+        services.routes,
+        services.client,
+        LocalLimiter(),
+        services.clock,
+        owner,
+        keepalive_seconds=services.settings.sse_keepalive,
+    )
 
 
 async def close_services(services: Services) -> None:

@@ -44,11 +44,16 @@ from nemorouter.service.bodies import (
 from nemorouter.service.relay import relay
 from nemorouter.service.routing import Route, RoutingTable, Target, adapter_of
 from nemorouter.service.selection import candidates, health_names
+from nemorouter.settings import Timeouts
 from nemorouter.store.base import Store
 from nemorouter.store.records import ApiKey, Generation, Hold
 from nemorouter.timeutil import iso, time_ordered_id
 
 log = logging.getLogger("nemorouter.gateway")
+
+
+def timeouts_of(target: Target) -> Timeouts | None:
+    return target.timeouts
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,7 @@ class Gateway:
         limiter: LocalLimiter,
         clock: Callable[[], datetime],
         owner: str,
+        keepalive_seconds: float = 10.0,
     ) -> None:
         self.store = store
         self.routes = routes
@@ -97,6 +103,7 @@ class Gateway:
         self.limiter = limiter
         self.clock = clock
         self.owner = owner
+        self.keepalive_seconds = keepalive_seconds  # SSE comments while a stream waits for its first token
         self.health = Health()
         self._rng = random.Random()
         self._background: set[asyncio.Task[None]] = set()
@@ -122,7 +129,7 @@ class Gateway:
         try:
             if stream:
                 target, handle, first, decode = await stream_first(
-                    self.client, call.targets, adapter_of, build, self._on_failure
+                    self.client, call.targets, adapter_of, build, self._on_failure, timeouts_of
                 )
                 self._on_success(target, call)
                 return StreamReply(self._headers(call), relay(self, call, target, handle, first, decode))
@@ -133,6 +140,7 @@ class Gateway:
                 build,
                 lambda a, d: a.chat_response(d),
                 self._on_failure,
+                timeouts_of,
             )
             self._on_success(target, call)
         except AttemptsFailed as exc:
@@ -161,7 +169,7 @@ class Gateway:
 
         try:
             target, completion, _ = await send_first(
-                self.client, call.targets, adapter_of, build, parse, self._on_failure
+                self.client, call.targets, adapter_of, build, parse, self._on_failure, timeouts_of
             )
             self._on_success(target, call)
         except AttemptsFailed as exc:
@@ -372,6 +380,7 @@ class Gateway:
         body = completion.body
         body["id"] = call.id
         body["model"] = target.model.id
+        body["created"] = int(time.time())
         if chat:
             body["usage"] = {**usage_to_openai(usage), "cost": Usd(cost)}
         else:

@@ -7,6 +7,7 @@ first byte (the error goes into the stream), or the client left (the record says
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.types import Failure, SseEvent, StreamStep
 from nemorouter.service.failures import client_message
 from nemorouter.service.routing import Target
+
+KEEPALIVE = b": keepalive\n\n"
 
 if TYPE_CHECKING:
     from nemorouter.service.gateway import Call, Gateway
@@ -63,11 +66,24 @@ async def relay(
             for chunk in step.chunks:
                 chunk["id"] = call.id
                 chunk["model"] = target.model.id
+                chunk["created"] = created
                 yield encode(orjson.dumps(chunk))
             state.absorb(step)
             if state.error is not None or state.done:
                 break
-            event = await handle.next_event()
+            if state.output_seen == 0:
+                # Before the first token a model may think for a long while: keep the client's
+                # connection (and any proxy in between) from timing out with SSE comments.
+                waiting = asyncio.ensure_future(handle.next_event())
+                try:
+                    while not (await asyncio.wait({waiting}, timeout=gateway.keepalive_seconds))[0]:
+                        yield KEEPALIVE
+                except BaseException:
+                    waiting.cancel()
+                    raise
+                event = waiting.result()
+            else:
+                event = await handle.next_event()
             if event is None:
                 if state.usage is None:
                     state.error = Failure(

@@ -9,13 +9,14 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from nemorouter.money import Prices
 from nemorouter.providers.registry import Adapter, adapter_for
 from nemorouter.providers.types import Upstream
+from nemorouter.settings import Timeouts
 from nemorouter.store.base import Store
 from nemorouter.store.records import Deployment, Model, Provider
 from nemorouter.vault import Secret, Vault, VaultError
@@ -40,6 +41,11 @@ class Target:
     key: VaultKey
     prices: Prices
     price_version_id: int
+
+    @property
+    def timeouts(self) -> Timeouts | None:
+        """The provider's own timeouts (`config.timeouts`), over the defaults; None when it sets none."""
+        return timeouts_from(self.provider.config)
 
     def upstream(self) -> Upstream:
         return Upstream(
@@ -162,3 +168,15 @@ def adapter_of(target: Target) -> Adapter:
     if adapter is None:  # routing only admits kinds with an adapter
         raise RuntimeError(f"no adapter for provider kind {target.provider.kind}")
     return adapter
+
+
+def timeouts_from(config: Mapping[str, Any]) -> Timeouts | None:
+    raw = config.get("timeouts")
+    if not isinstance(raw, dict):
+        return None
+    defaults = Timeouts()
+    values = {
+        name: float(raw.get(name, getattr(defaults, name)))
+        for name in ("connect", "first_byte", "idle", "total")
+    }
+    return Timeouts(**values)

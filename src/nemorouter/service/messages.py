@@ -1,0 +1,111 @@
+"""The use case `POST /v1/messages`: Anthropic's Messages API as a translation around `Gateway.chat`.
+
+Routing, holds, billing and settlement stay in the one OpenAI-shaped flow, so every model in
+the catalog answers here whatever its upstream's wire format; this module only translates
+the request in and the answer (or the stream) out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import orjson
+
+from nemorouter import jsonx
+from nemorouter.engine.sse import encode
+from nemorouter.errors import InvalidRequest, NemoError
+from nemorouter.providers.messages_front import MalformedRequest, chat_body
+from nemorouter.providers.messages_front_reply import message_from_completion
+from nemorouter.providers.messages_front_stream import Event, MessagesStream
+from nemorouter.providers.types import UnsupportedContent
+from nemorouter.service.gateway import Gateway, JsonReply, StreamReply
+from nemorouter.store.records import ApiKey
+
+__all__ = ["ANTHROPIC_ERROR_TYPES", "anthropic_error_body", "messages"]
+
+# Our HTTP status -> Anthropic's error.type (docs.claude.com/en/api/errors). Anthropic has no
+# 502/503: an upstream failure is its api_error, no capacity its overloaded_error.
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def anthropic_error_body(error: NemoError) -> dict[str, Any]:
+    """Anthropic's error shape, readable by our contract's clients too: `code` is the status,
+    `nemo_type` our stable type, and extras (`needed`, `available`, `max_tokens_affordable`) stay."""
+    status = error.status
+    kind = ANTHROPIC_ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    detail = {**error.extra, "type": kind, "message": error.message, "code": status, "nemo_type": error.type}
+    return {"type": "error", "error": detail}
+
+
+async def messages(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply | StreamReply:
+    """Answer a Messages request: JSON, or a stream of Anthropic events."""
+    if not raw:
+        raise InvalidRequest("the request body is empty; send a JSON object")
+    try:
+        request = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidRequest("the request body is not valid JSON") from None
+    try:
+        body = chat_body(request)
+    except (MalformedRequest, UnsupportedContent) as exc:
+        raise InvalidRequest(str(exc)) from None
+    stops: list[str] = body.get("stop") or []
+    reply = await gateway.chat(key, orjson.dumps(body))
+    if isinstance(reply, JsonReply):
+        message = message_from_completion(jsonx.loads_exact(reply.body), stops)
+        return JsonReply(jsonx.dumps(message), reply.headers, reply.status)
+    converter = MessagesStream(reply.headers.get("x-nemo-request-id", ""), body["model"], stops)
+    return StreamReply(reply.headers, anthropic_events(reply.chunks, converter))
+
+
+def _frames(events: Sequence[Event]) -> list[bytes]:
+    return [encode(jsonx.dumps(data), event=name) for name, data in events]
+
+
+def _chunk(data: bytes) -> dict[str, Any]:
+    # Only the final usage chunk carries money; it is parsed exactly, the rest fast.
+    parsed = jsonx.loads_exact(data) if b'"cost"' in data else orjson.loads(data)
+    return parsed if isinstance(parsed, dict) else {}
+
+
+async def anthropic_events(
+    chunks: AsyncGenerator[bytes, None], converter: MessagesStream
+) -> AsyncGenerator[bytes, None]:
+    """Our OpenAI SSE frames in, Anthropic's frames out. Closing this closes `chunks`, so a
+    client that leaves still settles (the relay charges what was generated)."""
+    pending = b""
+    try:
+        async for piece in chunks:
+            pending += piece
+            while b"\n\n" in pending:
+                frame, pending = pending.split(b"\n\n", 1)
+                data = b"\n".join(
+                    line[5:].lstrip(b" ") for line in frame.split(b"\n") if line.startswith(b"data:")
+                )
+                if not data:
+                    continue
+                if data == b"[DONE]":
+                    for out in _frames(converter.end()):
+                        yield out
+                    return
+                for out in _frames(converter.feed(_chunk(data))):
+                    yield out
+                if converter.ended:
+                    return  # an error event ends an Anthropic stream
+        for out in _frames(converter.end()):
+            yield out
+    finally:
+        await chunks.aclose()
