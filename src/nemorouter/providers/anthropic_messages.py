@@ -1,7 +1,8 @@
 """OpenAI chat messages -> Anthropic's `system` blocks and alternating turns, purely.
 
 Rules: shared/reference/providers.md, "Mapping OpenAI -> Anthropic requests". Content this API
-cannot take raises `UnsupportedContent`; nothing is dropped except empty text.
+cannot take raises `UnsupportedContent`. Not sent: empty text (Anthropic refuses it), a
+message's `name` and an image's `detail` (hints with no Anthropic counterpart).
 """
 
 from __future__ import annotations
@@ -137,7 +138,11 @@ def _document(part: dict[str, Any], at: str) -> dict[str, Any]:
 def _assistant_blocks(message: dict[str, Any], where: str) -> list[dict[str, Any]]:
     # Thinking blocks come back first, unchanged, as Anthropic requires in tool loops
     # (LiteLLM's `thinking_blocks` convention carries them through OpenAI clients).
-    blocks = [dict(b) for b in message.get("thinking_blocks") or [] if isinstance(b, dict)]
+    blocks: list[dict[str, Any]] = []
+    for block in message.get("thinking_blocks") or []:
+        if not isinstance(block, dict) or block.get("type") not in ("thinking", "redacted_thinking"):
+            raise UnsupportedContent(f"{where}.thinking_blocks: only thinking and redacted_thinking blocks")
+        blocks.append(dict(block))
     blocks += _text_blocks(message.get("content"), where, ("text", "refusal"))
     for k, call in enumerate(message.get("tool_calls") or []):
         fn = call.get("function") if isinstance(call, dict) else None

@@ -97,6 +97,7 @@ class Plan:
     stop_reason: str
     stop_sequence: str | None
     usage: dict[str, Any]
+    tool_json: str = ""  # the tool input as streamed (a prefix of it when max_tokens cut it)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -290,11 +291,13 @@ def plan_message(body: dict[str, Any], faults: Faults, extras: Extras, version: 
     stop_reason = "max_tokens" if reply.finish_reason == "length" else "end_turn"
     stop_sequence = None
     visible = reply.tokens
+    tool_json = ""
     if reply.tool_name is not None:
         try:
             arguments = json.loads(reply.tool_arguments or "{}")
         except json.JSONDecodeError:
             arguments = {}  # cut by max_tokens: the stream shows the fragments, the body an empty input
+        tool_json = reply.tool_arguments or ""
         call_id = "toolu_" + (reply.tool_call_id or "")[len("call_") :]
         blocks.append({"type": "tool_use", "id": call_id, "name": reply.tool_name, "input": arguments})
         stop_reason = "tool_use" if reply.finish_reason == "tool_calls" else stop_reason
@@ -308,4 +311,4 @@ def plan_message(body: dict[str, Any], faults: Faults, extras: Extras, version: 
         if text or not blocks:
             blocks.append({"type": "text", "text": text})
     usage = _usage(count_prompt_tokens(body), thinking + visible, thinking, faults, extras, version)
-    return Plan(blocks, stop_reason, stop_sequence, usage)
+    return Plan(blocks, stop_reason, stop_sequence, usage, tool_json)

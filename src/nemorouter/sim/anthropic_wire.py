@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nemorouter.sim.anthropic_plan import Extras, Invalid, Plan, plan_message
-from nemorouter.sim.content import dumps, inband_directives, parse_pairs
+from nemorouter.sim.content import inband_directives, parse_pairs
 from nemorouter.sim.faults import NO_FAULTS, Faults, sleep_ms
 from nemorouter.sim.sse import CUT, SimStream
 from nemorouter.sim.state import SimState, bearer_key
@@ -62,19 +62,24 @@ def _fault_response(faults: Faults) -> Response:
 
 
 def last_user_texts(body: dict[str, Any]) -> list[str]:
-    """Text of the last ``user`` turn (string content or its ``text`` blocks): where directives live."""
+    """Text of the last ``user`` turn that has text: where directives live.
+
+    A turn of only ``tool_result`` blocks is skipped, as the OpenAI routes skip ``tool``
+    messages, so a directive in the question still applies after the tool results.
+    """
     for message in reversed(body.get("messages") or []):
-        if isinstance(message, dict) and message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, str):
-                return [content]
-            if isinstance(content, list):
-                return [
-                    b["text"]
-                    for b in content
-                    if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
-                ]
-            return []
+        if not isinstance(message, dict) or message.get("role") != "user":
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return [content]
+        texts = [
+            b["text"]
+            for b in content or []
+            if isinstance(b, dict) and b.get("type") == "text" and isinstance(b.get("text"), str)
+        ]
+        if texts or not any(isinstance(b, dict) and b.get("type") == "tool_result" for b in content or []):
+            return texts
     return []
 
 
@@ -98,7 +103,7 @@ def _frame(name: str, payload: dict[str, Any]) -> bytes:
     return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **payload}) + b"\n\n"
 
 
-def _block_frames(index: int, block: dict[str, Any]) -> list[tuple[bytes, bool]]:
+def _block_frames(index: int, block: dict[str, Any], tool_json: str) -> list[tuple[bytes, bool]]:
     """One block as start, deltas, stop; the flag marks content deltas (what ``*_after`` counts)."""
     kind = block["type"]
     start: dict[str, Any]
@@ -108,8 +113,8 @@ def _block_frames(index: int, block: dict[str, Any]) -> list[tuple[bytes, bool]]
         extra = [{"type": "signature_delta", "signature": block["signature"]}]
     elif kind == "tool_use":
         start = {**block, "input": {}}
-        args = dumps(block["input"]) if block["input"] else ""
-        pieces = [args[i : i + TOOL_ARG_FRAGMENT] for i in range(0, len(args), TOOL_ARG_FRAGMENT)]
+        step = TOOL_ARG_FRAGMENT
+        pieces = [tool_json[i : i + step] for i in range(0, len(tool_json), step)]
         deltas, extra = [{"type": "input_json_delta", "partial_json": p} for p in pieces], []
     else:
         start = {"type": "text", "text": ""}
@@ -133,7 +138,7 @@ async def stream_events(plan: Plan, model: str, faults: Faults) -> AsyncIterator
     head["usage"].pop("output_tokens_details", None)
     frames: list[tuple[bytes, bool]] = []
     for index, block in enumerate(plan.blocks):
-        frames += _block_frames(index, block)
+        frames += _block_frames(index, block, plan.tool_json)
         if index == 0:
             frames.insert(1, (PING, False))
     final = {k: usage[k] for k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")}
