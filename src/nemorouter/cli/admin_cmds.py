@@ -35,16 +35,20 @@ async def _names(services: Services) -> dict[str, str]:
 def providers_add(
     name: str,
     kind: str = typer.Option(..., help="openai | openai-compatible | anthropic | gemini | azure-openai"),
-    base_url: str = typer.Option(..., help="as in the provider's official SDK"),
+    base_url: str | None = typer.Option(
+        None, help="as in the provider's official SDK (default: the vendor's)"
+    ),
+    vendor: str | None = typer.Option(
+        None, help="openai-compatible vendor row: mistral, deepseek, groq, xai, ..."
+    ),
+    api_version: str | None = typer.Option(None, help="azure-openai only: the api-version to pin"),
 ) -> None:
+    body: dict[str, Any] = {"name": name, "kind": kind, "base_url": base_url, "vendor": vendor}
+    if api_version is not None:
+        body["config"] = {"api_version": api_version}
+
     async def act(s: Services) -> None:
-        emit(
-            {
-                "data": provider_view(
-                    await s.admin.create_provider({"name": name, "kind": kind, "base_url": base_url}), []
-                )
-            }
-        )
+        emit({"data": provider_view(await s.admin.create_provider(body), [])})
 
     run(act)
 

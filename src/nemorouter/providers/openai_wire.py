@@ -14,6 +14,7 @@ import orjson
 
 from nemorouter.money import Usage
 from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
+from nemorouter.providers.vendors import apply_quirks
 
 # Fields that steer NemoRouter (OpenRouter's conventions); never sent upstream.
 GATEWAY_FIELDS = frozenset({"models", "provider", "route", "transforms", "usage", "plugins"})
@@ -30,6 +31,7 @@ def _headers(secret: str) -> dict[str, str]:
 def chat_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
     out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
     out["model"] = upstream.model
+    out = apply_quirks(out, upstream.config.get("vendor"))
     stream = bool(out.get("stream"))
     if stream:
         options = out.get("stream_options")
@@ -51,13 +53,23 @@ def _int(value: Any) -> int:
 
 
 def parse_usage(raw: dict[str, Any]) -> Usage:
-    """OpenAI usage -> normalized Usage (already OpenAI's conventions: cached and reasoning
-    tokens are parts of prompt and completion tokens)."""
+    """OpenAI-style usage -> normalized Usage (OpenAI's conventions: cached and reasoning tokens
+    are parts of prompt and completion tokens). Two vendor conventions are recognised from the
+    usage itself, so vendors stay data rows:
+
+    - DeepSeek reports `prompt_cache_hit_tokens` (+ `_miss_`) instead of `cached_tokens`.
+    - xAI counts `reasoning_tokens` outside `completion_tokens`; its `total_tokens` is then
+      prompt + completion + reasoning (LiteLLM's check), and reasoning is added to completion.
+    """
     prompt = _int(raw.get("prompt_tokens"))
     completion = _int(raw.get("completion_tokens"))
     pdet = raw.get("prompt_tokens_details") or {}
     cdet = raw.get("completion_tokens_details") or {}
-    cached = min(_int(pdet.get("cached_tokens")), prompt)
+    outside = _int(cdet.get("reasoning_tokens"))
+    if outside and _int(raw.get("total_tokens")) == prompt + completion + outside:
+        completion += outside
+    hits = pdet.get("cached_tokens") if "cached_tokens" in pdet else raw.get("prompt_cache_hit_tokens")
+    cached = min(_int(hits), prompt)
     writes = min(_int(pdet.get("cache_write_tokens")), prompt - cached)
     reasoning = min(_int(cdet.get("reasoning_tokens")), completion)
     return Usage(

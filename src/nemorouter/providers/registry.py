@@ -55,4 +55,8 @@ def adapter_for(kind: str) -> Adapter | None:
         from nemorouter.providers import gemini
 
         return gemini.ADAPTER
+    if kind == "azure-openai":
+        from nemorouter.providers import azure
+
+        return azure.ADAPTER
     return None

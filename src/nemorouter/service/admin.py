@@ -12,6 +12,7 @@ from nemorouter.errors import Conflict, InvalidRequest, NotFound
 from nemorouter.money import LIMIT_RESETS, Prices, window_start
 from nemorouter.money.amounts import MoneyFormatError
 from nemorouter.providers.registry import KINDS
+from nemorouter.providers.vendors import VENDORS
 from nemorouter.service import fields
 from nemorouter.service.keyformat import display_hint, hash_key, new_key
 from nemorouter.service.views import key_view
@@ -34,12 +35,19 @@ class Admin:
         kind = body.get("kind")
         if kind not in KINDS:
             raise InvalidRequest(f"`kind` must be one of {', '.join(KINDS)}")
+        config = _provider_config(body.get("config") or {})
+        vendor = body.get("vendor", config.get("vendor"))
+        if vendor is not None:
+            if kind != "openai-compatible" or vendor not in VENDORS:
+                raise InvalidRequest(f"`vendor` is for kind openai-compatible, one of {', '.join(VENDORS)}")
+            config["vendor"] = vendor
+        if body.get("base_url") is None and vendor is not None:
+            body = {**body, "base_url": VENDORS[vendor].base_url}
         base_url = fields.text(body, "base_url", maximum=500)
         assert name is not None and base_url is not None
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise InvalidRequest("`base_url` must be an http(s) URL")
-        config = _provider_config(body.get("config") or {})
         try:
             return await self.store.create_provider(name, kind, base_url.rstrip("/"), config)
         except StoreError as exc:

@@ -91,7 +91,9 @@ async def prelude(request: Request, inband: Callable[[dict[str, Any]], list[str]
     except orjson.JSONDecodeError:
         parsed = None
     state.record(request, raw, parsed)
-    if not state.key_accepted(bearer_key(request.headers.get("authorization"))):
+    # Azure OpenAI sends its key as `api-key`; everyone else as a bearer token.
+    key = bearer_key(request.headers.get("authorization")) or request.headers.get("api-key")
+    if not state.key_accepted(key):
         return Prelude(
             {}, error_response(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
         )
@@ -264,4 +266,7 @@ def routes() -> list[Route]:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
+        # Azure OpenAI's deployment URLs (the api-version query parameter is accepted, not checked).
+        Route("/openai/deployments/{deployment}/chat/completions", chat_completions, methods=["POST"]),
+        Route("/openai/deployments/{deployment}/embeddings", embeddings, methods=["POST"]),
     ]

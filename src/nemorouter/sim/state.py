@@ -50,6 +50,7 @@ class SimState:
             {
                 "method": request.method,
                 "path": request.url.path,
+                "query": request.url.query,
                 "model": model if isinstance(model, str) else None,
                 "authorization": request.headers.get("authorization"),
                 "headers": headers,

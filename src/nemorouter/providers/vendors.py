@@ -1,0 +1,77 @@
+"""OpenAI-compatible vendors are data: one row each over the one OpenAI-wire adapter.
+
+A row gives the vendor's documented base URL and what its API does differently on the way in
+(renamed or refused fields). On the way out, usage conventions are recognised from the usage
+object itself (`openai_wire.parse_usage`), so a row needs no code. To add a vendor: add a row
+here and a test in tests/providers/test_vendors.py (see docs/providers.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from nemorouter.providers.types import UnsupportedContent
+
+
+@dataclass(frozen=True, slots=True)
+class Vendor:
+    name: str
+    base_url: str
+    rename: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # our field -> theirs
+    refuse: frozenset[str] = frozenset()  # fields the vendor answers with a 400
+    notes: str = ""
+
+
+def _row(name: str, base_url: str, notes: str = "", **quirks: Any) -> tuple[str, Vendor]:
+    return name, Vendor(name, base_url, notes=notes, **quirks)
+
+
+VENDORS: Mapping[str, Vendor] = MappingProxyType(
+    dict(
+        [
+            _row("openai", "https://api.openai.com/v1"),
+            # Mistral calls the seed `random_seed` and knows only `max_tokens` (LiteLLM mistral transformation).
+            _row(
+                "mistral",
+                "https://api.mistral.ai/v1",
+                rename=MappingProxyType({"seed": "random_seed", "max_completion_tokens": "max_tokens"}),
+            ),
+            # DeepSeek reports prompt_cache_hit_tokens / prompt_cache_miss_tokens (read by parse_usage).
+            _row("deepseek", "https://api.deepseek.com", notes="cache hit/miss usage fields"),
+            # Groq rejects these with a 400 (console.groq.com/docs/openai).
+            _row(
+                "groq",
+                "https://api.groq.com/openai/v1",
+                refuse=frozenset({"logprobs", "top_logprobs", "logit_bias"}),
+            ),
+            # xAI counts reasoning outside completion_tokens (recognised by parse_usage from total_tokens).
+            _row("xai", "https://api.x.ai/v1", notes="reasoning tokens outside completion tokens"),
+            _row("together", "https://api.together.xyz/v1"),
+            _row("fireworks", "https://api.fireworks.ai/inference/v1"),
+            _row("openrouter", "https://openrouter.ai/api/v1"),
+            _row("vllm", "http://127.0.0.1:8000/v1", notes="self-hosted"),
+            _row("ollama", "http://127.0.0.1:11434/v1", notes="self-hosted"),
+        ]
+    )
+)
+
+
+def apply_quirks(body: dict[str, Any], vendor_name: str | None) -> dict[str, Any]:
+    """The body as this vendor wants it (a copy when anything changes)."""
+    vendor = VENDORS.get(vendor_name or "")
+    if vendor is None:
+        return body
+    for name in vendor.refuse:
+        if body.get(name) not in (None, False):
+            raise UnsupportedContent(f"{vendor.name} does not accept `{name}`")
+    if not vendor.rename:
+        return body
+    out = dict(body)
+    for ours, theirs in vendor.rename.items():
+        if ours in out:
+            value = out.pop(ours)
+            out.setdefault(theirs, value)
+    return out
