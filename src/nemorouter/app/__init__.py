@@ -13,9 +13,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nemorouter import __version__
 from nemorouter.app import admin, inference, management, public
 from nemorouter.app.fast import FastPath
 from nemorouter.app.http import json_response, on_http_error, on_nemo_error, on_unexpected
+from nemorouter.app.openapi import document as openapi_document
 from nemorouter.errors import NemoError
 from nemorouter.service.container import Services, close_services, open_services, start_gateway
 from nemorouter.settings import Settings
@@ -26,6 +28,10 @@ log = logging.getLogger("nemorouter")
 
 async def healthz(request: Request) -> Response:
     return json_response({"ok": True})
+
+
+async def openapi(request: Request) -> Response:
+    return json_response(openapi_document(__version__))
 
 
 async def readyz(request: Request) -> Response:
@@ -71,6 +77,7 @@ def create_app(settings: Settings) -> FastPath:
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
         *inference.routes,
         *management.routes,
         *public.routes,

@@ -1,0 +1,186 @@
+"""The OpenAPI 3 document of the HTTP APIs (served at /openapi.json; a test keeps it in step with
+the routes). Shapes are summarized: CONTRACT.md is the full description."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MONEY = {"type": "number", "description": "USD, an exact decimal literal (never rounded through a float)"}
+ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "type", "message"],
+            "properties": {
+                "code": {"type": "integer"},
+                "type": {"type": "string"},
+                "message": {"type": "string"},
+            },
+        }
+    },
+}
+OBJECT = {"type": "object", "additionalProperties": True}
+
+# (method, path, security, summary, has JSON body, success status)
+OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
+    ("get", "/healthz", "none", "Alive", False, 200),
+    ("get", "/readyz", "none", "Ready: the database answers", False, 200),
+    ("get", "/openapi.json", "none", "This document", False, 200),
+    (
+        "post",
+        "/v1/chat/completions",
+        "inference",
+        "OpenAI-compatible chat completion (stream or not)",
+        True,
+        200,
+    ),
+    ("post", "/v1/embeddings", "inference", "OpenAI-compatible embeddings", True, 200),
+    ("post", "/v1/messages", "inference", "Anthropic-compatible Messages API, for every model", True, 200),
+    ("get", "/v1/models", "none", "Servable models with prices per token", False, 200),
+    ("get", "/v1/key", "inference", "The calling key: limits, usage per window, rate limits", False, 200),
+    ("get", "/v1/generation", "inference", "One request's exact record (`?id=`)", False, 200),
+    (
+        "get",
+        "/v1/generations",
+        "inference",
+        "Recent requests (own key; whole account for a management key)",
+        False,
+        200,
+    ),
+    (
+        "post",
+        "/v1/leaks",
+        "none",
+        "Report leaked strings; live keys among them are revoked (always 202)",
+        True,
+        202,
+    ),
+    ("get", "/v1/leaks", "management", "Leak events of the account", False, 200),
+    ("get", "/v1/credits", "management", "Credits, usage, balance, held", False, 200),
+    ("get", "/v1/keys", "management", "The account's inference keys", False, 200),
+    ("post", "/v1/keys", "management", "Create an inference key (the secret is returned once)", True, 201),
+    ("get", "/v1/keys/{key_id}", "management", "One key", False, 200),
+    (
+        "patch",
+        "/v1/keys/{key_id}",
+        "management",
+        "Change a key's name, limits, expiry, models, disabled",
+        True,
+        200,
+    ),
+    ("delete", "/v1/keys/{key_id}", "management", "Revoke a key (permanent)", False, 200),
+    (
+        "post",
+        "/v1/keys/{key_id}/rotate",
+        "management",
+        "New secret, same key; the old one works for a grace",
+        True,
+        201,
+    ),
+    (
+        "get",
+        "/admin/v1/providers",
+        "admin",
+        "Providers with vault keys (fingerprints) and health",
+        False,
+        200,
+    ),
+    ("post", "/admin/v1/providers", "admin", "Add a provider", True, 201),
+    ("get", "/admin/v1/providers/{name}", "admin", "One provider", False, 200),
+    (
+        "post",
+        "/admin/v1/providers/{name}/keys",
+        "admin",
+        "Add a vault key (the secret is never returned)",
+        True,
+        201,
+    ),
+    (
+        "patch",
+        "/admin/v1/providers/{name}/keys/{key_id}",
+        "admin",
+        "Disable, reweight, un-quarantine",
+        True,
+        200,
+    ),
+    ("delete", "/admin/v1/providers/{name}/keys/{key_id}", "admin", "Delete a vault key", False, 200),
+    ("get", "/admin/v1/models", "admin", "Models and deployments", False, 200),
+    ("post", "/admin/v1/models", "admin", "Create or replace a model", True, 201),
+    ("post", "/admin/v1/models/import", "admin", "Deploy a vendor's catalog models on a provider", True, 201),
+    ("get", "/admin/v1/models/{model_id}", "admin", "One model", False, 200),
+    ("patch", "/admin/v1/models/{model_id}", "admin", "Change a model", True, 200),
+    ("delete", "/admin/v1/models/{model_id}", "admin", "Delete a model", False, 200),
+    ("get", "/admin/v1/accounts", "admin", "Accounts", False, 200),
+    ("post", "/admin/v1/accounts", "admin", "Create an account", True, 201),
+    ("get", "/admin/v1/accounts/{account_id}", "admin", "One account with balance", False, 200),
+    ("patch", "/admin/v1/accounts/{account_id}", "admin", "Rename; account-wide rate limits", True, 200),
+    ("post", "/admin/v1/accounts/{account_id}/credits", "admin", "Credit (idempotent by key)", True, 201),
+    ("get", "/admin/v1/accounts/{account_id}/keys", "admin", "An account's keys", False, 200),
+    ("post", "/admin/v1/accounts/{account_id}/keys", "admin", "Create an inference key", True, 201),
+    (
+        "post",
+        "/admin/v1/accounts/{account_id}/management-keys",
+        "admin",
+        "Create a management key",
+        True,
+        201,
+    ),
+    ("get", "/admin/v1/keys/{key_id}", "admin", "Any key", False, 200),
+    ("patch", "/admin/v1/keys/{key_id}", "admin", "Change any key", True, 200),
+    ("delete", "/admin/v1/keys/{key_id}", "admin", "Revoke any key", False, 200),
+    ("post", "/admin/v1/keys/{key_id}/rotate", "admin", "Rotate any key", True, 201),
+    ("get", "/admin/v1/ledger/verify", "admin", "Check every ledger invariant", False, 200),
+]
+
+_SECURITY: dict[str, list[dict[str, list[str]]]] = {
+    "none": [],
+    "inference": [{"inferenceKey": []}],
+    "management": [{"managementKey": []}],
+    "admin": [{"operatorToken": []}],
+}
+
+
+def extra_operations() -> list[tuple[str, str, str, str, bool, int]]:
+    """Operations registered by optional parts (kept here so the document stays one list)."""
+    return []
+
+
+def document(version: str) -> dict[str, Any]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, security, summary, has_body, status in [*OPERATIONS, *extra_operations()]:
+        operation: dict[str, Any] = {
+            "summary": summary,
+            "security": _SECURITY[security],
+            "responses": {
+                str(status): {"description": "OK", "content": {"application/json": {"schema": OBJECT}}},
+                "default": {"description": "Error", "content": {"application/json": {"schema": ERROR}}},
+            },
+        }
+        params = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+        if params:
+            operation["parameters"] = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in params
+            ]
+        if has_body:
+            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": OBJECT}}}
+        paths.setdefault(path, {})[method] = operation
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "NemoRouter",
+            "version": version,
+            "description": "One key, one bill, every model. Money is USD as exact decimal literals.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": {"Error": ERROR, "Money": MONEY},
+            "securitySchemes": {
+                "inferenceKey": {"type": "http", "scheme": "bearer", "description": "sk-nemo-v1-..."},
+                "managementKey": {"type": "http", "scheme": "bearer", "description": "sk-nemo-mgmt-v1-..."},
+                "operatorToken": {"type": "http", "scheme": "bearer", "description": "NEMO_ADMIN_TOKEN"},
+            },
+        },
+    }
