@@ -552,9 +552,20 @@ UPSTREAM_CASES = {
 }
 
 
+@pytest.fixture
+def failing(workdir: Path, sim: Sim) -> Iterator[Gateway]:
+    """A gateway of its own per test: the failures below teach its breakers and cool-downs (a 429
+    idles that deployment's key for its retry-after), which must not spill over onto other tests."""
+    gw = new_gateway(workdir, sim)
+    gw.start()
+    yield gw
+    assert gw.stop() == 0
+
+
 @pytest.mark.parametrize("stream", [False, True])
 @pytest.mark.parametrize("case", list(UPSTREAM_CASES))
-def test_upstream_failure_chat(gateway: Gateway, sim: Sim, case: str, stream: bool) -> None:
+def test_upstream_failure_chat(failing: Gateway, sim: Sim, case: str, stream: bool) -> None:
+    gateway = failing
     directive, status, type_ = UPSTREAM_CASES[case]
     account = new_account(gateway)
     secret, key_id = account.key()
@@ -567,7 +578,8 @@ def test_upstream_failure_chat(gateway: Gateway, sim: Sim, case: str, stream: bo
 
 
 @pytest.mark.parametrize("case", list(UPSTREAM_CASES))
-def test_upstream_failure_embeddings(gateway: Gateway, case: str) -> None:
+def test_upstream_failure_embeddings(failing: Gateway, case: str) -> None:
+    gateway = failing
     directive, status, type_ = UPSTREAM_CASES[case]
     account = new_account(gateway)
     secret, key_id = account.key()
@@ -579,8 +591,9 @@ def test_upstream_failure_embeddings(gateway: Gateway, case: str) -> None:
         _check_uncharged_record(gateway, resp, secret, key_id)
 
 
-def test_upstream_500_is_tried_and_reported_as_502(gateway: Gateway, sim: Sim) -> None:
+def test_upstream_500_is_tried_and_reported_as_502(failing: Gateway, sim: Sim) -> None:
     """The simulator saw the attempt(s), and each of them failed; the client got one 502."""
+    gateway = failing
     account = new_account(gateway)
     secret, key_id = account.key()
     marker = f"marker-{time.time_ns()}"

@@ -20,6 +20,7 @@ from nemorouter.errors import NemoError, RequestTooLarge
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.gateway import JsonReply, StreamReply
+from nemorouter.service.messages import anthropic_error_body, messages
 from nemorouter.store.records import ApiKey
 from nemorouter.timeutil import time_ordered_id
 
@@ -39,7 +40,17 @@ async def _embeddings(services: Services, key: ApiKey, body: bytes) -> JsonReply
     return await services.gateway.embeddings(key, body)
 
 
-USES: dict[str, Use] = {"/v1/chat/completions": _chat, "/v1/embeddings": _embeddings}
+async def _messages(services: Services, key: ApiKey, body: bytes) -> JsonReply | StreamReply:
+    assert services.gateway is not None
+    return await messages(services.gateway, key, body)
+
+
+MESSAGES = "/v1/messages"  # Anthropic's shape: errors in its form, keys also as `x-api-key`
+USES: dict[str, Use] = {
+    "/v1/chat/completions": _chat,
+    "/v1/embeddings": _embeddings,
+    MESSAGES: _messages,
+}
 
 
 async def _body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
@@ -67,6 +78,10 @@ async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, st
     await send({"type": "http.response.body", "body": body})
 
 
+def _error_body(scope: Scope, error: NemoError) -> dict[str, object]:
+    return anthropic_error_body(error) if scope["path"] == MESSAGES else error.body()
+
+
 class FastPath:
     """ASGI app: the two hot routes directly, everything else through Starlette."""
 
@@ -84,12 +99,12 @@ class FastPath:
         except NemoError as exc:
             # Every answer names a request id; one refused before admission has no record behind it.
             headers = {"x-nemo-request-id": time_ordered_id("gen-"), **exc.headers}
-            await _send_json(send, exc.status, jsonx.dumps(exc.body()), headers)
+            await _send_json(send, exc.status, jsonx.dumps(_error_body(scope, exc)), headers)
             return
         except Exception:
             log.exception("unexpected error", extra={"path": scope["path"]})
             error = NemoError("internal error")
-            await _send_json(send, error.status, jsonx.dumps(error.body()), {})
+            await _send_json(send, error.status, jsonx.dumps(_error_body(scope, error)), {})
             return
         if isinstance(reply, JsonReply):
             await _send_json(send, reply.status, reply.body, reply.headers)
@@ -99,14 +114,17 @@ class FastPath:
     async def _handle(
         self, services: Services, use: Use, scope: Scope, receive: Receive
     ) -> JsonReply | StreamReply:
-        authorization = declared = None
+        authorization = declared = api_key = None
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
+            elif name == b"x-api-key" and scope["path"] == MESSAGES:
+                api_key = value.decode("latin-1").strip() or None
         assert services.routes is not None and services.auth is not None
         await services.routes.refresh()
-        key = await services.auth.authenticate(bearer(authorization), "inference", cached=True)
+        secret = bearer(authorization) if authorization is not None else api_key
+        key = await services.auth.authenticate(secret, "inference", cached=True)
         body = await _body(receive, declared, services.settings.max_body_bytes)
         return await use(services, key, body)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 class _State:
     failures: int = 0
     open_until: float = 0.0
+    rate_limited_until: float = 0.0  # a provider's retry-after, kept apart from breaker state
     latency_ms: float | None = None  # exponentially weighted average of successful attempts
 
 
@@ -64,7 +65,17 @@ class Health:
     def cool_down(self, name: str, seconds: float) -> None:
         """The provider asked us to wait (`retry-after`): skip `name` until then."""
         state = self._state(name)
-        state.open_until = max(state.open_until, self._clock() + max(0.0, seconds))
+        until = self._clock() + max(0.0, seconds)
+        state.open_until = max(state.open_until, until)
+        state.rate_limited_until = max(state.rate_limited_until, until)
+
+    def rate_limited_for(self, name: str) -> float | None:
+        """Seconds left of a provider-requested wait on `name`, or None."""
+        state = self._states.get(name)
+        if state is None:
+            return None
+        left = state.rate_limited_until - self._clock()
+        return left if left > 0 else None
 
     def latency_ms(self, name: str) -> float | None:
         state = self._states.get(name)

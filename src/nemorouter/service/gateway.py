@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncGenerator, Callable, Coroutine
@@ -207,10 +208,6 @@ class Gateway:
         stream: bool,
         tokens_estimate: int,
     ) -> Call:
-        if not targets:
-            raise NoDeploymentAvailable(
-                "no deployment of this model is available right now (all cooling down, disabled or filtered out)"
-            )
         hold, dearest = billing.dearest([t.prices for t in targets], bound, max_output)
         try:
             account = AccountLimits(key.account_id, key.account_rpm, key.account_tpm)
@@ -260,7 +257,18 @@ class Gateway:
         return call
 
     def _candidates(self, routes: list[Route], prefs: ProviderPrefs | None) -> list[Target]:
-        return candidates(routes, prefs, self.health, self._rng)
+        targets, wait = candidates(routes, prefs, self.health, self._rng)
+        if targets:
+            return targets
+        if wait is not None:
+            raise RateLimited(
+                "every provider for this model asked us to wait; retry shortly",
+                type="upstream_rate_limited",
+                retry_after=max(1, math.ceil(wait)),
+            )
+        raise NoDeploymentAvailable(
+            "no deployment of this model is available right now (all cooling down, disabled or filtered out)"
+        )
 
     def _on_success(self, target: Target, call: Call) -> None:
         deployment, key = health_names(target)

@@ -96,6 +96,9 @@ async def anthropic_events(
                     line[5:].lstrip(b" ") for line in frame.split(b"\n") if line.startswith(b"data:")
                 )
                 if not data:
+                    # A keep-alive comment passes as it is: SSE clients skip it, proxies see traffic.
+                    if frame.startswith(b":"):
+                        yield frame + b"\n\n"
                     continue
                 if data == b"[DONE]":
                     for out in _frames(converter.end()):

@@ -13,7 +13,9 @@ MAX_ATTEMPTS = 6  # before the first byte, across every model of the request
 
 
 def health_names(target: Target) -> tuple[str, str]:
-    return f"deployment:{target.deployment.id}", f"key:{target.key.id}"
+    """Breakers are per deployment; provider rate limits per vault key and deployment (providers
+    limit a key per model, so one model's 429 must not idle the key for every model)."""
+    return f"deployment:{target.deployment.id}", f"key:{target.key.id}:{target.deployment.id}"
 
 
 def _allowed(target: Target, prefs: ProviderPrefs) -> bool:
@@ -46,9 +48,14 @@ def _ordered(targets: list[Target], prefs: ProviderPrefs, health: Health) -> lis
 
 def candidates(
     routes: list[Route], prefs: ProviderPrefs | None, health: Health, rng: random.Random
-) -> list[Target]:
-    """Targets to try in order; healthy ones only (an open breaker or a cool-down skips a target)."""
+) -> tuple[list[Target], float | None]:
+    """Targets to try in order; healthy ones only (an open breaker or a cool-down skips a target).
+
+    Also returns, when targets were skipped because their providers asked us to wait, the
+    shortest such wait (so "everyone is rate-limiting us" can be told apart from "nothing works").
+    """
     out: list[Target] = []
+    waits: list[float] = []
     for route in routes:
         targets = route.targets(rng)
         if prefs is not None:
@@ -57,4 +64,6 @@ def candidates(
             deployment, key = health_names(target)
             if health.available(deployment) and health.available(key):
                 out.append(target)
-    return out[:MAX_ATTEMPTS]
+            else:
+                waits += [w for w in (health.rate_limited_for(deployment), health.rate_limited_for(key)) if w]
+    return out[:MAX_ATTEMPTS], (min(waits) if waits else None)

@@ -1,0 +1,645 @@
+"""The /v1/messages front door, purely: Anthropic request -> OpenAI body, our chat.completion ->
+Anthropic message, and our OpenAI chunk stream -> Anthropic's exact event sequence."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from anthropic.lib.streaming._messages import accumulate_event
+
+from nemorouter import jsonx
+from nemorouter.money import Usd, parse_usd
+from nemorouter.providers.messages_front import MalformedRequest, chat_body, effort_for_budget
+from nemorouter.providers.messages_front_reply import anthropic_usage, message_from_completion
+from nemorouter.providers.messages_front_stream import Event, MessagesStream
+from nemorouter.providers.types import UnsupportedContent
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+WEATHER = {
+    "name": "get_weather",
+    "description": "Weather for a city",
+    "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
+
+
+def req(**fields: Any) -> dict[str, Any]:
+    return {"model": "openai/gpt-4o-mini", "max_tokens": 100, **fields}
+
+
+def hi(**fields: Any) -> dict[str, Any]:
+    return req(messages=[{"role": "user", "content": "hi"}], **fields)
+
+
+# ----------------------------------------------------------------------------- request
+
+
+def test_minimal_request_and_system_string() -> None:
+    body = chat_body(hi(system="Be brief.", stream=True))
+    assert body == {
+        "model": "openai/gpt-4o-mini",
+        "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        "max_tokens": 100,
+        "stream": True,
+    }
+
+
+def test_system_blocks_join_or_keep_cache_control() -> None:
+    plain = chat_body(hi(system=[{"type": "text", "text": "A. "}, {"type": "text", "text": "B."}]))
+    assert plain["messages"][0] == {"role": "system", "content": "A. B."}
+    cache = {"type": "ephemeral"}
+    marked = chat_body(hi(system=[{"type": "text", "text": "Long.", "cache_control": cache}]))
+    assert marked["messages"][0] == {
+        "role": "system",
+        "content": [{"type": "text", "text": "Long.", "cache_control": cache}],
+    }
+
+
+def test_multi_turn_text_blocks_and_images() -> None:
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "Hello"}]},
+        {
+            "role": "assistant",
+            "content": [{"type": "text", "text": "Hi! "}, {"type": "text", "text": "What?"}],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/a.jpg"}},
+                {"type": "text", "text": "Describe these."},
+            ],
+        },
+    ]
+    out = chat_body(req(messages=messages))["messages"]
+    assert out[0] == {"role": "user", "content": "Hello"}
+    assert out[1] == {
+        "role": "assistant",
+        "content": [{"type": "text", "text": "Hi! "}, {"type": "text", "text": "What?"}],
+    }
+    assert out[2] == {
+        "role": "user",
+        "content": [
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/a.jpg"}},
+            {"type": "text", "text": "Describe these."},
+        ],
+    }
+
+
+def test_pdf_document_becomes_a_file_part_and_other_documents_are_refused() -> None:
+    pdf = {
+        "type": "document",
+        "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="},
+    }
+    out = chat_body(req(messages=[{"role": "user", "content": [pdf]}]))["messages"][0]
+    assert out["content"] == [
+        {
+            "type": "file",
+            "file": {"filename": "document.pdf", "file_data": "data:application/pdf;base64,JVBERi0="},
+        }
+    ]
+    text_doc = {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "x"}}
+    with pytest.raises(UnsupportedContent, match="PDF"):
+        chat_body(req(messages=[{"role": "user", "content": [text_doc]}]))
+
+
+def test_tool_use_and_tool_results_round_trip() -> None:
+    messages = [
+        {"role": "user", "content": "Weather in Paris and Rome?"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {"city": "Rome"}},
+            ],
+        },
+        {
+            "role": "user",
+            "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": "21C"},
+                {
+                    "type": "tool_result",
+                    "tool_use_id": "toolu_2",
+                    "content": [{"type": "text", "text": "no "}, {"type": "text", "text": "data"}],
+                    "is_error": True,
+                },
+                {"type": "text", "text": "Thanks"},
+            ],
+        },
+    ]
+    out = chat_body(req(messages=messages, tools=[WEATHER]))["messages"]
+    assert out[1] == {
+        "role": "assistant",
+        "content": "Checking.",
+        "tool_calls": [
+            {
+                "id": "toolu_1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+            },
+            {
+                "id": "toolu_2",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'},
+            },
+        ],
+    }
+    # Tool messages first (OpenAI wants them right after the calls), then the user's text.
+    assert out[2:] == [
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "21C"},
+        {"role": "tool", "tool_call_id": "toolu_2", "content": "[tool error] no data"},
+        {"role": "user", "content": "Thanks"},
+    ]
+
+
+def test_assistant_turn_of_only_tool_use_has_null_content() -> None:
+    messages = [
+        {"role": "user", "content": "x"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t"}]},
+    ]
+    out = chat_body(req(messages=messages))["messages"]
+    assert out[1]["content"] is None and out[1]["tool_calls"][0]["function"]["arguments"] == "{}"
+    assert out[2:] == [{"role": "tool", "tool_call_id": "t", "content": ""}]
+
+
+def test_image_inside_a_tool_result_is_refused() -> None:
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}}
+    result = {"type": "tool_result", "tool_use_id": "t", "content": [image]}
+    with pytest.raises(UnsupportedContent, match="text only"):
+        chat_body(req(messages=[{"role": "user", "content": [result]}]))
+
+
+def test_tools_and_tool_choice() -> None:
+    body = chat_body(hi(tools=[{**WEATHER, "cache_control": {"type": "ephemeral"}}]))
+    assert body["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "parameters": WEATHER["input_schema"],
+                "description": "Weather for a city",
+            },
+            "cache_control": {"type": "ephemeral"},
+        }
+    ]
+    assert "tool_choice" not in body
+    choices = {
+        "auto": "auto",
+        "any": "required",
+        "none": "none",
+        "tool": {"type": "function", "function": {"name": "get_weather"}},
+    }
+    for kind, expected in choices.items():
+        choice = {"type": kind, **({"name": "get_weather"} if kind == "tool" else {})}
+        body = chat_body(hi(tools=[WEATHER], tool_choice=choice))
+        assert body["tool_choice"] == expected and "parallel_tool_calls" not in body
+    serial = chat_body(hi(tools=[WEATHER], tool_choice={"type": "any", "disable_parallel_tool_use": True}))
+    assert serial["parallel_tool_calls"] is False
+    assert "tool_choice" not in chat_body(hi(tool_choice={"type": "auto"}))
+    with pytest.raises(MalformedRequest, match="needs `tools`"):
+        chat_body(hi(tool_choice={"type": "any"}))
+    with pytest.raises(UnsupportedContent, match="server tool"):
+        chat_body(hi(tools=[{"type": "web_search_20250305", "name": "web_search"}]))
+
+
+@pytest.mark.parametrize(
+    ("budget", "effort"), [(1024, "low"), (2048, "low"), (2049, "medium"), (8192, "medium"), (8193, "high")]
+)
+def test_thinking_budget_bands(budget: int, effort: str) -> None:
+    assert effort_for_budget(budget) == effort
+    body = chat_body(hi(thinking={"type": "enabled", "budget_tokens": budget}))
+    assert body["reasoning_effort"] == effort
+
+
+def test_sampling_metadata_and_dropped_top_k() -> None:
+    body = chat_body(
+        hi(stop_sequences=["END", "STOP"], temperature=0.5, top_p=0.9, top_k=40, metadata={"user_id": "u-1"})
+    )
+    assert body["stop"] == ["END", "STOP"] and body["temperature"] == 0.5 and body["top_p"] == 0.9
+    assert body["user"] == "u-1"
+    assert "top_k" not in body  # no OpenAI equivalent; a sampling hint (see messages_front)
+    assert "stop" not in chat_body(hi(stop_sequences=[]))
+    assert "reasoning_effort" not in chat_body(
+        hi(thinking={"type": "disabled"}, service_tier="standard_only")
+    )
+
+
+def test_thinking_blocks_echoed_in_assistant_turns() -> None:
+    messages = [
+        {"role": "user", "content": "x"},
+        {
+            "role": "assistant",
+            "content": [
+                {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                {"type": "thinking", "thinking": "from another vendor", "signature": ""},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "Done."},
+            ],
+        },
+        {"role": "user", "content": "go on"},
+    ]
+    out = chat_body(req(messages=messages))["messages"][1]
+    assert out == {
+        "role": "assistant",
+        "content": "Done.",
+        "thinking_blocks": [
+            {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+            {"type": "redacted_thinking", "data": "opaque"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("request_body", "error", "text"),
+    [
+        ([], MalformedRequest, "JSON object"),
+        ({"max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}, MalformedRequest, "`model`"),
+        (req(messages=[{"role": "user", "content": "x"}], max_tokens=None), MalformedRequest, "required"),
+        ({"model": "m", "messages": [{"role": "user", "content": "x"}]}, MalformedRequest, "required"),
+        (req(messages=[{"role": "user", "content": "x"}], max_tokens=0), MalformedRequest, "positive"),
+        (req(messages=[{"role": "user", "content": "x"}], max_tokens=True), MalformedRequest, "positive"),
+        (req(messages=[{"role": "user", "content": "x"}], max_tokens="5"), MalformedRequest, "positive"),
+        (req(messages=[]), MalformedRequest, "non-empty"),
+        (req(messages=[{"role": "tool", "content": "x"}]), MalformedRequest, "role"),
+        (req(messages=[{"role": "user", "content": 5}]), MalformedRequest, "content"),
+        (hi(temperature="hot"), MalformedRequest, "temperature"),
+        (hi(stream="yes"), MalformedRequest, "stream"),
+        (hi(stop_sequences="END"), MalformedRequest, "stop_sequences"),
+        (hi(frequency_penalty=1), UnsupportedContent, "frequency_penalty"),
+        (hi(metadata={"user_id": "u", "team": "t"}), UnsupportedContent, "team"),
+        (hi(thinking={"type": "adaptive"}), UnsupportedContent, "adaptive"),
+        (hi(thinking={"type": "enabled"}), MalformedRequest, "budget_tokens"),
+        (
+            req(messages=[{"role": "user", "content": [{"type": "search_result", "source": "x"}]}]),
+            UnsupportedContent,
+            "search_result",
+        ),
+        (
+            req(
+                messages=[
+                    {
+                        "role": "user",
+                        "content": [{"type": "image", "source": {"type": "file", "file_id": "f"}}],
+                    }
+                ]
+            ),
+            UnsupportedContent,
+            "file",
+        ),
+    ],
+)
+def test_bad_requests(request_body: Any, error: type[Exception], text: str) -> None:
+    with pytest.raises(error, match=text):
+        chat_body(request_body)
+
+
+# ----------------------------------------------------------------------------- response
+
+USAGE = {
+    "prompt_tokens": 120,
+    "completion_tokens": 9,
+    "total_tokens": 129,
+    "prompt_tokens_details": {"cached_tokens": 50, "cache_write_tokens": 30},
+    "completion_tokens_details": {"reasoning_tokens": 0},
+    "cost": Decimal("0.0000123450"),
+}
+
+
+def completion(message: dict[str, Any], finish: str | None, **choice: Any) -> dict[str, Any]:
+    return {
+        "id": "gen-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "openai/gpt-4o-mini",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, **choice}],
+        "usage": USAGE,
+    }
+
+
+def test_usage_in_anthropic_conventions_with_exact_cost() -> None:
+    assert anthropic_usage(USAGE) == {
+        "input_tokens": 40,  # 120 - 50 cache reads - 30 cache writes
+        "cache_creation_input_tokens": 30,
+        "cache_read_input_tokens": 50,
+        "output_tokens": 9,
+        "cost": Usd(parse_usd("0.000012345")),
+    }
+    text = jsonx.dumps(anthropic_usage(USAGE)).decode()
+    assert '"cost":0.000012345' in text
+    assert anthropic_usage(None)["cost"] == Usd(0)
+    with pytest.raises(ValueError, match="exact"):
+        anthropic_usage({**USAGE, "cost": 0.1})
+
+
+def test_text_message() -> None:
+    body = completion({"role": "assistant", "content": "Hello there"}, "stop")
+    assert message_from_completion(body) == {
+        "id": "gen-1",
+        "type": "message",
+        "role": "assistant",
+        "model": "openai/gpt-4o-mini",
+        "content": [{"type": "text", "text": "Hello there"}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": anthropic_usage(USAGE),
+    }
+
+
+@pytest.mark.parametrize(
+    ("finish", "reason"),
+    [
+        ("stop", "end_turn"),
+        ("length", "max_tokens"),
+        ("tool_calls", "tool_use"),
+        ("content_filter", "refusal"),
+        (None, "end_turn"),
+    ],
+)
+def test_stop_reasons(finish: str | None, reason: str) -> None:
+    message = message_from_completion(completion({"role": "assistant", "content": "x"}, finish))
+    assert message["stop_reason"] == reason and message["stop_sequence"] is None
+
+
+def test_stop_sequence_when_the_upstream_names_it() -> None:
+    body = completion({"role": "assistant", "content": "a b"}, "stop", stop_reason="END")
+    message = message_from_completion(body, ["END"])
+    assert (message["stop_reason"], message["stop_sequence"]) == ("stop_sequence", "END")
+    # A stop reason that is not one of the request's sequences (e.g. an EOS token id) is end_turn.
+    other = completion({"role": "assistant", "content": "a b"}, "stop", stop_reason=50256)
+    assert message_from_completion(other, ["END"])["stop_reason"] == "end_turn"
+
+
+def test_tool_calls_become_tool_use_blocks() -> None:
+    calls = [
+        {
+            "id": "call_1",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+        },
+        {
+            "id": "call_2",
+            "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "Ro'},
+        },
+    ]
+    body = completion({"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls")
+    message = message_from_completion(body)
+    assert message["content"] == [
+        {"type": "tool_use", "id": "call_1", "name": "get_weather", "input": {"city": "Paris"}},
+        {"type": "tool_use", "id": "call_2", "name": "get_weather", "input": {}},  # cut short: not an object
+    ]
+    assert message["stop_reason"] == "tool_use"
+
+
+def test_thinking_and_refusal() -> None:
+    signed = {
+        "role": "assistant",
+        "content": "4",
+        "reasoning_content": "2+2",
+        "thinking_blocks": [{"type": "thinking", "thinking": "2+2", "signature": "s"}],
+    }
+    assert message_from_completion(completion(signed, "stop"))["content"] == [
+        {"type": "thinking", "thinking": "2+2", "signature": "s"},
+        {"type": "text", "text": "4"},
+    ]
+    unsigned = {"role": "assistant", "content": "4", "reasoning_content": "2+2"}
+    assert message_from_completion(completion(unsigned, "stop"))["content"][0] == {
+        "type": "thinking",
+        "thinking": "2+2",
+        "signature": "",
+    }
+    refused = message_from_completion(
+        completion({"role": "assistant", "content": None, "refusal": "No."}, "stop")
+    )
+    assert refused["content"] == [{"type": "text", "text": "No."}] and refused["stop_reason"] == "refusal"
+
+
+# ----------------------------------------------------------------------------- stream
+
+
+def chunk(delta: dict[str, Any] | None = None, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    choices = [] if delta is None else [{"index": 0, "delta": delta, "finish_reason": finish}]
+    return {
+        "id": "gen-9",
+        "object": "chat.completion.chunk",
+        "model": "openai/gpt-4o-mini",
+        "choices": choices,
+        **extra,
+    }
+
+
+def run(chunks: list[dict[str, Any]], stops: tuple[str, ...] = ()) -> list[Event]:
+    converter = MessagesStream("gen-fallback", "fallback-model", stops)
+    events = [e for c in chunks for e in converter.feed(c)]
+    return events + converter.end()
+
+
+def names(events: list[Event]) -> list[str]:
+    return [name for name, _ in events]
+
+
+def final_message(events: list[Event]) -> Any:
+    """What the official SDK accumulates from these events (after a JSON round trip)."""
+    snapshot = None
+    bufs: dict[int, bytes] = {}
+    for _, data in events:
+        event = json.loads(jsonx.dumps(data), parse_float=Decimal)
+        snapshot = accumulate_event(event=event, current_snapshot=snapshot, json_bufs=bufs)
+    return snapshot
+
+
+def test_text_stream_event_sequence() -> None:
+    events = run(
+        [
+            chunk({"role": "assistant", "content": ""}),
+            chunk({"content": "Hello"}),
+            chunk({"content": " world"}),
+            chunk({}, "stop"),
+            chunk(None, usage=USAGE),
+        ]
+    )
+    assert names(events) == [
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+    ]
+    start = events[0][1]["message"]
+    assert start["id"] == "gen-9" and start["model"] == "openai/gpt-4o-mini" and start["content"] == []
+    assert start["usage"] == {
+        "input_tokens": 0,
+        "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "output_tokens": 0,
+    }
+    assert events[2][1] == {
+        "type": "content_block_start",
+        "index": 0,
+        "content_block": {"type": "text", "text": ""},
+    }
+    assert events[3][1] == {
+        "type": "content_block_delta",
+        "index": 0,
+        "delta": {"type": "text_delta", "text": "Hello"},
+    }
+    assert events[5][1] == {"type": "content_block_stop", "index": 0}
+    assert events[6][1] == {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": anthropic_usage(USAGE),
+    }
+    assert events[7][1] == {"type": "message_stop"}
+    message = final_message(events)
+    assert message.content[0].text == "Hello world"
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (40, 50)
+    assert message.usage.cache_creation_input_tokens == 30 and message.usage.output_tokens == 9
+
+
+def test_tool_call_stream_gives_each_call_its_own_block() -> None:
+    first = {
+        "index": 0,
+        "id": "call_a",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": ""},
+    }
+    second = {
+        "index": 1,
+        "id": "call_b",
+        "type": "function",
+        "function": {"name": "get_time", "arguments": "{}"},
+    }
+    events = run(
+        [
+            chunk({"role": "assistant", "content": None}),
+            chunk({"content": "Let me check."}),
+            chunk({"tool_calls": [first]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city":'}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": ' "Paris"}'}}]}),
+            chunk({"tool_calls": [second]}),
+            chunk({}, "tool_calls"),
+            chunk(None, usage=USAGE),
+        ]
+    )
+    starts = [(d["index"], d["content_block"]) for n, d in events if n == "content_block_start"]
+    assert starts == [
+        (0, {"type": "text", "text": ""}),
+        (1, {"type": "tool_use", "id": "call_a", "name": "get_weather", "input": {}}),
+        (2, {"type": "tool_use", "id": "call_b", "name": "get_time", "input": {}}),
+    ]
+    fragments = [(d["index"], d["delta"]) for n, d in events if n == "content_block_delta"][1:]
+    assert fragments == [
+        (1, {"type": "input_json_delta", "partial_json": '{"city":'}),
+        (1, {"type": "input_json_delta", "partial_json": ' "Paris"}'}),
+        (2, {"type": "input_json_delta", "partial_json": "{}"}),
+    ]
+    stops = [d["index"] for n, d in events if n == "content_block_stop"]
+    assert stops == [0, 1, 2]
+    assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
+    message = final_message(events)
+    assert [b.type for b in message.content] == ["text", "tool_use", "tool_use"]
+    assert message.content[1].input == {"city": "Paris"} and message.content[2].input == {}
+    assert message.stop_reason == "tool_use"
+
+
+def test_error_chunk_becomes_an_error_event_and_ends_the_stream() -> None:
+    converter = MessagesStream("gen-1", "m")
+    events = converter.feed(chunk({"role": "assistant", "content": ""}))
+    events += converter.feed(chunk({"content": "partial"}))
+    error = {"code": 502, "type": "upstream_error", "message": "the provider failed"}
+    events += converter.feed(chunk({}, "error", error=error))
+    assert names(events) == ["message_start", "ping", "content_block_start", "content_block_delta", "error"]
+    assert events[-1][1] == {
+        "type": "error",
+        "error": {
+            "type": "api_error",
+            "message": "the provider failed",
+            "code": 502,
+            "nemo_type": "upstream_error",
+        },
+    }
+    assert converter.ended
+    assert converter.feed(chunk(None, usage=USAGE)) == [] and converter.end() == []
+
+
+def test_empty_stream_still_opens_and_closes_the_message() -> None:
+    events = run([])
+    assert names(events) == ["message_start", "ping", "message_delta", "message_stop"]
+    assert events[0][1]["message"]["id"] == "gen-fallback"
+    assert events[2][1]["usage"]["cost"] == Usd(0)
+
+
+def test_thinking_stream_with_signature_then_text() -> None:
+    events = run(
+        [
+            chunk({"role": "assistant", "content": ""}),
+            chunk({"reasoning_content": "Let me"}),
+            chunk({"reasoning_content": " think."}),
+            chunk(
+                {"thinking_blocks": [{"type": "thinking", "thinking": "Let me think.", "signature": "sig"}]}
+            ),
+            chunk({"content": "Answer."}),
+            {
+                **chunk({}, "stop"),
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop", "stop_reason": "END"}],
+            },
+            chunk(None, usage=USAGE),
+        ],
+        stops=("END",),
+    )
+    message = final_message(events)
+    assert message.content[0].type == "thinking"
+    assert (message.content[0].thinking, message.content[0].signature) == ("Let me think.", "sig")
+    assert message.content[1].text == "Answer."
+    assert (message.stop_reason, message.stop_sequence) == ("stop_sequence", "END")
+    assert [d["index"] for n, d in events if n == "content_block_stop"] == [0, 1]
+
+
+# ----------------------------------------------------------------------------- the service's frame pump
+
+
+async def test_frame_pump_parses_our_sse_passes_keepalives_and_closes_the_relay() -> None:
+    """`service.messages.anthropic_events` over hand-written relay frames: split reads, a keep-alive
+    comment, the exact cost literal of the usage chunk, and closing it closes the inner stream."""
+    from nemorouter.service.messages import anthropic_events
+
+    usage = jsonx.dumps({**USAGE, "cost": Usd(parse_usd("0.000012345"))})
+    frames = [
+        b"data: " + json.dumps(chunk({"role": "assistant", "content": ""})).encode() + b"\n\n",
+        b": keepalive\n\n",
+        b"data: " + json.dumps(chunk({"content": "Hi"})).encode()[:20],  # one frame in two reads
+        json.dumps(chunk({"content": "Hi"})).encode()[20:] + b"\n\n",
+        b"data: " + json.dumps(chunk({}, "stop")).encode() + b"\n\n",
+        b'data: {"id":"gen-9","choices":[],"usage":' + usage + b"}\n\n",
+        b"data: [DONE]\n\n",
+    ]
+    closed: list[bool] = []
+
+    async def relay(items: list[bytes]) -> Any:
+        try:
+            for item in items:
+                yield item
+        finally:
+            closed.append(True)
+
+    out = [f async for f in anthropic_events(relay(frames), MessagesStream("gen-9", "m"))]
+    assert b": keepalive\n\n" in out and closed == [True]
+    text = b"".join(out).decode()
+    assert text.startswith("event: message_start\ndata: {")
+    assert '"usage":{"input_tokens":40,' in text and '"cost":0.000012345}' in text
+    assert text.endswith('event: message_stop\ndata: {"type":"message_stop"}\n\n')
+
+    # A client that leaves mid-stream closes the pump, and the pump closes the relay (which settles).
+    closed.clear()
+    pump = anthropic_events(relay(frames), MessagesStream("gen-9", "m"))
+    assert (await pump.__anext__()).startswith(b"event: message_start")
+    await pump.aclose()
+    assert closed == [True]
