@@ -40,9 +40,14 @@ class SseResponse:
 
         watcher = asyncio.create_task(watch())
         try:
+            # Start the generator before anything can fail: a generator never started would skip
+            # its own cleanup on aclose(), and the request would never settle.
+            first = await anext(self.chunks, None)
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
-            async for frame in self.chunks:
-                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            if first is not None:
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+                async for frame in self.chunks:
+                    await send({"type": "http.response.body", "body": frame, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             if not gone:

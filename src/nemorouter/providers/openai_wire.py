@@ -28,10 +28,38 @@ def _headers(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
 
 
+# Fields other formats round-trip through the OpenAI shape (Anthropic thinking blocks and cache
+# breakpoints): meaningful to those providers, refused by OpenAI's strict message schema.
+_FOREIGN_MESSAGE_FIELDS = frozenset({"thinking_blocks"})
+
+
+def _has_cache_control(message: Any) -> bool:
+    content = message.get("content") if isinstance(message, dict) else None
+    return isinstance(content, list) and any(isinstance(p, dict) and "cache_control" in p for p in content)
+
+
+def _openai_message(message: Any) -> Any:
+    if not isinstance(message, dict):
+        return message
+    clean = {k: v for k, v in message.items() if k not in _FOREIGN_MESSAGE_FIELDS}
+    content = clean.get("content")
+    if isinstance(content, list):
+        clean["content"] = [
+            {k: v for k, v in p.items() if k != "cache_control"} if isinstance(p, dict) else p
+            for p in content
+        ]
+    return clean
+
+
 def chat_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
     out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
     out["model"] = upstream.model
     out = apply_quirks(out, upstream.config.get("vendor"))
+    if any(
+        (isinstance(m, dict) and _FOREIGN_MESSAGE_FIELDS & m.keys()) or _has_cache_control(m)
+        for m in out.get("messages") or ()
+    ):
+        out["messages"] = [_openai_message(m) for m in out["messages"]]
     stream = bool(out.get("stream"))
     if stream:
         options = out.get("stream_options")
