@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -14,11 +16,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nemorouter import __version__
-from nemorouter.app import admin, inference, management, public
+from nemorouter.app import admin, inference, management, public, webhooks
 from nemorouter.app.fast import FastPath
 from nemorouter.app.http import json_response, on_http_error, on_nemo_error, on_unexpected
 from nemorouter.app.openapi import document as openapi_document
-from nemorouter.errors import NemoError
+from nemorouter.errors import AuthError, NemoError
+from nemorouter.service.background import start_background, stop_background
 from nemorouter.service.container import Services, close_services, open_services, start_gateway
 from nemorouter.settings import Settings
 from nemorouter.timeutil import new_id
@@ -28,6 +31,18 @@ log = logging.getLogger("nemorouter")
 
 async def healthz(request: Request) -> Response:
     return json_response({"ok": True})
+
+
+async def metrics(request: Request) -> Response:
+    """Prometheus text format; behind a bearer token when NEMO_METRICS_TOKEN is set."""
+    services: Services = request.app.state.services
+    token = services.settings.metrics_token
+    if token is not None:
+        given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise AuthError("the metrics need the NEMO_METRICS_TOKEN bearer token")
+    assert services.gateway is not None
+    return Response(services.gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi(request: Request) -> Response:
@@ -67,9 +82,11 @@ def create_app(settings: Settings) -> FastPath:
         app.state.services = services
         stopping = asyncio.Event()
         maintenance = asyncio.create_task(_checkpoints(services.store, stopping))
+        background = start_background(services)  # sealer, alert watcher, alert delivery
         try:
             yield
         finally:
+            await stop_background(services, background)
             stopping.set()
             await maintenance  # never close the store under a running checkpoint
             await close_services(services)
@@ -78,9 +95,11 @@ def create_app(settings: Settings) -> FastPath:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
         *inference.routes,
         *management.routes,
         *public.routes,
+        *webhooks.routes,
         *admin.routes,
     ]
     app = Starlette(

@@ -9,6 +9,7 @@ the contract's errors, statuses and headers.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
@@ -94,22 +95,40 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         services: Services = self.app.state.services
+        assert services.gateway is not None
+        metrics = services.gateway.metrics
+        route = scope["path"]
+        started = time.monotonic()
         try:
             reply = await self._handle(services, use, scope, receive)
         except NemoError as exc:
             # Every answer names a request id; one refused before admission has no record behind it.
             headers = {"x-nemo-request-id": time_ordered_id("gen-"), **exc.headers}
             await _send_json(send, exc.status, jsonx.dumps(_error_body(scope, exc)), headers)
+            metrics.http.labels(route, str(exc.status)).inc()
+            log.info(
+                "refused",
+                extra={
+                    "request_id": headers["x-nemo-request-id"],
+                    "endpoint": route,
+                    "status": exc.status,
+                    "type": exc.type,
+                },
+            )
             return
         except Exception:
-            log.exception("unexpected error", extra={"path": scope["path"]})
+            log.exception("unexpected error", extra={"path": route})
             error = NemoError("internal error")
             await _send_json(send, error.status, jsonx.dumps(_error_body(scope, error)), {})
+            metrics.http.labels(route, "500").inc()
             return
         if isinstance(reply, JsonReply):
             await _send_json(send, reply.status, reply.body, reply.headers)
         else:
+            metrics.ttft.labels(route).observe(time.monotonic() - started)
             await SseResponse(reply.chunks, reply.headers)(scope, receive, send)
+        metrics.http.labels(route, "200").inc()
+        metrics.duration.labels(route).observe(time.monotonic() - started)
 
     async def _handle(
         self, services: Services, use: Use, scope: Scope, receive: Receive

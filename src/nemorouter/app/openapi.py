@@ -28,6 +28,7 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("get", "/healthz", "none", "Alive", False, 200),
     ("get", "/readyz", "none", "Ready: the database answers", False, 200),
     ("get", "/openapi.json", "none", "This document", False, 200),
+    ("get", "/metrics", "none", "Prometheus metrics (bearer NEMO_METRICS_TOKEN when set)", False, 200),
     (
         "post",
         "/v1/chat/completions",
@@ -58,6 +59,9 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
         202,
     ),
     ("get", "/v1/leaks", "management", "Leak events of the account", False, 200),
+    ("put", "/v1/alerts", "management", "Set the account's signed webhook for alerts", True, 200),
+    ("get", "/v1/alerts", "management", "The account's webhook and its latest deliveries", False, 200),
+    ("post", "/webhooks/stripe", "none", "Stripe events (signed): paid Checkout credits", True, 200),
     ("get", "/v1/credits", "management", "Credits, usage, balance, held", False, 200),
     ("get", "/v1/keys", "management", "The account's inference keys", False, 200),
     ("post", "/v1/keys", "management", "Create an inference key (the secret is returned once)", True, 201),

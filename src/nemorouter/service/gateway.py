@@ -42,6 +42,7 @@ from nemorouter.service.bodies import (
     provider_prefs,
     requested_output,
 )
+from nemorouter.service.metrics import Metrics
 from nemorouter.service.relay import relay
 from nemorouter.service.routing import Route, RoutingTable, Target, adapter_of
 from nemorouter.service.selection import candidates, health_names
@@ -97,6 +98,7 @@ class Gateway:
         clock: Callable[[], datetime],
         owner: str,
         keepalive_seconds: float = 10.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.routes = routes
@@ -106,8 +108,10 @@ class Gateway:
         self.owner = owner
         self.keepalive_seconds = keepalive_seconds  # SSE comments while a stream waits for its first token
         self.health = Health()
+        self.metrics = metrics or Metrics()
         self._rng = random.Random()
         self._background: set[asyncio.Task[None]] = set()
+        self.refusals: set[tuple[str, str]] = set()  # (key id, reason) of refused reserves; alerts drain it
 
     # -- use cases ------------------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class Gateway:
                 key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
             )
         except LimitExceeded as exc:
+            self.metrics.rate_limited.labels(exc.what).inc()
             error = RateLimited(
                 f"rate limit of this key exceeded ({exc.what}); retry after {exc.decision.retry_after:.1f}s",
                 retry_after=max(1, int(exc.decision.retry_after + 0.999)),
@@ -253,7 +258,9 @@ class Gateway:
         )
         if not result.ok:
             self.limiter.finish(ticket, 0)
+            self.refusals.add((key.id, result.reason))
             raise billing.refusal(result, hold, dearest, bound, n)
+        self.metrics.open_holds.inc()
         return call
 
     def _candidates(self, routes: list[Route], prefs: ProviderPrefs | None) -> list[Target]:
@@ -281,6 +288,7 @@ class Gateway:
     def _on_failure(self, target: Target, failure: Failure) -> None:
         """Teach the breakers; quarantine a vault key its provider refuses."""
         deployment, key = health_names(target)
+        self.metrics.upstream_failures.labels(target.provider.name, failure.kind).inc()
         log.warning(
             "upstream attempt failed",
             extra={
@@ -352,7 +360,32 @@ class Gateway:
         if not await self.store.settle(call.id, gen, window):
             log.error("settle found no open hold", extra={"request_id": call.id})
         self.limiter.finish(call.ticket, usage.total_tokens)
+        self.metrics.open_holds.dec()
+        self.metrics.settled(target.model.id, target.provider.name, status, usage, cost)
+        self._log(gen)
         return cost
+
+    def _log(self, gen: Generation) -> None:
+        """The one line per request operators search: ids, route, outcome, tokens, money, time."""
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={
+                    "request_id": gen.id,
+                    "account_id": gen.account_id,
+                    "key_id": gen.key_id,
+                    "endpoint": gen.endpoint,
+                    "model": gen.model,
+                    "provider": gen.provider,
+                    "deployment": gen.deployment_id,
+                    "status": gen.status,
+                    "streamed": gen.streamed,
+                    "prompt_tokens": gen.prompt_tokens,
+                    "completion_tokens": gen.completion_tokens,
+                    "cost": format_usd(gen.cost),
+                    "latency_ms": gen.latency_ms,
+                },
+            )
 
     async def _failed(self, call: Call, exc: AttemptsFailed) -> NemoError:
         """No provider served: release the hold, keep the failure on the record, name it in the reply."""
@@ -363,9 +396,12 @@ class Gateway:
 
     async def release(self, call: Call, error: str | None = None) -> None:
         """Drop the hold without charge (failed before output)."""
-        gen = self.generation(call, None, Usage(), 0, "error", error=error) if error else None
+        gen = self.generation(call, None, Usage(), 0, "error", error=error)
         await self.store.release(call.id, gen)
         self.limiter.finish(call.ticket, 0)
+        self.metrics.open_holds.dec()
+        self.metrics.generations.labels(gen.model, "", "error").inc()
+        self._log(gen)
 
     def estimate_usage(self, call: Call, output_tokens: int) -> Usage:
         """When the provider reported no usage: prompt ~ a quarter of the byte bound, output as counted."""
