@@ -63,6 +63,8 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("get", "/v1/alerts", "management", "The account's webhook and its latest deliveries", False, 200),
     ("post", "/webhooks/stripe", "none", "Stripe events (signed): paid Checkout credits", True, 200),
     ("get", "/v1/credits", "management", "Credits, usage, balance, held", False, 200),
+    ("get", "/v1/usage", "management", "Usage by day, model, key or provider (`?from&to&group_by`)", False, 200),
+    ("get", "/v1/statements/{month}", "management", "The month's statement (json, csv, html, pdf)", False, 200),
     ("get", "/v1/keys", "management", "The account's inference keys", False, 200),
     ("post", "/v1/keys", "management", "Create an inference key (the secret is returned once)", True, 201),
     ("get", "/v1/keys/{key_id}", "management", "One key", False, 200),
