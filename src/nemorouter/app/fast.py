@@ -9,6 +9,7 @@ the contract's errors, statuses and headers.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 
@@ -17,7 +18,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from nemorouter import jsonx
 from nemorouter.app.streaming import SseResponse
-from nemorouter.errors import NemoError, RequestTooLarge
+from nemorouter.app.throttle import AuthThrottle
+from nemorouter.errors import NemoError, RateLimited, RequestTooLarge
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.gateway import JsonReply, StreamReply
@@ -83,16 +85,42 @@ def _error_body(scope: Scope, error: NemoError) -> dict[str, object]:
     return anthropic_error_body(error) if scope["path"] == MESSAGES else error.body()
 
 
+def _has_credentials(scope: Scope) -> bool:
+    return any(name in (b"authorization", b"x-api-key") for name, _ in scope["headers"])
+
+
 class FastPath:
     """ASGI app: the two hot routes directly, everything else through Starlette."""
 
     def __init__(self, app: Starlette) -> None:
         self.app = app
+        self.throttle = AuthThrottle()
+
+    def _watching(self, send: Send, address: str) -> Send:
+        """The framework's routes: count a 401 they answer as a failed authentication."""
+
+        async def watched(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self.throttle.failed(address)
+            await send(message)
+
+        return watched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        use = USES.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        if use is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        address = scope["client"][0] if scope.get("client") else "unknown"
+        wait = self.throttle.retry_after(address)
+        if wait is not None and _has_credentials(scope):
+            throttled = RateLimited(
+                "too many failed authentications from this address; retry later", retry_after=math.ceil(wait)
+            )
+            await _send_json(send, 429, jsonx.dumps(_error_body(scope, throttled)), throttled.headers)
+            return
+        use = USES.get(scope["path"]) if scope["method"] == "POST" else None
+        if use is None:
+            await self.app(scope, receive, self._watching(send, address))
             return
         services: Services = self.app.state.services
         assert services.gateway is not None
@@ -102,6 +130,8 @@ class FastPath:
         try:
             reply = await self._handle(services, use, scope, receive)
         except NemoError as exc:
+            if exc.status == 401:
+                self.throttle.failed(address)
             # Every answer names a request id; one refused before admission has no record behind it.
             headers = {"x-nemo-request-id": time_ordered_id("gen-"), **exc.headers}
             await _send_json(send, exc.status, jsonx.dumps(_error_body(scope, exc)), headers)

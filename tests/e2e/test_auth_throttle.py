@@ -1,0 +1,68 @@
+"""1,000 failed authentications from one address are throttled after the documented threshold
+(30 in a burst, then one every 2 s: app/throttle.py); other addresses are served meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import Gateway, Sim, new_gateway
+from nemorouter.service.keyformat import new_key
+
+CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3}
+
+
+@pytest.fixture
+def gw(tmp_path: Path, sim: Sim) -> Iterator[Gateway]:
+    gateway = new_gateway(tmp_path, sim)
+    gateway.start()
+    yield gateway
+    assert gateway.stop() == 0
+
+
+async def guesses(url: str, count: int) -> Counter[int]:
+    async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+        semaphore = asyncio.Semaphore(50)
+
+        async def one() -> int:
+            async with semaphore:
+                answer = await client.post(
+                    "/v1/chat/completions",
+                    json=CHAT,
+                    headers={"Authorization": f"Bearer {new_key('inference')}"},
+                )
+                return answer.status_code
+
+        return Counter(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def test_a_thousand_bad_keys_from_one_address_are_throttled(gw: Gateway) -> None:
+    good = gw.key(gw.account("1.00"))
+    statuses = asyncio.run(guesses(gw.url, 1000))
+    assert set(statuses) == {401, 429}
+    assert 30 <= statuses[401] <= 40  # the burst, and at most a few more while it drained
+    # This address is throttled even with a good key now ...
+    refused = httpx.post(
+        f"{gw.url}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {good}"}
+    )
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    # ... while another address (a second loopback address) is served.
+    transport = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(transport=transport) as other:
+        served = other.post(
+            f"http://127.0.0.1:{gw.port}/v1/chat/completions",
+            json=CHAT,
+            headers={"Authorization": f"Bearer {good}"},
+        )
+    assert served.status_code == 200
+    # Management endpoints count too.
+    statuses_mgmt = [
+        httpx.get(f"{gw.url}/v1/credits", headers={"Authorization": "Bearer nope"}).status_code
+        for _ in range(3)
+    ]
+    assert statuses_mgmt == [429, 429, 429]
