@@ -152,6 +152,10 @@ class RoutingTable:
                 if len(usable) == 1 and len(usable[0][2]) == 1:
                     fixed = tuple(route.targets(random.Random()))
                 routes[model.id] = Route(model, usable, fixed, tuple(route.all_prices()))
+            elif model.deployments:
+                # Deployed, but nothing can serve it now (keys quarantined or disabled, providers
+                # off): the model exists, and requests for it get 503, not 404.
+                routes[model.id] = Route(model, (), (), ())
         self._routes = routes
         self._models = models
         self.problems = problems
@@ -160,7 +164,11 @@ class RoutingTable:
         return self._routes.get(model_id)
 
     def servable_models(self) -> list[Model]:
-        return [self._routes[m.id].model for m in self._models if m.id in self._routes]
+        return [
+            self._routes[m.id].model
+            for m in self._models
+            if m.id in self._routes and self._routes[m.id].deployments
+        ]
 
 
 def adapter_of(target: Target) -> Adapter:
