@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from typing import Any
@@ -10,6 +11,37 @@ from typing import Any
 import orjson
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime", "taskName"}
+
+
+# Anything shaped like a credential: our keys, provider keys (OpenAI/Anthropic `sk-...`, Google
+# `AIza...`), bearer tokens, the operator token. Redacted whatever the log call wrote.
+_SECRET = re.compile(
+    r"sk-nemo-(?:mgmt-)?v1-[0-9A-Za-z]+|sk-[A-Za-z0-9_\-]{8,}|AIza[0-9A-Za-z_\-]{10,}|nemo-admin-[A-Za-z0-9_\-]+"
+    r"|(?i:bearer)\s+[^\s\"',]+"
+)
+
+
+def redact(text: str) -> str:
+    return (
+        _SECRET.sub("[redacted]", text)
+        if ("sk-" in text or "AIza" in text or "earer" in text or "nemo-admin" in text)
+        else text
+    )
+
+
+class RedactSecrets(logging.Filter):
+    """The one filter every log line passes: secrets never reach standard error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage())
+        record.args = None
+        for name, value in list(record.__dict__.items()):
+            if name not in _STANDARD and isinstance(value, str):
+                setattr(record, name, redact(value))
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -26,12 +58,15 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text
         return orjson.dumps(entry, default=str).decode()
 
 
 def configure(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
