@@ -107,4 +107,4 @@ def create_app(settings: Settings) -> FastPath:
         lifespan=lifespan,
         exception_handlers={NemoError: on_nemo_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
-    return FastPath(app)
+    return FastPath(app, settings.auth_failures_per_minute)

@@ -92,9 +92,9 @@ def _has_credentials(scope: Scope) -> bool:
 class FastPath:
     """ASGI app: the two hot routes directly, everything else through Starlette."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(self, app: Starlette, auth_failures_per_minute: int = 30) -> None:
         self.app = app
-        self.throttle = AuthThrottle()
+        self.throttle = AuthThrottle(auth_failures_per_minute)
 
     def _watching(self, send: Send, address: str) -> Send:
         """The framework's routes: count a 401 they answer as a failed authentication."""
