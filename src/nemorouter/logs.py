@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -75,3 +76,43 @@ def configure(level: str = "INFO") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").setLevel("WARNING")
+
+
+class RequestLog:
+    """The one JSON line per request, written without the logging machinery (it is on the hot
+    path): lines made in one event-loop iteration are written together. The fields are ids,
+    names from the catalog, numbers and exact money text — no free text, so nothing to redact.
+    Obeys the level of the `nemorouter.requests` logger (INFO)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+        self._logger = logging.getLogger("nemorouter.requests")
+
+    def write(self, entry: dict[str, Any]) -> None:
+        if not self._logger.isEnabledFor(logging.INFO):
+            return
+        now = time.time()
+        line = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+            "level": "info",
+            "logger": "nemorouter.requests",
+            "msg": "request",
+            **entry,
+        }
+        if not self._pending:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self._pending.append(orjson.dumps(line))
+                self.flush()
+                return
+        self._pending.append(orjson.dumps(line))
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        stream = self._stream or sys.stderr
+        stream.write(b"\n".join(lines).decode() + "\n")
+        stream.flush()

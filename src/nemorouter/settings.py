@@ -29,7 +29,15 @@ class Settings:
     shutdown_grace: float = 30.0
     metrics_token: str | None = None
     sse_keepalive: float = 10.0
+    auth_failures_per_minute: int = 30  # per client address; then 429 (app/throttle.py)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # -- money trail ("One bill" 3, 4): Stripe top-ups and alerts out --------------------------
+    stripe_webhook_secret: str | None = None  # unset: POST /webhooks/stripe answers 503
+    operator_alert_url: str | None = None  # quarantined provider keys are alerted here, if set
+    operator_alert_secret: str | None = None  # `whsec_` + base64, as the account webhooks' secrets
+    alert_retry_base: float = 5.0  # seconds to the first retry of an alert; doubles each time
+    alert_retry_cap: float = 3600.0  # retries at most this far apart
+    alert_retry_for: float = 86400.0  # and for this long after the alert was written
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -46,4 +54,11 @@ class Settings:
             shutdown_grace=float(env.get("NEMO_SHUTDOWN_GRACE") or 30),
             metrics_token=env.get("NEMO_METRICS_TOKEN") or None,
             sse_keepalive=float(env.get("NEMO_SSE_KEEPALIVE") or 10),
+            auth_failures_per_minute=int(env.get("NEMO_AUTH_FAILURES_PER_MINUTE") or 30),
+            stripe_webhook_secret=env.get("NEMO_STRIPE_WEBHOOK_SECRET") or None,
+            operator_alert_url=env.get("NEMO_OPERATOR_ALERT_URL") or None,
+            operator_alert_secret=env.get("NEMO_OPERATOR_ALERT_SECRET") or None,
+            alert_retry_base=float(env.get("NEMO_ALERT_RETRY_BASE") or 5),
+            alert_retry_cap=float(env.get("NEMO_ALERT_RETRY_CAP") or 3600),
+            alert_retry_for=float(env.get("NEMO_ALERT_RETRY_FOR") or 86400),
         )

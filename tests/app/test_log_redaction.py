@@ -34,7 +34,9 @@ def test_secrets_in_messages_extras_args_and_tracebacks_are_redacted() -> None:
             raise ValueError(f"bad key {provider}")
         except ValueError:
             logger.exception(
-                "calling with %s and Authorization: Bearer %s", key, google,
+                "calling with %s and Authorization: Bearer %s",
+                key,
+                google,
                 extra={"header": f"Bearer {mgmt}", "token": "nemo-admin-Zx9_secret", "model": "gpt-4o"},
             )
 

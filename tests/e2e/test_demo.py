@@ -19,7 +19,10 @@ def run_demo(data_dir: Path, port: int, sim_port: int) -> tuple[subprocess.Popen
     env.pop("NEMO_ADMIN_TOKEN", None)
     proc = subprocess.Popen(
         [*NEMOROUTER, "demo", "--port", str(port), "--sim-port", str(sim_port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
     key_line = _wait_for_line(proc, "inference key:", 60)
     curl_line = _wait_for_line(proc, "curl -s", 10)
@@ -34,12 +37,16 @@ def test_demo_prints_a_working_key_and_reuses_it(tmp_path: Path) -> None:
         assert f"http://127.0.0.1:{port}/v1/chat/completions" in curl and key in curl
         body = json.loads(re.search(r"-d '(\{.*\})'", curl).group(1))  # type: ignore[union-attr]
         reply = httpx.post(
-            f"http://127.0.0.1:{port}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {key}"},
         )
         assert reply.status_code == 200, reply.text
         usage = json.loads(reply.text, parse_float=Decimal)["usage"]
         # gpt-4o-mini list price: $0.15 in, $0.60 out per 1M tokens.
-        expected = (usage["prompt_tokens"] * Decimal("0.15") + usage["completion_tokens"] * Decimal("0.6")) / 10**6
+        expected = (
+            usage["prompt_tokens"] * Decimal("0.15") + usage["completion_tokens"] * Decimal("0.6")
+        ) / 10**6
         assert usage["cost"] == expected
         credits = httpx.get(
             f"http://127.0.0.1:{port}/v1/key", headers={"Authorization": f"Bearer {key}"}
@@ -59,6 +66,9 @@ def test_demo_prints_a_working_key_and_reuses_it(tmp_path: Path) -> None:
     finally:
         assert stop(proc) == 0
     env = {**os.environ, "NEMO_DATA_DIR": str(tmp_path)}
-    accounts = json.loads(subprocess.run([*NEMOROUTER, "accounts", "list"], env=env, capture_output=True,
-                                         text=True, check=True).stdout)["data"]
+    accounts = json.loads(
+        subprocess.run(
+            [*NEMOROUTER, "accounts", "list"], env=env, capture_output=True, text=True, check=True
+        ).stdout
+    )["data"]
     assert len(accounts) == 1 and Decimal(str(accounts[0]["total_credits"])) == Decimal("5")

@@ -49,7 +49,9 @@ def money(response: httpx.Response, *path: str) -> Decimal:
     return Decimal(value)
 
 
-def check_outcome(gateway: Gateway, account: str, responses: list[httpx.Response], cap: Decimal, kind: str) -> None:
+def check_outcome(
+    gateway: Gateway, account: str, responses: list[httpx.Response], cap: Decimal, kind: str
+) -> None:
     ok = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code != 200]
     assert len(ok) >= 10, f"only {len(ok)} requests were served"
@@ -92,7 +94,9 @@ def test_a_revoked_key_fails_on_its_very_next_request(gateway: Gateway) -> None:
     key = gateway.key(account)
     client = gateway.openai(key)
     client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    key_id = httpx.get(f"{gateway.url}/v1/key", headers={"Authorization": f"Bearer {key}"}).json()["data"]["id"]
+    key_id = httpx.get(f"{gateway.url}/v1/key", headers={"Authorization": f"Bearer {key}"}).json()["data"][
+        "id"
+    ]
     assert gateway.admin("DELETE", f"/keys/{key_id}").status_code == 200
     after = httpx.post(
         f"{gateway.url}/v1/chat/completions",

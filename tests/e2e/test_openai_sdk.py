@@ -70,11 +70,16 @@ def test_chat_stream_ends_with_usage_chunk_carrying_cost(gateway: Gateway) -> No
     usage = final["usage"]
     assert usage["completion_tokens"] == 12
     assert usage["cost"] == expected_cost(usage["prompt_tokens"], 12)
-    finish = [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]]
+    finish = [
+        c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]
+    ]
     assert finish == ["length"]
     assert Decimal(str(gateway.balance(account)["total_usage"])) == usage["cost"]
-    record = httpx.get(f"{gateway.url}/v1/generation", params={"id": request_id},
-                       headers={"Authorization": f"Bearer {client.api_key}"}).json()["data"]
+    record = httpx.get(
+        f"{gateway.url}/v1/generation",
+        params={"id": request_id},
+        headers={"Authorization": f"Bearer {client.api_key}"},
+    ).json()["data"]
     assert record["streamed"] is True and record["status"] == "success"
     assert Decimal(str(record["total_cost"])) == usage["cost"]
     assert gateway.verify()["ok"] is True
@@ -95,7 +100,9 @@ def test_stream_through_sdk_iterator_matches_non_stream_text(gateway: Gateway) -
             usage = chunk.usage
     assert "".join(parts) == whole.choices[0].message.content
     assert usage is not None and usage.completion_tokens == whole.usage.completion_tokens
-    assert Decimal(str(usage.model_extra["cost"])) == expected_cost(usage.prompt_tokens, usage.completion_tokens)
+    assert Decimal(str(usage.model_extra["cost"])) == expected_cost(
+        usage.prompt_tokens, usage.completion_tokens
+    )
 
 
 WEATHER_TOOL = {
@@ -148,12 +155,17 @@ def test_tool_calls_non_stream_and_stream(gateway: Gateway) -> None:
         {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
         {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 21}'},
     ]
-    answer = client.chat.completions.create(model="openai/gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
+    answer = client.chat.completions.create(
+        model="openai/gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL]
+    )
     assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.content
     assert final_usage is not None
     spent = Decimal(str(gateway.balance(account)["total_usage"]))
     assert spent == sum(
-        (expected_cost(u.prompt_tokens, u.completion_tokens) for u in (reply.usage, final_usage, answer.usage)),
+        (
+            expected_cost(u.prompt_tokens, u.completion_tokens)
+            for u in (reply.usage, final_usage, answer.usage)
+        ),
         Decimal(0),
     )
     assert gateway.verify()["ok"] is True
@@ -185,8 +197,11 @@ def test_upstream_sees_only_the_vault_key(gateway: Gateway, sim: Sim) -> None:
     sim.clear()
     client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
     client.embeddings.create(model="openai/text-embedding-3-small", input="hi")
-    list(client.chat.completions.create(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}],
-                                        stream=True))
+    list(
+        client.chat.completions.create(
+            model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+    )
     seen = sim.requests()
     assert len(seen) == 3
     for request in seen:

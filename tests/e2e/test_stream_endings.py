@@ -15,7 +15,11 @@ from conftest import Gateway, wait_until
 def _post_stream(gateway: Gateway, key: str, content: str) -> httpx.Response:
     return httpx.post(
         f"{gateway.url}/v1/chat/completions",
-        json={"model": "openai/gpt-4o-mini", "stream": True, "messages": [{"role": "user", "content": content}]},
+        json={
+            "model": "openai/gpt-4o-mini",
+            "stream": True,
+            "messages": [{"role": "user", "content": content}],
+        },
         headers={"Authorization": f"Bearer {key}"},
         timeout=30,
     )
@@ -69,7 +73,9 @@ def test_client_disconnect_mid_stream_settles_what_was_generated(gateway: Gatewa
         while received.count(b"data: ") < 5:
             received += sock.recv(65536)
     head = received.split(b"\r\n\r\n", 1)[0].decode()
-    request_id = next(line.split(": ", 1)[1] for line in head.splitlines() if line.startswith("x-nemo-request-id"))
+    request_id = next(
+        line.split(": ", 1)[1] for line in head.splitlines() if line.startswith("x-nemo-request-id")
+    )
 
     def settled() -> bool:
         return _record(gateway, key, request_id)["status"] != "pending"

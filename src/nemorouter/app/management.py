@@ -1,6 +1,8 @@
-"""The account management API (management key): credits and the account's keys."""
+"""The account management API (management key): credits, the account's keys, usage and statements."""
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -8,8 +10,25 @@ from starlette.routing import Route
 
 from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
+from nemorouter.errors import NotFound
+from nemorouter.service import alerts
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
+from nemorouter.service.reports import (
+    STATEMENT_FORMATS,
+    Reports,
+    parse_format,
+    parse_group_by,
+    parse_month,
+    usage_json,
+    usage_range,
+)
+from nemorouter.service.statement_render import (
+    MEDIA_TYPES,
+    render_statement,
+    statement_filename,
+    usage_csv,
+)
 from nemorouter.service.views import credits_view
 from nemorouter.store.records import ApiKey
 from nemorouter.timeutil import to_api
@@ -75,10 +94,61 @@ async def leaks(request: Request) -> Response:
     return json_response({"data": [{**e, "reported_at": to_api(e["reported_at"])} for e in events]})
 
 
+async def usage(request: Request) -> Response:
+    services, mgmt = await _mgmt(request)
+    query = request.query_params
+    start, end = usage_range(query.get("from"), query.get("to"), services.clock().date())
+    group_by = parse_group_by(query.get("group_by"))
+    fmt = parse_format(query.get("format"), ("json", "csv"))
+    groups = await Reports(services.store).usage(mgmt.account_id, start, end, group_by)
+    if fmt == "csv":
+        name = f"nemorouter-usage-{mgmt.account_id}-{start}-{end}-{group_by}.csv"
+        disposition = {"content-disposition": f'attachment; filename="{name}"'}
+        return Response(usage_csv(groups, group_by), media_type=MEDIA_TYPES["csv"], headers=disposition)
+    return json_response(usage_json(groups, group_by, start, end))
+
+
+async def statement(request: Request) -> Response:
+    services, mgmt = await _mgmt(request)
+    now = services.clock()
+    start, end = parse_month(request.path_params["month"], now.date())
+    fmt = parse_format(request.query_params.get("format"), STATEMENT_FORMATS)
+    account = await services.admin.account(mgmt.account_id)
+    found = await Reports(services.store).statement(account, start, end, now)
+    # Rendering is pure CPU (a PDF of a long month takes a while): keep it off the event loop.
+    body = await asyncio.to_thread(render_statement, found, fmt)
+    headers = {}
+    if fmt != "json":
+        disposition = "attachment" if fmt in ("csv", "pdf") else "inline"
+        headers["content-disposition"] = f'{disposition}; filename="{statement_filename(found, fmt)}"'
+    return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+
+
+# -- alerts out ("One bill" 4): the account's webhook ------------------------------------
+
+
+async def alert_settings(request: Request) -> Response:
+    services, mgmt = await _mgmt(request)
+    if request.method == "PUT":
+        body = await read_json(request, services.settings.max_body_bytes)
+        found, secret = await alerts.configure(
+            services.store, services.vault, mgmt.account_id, body, services.clock()
+        )
+        return json_response(alerts.put_answer(found, secret))
+    settings = await services.store.get_alert_settings(mgmt.account_id)
+    if settings is None:
+        raise NotFound("this account has no alerts set: PUT /v1/alerts {url, low_balance_threshold}")
+    recent = [alerts.delivery_view(r) for r in await services.store.list_alerts(mgmt.account_id, 20)]
+    return json_response({"data": {**alerts.settings_view(settings), "recent": recent}})
+
+
 routes = [
     Route("/v1/credits", credits, methods=["GET"]),
     Route("/v1/keys", keys, methods=["GET", "POST"]),
     Route("/v1/keys/{key_id}", one_key, methods=["GET", "PATCH", "DELETE"]),
     Route("/v1/keys/{key_id}/rotate", rotate, methods=["POST"]),
     Route("/v1/leaks", leaks, methods=["GET"]),
+    Route("/v1/usage", usage, methods=["GET"]),
+    Route("/v1/statements/{month}", statement, methods=["GET"]),
+    Route("/v1/alerts", alert_settings, methods=["GET", "PUT"]),
 ]

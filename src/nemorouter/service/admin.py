@@ -13,7 +13,7 @@ from nemorouter.money import LIMIT_RESETS, Prices, window_start
 from nemorouter.money.amounts import MoneyFormatError
 from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
-from nemorouter.service import fields
+from nemorouter.service import alerts, fields
 from nemorouter.service.keyformat import display_hint, hash_key, new_key
 from nemorouter.service.views import key_view
 from nemorouter.store.base import Store, StoreError
@@ -291,8 +291,10 @@ class Admin:
         key = await self.key(key_id, account_id)
         if key.revoked_at is not None:
             return key
-        updated = await self.store.update_key(key_id, {"revoked_at": iso(self.clock())})
+        now = self.clock()
+        updated = await self.store.update_key(key_id, {"revoked_at": iso(now)})
         assert updated is not None
+        await alerts.key_revoked(self.store, updated, now, "api")  # alerts out
         return updated
 
     async def rotate_key(

@@ -13,9 +13,11 @@ from datetime import datetime
 from nemorouter.engine.http import UpstreamClient
 from nemorouter.limits.local import LocalLimiter
 from nemorouter.service.admin import Admin
+from nemorouter.service.alerts import AlertWatcher
 from nemorouter.service.auth import Authenticator
 from nemorouter.service.catalog import bundled_catalog
 from nemorouter.service.gateway import Gateway
+from nemorouter.service.outbox import OutboxWorker
 from nemorouter.service.routing import RoutingTable
 from nemorouter.settings import Settings
 from nemorouter.store.base import Store, open_store
@@ -43,6 +45,8 @@ class Services:
     auth: Authenticator | None = None
     client: UpstreamClient | None = None
     public_limiter: LocalLimiter = field(default_factory=LocalLimiter)
+    alerts: AlertWatcher | None = None  # alerts out (server only)
+    outbox: OutboxWorker | None = None
 
     def admin_token_ok(self, token: str | None) -> bool:
         """Constant-time check of the operator token against its stored hash."""
@@ -103,6 +107,8 @@ async def start_gateway(services: Services, owner: str) -> None:
         owner,
         keepalive_seconds=services.settings.sse_keepalive,
     )
+    services.alerts = AlertWatcher(store, services.settings, services.clock, services.gateway.refusals)
+    services.outbox = OutboxWorker(store, services.vault, services.settings, services.clock)
 
 
 async def close_services(services: Services) -> None:

@@ -29,6 +29,7 @@ from nemorouter.errors import (
     RateLimited,
 )
 from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket
+from nemorouter.logs import RequestLog
 from nemorouter.money import Usage, Usd, cost_of, format_usd, window_start
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
 from nemorouter.providers.openai_wire import usage_to_openai
@@ -109,6 +110,7 @@ class Gateway:
         self.keepalive_seconds = keepalive_seconds  # SSE comments while a stream waits for its first token
         self.health = Health()
         self.metrics = metrics or Metrics()
+        self.request_log = RequestLog()
         self._rng = random.Random()
         self._background: set[asyncio.Task[None]] = set()
         self.refusals: set[tuple[str, str]] = set()  # (key id, reason) of refused reserves; alerts drain it
@@ -367,25 +369,23 @@ class Gateway:
 
     def _log(self, gen: Generation) -> None:
         """The one line per request operators search: ids, route, outcome, tokens, money, time."""
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "request",
-                extra={
-                    "request_id": gen.id,
-                    "account_id": gen.account_id,
-                    "key_id": gen.key_id,
-                    "endpoint": gen.endpoint,
-                    "model": gen.model,
-                    "provider": gen.provider,
-                    "deployment": gen.deployment_id,
-                    "status": gen.status,
-                    "streamed": gen.streamed,
-                    "prompt_tokens": gen.prompt_tokens,
-                    "completion_tokens": gen.completion_tokens,
-                    "cost": format_usd(gen.cost),
-                    "latency_ms": gen.latency_ms,
-                },
-            )
+        self.request_log.write(
+            {
+                "request_id": gen.id,
+                "account_id": gen.account_id,
+                "key_id": gen.key_id,
+                "endpoint": gen.endpoint,
+                "model": gen.model,
+                "provider": gen.provider,
+                "deployment": gen.deployment_id,
+                "status": gen.status,
+                "streamed": gen.streamed,
+                "prompt_tokens": gen.prompt_tokens,
+                "completion_tokens": gen.completion_tokens,
+                "cost": format_usd(gen.cost),
+                "latency_ms": gen.latency_ms,
+            }
+        )
 
     async def _failed(self, call: Call, exc: AttemptsFailed) -> NemoError:
         """No provider served: release the hold, keep the failure on the record, name it in the reply."""

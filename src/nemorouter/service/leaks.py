@@ -11,8 +11,10 @@ from datetime import datetime
 from typing import Any
 
 from nemorouter.errors import InvalidRequest
+from nemorouter.service import alerts
 from nemorouter.service.keyformat import hash_key, key_scope
 from nemorouter.store.base import Store
+from nemorouter.store.records import ApiKey
 from nemorouter.timeutil import iso
 
 MAX_ITEMS = 10_000
@@ -53,6 +55,7 @@ async def report_leaks(
     only the first may be shown to the reporter."""
     items = parse_report(body)
     found: list[tuple[str, str | None, str | None]] = []
+    live: list[tuple[ApiKey, str | None, str | None]] = []
     for token, url, source in items:
         candidate = token.strip()
         if key_scope(candidate) is None:
@@ -60,5 +63,11 @@ async def report_leaks(
         match = await store.find_key(hash_key(candidate))
         if match is not None:
             found.append((match[0].id, url, source))
-    revoked = await store.record_leaks(found, len(items), reporter, iso(clock()))
+            if match[0].revoked_at is None:
+                live.append((match[0], url, source))
+    now = clock()
+    revoked = await store.record_leaks(found, len(items), reporter, iso(now))
+    for key, url, source in live:  # alerts out: revoked because it leaked
+        await alerts.key_revoked(store, key, now, "leak")
+        await alerts.key_leaked(store, key, now, url, source)
     return len(items), revoked

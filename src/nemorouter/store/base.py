@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from nemorouter.money import Prices
+from nemorouter.store.alert_records import Alert, AlertSettings, OutboxItem
 from nemorouter.store.records import (
     Account,
     ApiKey,
@@ -19,6 +21,7 @@ from nemorouter.store.records import (
     Provider,
     ProviderKey,
     ReserveResult,
+    UsageRow,
 )
 
 
@@ -107,6 +110,56 @@ class Store(Protocol):
     async def key_spend_since(self, key_id: str, since: str) -> int: ...
     async def verify_ledger(self) -> LedgerReport: ...
 
+    # billing reports (usage API, monthly statements): money summed as Python ints, never in SQL
+    async def usage_rows(self, account_id: str, since: str, until: str) -> list[UsageRow]:
+        """The account's charged requests created in [since, until), summed per UTC day, key,
+        model, provider and price version. Open holds (pending) are not charges and are left out."""
+        ...
+
+    async def charges_before(self, account_id: str, until: str) -> int:
+        """The exact sum of every charge of the account on requests created before `until`."""
+        ...
+
+    async def price_versions(self, ids: Sequence[int]) -> dict[int, Prices]:
+        """The price snapshots with these ids (unknown ids are left out)."""
+        ...
+
+    # -- alerts out and the ledger's hash chain ("One bill" 4, 5) ---------------------------
+    async def get_alert_settings(self, account_id: str) -> AlertSettings | None: ...
+    async def put_alert_settings(
+        self, account_id: str, url: str, threshold: int | None, envelope: str, now: str
+    ) -> tuple[AlertSettings, bool]:
+        """Set an account's webhook; `envelope` (the sealed signing secret) is kept only when the
+        account had none. Returns the settings and whether they were created."""
+        ...
+
+    async def enqueue_alert(self, alert: Alert) -> bool:
+        """Queue an alert (an account's only if it has a webhook; an id queued before is not
+        queued again). Returns whether it was queued."""
+        ...
+
+    async def low_balance_watch(self) -> list[tuple[AlertSettings, int]]:
+        """Every account with a low-balance threshold, with its balance."""
+        ...
+
+    async def set_low_balance(self, account_id: str, alert: Alert | None, now: str) -> bool:
+        """With `alert`: mark the account low and queue the alert in one step, once until the
+        mark is cleared; without: clear the mark."""
+        ...
+
+    async def claim_alerts(self, now: str, lease_until: str, limit: int) -> list[OutboxItem]:
+        """Due deliveries, each counted as an attempt and leased until `lease_until`."""
+        ...
+
+    async def alert_attempted(
+        self, alert_id: str, *, delivered: bool, now: str, retry_at: str | None, error: str | None
+    ) -> None: ...
+    async def list_alerts(self, account_id: str, limit: int) -> list[dict[str, Any]]: ...
+    async def seal_ledger(self, now_ns: int | None = None) -> int:
+        """Append a hash-chain seal for every final ledger entry not sealed yet (background
+        only, never the request path); returns how many. `verify_ledger` checks the chain."""
+        ...
+
 
 def open_store(database_url: str) -> Store:
     """The store for a `NEMO_DATABASE_URL`."""
@@ -115,5 +168,15 @@ def open_store(database_url: str) -> Store:
 
         return SqliteStore(database_url.removeprefix("sqlite:///"))
     if database_url.startswith(("postgresql://", "postgres://")):
-        raise StoreError("PostgreSQL support is not built yet (NEMO_DATABASE_URL must be sqlite:///PATH)")
+        from nemorouter.store.postgres import PostgresStore
+
+        # The pool opens on first use (it needs the running event loop); sized per process.
+        try:
+            sizes = (
+                int(os.environ.get("NEMO_DB_POOL_MIN") or 2),
+                int(os.environ.get("NEMO_DB_POOL_MAX") or 10),
+            )
+        except ValueError:
+            raise StoreError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
+        return PostgresStore(database_url, min_size=sizes[0], max_size=sizes[1])
     raise StoreError(f"unsupported NEMO_DATABASE_URL scheme: {database_url.split(':', 1)[0]!r}")

@@ -193,3 +193,22 @@ class LedgerReport:
     @property
     def ok(self) -> bool:
         return not self.problems
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    """Charged requests of one account summed at the finest grain a report needs: one UTC day,
+    key, model, provider and price snapshot. `cost` is an exact Python-int sum (pico-USD)."""
+
+    day: str
+    key_id: str
+    model: str
+    provider: str | None
+    price_version_id: int | None
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    cost: int = 0

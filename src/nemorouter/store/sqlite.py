@@ -27,8 +27,11 @@ from nemorouter.store.records import (
     Model,
     Provider,
     ProviderKey,
+    UsageRow,
 )
+from nemorouter.store.sqlite_alerts import SqliteAlerts
 from nemorouter.store.sqlite_money import SqliteMoney
+from nemorouter.store.sqlite_seals import SqliteSeals
 from nemorouter.timeutil import iso, new_id, utcnow
 
 _KEY_FIELDS = {
@@ -46,8 +49,9 @@ _KEY_FIELDS = {
 _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 
 
-class SqliteStore(SqliteMoney):
-    """Implements `nemorouter.store.base.Store` on SQLite."""
+class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals):
+    """Implements `nemorouter.store.base.Store` on SQLite (alerts out and the ledger's hash chain
+    in `sqlite_alerts` and `sqlite_seals`)."""
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
@@ -530,3 +534,44 @@ class SqliteStore(SqliteMoney):
     async def get_generation(self, generation_id: str) -> Generation | None:
         row = self._one("SELECT * FROM generations WHERE id = ?", (generation_id,))
         return rows.generation(row) if row else None
+
+    # -- billing reports (usage API, monthly statements) -------------------------------------
+    # Money is summed here as Python ints over the rows, never with SQLite's SUM (raises on a
+    # 64-bit overflow) or TOTAL (a float).
+
+    # A request is on the bill once settled (its cost is the charge); a failure carries no charge
+    # unless the ledger is broken, and then it is billed anyway so the bill matches the ledger.
+    _CHARGED = "status != 'pending' AND (status IN ('success', 'partial', 'cancelled') OR cost != 0)"
+
+    async def usage_rows(self, account_id: str, since: str, until: str) -> list[UsageRow]:
+        sums: dict[tuple[str, str, str, str | None, int | None], list[int]] = {}
+        cursor = self._db.execute(
+            "SELECT substr(created_at, 1, 10), key_id, model, provider, price_version_id, prompt_tokens,"
+            " completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost FROM generations"
+            f" WHERE account_id = ? AND created_at >= ? AND created_at < ? AND {self._CHARGED}",
+            (account_id, since, until),
+        )
+        for day, key_id, model, provider, version, *amounts in cursor:
+            found = sums.setdefault((day, key_id, model, provider, version), [0] * 7)
+            found[0] += 1
+            for i, amount in enumerate(amounts, start=1):
+                found[i] += amount
+        return [UsageRow(*group, *totals) for group, totals in sums.items()]
+
+    async def charges_before(self, account_id: str, until: str) -> int:
+        total = 0
+        for (cost,) in self._db.execute(
+            "SELECT cost FROM generations WHERE account_id = ? AND created_at < ? AND status != 'pending'"
+            " AND cost != 0",
+            (account_id, until),
+        ):
+            total += cost
+        return total
+
+    async def price_versions(self, ids: Sequence[int]) -> dict[int, Prices]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        marks = ", ".join("?" * len(wanted))
+        found = self._all(f"SELECT id, pricing FROM price_versions WHERE id IN ({marks})", wanted)
+        return {int(r["id"]): rows.prices(r["pricing"]) for r in found}

@@ -11,6 +11,7 @@ from nemorouter.store.base import StoreError
 from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
 from nemorouter.store.sqlite_conn import Refused, SqliteConnection
+from nemorouter.store.sqlite_seals import seal_problems
 from nemorouter.timeutil import utcnow
 
 # Everything a settle or release fills in on the pending row.
@@ -207,7 +208,9 @@ class SqliteMoney(SqliteConnection):
                 overruns += cost > hold
                 if status in ("error", "orphaned") and cost:
                     failed_charged.append(gid)
+            sealed = seal_problems(db)  # entries changed, removed or reordered since they were sealed
         sums = LedgerSums(
             accounts, keys, credits, charges, holds_acct, holds_key, key_charges, failed_charged, overruns
         )
-        return check(sums, utcnow())
+        report = check(sums, utcnow())
+        return LedgerReport(report.problems + sealed, report.overruns)

@@ -1,39 +1,25 @@
-"""SqliteStore under concurrency: many requests in one event-loop iteration share one transaction
-(group commit); the hard cap must hold and an acknowledged hold must stay in force."""
+"""Store contract (SQLite and PostgreSQL) under concurrency within one process: the hard cap must
+hold and an acknowledged hold must stay in force. (On SQLite the requests of one event-loop
+iteration share one group-committed transaction; on PostgreSQL each is its own transaction on a
+pooled connection. Several processes at once: `test_store_postgres_replicas.py`.)"""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from nemorouter.service.admin import Admin
+from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import Account, ApiKey, Generation, Hold
-from nemorouter.store.sqlite import SqliteStore
 from nemorouter.timeutil import iso, new_id
-from nemorouter.vault import Vault
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 NOW_TEXT = iso(NOW)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(str(tmp_path / "t.db"))
-    await db.migrate()
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-def admin(store: SqliteStore) -> Admin:
-    return Admin(store, Vault(os.urandom(32)), lambda: NOW)
 
 
 async def make_key(admin: Admin, credits: str = "10", **fields: Any) -> ApiKey:
@@ -62,7 +48,7 @@ def outcome(h: Hold, cost: int) -> Generation:
     )
 
 
-async def state(store: SqliteStore, key: ApiKey) -> tuple[Account, ApiKey]:
+async def state(store: Store, key: ApiKey) -> tuple[Account, ApiKey]:
     account = await store.get_account(key.account_id)
     found = await store.get_key(key.id)
     assert account is not None and found is not None
@@ -73,7 +59,7 @@ N_FIT = 37
 AMOUNT = 3_000_000_007  # an odd amount, so sums are not round numbers
 
 
-async def test_concurrent_reserves_never_pass_the_key_limit(admin: Admin, store: SqliteStore) -> None:
+async def test_concurrent_reserves_never_pass_the_key_limit(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "1000", limit="0.111000000259")
     assert key.limit == N_FIT * AMOUNT  # 37 * 3_000_000_007 = 111_000_000_259
     holds = [hold(key, AMOUNT, owner=f"proc-{i % 3}") for i in range(200)]
@@ -98,7 +84,7 @@ async def test_concurrent_reserves_never_pass_the_key_limit(admin: Admin, store:
     assert (await store.verify_ledger()).ok
 
 
-async def test_concurrent_reserves_never_pass_the_balance(admin: Admin, store: SqliteStore) -> None:
+async def test_concurrent_reserves_never_pass_the_balance(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "0.111000000259")  # exactly N_FIT holds of AMOUNT; no key limit
     results = await asyncio.gather(*(store.reserve(hold(key, AMOUNT), NOW_TEXT) for _ in range(200)))
     assert sum(r.ok for r in results) == N_FIT
@@ -108,7 +94,7 @@ async def test_concurrent_reserves_never_pass_the_balance(admin: Admin, store: S
     assert (await store.verify_ledger()).ok
 
 
-async def test_interleaved_reserve_and_settle_keep_the_cap(admin: Admin, store: SqliteStore) -> None:
+async def test_interleaved_reserve_and_settle_keep_the_cap(admin: Admin, store: Store) -> None:
     # Each request reserves AMOUNT and settles half of it; settles yield to the loop (they wait for
     # their commit), so reserves and settles of different requests interleave in shared batches.
     key = await make_key(admin, "1000", limit="0.030000000070")  # 10 * AMOUNT
@@ -131,9 +117,7 @@ async def test_interleaved_reserve_and_settle_keep_the_cap(admin: Admin, store: 
     assert (await store.verify_ledger()).ok
 
 
-async def test_an_acknowledged_hold_survives_another_requests_failure(
-    admin: Admin, store: SqliteStore
-) -> None:
+async def test_an_acknowledged_hold_survives_another_requests_failure(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     first, second = hold(key, 100), hold(key, 200)
     duplicate = hold(key, 300, request_id=first.request_id)
@@ -152,18 +136,18 @@ async def test_an_acknowledged_hold_survives_another_requests_failure(
     assert account.total_usage == 150
 
 
-async def test_reserving_a_used_request_id_does_not_leak_a_driver_error(
-    admin: Admin, store: SqliteStore
-) -> None:
+async def test_reserving_a_used_request_id_does_not_leak_a_driver_error(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     first = hold(key, 100)
     assert (await store.reserve(first, NOW_TEXT)).ok
     await asyncio.sleep(0)  # its batch is committed
     try:
         await store.reserve(hold(key, 100, request_id=first.request_id), NOW_TEXT)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, asyncpg.PostgresError) as exc:
         pytest.fail(f"driver error leaked: {exc!r}")
-    except Exception:
+    except StoreError:
         pass
+    else:
+        pytest.fail("a second reserve under one request id was accepted")
     account, _ = await state(store, key)
     assert account.held == 100

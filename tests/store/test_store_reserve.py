@@ -1,43 +1,26 @@
-"""SqliteStore on a real file: accounts, credits, keys, and `reserve` (DESIGN.md "Holds: the hard cap").
+"""Store contract (SQLite and PostgreSQL): accounts, credits, keys, and `reserve` (DESIGN.md
+"Holds: the hard cap").
 
 Keys and accounts are made through `Admin`, as the API does; money is pico-USD (1 USD = 10**12).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nemorouter.service.admin import Admin
 from nemorouter.service.keyformat import hash_key, key_scope
-from nemorouter.store.base import StoreError
+from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import ApiKey, Generation, Hold
-from nemorouter.store.sqlite import SqliteStore
 from nemorouter.timeutil import iso, new_id
-from nemorouter.vault import Vault
 
 USD = 10**12
-NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
+NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday (the `admin` fixture's clock)
 NOW_TEXT = iso(NOW)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(str(tmp_path / "t.db"))
-    await db.migrate()
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-def admin(store: SqliteStore) -> Admin:
-    return Admin(store, Vault(os.urandom(32)), lambda: NOW)
 
 
 async def make_key(admin: Admin, credits: str | None = "10", **fields: Any) -> ApiKey:
@@ -52,7 +35,7 @@ def hold(key: ApiKey, amount: int, window: str = "all", owner: str = "proc-a") -
     return Hold(new_id("gen_"), key.account_id, key.id, amount, window, owner, NOW_TEXT, model="m/x")
 
 
-async def held(store: SqliteStore, key: ApiKey) -> tuple[int, int, int]:
+async def held(store: Store, key: ApiKey) -> tuple[int, int, int]:
     """(account held, key held, open holds) — what a refusal must leave unchanged."""
     account = await store.get_account(key.account_id)
     found = await store.get_key(key.id)
@@ -60,11 +43,11 @@ async def held(store: SqliteStore, key: ApiKey) -> tuple[int, int, int]:
     return account.held, found.held, len(await store.open_holds())
 
 
-async def test_migrate_is_idempotent(store: SqliteStore) -> None:
+async def test_migrate_is_idempotent(store: Store) -> None:
     assert await store.migrate() == []
 
 
-async def test_new_account_is_empty(admin: Admin, store: SqliteStore) -> None:
+async def test_new_account_is_empty(admin: Admin, store: Store) -> None:
     account = await admin.create_account({"name": "acme", "email": "a@b.test"})
     found = await store.get_account(account.id)
     assert found is not None
@@ -78,7 +61,7 @@ async def test_new_account_is_empty(admin: Admin, store: SqliteStore) -> None:
     assert found.balance == 0
 
 
-async def test_credit_with_idempotency_key(admin: Admin, store: SqliteStore) -> None:
+async def test_credit_with_idempotency_key(admin: Admin, store: Store) -> None:
     account = await admin.create_account({"name": "acme"})
     first, created = await store.add_credit(account.id, 2_500_000_000_000, "stripe", "evt_1")
     assert created is True
@@ -94,7 +77,7 @@ async def test_credit_with_idempotency_key(admin: Admin, store: SqliteStore) -> 
     assert len(await store.list_credits(account.id)) == 1
 
 
-async def test_credit_through_admin_parses_exactly(admin: Admin, store: SqliteStore) -> None:
+async def test_credit_through_admin_parses_exactly(admin: Admin, store: Store) -> None:
     account = await admin.create_account({"name": "acme"})
     entry, created = await admin.add_credit(account.id, {"amount": "0.1", "idempotency_key": "a"})
     await admin.add_credit(account.id, {"amount": "0.2", "idempotency_key": "b"})
@@ -104,7 +87,7 @@ async def test_credit_through_admin_parses_exactly(admin: Admin, store: SqliteSt
     assert found is not None and found.total_credits == 300_000_000_000  # exactly 0.3 USD
 
 
-async def test_credits_without_idempotency_key_all_apply(admin: Admin, store: SqliteStore) -> None:
+async def test_credits_without_idempotency_key_all_apply(admin: Admin, store: Store) -> None:
     account = await admin.create_account({"name": "acme"})
     for _ in range(3):
         assert (await store.add_credit(account.id, 7, "x", None))[1] is True
@@ -112,7 +95,7 @@ async def test_credits_without_idempotency_key_all_apply(admin: Admin, store: Sq
     assert found is not None and found.total_credits == 21
 
 
-async def test_idempotency_keys_are_per_account(admin: Admin, store: SqliteStore) -> None:
+async def test_idempotency_keys_are_per_account(admin: Admin, store: Store) -> None:
     one = await admin.create_account({"name": "one"})
     two = await admin.create_account({"name": "two"})
     await store.add_credit(one.id, 5, "x", "same")
@@ -120,13 +103,13 @@ async def test_idempotency_keys_are_per_account(admin: Admin, store: SqliteStore
     assert created is True
 
 
-async def test_credit_to_unknown_account(store: SqliteStore) -> None:
+async def test_credit_to_unknown_account(store: Store) -> None:
     with pytest.raises(StoreError):
         await store.add_credit("acct_missing", 5, "x", None)
     assert await store.list_credits("acct_missing") == []
 
 
-async def test_created_key_is_stored_by_hash(admin: Admin, store: SqliteStore) -> None:
+async def test_created_key_is_stored_by_hash(admin: Admin, store: Store) -> None:
     account = await admin.create_account({"name": "acme"})
     secret, key = await admin.create_key(account.id, {"name": "k", "limit": "1.5", "limit_reset": "weekly"})
     assert key_scope(secret) == "inference"
@@ -143,7 +126,7 @@ async def test_created_key_is_stored_by_hash(admin: Admin, store: SqliteStore) -
     assert secret not in repr(key)
 
 
-async def test_reserve_holds_against_key_and_account(admin: Admin, store: SqliteStore) -> None:
+async def test_reserve_holds_against_key_and_account(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10", limit="5")
     result = await store.reserve(hold(key, 3 * USD), NOW_TEXT)
     assert result.ok and result.reason == "ok"
@@ -152,7 +135,7 @@ async def test_reserve_holds_against_key_and_account(admin: Admin, store: Sqlite
     assert account is not None and (account.total_credits, account.total_usage) == (10 * USD, 0)
 
 
-async def test_reserve_refuses_beyond_the_balance(admin: Admin, store: SqliteStore) -> None:
+async def test_reserve_refuses_beyond_the_balance(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "1")
     assert (await store.reserve(hold(key, 600_000_000_000), NOW_TEXT)).ok
     before = await held(store, key)
@@ -166,14 +149,14 @@ async def test_reserve_refuses_beyond_the_balance(admin: Admin, store: SqliteSto
     assert (await store.verify_ledger()).ok
 
 
-async def test_reserve_without_any_credit(admin: Admin, store: SqliteStore) -> None:
+async def test_reserve_without_any_credit(admin: Admin, store: Store) -> None:
     key = await make_key(admin, None)
     refused = await store.reserve(hold(key, 1), NOW_TEXT)
     assert (refused.reason, refused.available) == ("insufficient_credits", 0)
     assert (await store.reserve(hold(key, 0), NOW_TEXT)).ok
 
 
-async def test_reserve_refuses_beyond_the_key_limit(admin: Admin, store: SqliteStore) -> None:
+async def test_reserve_refuses_beyond_the_key_limit(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "100", limit="1")
     assert (await store.reserve(hold(key, 700_000_000_000), NOW_TEXT)).ok
     before = await held(store, key)
@@ -184,7 +167,7 @@ async def test_reserve_refuses_beyond_the_key_limit(admin: Admin, store: SqliteS
     assert (await store.reserve(hold(key, 1), NOW_TEXT)).reason == "key_limit_exceeded"
 
 
-async def test_key_limit_is_checked_before_the_balance(admin: Admin, store: SqliteStore) -> None:
+async def test_key_limit_is_checked_before_the_balance(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "1", limit="2")
     refused = await store.reserve(hold(key, 3 * USD), NOW_TEXT)
     assert (refused.reason, refused.available) == ("key_limit_exceeded", 2 * USD)
@@ -192,7 +175,7 @@ async def test_key_limit_is_checked_before_the_balance(admin: Admin, store: Sqli
     assert (refused.reason, refused.available) == ("insufficient_credits", 1 * USD)
 
 
-async def test_a_new_window_resets_the_usage(admin: Admin, store: SqliteStore) -> None:
+async def test_a_new_window_resets_the_usage(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "100", limit="1", limit_reset="daily")
     first = hold(key, 800_000_000_000, window="2026-03-02")
     assert (await store.reserve(first, NOW_TEXT)).ok
@@ -212,13 +195,13 @@ async def test_a_new_window_resets_the_usage(admin: Admin, store: SqliteStore) -
     assert (refused.reason, refused.available) == ("key_limit_exceeded", 500_000_000_000)
 
 
-async def _generation(store: SqliteStore, h: Hold, cost: int) -> Generation:
+async def _generation(store: Store, h: Hold, cost: int) -> Generation:
     pending = await store.get_generation(h.request_id)
     assert pending is not None and pending.status == "pending" and pending.hold == h.amount
     return replace(pending, status="success", cost=cost, prompt_tokens=100, completion_tokens=20)
 
 
-async def test_revoked_key(admin: Admin, store: SqliteStore) -> None:
+async def test_revoked_key(admin: Admin, store: Store) -> None:
     key = await make_key(admin, None)  # no credit either: the key is checked first
     await admin.revoke_key(key.id)
     before = await held(store, key)
@@ -226,7 +209,7 @@ async def test_revoked_key(admin: Admin, store: SqliteStore) -> None:
     assert await held(store, key) == before
 
 
-async def test_disabled_key(admin: Admin, store: SqliteStore) -> None:
+async def test_disabled_key(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     await admin.update_key(key.id, {"disabled": True})
     assert (await store.reserve(hold(key, 1), NOW_TEXT)).reason == "key_disabled"
@@ -235,14 +218,14 @@ async def test_disabled_key(admin: Admin, store: SqliteStore) -> None:
     assert (await store.reserve(hold(key, 1), NOW_TEXT)).ok
 
 
-async def test_revoked_wins_over_disabled(admin: Admin, store: SqliteStore) -> None:
+async def test_revoked_wins_over_disabled(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     await admin.update_key(key.id, {"disabled": True})
     await admin.revoke_key(key.id)
     assert (await store.reserve(hold(key, 1), NOW_TEXT)).reason == "key_revoked"
 
 
-async def test_expired_key(admin: Admin, store: SqliteStore) -> None:
+async def test_expired_key(admin: Admin, store: Store) -> None:
     expires = NOW + timedelta(hours=1)
     key = await make_key(admin, "10", expires_at=expires.isoformat())
     assert key.expires_at == iso(expires)
@@ -253,7 +236,7 @@ async def test_expired_key(admin: Admin, store: SqliteStore) -> None:
     assert await held(store, key) == (1, 1, 1)
 
 
-async def test_unknown_key(admin: Admin, store: SqliteStore) -> None:
+async def test_unknown_key(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     ghost = Hold("gen_ghost", key.account_id, "key_missing", 1, "all", "proc-a", NOW_TEXT)
     assert (await store.reserve(ghost, NOW_TEXT)).reason == "key_missing"

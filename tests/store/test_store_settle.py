@@ -1,44 +1,22 @@
-"""SqliteStore on a real file: settle, release, concurrent reserves, recovery and `verify_ledger`."""
+"""Store contract (SQLite and PostgreSQL): settle, release, recovery and `verify_ledger`."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nemorouter.service.admin import Admin
+from nemorouter.store.base import Store
 from nemorouter.store.records import Account, ApiKey, Generation, Hold
-from nemorouter.store.sqlite import SqliteStore
 from nemorouter.timeutil import iso, new_id
-from nemorouter.vault import Vault
 
 USD = 10**12
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 NOW_TEXT = iso(NOW)
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "t.db"
-
-
-@pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    db = SqliteStore(str(db_path))
-    await db.migrate()
-    yield db
-    await db.close()
-
-
-@pytest.fixture
-def admin(store: SqliteStore) -> Admin:
-    return Admin(store, Vault(os.urandom(32)), lambda: NOW)
+RawSql = Callable[..., Awaitable[int]]  # the `raw_sql` fixture: one statement behind the store's back
 
 
 async def make_key(admin: Admin, credits: str = "10", **fields: Any) -> ApiKey:
@@ -68,14 +46,14 @@ def outcome(h: Hold, cost: int, status: str = "success", **fields: Any) -> Gener
     )
 
 
-async def state(store: SqliteStore, key: ApiKey) -> tuple[Account, ApiKey]:
+async def state(store: Store, key: ApiKey) -> tuple[Account, ApiKey]:
     account = await store.get_account(key.account_id)
     found = await store.get_key(key.id)
     assert account is not None and found is not None
     return account, found
 
 
-async def test_settle_moves_exactly_the_cost(admin: Admin, store: SqliteStore) -> None:
+async def test_settle_moves_exactly_the_cost(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10", limit="5")
     h = hold(key, 500_000_000_000)
     assert (await store.reserve(h, NOW_TEXT)).ok
@@ -102,7 +80,7 @@ async def test_settle_moves_exactly_the_cost(admin: Admin, store: SqliteStore) -
     assert (await store.verify_ledger()).ok
 
 
-async def test_settle_removes_only_its_own_hold(admin: Admin, store: SqliteStore) -> None:
+async def test_settle_removes_only_its_own_hold(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     first, second = hold(key, 2 * USD), hold(key, 3 * USD)
     assert (await store.reserve(first, NOW_TEXT)).ok and (await store.reserve(second, NOW_TEXT)).ok
@@ -113,7 +91,7 @@ async def test_settle_removes_only_its_own_hold(admin: Admin, store: SqliteStore
     assert (await store.verify_ledger()).ok
 
 
-async def test_settle_twice_changes_nothing(admin: Admin, store: SqliteStore) -> None:
+async def test_settle_twice_changes_nothing(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     h = hold(key, 1 * USD)
     await store.reserve(h, NOW_TEXT)
@@ -128,7 +106,7 @@ async def test_settle_twice_changes_nothing(admin: Admin, store: SqliteStore) ->
     assert (await store.verify_ledger()).ok
 
 
-async def test_release_restores_and_settle_after_it_is_refused(admin: Admin, store: SqliteStore) -> None:
+async def test_release_restores_and_settle_after_it_is_refused(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10", limit="1")
     h = hold(key, 1 * USD)
     before = await state(store, key)
@@ -144,7 +122,7 @@ async def test_release_restores_and_settle_after_it_is_refused(admin: Admin, sto
     assert (await store.reserve(hold(key, 1 * USD), NOW_TEXT)).ok
 
 
-async def test_release_with_failure_details(admin: Admin, store: SqliteStore) -> None:
+async def test_release_with_failure_details(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     h = hold(key, 1 * USD)
     await store.reserve(h, NOW_TEXT)
@@ -161,7 +139,7 @@ async def test_release_with_failure_details(admin: Admin, store: SqliteStore) ->
     assert (await store.verify_ledger()).ok
 
 
-async def test_an_overrun_is_counted_not_a_problem(admin: Admin, store: SqliteStore) -> None:
+async def test_an_overrun_is_counted_not_a_problem(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     h = hold(key, 100)
     await store.reserve(h, NOW_TEXT)
@@ -172,7 +150,7 @@ async def test_an_overrun_is_counted_not_a_problem(admin: Admin, store: SqliteSt
     assert (report.ok, report.overruns) == (True, 1)
 
 
-async def test_recover_all_holds(admin: Admin, store: SqliteStore) -> None:
+async def test_recover_all_holds(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10", limit="5")
     settled = hold(key, 1 * USD)
     await store.reserve(settled, NOW_TEXT)
@@ -199,7 +177,7 @@ async def test_recover_all_holds(admin: Admin, store: SqliteStore) -> None:
     assert await store.recover_holds(None) == []
 
 
-async def test_recover_one_owner(admin: Admin, store: SqliteStore) -> None:
+async def test_recover_one_owner(admin: Admin, store: Store) -> None:
     key = await make_key(admin, "10")
     mine, theirs = hold(key, 1 * USD, owner="proc-a"), hold(key, 2 * USD, owner="proc-b")
     await store.reserve(mine, NOW_TEXT)
@@ -211,16 +189,11 @@ async def test_recover_one_owner(admin: Admin, store: SqliteStore) -> None:
     assert (await store.verify_ledger()).ok
 
 
-async def _tamper(db_path: Path, sql: str, *params: Any) -> None:
-    await asyncio.sleep(0)  # let the store's shared transaction commit first
-    con = sqlite3.connect(db_path, isolation_level=None)
-    try:
-        assert con.execute(sql, params).rowcount == 1
-    finally:
-        con.close()
+async def _tamper(raw_sql: RawSql, sql: str, *params: Any) -> None:
+    assert await raw_sql(sql, *params) == 1
 
 
-async def _settled_key(admin: Admin, store: SqliteStore) -> ApiKey:
+async def _settled_key(admin: Admin, store: Store) -> ApiKey:
     key = await make_key(admin, "10", limit="5")
     h = hold(key, 1 * USD)
     await store.reserve(h, NOW_TEXT)
@@ -243,10 +216,10 @@ async def _settled_key(admin: Admin, store: SqliteStore) -> ApiKey:
     ],
 )
 async def test_verify_ledger_finds_tampering(
-    admin: Admin, store: SqliteStore, db_path: Path, sql: str, names: str
+    admin: Admin, store: Store, raw_sql: RawSql, sql: str, names: str
 ) -> None:
     key = await _settled_key(admin, store)
-    await _tamper(db_path, sql, key.account_id)
+    await _tamper(raw_sql, sql, key.account_id)
     report = await store.verify_ledger()
     assert not report.ok
     named = key.account_id if names == "account" else key.id
@@ -254,14 +227,14 @@ async def test_verify_ledger_finds_tampering(
 
 
 async def test_verify_ledger_flags_a_failed_request_with_a_charge(
-    admin: Admin, store: SqliteStore, db_path: Path
+    admin: Admin, store: Store, raw_sql: RawSql
 ) -> None:
     key = await make_key(admin, "10")
     h = hold(key, 1 * USD)
     await store.reserve(h, NOW_TEXT)
     await store.release(h.request_id, None)
-    await _tamper(db_path, "UPDATE generations SET cost = 5 WHERE id = ?", h.request_id)
-    await _tamper(db_path, "UPDATE accounts SET total_usage = 5 WHERE id = ?", key.account_id)
-    await _tamper(db_path, "UPDATE api_keys SET usage = 5 WHERE id = ?", key.id)
+    await _tamper(raw_sql, "UPDATE generations SET cost = 5 WHERE id = ?", h.request_id)
+    await _tamper(raw_sql, "UPDATE accounts SET total_usage = 5 WHERE id = ?", key.account_id)
+    await _tamper(raw_sql, "UPDATE api_keys SET usage = 5 WHERE id = ?", key.id)
     report = await store.verify_ledger()
     assert [p for p in report.problems if h.request_id in p]

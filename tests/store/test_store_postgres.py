@@ -1,0 +1,119 @@
+"""PostgreSQL only: what the SQLite store cannot show (totals beyond 64 bits, replicas migrating
+at once) and how the store opens: lazily, with its pool sized from the environment, and with a
+clear error when the server cannot be reached."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import fields, replace
+from datetime import UTC, datetime
+
+import pytest
+
+from nemorouter.store.base import StoreError, open_store
+from nemorouter.store.postgres import PostgresStore
+from nemorouter.store.records import ApiKey, Hold
+from nemorouter.timeutil import iso, new_id
+
+NOW_TEXT = iso(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
+BIG = 9 * 10**18  # near the largest single amount (BIGINT): about 9 million USD
+
+
+async def test_totals_grow_beyond_64_bits(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        account = await store.create_account("whale", None)
+        for i in range(3):
+            await store.add_credit(account.id, BIG, "wire", f"w{i}")
+        found = await store.get_account(account.id)
+        assert found is not None and found.total_credits == 3 * BIG > 2**64
+        key = await _key(store, account.id)
+        for _ in range(3):
+            h = Hold(new_id("gen_"), account.id, key, BIG, "all", "p", NOW_TEXT)
+            assert (await store.reserve(h, NOW_TEXT)).ok
+            pending = await store.get_generation(h.request_id)
+            assert pending is not None
+            assert await store.settle(h.request_id, replace(pending, status="success", cost=BIG), "all")
+        found = await store.get_account(account.id)
+        stored_key = await store.get_key(key)
+        assert found is not None and stored_key is not None
+        assert (found.total_usage, found.balance, found.held) == (3 * BIG, 0, 0)
+        assert stored_key.usage == stored_key.window_usage == 3 * BIG
+        assert await store.key_spend_since(key, "2000-01-01") == 3 * BIG
+        assert await store.charges_before(account.id, "2100-01-01") == 3 * BIG
+        [row] = await store.usage_rows(account.id, "2026-01-01", "2027-01-01")
+        assert (row.requests, row.cost) == (3, 3 * BIG)
+        # Plain ints everywhere: no Decimal, no driver record leaves the store.
+        for record in (found, stored_key, row, pending):
+            for f in fields(record):
+                value = getattr(record, f.name)
+                assert value is None or type(value) in (int, str, bool, tuple), (f.name, type(value))
+        assert (await store.verify_ledger()).ok
+    finally:
+        await store.close()
+
+
+async def _key(store: PostgresStore, account_id: str) -> str:
+    key = ApiKey(
+        id=new_id("key_", 10),
+        account_id=account_id,
+        scope="inference",
+        name="k",
+        hint="sk-nemo-v1-...",
+        limit=None,
+        limit_reset=None,
+        window_start="",
+        window_usage=0,
+        usage=0,
+        held=0,
+        expires_at=None,
+        disabled=False,
+        revoked_at=None,
+        rpm=None,
+        tpm=None,
+        max_concurrency=None,
+        allowed_models=None,
+        created_at=NOW_TEXT,
+        updated_at=NOW_TEXT,
+    )
+    return (await store.create_key(key, new_id("hash_"))).id
+
+
+async def test_replicas_starting_together_migrate_once(pg_database: str) -> None:
+    stores = [PostgresStore(pg_database, min_size=1, max_size=2) for _ in range(4)]
+    try:
+        assert await stores[0].get_meta("config_version") is None  # not initialized: no error
+        assert await stores[0].pending_migrations() == [1, 2]
+        applied = await asyncio.gather(*(s.migrate() for s in stores))
+        assert sorted(applied) == [[], [], [], [1, 2]]
+        assert await stores[3].config_version() == 1
+        assert await stores[2].pending_migrations() == []
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_an_unreachable_server_is_a_clear_store_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens here once the socket is closed
+    store = PostgresStore(f"postgresql://nemo:s3cret@127.0.0.1:{port}/nemo")
+    with pytest.raises(StoreError) as caught:
+        await store.config_version()
+    assert f"127.0.0.1:{port}/nemo" in str(caught.value) and "s3cret" not in str(caught.value)
+    await store.close()
+
+
+def test_open_store_sizes_the_pool_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    url = "postgres://postgres@127.0.0.1:5432/none"  # nothing connects until first use
+    assert isinstance(open_store(url), PostgresStore)
+    monkeypatch.setenv("NEMO_DB_POOL_MIN", "0")
+    monkeypatch.setenv("NEMO_DB_POOL_MAX", "3")
+    assert open_store(url)._sizes == (0, 3)  # type: ignore[attr-defined]
+    monkeypatch.setenv("NEMO_DB_POOL_MAX", "many")
+    with pytest.raises(StoreError, match="NEMO_DB_POOL_MAX"):
+        open_store(url)
+    monkeypatch.setenv("NEMO_DB_POOL_MIN", "5")
+    monkeypatch.setenv("NEMO_DB_POOL_MAX", "2")
+    with pytest.raises(StoreError, match="pool size"):
+        open_store(url)
