@@ -135,7 +135,7 @@ class FastPath:
             # Every answer names a request id; one refused before admission has no record behind it.
             headers = {"x-nemo-request-id": time_ordered_id("gen-"), **exc.headers}
             await _send_json(send, exc.status, jsonx.dumps(_error_body(scope, exc)), headers)
-            metrics.http.labels(route, str(exc.status)).inc()
+            metrics.answered(route, exc.status, None)
             log.info(
                 "refused",
                 extra={
@@ -150,15 +150,14 @@ class FastPath:
             log.exception("unexpected error", extra={"path": route})
             error = NemoError("internal error")
             await _send_json(send, error.status, jsonx.dumps(_error_body(scope, error)), {})
-            metrics.http.labels(route, "500").inc()
+            metrics.answered(route, 500, None)
             return
         if isinstance(reply, JsonReply):
             await _send_json(send, reply.status, reply.body, reply.headers)
         else:
             metrics.ttft.labels(route).observe(time.monotonic() - started)
             await SseResponse(reply.chunks, reply.headers)(scope, receive, send)
-        metrics.http.labels(route, "200").inc()
-        metrics.duration.labels(route).observe(time.monotonic() - started)
+        metrics.answered(route, 200, time.monotonic() - started)
 
     async def _handle(
         self, services: Services, use: Use, scope: Scope, receive: Receive

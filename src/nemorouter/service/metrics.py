@@ -7,6 +7,8 @@ from here match the ledger exactly in that range.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from nemorouter.money import Usage
@@ -47,19 +49,46 @@ class Metrics:
             "nemo_rate_limited", "Requests refused by a rate limit", ["limit"], registry=r
         )
         self.open_holds = Gauge("nemo_open_holds", "Requests holding money right now", registry=r)
+        self._settled: dict[tuple[str, str, str], tuple[Any, ...]] = {}
+        self._answers: dict[tuple[str, int], tuple[Any, Any]] = {}
 
     def settled(self, model: str, provider: str, status: str, usage: Usage, cost: int) -> None:
-        self.generations.labels(model, provider, status).inc()
-        tokens = self.tokens
-        tokens.labels(model, provider, "prompt").inc(usage.prompt_tokens)
-        tokens.labels(model, provider, "completion").inc(usage.completion_tokens)
+        # `labels()` takes a lock and builds a key each call: resolve each series once.
+        found = self._settled.get((model, provider, status))
+        if found is None:
+            tokens = self.tokens
+            found = self._settled[(model, provider, status)] = (
+                self.generations.labels(model, provider, status),
+                tokens.labels(model, provider, "prompt"),
+                tokens.labels(model, provider, "completion"),
+                tokens.labels(model, provider, "cached"),
+                tokens.labels(model, provider, "cache_write"),
+                tokens.labels(model, provider, "reasoning"),
+                self.cost.labels(model, provider),
+            )
+        generations, prompt, completion, cached, writes, reasoning, charged = found
+        generations.inc()
+        prompt.inc(usage.prompt_tokens)
+        completion.inc(usage.completion_tokens)
         if usage.cached_tokens:
-            tokens.labels(model, provider, "cached").inc(usage.cached_tokens)
+            cached.inc(usage.cached_tokens)
         if usage.cache_write_tokens:
-            tokens.labels(model, provider, "cache_write").inc(usage.cache_write_tokens)
+            writes.inc(usage.cache_write_tokens)
         if usage.reasoning_tokens:
-            tokens.labels(model, provider, "reasoning").inc(usage.reasoning_tokens)
-        self.cost.labels(model, provider).inc(cost)
+            reasoning.inc(usage.reasoning_tokens)
+        charged.inc(cost)
+
+    def answered(self, route: str, status: int, seconds: float | None) -> None:
+        """One HTTP answer on an inference route (`seconds` for complete answers)."""
+        found = self._answers.get((route, status))
+        if found is None:
+            found = self._answers[(route, status)] = (
+                self.http.labels(route, str(status)),
+                self.duration.labels(route),
+            )
+        found[0].inc()
+        if seconds is not None:
+            found[1].observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
