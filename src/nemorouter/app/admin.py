@@ -11,7 +11,8 @@ from starlette.routing import Route
 
 from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
-from nemorouter.errors import AuthError, NotFound
+from nemorouter.errors import AuthError, InvalidRequest, NotFound
+from nemorouter.service import reconcile
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.views import (
@@ -170,6 +171,15 @@ async def rotate_key(request: Request, services: Services, body: dict[str, Any])
     return json_response({"key": secret, "data": await services.admin.key_view(key)}, status=201)
 
 
+async def reconciliation(request: Request, services: Services, body: dict[str, Any]) -> Response:
+    provider = request.query_params.get("provider")
+    month = request.query_params.get("month")
+    if not provider or not month:
+        raise InvalidRequest("`provider` and `month` (YYYY-MM) are required")
+    rows = await reconcile.provider_month(services.store, provider, month, services.clock().date())
+    return json_response({"data": reconcile.by_key_and_day(rows), "provider": provider, "month": month})
+
+
 async def verify(request: Request, services: Services, body: dict[str, Any]) -> Response:
     report = await services.store.verify_ledger()
     return json_response({"ok": report.ok, "problems": report.problems, "overruns": report.overruns})
@@ -192,4 +202,5 @@ routes = [
     Route(f"{P}/keys/{{key_id}}", operator(one_key), methods=["GET", "PATCH", "DELETE"]),
     Route(f"{P}/keys/{{key_id}}/rotate", operator(rotate_key), methods=["POST"]),
     Route(f"{P}/ledger/verify", operator(verify), methods=["GET"]),
+    Route(f"{P}/reconciliation", operator(reconciliation), methods=["GET"]),
 ]

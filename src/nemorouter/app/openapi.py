@@ -152,6 +152,14 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("delete", "/admin/v1/keys/{key_id}", "admin", "Revoke any key", False, 200),
     ("post", "/admin/v1/keys/{key_id}/rotate", "admin", "Rotate any key", True, 201),
     ("get", "/admin/v1/ledger/verify", "admin", "Check every ledger invariant", False, 200),
+    (
+        "get",
+        "/admin/v1/reconciliation",
+        "admin",
+        "Per provider key and day: requests, tokens, list-price cost",
+        False,
+        200,
+    ),
 ]
 
 _SECURITY: dict[str, list[dict[str, list[str]]]] = {

@@ -28,6 +28,7 @@ app.add_typer(admin_cmds.management_keys, name="management-keys")
 app.add_typer(admin_cmds.ledger, name="ledger")
 app.command("usage")(report_cmds.usage)
 app.command("statement")(report_cmds.statement)
+app.command("reconcile")(report_cmds.reconcile_command)
 
 
 @app.command()

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
 from nemorouter.cli.common import emit, fail, run
 from nemorouter.errors import NemoError
+from nemorouter.service import reconcile
 from nemorouter.service.container import Services
 from nemorouter.service.reports import (
     GROUP_BY,
@@ -90,5 +92,26 @@ def statement(
                 }
             }
         )
+
+    run(act)
+
+
+def reconcile_command(
+    provider: str = typer.Option(..., help="provider name"),
+    month: str = typer.Option(..., help="YYYY-MM"),
+    invoice: Path | None = typer.Option(
+        None, help="the provider's usage export: date,model,category,tokens,amount"
+    ),
+) -> None:
+    """Per provider key and day, what we metered at list price; with --invoice, the lines that differ."""
+    invoice_text = invoice.read_text() if invoice is not None else None
+
+    async def act(s: Services) -> None:
+        rows = await reconcile.provider_month(s.store, provider, month, s.clock().date())
+        out: dict[str, Any] = {"provider": provider, "month": month, "data": reconcile.by_key_and_day(rows)}
+        if invoice_text is not None:
+            ours = await reconcile.our_lines(s.store, rows)
+            out["differences"] = reconcile.differences(ours, reconcile.parse_invoice(invoice_text))
+        emit(out)
 
     run(act)

@@ -73,6 +73,7 @@ class UpstreamClient:
     def __init__(self, timeouts: Timeouts) -> None:
         self._timeouts = timeouts
         self._session: aiohttp.ClientSession | None = None
+        self._timeout_cache: dict[tuple[Timeouts, str], aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
@@ -95,11 +96,15 @@ class UpstreamClient:
         return self._session
 
     def _timeout(self, override: Timeouts | None, between_reads: str) -> aiohttp.ClientTimeout:
-        """A per-request timeout (aiohttp reads `timeout=None` as "no timeout at all": never pass it)."""
+        """A per-request timeout (aiohttp reads `timeout=None` as "no timeout at all": never pass it),
+        built once per distinct setting."""
         chosen = override or self._timeouts
-        return aiohttp.ClientTimeout(
-            total=chosen.total, connect=chosen.connect, sock_read=getattr(chosen, between_reads)
-        )
+        found = self._timeout_cache.get((chosen, between_reads))
+        if found is None:
+            found = self._timeout_cache[(chosen, between_reads)] = aiohttp.ClientTimeout(
+                total=chosen.total, connect=chosen.connect, sock_read=getattr(chosen, between_reads)
+            )
+        return found
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts | None = None) -> RawResponse:
         """POST and read the whole answer (`timeouts` overrides the client's defaults)."""

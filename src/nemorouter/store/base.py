@@ -111,6 +111,11 @@ class Store(Protocol):
     async def verify_ledger(self) -> LedgerReport: ...
 
     # billing reports (usage API, monthly statements): money summed as Python ints, never in SQL
+    async def provider_usage_rows(self, provider: str, since: str, until: str) -> list[UsageRow]:
+        """Charged requests a provider served, per UTC day, vault key, upstream model and price
+        snapshot (`key_id` holds the provider key id): the operator's side of its invoice."""
+        ...
+
     async def usage_rows(self, account_id: str, since: str, until: str) -> list[UsageRow]:
         """The account's charged requests created in [since, until), summed per UTC day, key,
         model, provider and price version. Open holds (pending) are not charges and are left out."""

@@ -306,6 +306,19 @@ class PostgresAccounts(PostgresMoney):
         )
         return [UsageRow(*r) for r in found]
 
+    async def provider_usage_rows(self, provider: str, since: str, until: str) -> list[UsageRow]:
+        found = await self._all(
+            "SELECT substr(created_at, 1, 10) AS day, COALESCE(provider_key_id, ''), COALESCE(upstream_model, ''),"
+            " provider, price_version_id, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),"
+            " SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost) FROM generations"
+            f" WHERE provider = $1 AND created_at >= $2 AND created_at < $3 AND {_CHARGED}"
+            " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+            provider,
+            since,
+            until,
+        )
+        return [UsageRow(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:])) for r in found]
+
     async def charges_before(self, account_id: str, until: str) -> int:
         total = await self._one(
             "SELECT COALESCE(SUM(cost), 0) FROM generations WHERE account_id = $1 AND created_at < $2"

@@ -558,6 +558,23 @@ class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals):
                 found[i] += amount
         return [UsageRow(*group, *totals) for group, totals in sums.items()]
 
+    async def provider_usage_rows(self, provider: str, since: str, until: str) -> list[UsageRow]:
+        """Charged requests served by `provider`, summed per UTC day, vault key (`key_id` holds the
+        provider key id), upstream model and price snapshot: what the provider's invoice bills."""
+        sums: dict[tuple[str, str, str, str | None, int | None], list[int]] = {}
+        cursor = self._db.execute(
+            "SELECT substr(created_at, 1, 10), provider_key_id, upstream_model, provider, price_version_id,"
+            " prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost"
+            f" FROM generations WHERE provider = ? AND created_at >= ? AND created_at < ? AND {self._CHARGED}",
+            (provider, since, until),
+        )
+        for day, key_id, model, name, version, *amounts in cursor:
+            found = sums.setdefault((day, key_id or "", model or "", name, version), [0] * 7)
+            found[0] += 1
+            for i, amount in enumerate(amounts, start=1):
+                found[i] += amount
+        return [UsageRow(*group, *totals) for group, totals in sorted(sums.items(), key=lambda kv: kv[0][:3])]
+
     async def charges_before(self, account_id: str, until: str) -> int:
         total = 0
         for (cost,) in self._db.execute(
