@@ -19,6 +19,10 @@ run: $(STAMP)
 	$(BIN)/nemorouter demo
 
 test: $(STAMP)
+	@# Statement tests render PDF pages to PNG with pdftoppm (Debian's poppler-utils).
+	@command -v pdftoppm >/dev/null 2>&1 || { apt-get install -y -qq poppler-utils >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq poppler-utils >/dev/null 2>&1; } || \
+		echo "note: pdftoppm unavailable; statement PNG rendering will be skipped"; }
 	$(BIN)/pytest
 
 bench: $(STAMP)
