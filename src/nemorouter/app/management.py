@@ -11,7 +11,7 @@ from starlette.routing import Route
 from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
 from nemorouter.errors import NotFound
-from nemorouter.service import alerts
+from nemorouter.service import alerts, audit
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.reports import (
@@ -38,6 +38,7 @@ async def _mgmt(request: Request) -> tuple[Services, ApiKey]:
     services = services_of(request)
     assert services.auth is not None
     key = await services.auth.authenticate(bearer(request.headers.get("authorization")), "management")
+    audit.set_actor(f"management_key:{key.id}")  # what this request changes is recorded as by this key
     return services, key
 
 

@@ -154,6 +154,15 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("get", "/admin/v1/ledger/verify", "admin", "Check every ledger invariant", False, 200),
     (
         "get",
+        "/admin/v1/audit",
+        "admin",
+        "The audit log of admin and management actions (`?actor&action&account_id&target&from&to&limit`)",
+        False,
+        200,
+    ),
+    ("get", "/admin/v1/audit/verify", "admin", "Check the audit log's hash chain", False, 200),
+    (
+        "get",
         "/admin/v1/reconciliation",
         "admin",
         "Per provider key and day: requests, tokens, list-price cost",
