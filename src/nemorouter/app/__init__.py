@@ -11,14 +11,17 @@ from collections.abc import AsyncIterator
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from nemorouter import __version__
 from nemorouter.app import admin, inference, management, public, webhooks
 from nemorouter.app.fast import FastPath
+from nemorouter.app.headers import SecurityHeaders
 from nemorouter.app.http import json_response, on_http_error, on_nemo_error, on_unexpected
+from nemorouter.app.openapi import docs_html
 from nemorouter.app.openapi import document as openapi_document
 from nemorouter.errors import AuthError, NemoError
 from nemorouter.service.background import start_background, stop_background
@@ -47,6 +50,10 @@ async def metrics(request: Request) -> Response:
 
 async def openapi(request: Request) -> Response:
     return json_response(openapi_document(__version__))
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(docs_html(openapi_document(__version__)))
 
 
 async def readyz(request: Request) -> Response:
@@ -95,6 +102,7 @@ def create_app(settings: Settings) -> FastPath:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *inference.routes,
         *management.routes,
@@ -105,6 +113,7 @@ def create_app(settings: Settings) -> FastPath:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={NemoError: on_nemo_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
     return FastPath(app, settings.auth_failures_per_minute)

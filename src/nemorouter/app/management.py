@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nemorouter.app.headers import CSP
 from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
 from nemorouter.errors import NotFound
@@ -25,6 +26,7 @@ from nemorouter.service.reports import (
 )
 from nemorouter.service.statement_render import (
     MEDIA_TYPES,
+    STYLE_HASH,
     render_statement,
     statement_filename,
     usage_csv,
@@ -122,6 +124,8 @@ async def statement(request: Request) -> Response:
     if fmt != "json":
         disposition = "attachment" if fmt in ("csv", "pdf") else "inline"
         headers["content-disposition"] = f'{disposition}; filename="{statement_filename(found, fmt)}"'
+    if fmt == "html":
+        headers["content-security-policy"] = f"{CSP}; style-src {STYLE_HASH}"
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 
