@@ -82,10 +82,23 @@ async def _checkpoints(store: object, stopping: asyncio.Event, every: float = 0.
 
 
 def create_app(settings: Settings) -> FastPath:
+    tracing = None
+    if settings.otlp_endpoint:  # only then is OpenTelemetry imported (the `otel` extra)
+        try:
+            from nemorouter.tracing import Tracing
+        except ImportError as exc:
+            raise RuntimeError(
+                f"NEMO_OTLP_ENDPOINT is set but OpenTelemetry is not installed ({exc.name}):"
+                " pip install 'nemorouter[otel]'"
+            ) from None
+        tracing = Tracing(settings.otlp_endpoint)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings)
         await start_gateway(services, owner=new_id("proc_", 6))
+        if tracing is not None:
+            tracing.instrument(services)
         app.state.services = services
         stopping = asyncio.Event()
         maintenance = asyncio.create_task(_checkpoints(services.store, stopping))
@@ -97,6 +110,8 @@ def create_app(settings: Settings) -> FastPath:
             stopping.set()
             await maintenance  # never close the store under a running checkpoint
             await close_services(services)
+            if tracing is not None:
+                tracing.shutdown()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
@@ -116,4 +131,6 @@ def create_app(settings: Settings) -> FastPath:
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={NemoError: on_nemo_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
-    return FastPath(app, settings.auth_failures_per_minute)
+    fast = FastPath(app, settings.auth_failures_per_minute)
+    # Traced, every request runs under a server span (the FastPath itself is unchanged).
+    return fast if tracing is None else tracing.wrap_app(fast)  # type: ignore[return-value]
