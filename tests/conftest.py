@@ -256,9 +256,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         else:
             print(text, file=sys.stderr)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
-    elif terminal is not None and terminal.verbosity >= 0:
+    elif terminal is not None:  # one line, so a run shows the scan happened and what it covered
         terminal.write_line(
-            f"secret scan: {len(paths)} log/database files, {len(SECRET_SCAN.registry.secrets)} secrets: clean"
+            f"\nsecret scan: {len(paths)} log/database files, {len(SECRET_SCAN.registry.secrets)} secrets: clean"
         )
 
 
