@@ -31,6 +31,11 @@ class Settings:
     sse_keepalive: float = 10.0
     auth_failures_per_minute: int = 30  # per client address; then 429 (app/throttle.py)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # -- slow or oversized clients (cli/guarded_http.py) ----------------------------------------
+    client_header_timeout: float = 10.0  # seconds to send a request's line and headers (else 408)
+    client_body_timeout: float = 60.0  # seconds to send its whole body once the headers are in
+    max_header_bytes: int = 64 * 1024  # request line and headers together (else 431)
+    otlp_endpoint: str | None = None  # OpenTelemetry traces over OTLP/HTTP when set (tracing.py)
     # -- money trail ("One bill" 3, 4): Stripe top-ups and alerts out --------------------------
     stripe_webhook_secret: str | None = None  # unset: POST /webhooks/stripe answers 503
     operator_alert_url: str | None = None  # quarantined provider keys are alerted here, if set
@@ -61,4 +66,8 @@ class Settings:
             alert_retry_base=float(env.get("NEMO_ALERT_RETRY_BASE") or 5),
             alert_retry_cap=float(env.get("NEMO_ALERT_RETRY_CAP") or 3600),
             alert_retry_for=float(env.get("NEMO_ALERT_RETRY_FOR") or 86400),
+            client_header_timeout=float(env.get("NEMO_CLIENT_HEADER_TIMEOUT") or 10),
+            client_body_timeout=float(env.get("NEMO_CLIENT_BODY_TIMEOUT") or 60),
+            max_header_bytes=int(env.get("NEMO_MAX_HEADER_BYTES") or 64 * 1024),
+            otlp_endpoint=env.get("NEMO_OTLP_ENDPOINT") or None,
         )

@@ -21,6 +21,7 @@ from nemorouter.money import Prices
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.postgres_accounts import PostgresAccounts
+from nemorouter.store.postgres_audit import PostgresAudit
 from nemorouter.store.postgres_conn import Conn, Record
 from nemorouter.store.postgres_later import PostgresLater
 from nemorouter.store.records import CatalogEntry, Deployment, Model, Provider, ProviderKey
@@ -31,7 +32,7 @@ _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 _MIGRATION_LOCK = 0x6E656D6F_6D696772  # "nemomigr"
 
 
-class PostgresStore(PostgresAccounts, PostgresLater):
+class PostgresStore(PostgresAccounts, PostgresLater, PostgresAudit):
     """Implements `nemorouter.store.base.Store` on PostgreSQL."""
 
     @staticmethod
