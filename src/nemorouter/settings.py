@@ -38,6 +38,9 @@ class Settings:
     alert_retry_base: float = 5.0  # seconds to the first retry of an alert; doubles each time
     alert_retry_cap: float = 3600.0  # retries at most this far apart
     alert_retry_for: float = 86400.0  # and for this long after the alert was written
+    # -- many replicas (docs/failures.md, "Holds of a dead process") -------------------------
+    lease_seconds: float = 15.0  # a process silent this long is dead: its holds are released
+    lease_renew: float = 5.0  # how often a process renews its lease and looks for dead ones
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -61,4 +64,6 @@ class Settings:
             alert_retry_base=float(env.get("NEMO_ALERT_RETRY_BASE") or 5),
             alert_retry_cap=float(env.get("NEMO_ALERT_RETRY_CAP") or 3600),
             alert_retry_for=float(env.get("NEMO_ALERT_RETRY_FOR") or 86400),
+            lease_seconds=float(env.get("NEMO_PROCESS_LEASE") or 15),
+            lease_renew=float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5),
         )

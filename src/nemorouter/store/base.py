@@ -96,6 +96,23 @@ class Store(Protocol):
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool: ...
     async def release(self, request_id: str, generation: Generation | None) -> bool: ...
     async def recover_holds(self, owner: str | None) -> list[Hold]: ...
+
+    # which serving processes are alive: holds are released per owner (docs/failures.md)
+    async def renew_lease(self, owner: str, seconds: float) -> bool:
+        """Keep serving process `owner` alive for `seconds` more (by the database's clock),
+        creating its lease if missing. Returns False when there was no lease: at start, or after
+        it lapsed and another process released `owner`'s holds."""
+        ...
+
+    async def drop_lease(self, owner: str) -> None:
+        """A clean stop: `owner` serves no more (its holds are settled or released)."""
+        ...
+
+    async def recover_dead_holds(self) -> list[Hold]:
+        """Release every open hold whose owner's lease has lapsed or who has none, as
+        `recover_holds` does; a live process's holds are never touched."""
+        ...
+
     async def open_holds(self) -> list[Hold]: ...
 
     # usage records
