@@ -56,6 +56,13 @@ class PostgresStore(PostgresAccounts, PostgresAlerts, PostgresSeals, PostgresLea
             done = await self._applied(conn)
         return [version for version, _ in self._migration_files() if version not in done]
 
+    async def applied_migrations(self) -> dict[int, str]:
+        async with self._tx() as conn:
+            if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                return {}
+            found = await conn.fetch("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        return {int(r[0]): str(r[1]) for r in found}
+
     async def migrate(self) -> list[int]:
         """Apply every pending migration in one transaction (all or none), under an advisory lock
         so that replicas starting at once do not race; the ones that wait then find nothing to do."""

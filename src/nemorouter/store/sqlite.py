@@ -73,6 +73,13 @@ class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases):
             done = set()
         return [version for version, _ in self._migration_files() if version not in done]
 
+    async def applied_migrations(self) -> dict[int, str]:
+        try:
+            found = self._all("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        except sqlite3.OperationalError:
+            return {}
+        return {int(r[0]): str(r[1]) for r in found}
+
     async def migrate(self) -> list[int]:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT)"
