@@ -19,10 +19,41 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class DbPool:
+    """PostgreSQL connections per process (`serve` replica or worker; SQLite ignores it)."""
+
+    min_size: int = 2  # opened at the first use and kept
+    max_size: int = 10  # at most this many statements of this process at once
+    # Seconds one statement may run before it is cancelled; None: never. Off by default: a
+    # settle or release cut off would leave its hold open until the process stops.
+    command_timeout: float | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DbPool:
+        """NEMO_DB_POOL_MIN, NEMO_DB_POOL_MAX, NEMO_DB_COMMAND_TIMEOUT (0 or empty: none)."""
+        try:
+            sizes = int(env.get("NEMO_DB_POOL_MIN") or 2), int(env.get("NEMO_DB_POOL_MAX") or 10)
+        except ValueError:
+            raise ValueError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
+        try:
+            timeout = float(env.get("NEMO_DB_COMMAND_TIMEOUT") or 0)
+        except ValueError:
+            raise ValueError("NEMO_DB_COMMAND_TIMEOUT must be a number of seconds") from None
+        if not 0 <= sizes[0] <= sizes[1] or sizes[1] < 1:
+            raise ValueError(
+                f"bad pool size: min {sizes[0]}, max {sizes[1]} (need 0 <= min <= max, max >= 1)"
+            )
+        if timeout < 0:
+            raise ValueError("NEMO_DB_COMMAND_TIMEOUT must be 0 (none) or more seconds")
+        return cls(sizes[0], sizes[1], timeout or None)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
     database_url: str
     redis_url: str | None = None
+    db_pool: DbPool = field(default_factory=DbPool)
     master_key: str | None = None
     admin_token: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
@@ -51,6 +82,7 @@ class Settings:
             data_dir=data_dir,
             database_url=database_url,
             redis_url=env.get("NEMO_REDIS_URL") or None,
+            db_pool=DbPool.from_env(env),
             master_key=env.get("NEMO_MASTER_KEY") or None,
             admin_token=env.get("NEMO_ADMIN_TOKEN") or None,
             max_body_bytes=int(env.get("NEMO_MAX_BODY_BYTES") or 32 * 1024 * 1024),

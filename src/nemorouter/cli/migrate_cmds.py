@@ -27,10 +27,11 @@ def _database(url: str) -> str:
 
 
 def _with_store(action: Callable[[Store], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-    url = Settings.from_env().database_url
+    settings = Settings.from_env()
+    url = settings.database_url
 
     async def main() -> dict[str, Any]:
-        store = open_store(url)
+        store = open_store(url, settings.db_pool)
         try:
             return {"database": _database(url), "backend": backend_of(url), **await action(store)}
         finally:

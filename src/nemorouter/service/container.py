@@ -59,7 +59,7 @@ async def open_services(
     settings: Settings, *, create: bool = False, clock: Callable[[], datetime] = utcnow
 ) -> Services:
     """Store + vault + admin (what the CLI needs). `create` makes the master key if missing."""
-    store = open_store(settings.database_url)
+    store = open_store(settings.database_url, settings.db_pool)
     master = load_master_key(settings.master_key, settings.data_dir, create=create)
     vault = Vault(master)
     services = Services(settings, store, vault, Admin(store, vault, clock), clock)

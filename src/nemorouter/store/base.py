@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from nemorouter.money import Prices
+from nemorouter.settings import DbPool
 from nemorouter.store.alert_records import Alert, AlertSettings, OutboxItem
 from nemorouter.store.records import (
     Account,
@@ -187,8 +188,9 @@ class Store(Protocol):
         ...
 
 
-def open_store(database_url: str) -> Store:
-    """The store for a `NEMO_DATABASE_URL`."""
+def open_store(database_url: str, pool: DbPool | None = None) -> Store:
+    """The store for a `NEMO_DATABASE_URL`; PostgreSQL's pool per `pool` (default: from the
+    environment, NEMO_DB_POOL_MIN, NEMO_DB_POOL_MAX, NEMO_DB_COMMAND_TIMEOUT)."""
     if database_url.startswith("sqlite:///"):
         from nemorouter.store.sqlite import SqliteStore
 
@@ -196,13 +198,13 @@ def open_store(database_url: str) -> Store:
     if database_url.startswith(("postgresql://", "postgres://")):
         from nemorouter.store.postgres import PostgresStore
 
+        if pool is None:
+            try:
+                pool = DbPool.from_env(os.environ)
+            except ValueError as exc:
+                raise StoreError(str(exc)) from None
         # The pool opens on first use (it needs the running event loop); sized per process.
-        try:
-            sizes = (
-                int(os.environ.get("NEMO_DB_POOL_MIN") or 2),
-                int(os.environ.get("NEMO_DB_POOL_MAX") or 10),
-            )
-        except ValueError:
-            raise StoreError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
-        return PostgresStore(database_url, min_size=sizes[0], max_size=sizes[1])
+        return PostgresStore(
+            database_url, min_size=pool.min_size, max_size=pool.max_size, command_timeout=pool.command_timeout
+        )
     raise StoreError(f"unsupported NEMO_DATABASE_URL scheme: {database_url.split(':', 1)[0]!r}")
