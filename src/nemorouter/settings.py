@@ -76,6 +76,14 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        lease, renew = (
+            float(env.get("NEMO_PROCESS_LEASE") or 15),
+            float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5),
+        )
+        if not 0 < renew < lease:
+            raise ValueError(
+                "need 0 < NEMO_PROCESS_LEASE_RENEW < NEMO_PROCESS_LEASE (seconds; defaults 5 and 15)"
+            )
         data_dir = Path(env.get("NEMO_DATA_DIR") or Path.home() / ".nemorouter").expanduser()
         database_url = env.get("NEMO_DATABASE_URL") or f"sqlite:///{data_dir / 'nemorouter.db'}"
         return cls(
@@ -96,6 +104,6 @@ class Settings:
             alert_retry_base=float(env.get("NEMO_ALERT_RETRY_BASE") or 5),
             alert_retry_cap=float(env.get("NEMO_ALERT_RETRY_CAP") or 3600),
             alert_retry_for=float(env.get("NEMO_ALERT_RETRY_FOR") or 86400),
-            lease_seconds=float(env.get("NEMO_PROCESS_LEASE") or 15),
-            lease_renew=float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5),
+            lease_seconds=lease,
+            lease_renew=renew,
         )

@@ -8,7 +8,10 @@ import asyncio
 import os
 from datetime import UTC, datetime
 
+import pytest
+
 from nemorouter.service.admin import Admin
+from nemorouter.settings import Settings
 from nemorouter.store.base import Store
 from nemorouter.store.postgres import PostgresStore
 from nemorouter.store.records import ApiKey, Generation, Hold
@@ -124,3 +127,12 @@ async def test_replicas_recovering_at_once_release_each_hold_once(pg_url: str) -
         assert report.ok, report.problems
     finally:
         await asyncio.gather(*(r.close() for r in replicas))
+
+
+def test_lease_settings() -> None:
+    assert (Settings.from_env({}).lease_seconds, Settings.from_env({}).lease_renew) == (15, 5)
+    short = Settings.from_env({"NEMO_PROCESS_LEASE": "2", "NEMO_PROCESS_LEASE_RENEW": "0.3"})
+    assert (short.lease_seconds, short.lease_renew) == (2, 0.3)
+    for lease, renew in (("5", "5"), ("0", ""), ("15", "-1")):
+        with pytest.raises(ValueError, match="NEMO_PROCESS_LEASE_RENEW < NEMO_PROCESS_LEASE"):
+            Settings.from_env({"NEMO_PROCESS_LEASE": lease, "NEMO_PROCESS_LEASE_RENEW": renew})

@@ -38,12 +38,7 @@ async def _sealing(store: Store, stopping: asyncio.Event) -> None:
 async def _leasing(services: Services, owner: str, stopping: asyncio.Event) -> None:
     """Renew this process's lease; release the holds of processes whose lease lapsed."""
     store, settings = services.store, services.settings
-    every = settings.lease_renew
-    if every >= settings.lease_seconds:
-        log.warning(
-            "NEMO_PROCESS_LEASE_RENEW should be well below NEMO_PROCESS_LEASE: this process may be taken for dead",
-            extra={"renew": every, "lease": settings.lease_seconds},
-        )
+    every = settings.lease_renew  # below the lease (Settings checks it)
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), every)
