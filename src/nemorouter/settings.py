@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class SettingsError(ValueError):
+    """A setting from the environment is invalid; the message names it (shown as one line)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Upstream timeouts in seconds (the contract's defaults)."""
@@ -34,17 +38,17 @@ class DbPool:
         try:
             sizes = int(env.get("NEMO_DB_POOL_MIN") or 2), int(env.get("NEMO_DB_POOL_MAX") or 10)
         except ValueError:
-            raise ValueError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
+            raise SettingsError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
         try:
             timeout = float(env.get("NEMO_DB_COMMAND_TIMEOUT") or 0)
         except ValueError:
-            raise ValueError("NEMO_DB_COMMAND_TIMEOUT must be a number of seconds") from None
+            raise SettingsError("NEMO_DB_COMMAND_TIMEOUT must be a number of seconds") from None
         if not 0 <= sizes[0] <= sizes[1] or sizes[1] < 1:
-            raise ValueError(
+            raise SettingsError(
                 f"bad pool size: min {sizes[0]}, max {sizes[1]} (need 0 <= min <= max, max >= 1)"
             )
         if timeout < 0:
-            raise ValueError("NEMO_DB_COMMAND_TIMEOUT must be 0 (none) or more seconds")
+            raise SettingsError("NEMO_DB_COMMAND_TIMEOUT must be 0 (none) or more seconds")
         return cls(sizes[0], sizes[1], timeout or None)
 
 
@@ -76,12 +80,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        lease, renew = (
-            float(env.get("NEMO_PROCESS_LEASE") or 15),
-            float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5),
-        )
+        try:
+            lease = float(env.get("NEMO_PROCESS_LEASE") or 15)
+            renew = float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5)
+        except ValueError:
+            raise SettingsError("NEMO_PROCESS_LEASE and NEMO_PROCESS_LEASE_RENEW must be seconds") from None
         if not 0 < renew < lease:
-            raise ValueError(
+            raise SettingsError(
                 "need 0 < NEMO_PROCESS_LEASE_RENEW < NEMO_PROCESS_LEASE (seconds; defaults 5 and 15)"
             )
         data_dir = Path(env.get("NEMO_DATA_DIR") or Path.home() / ".nemorouter").expanduser()

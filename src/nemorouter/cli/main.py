@@ -11,7 +11,7 @@ from typer.exceptions import TyperException
 from nemorouter.cli import admin_cmds, migrate_cmds, report_cmds
 from nemorouter.cli.common import emit, fail, run
 from nemorouter.service.container import Services, close_services, initialize, open_services
-from nemorouter.settings import Settings
+from nemorouter.settings import Settings, SettingsError
 
 app = typer.Typer(
     help="NemoRouter: one key, one bill, every model.",
@@ -116,6 +116,9 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"error: {message}", err=True)
         sys.exit(getattr(exc, "exit_code", 2))
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(1)
