@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class SettingsError(ValueError):
+    """A setting from the environment is invalid; the message names it (shown as one line)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Upstream timeouts in seconds (the contract's defaults)."""
@@ -19,10 +23,41 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class DbPool:
+    """PostgreSQL connections per process (`serve` replica or worker; SQLite ignores it)."""
+
+    min_size: int = 2  # opened at the first use and kept
+    max_size: int = 10  # at most this many statements of this process at once
+    # Seconds one statement may run before it is cancelled; None: never. Off by default: a
+    # settle or release cut off would leave its hold open until the process stops.
+    command_timeout: float | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DbPool:
+        """NEMO_DB_POOL_MIN, NEMO_DB_POOL_MAX, NEMO_DB_COMMAND_TIMEOUT (0 or empty: none)."""
+        try:
+            sizes = int(env.get("NEMO_DB_POOL_MIN") or 2), int(env.get("NEMO_DB_POOL_MAX") or 10)
+        except ValueError:
+            raise SettingsError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
+        try:
+            timeout = float(env.get("NEMO_DB_COMMAND_TIMEOUT") or 0)
+        except ValueError:
+            raise SettingsError("NEMO_DB_COMMAND_TIMEOUT must be a number of seconds") from None
+        if not 0 <= sizes[0] <= sizes[1] or sizes[1] < 1:
+            raise SettingsError(
+                f"bad pool size: min {sizes[0]}, max {sizes[1]} (need 0 <= min <= max, max >= 1)"
+            )
+        if timeout < 0:
+            raise SettingsError("NEMO_DB_COMMAND_TIMEOUT must be 0 (none) or more seconds")
+        return cls(sizes[0], sizes[1], timeout or None)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
     database_url: str
     redis_url: str | None = None
+    db_pool: DbPool = field(default_factory=DbPool)
     master_key: str | None = None
     admin_token: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
@@ -43,16 +78,29 @@ class Settings:
     alert_retry_base: float = 5.0  # seconds to the first retry of an alert; doubles each time
     alert_retry_cap: float = 3600.0  # retries at most this far apart
     alert_retry_for: float = 86400.0  # and for this long after the alert was written
+    # -- many replicas (docs/failures.md, "Holds of a dead process") -------------------------
+    lease_seconds: float = 15.0  # a process silent this long is dead: its holds are released
+    lease_renew: float = 5.0  # how often a process renews its lease and looks for dead ones
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        try:
+            lease = float(env.get("NEMO_PROCESS_LEASE") or 15)
+            renew = float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5)
+        except ValueError:
+            raise SettingsError("NEMO_PROCESS_LEASE and NEMO_PROCESS_LEASE_RENEW must be seconds") from None
+        if not 0 < renew < lease:
+            raise SettingsError(
+                "need 0 < NEMO_PROCESS_LEASE_RENEW < NEMO_PROCESS_LEASE (seconds; defaults 5 and 15)"
+            )
         data_dir = Path(env.get("NEMO_DATA_DIR") or Path.home() / ".nemorouter").expanduser()
         database_url = env.get("NEMO_DATABASE_URL") or f"sqlite:///{data_dir / 'nemorouter.db'}"
         return cls(
             data_dir=data_dir,
             database_url=database_url,
             redis_url=env.get("NEMO_REDIS_URL") or None,
+            db_pool=DbPool.from_env(env),
             master_key=env.get("NEMO_MASTER_KEY") or None,
             admin_token=env.get("NEMO_ADMIN_TOKEN") or None,
             max_body_bytes=int(env.get("NEMO_MAX_BODY_BYTES") or 32 * 1024 * 1024),
@@ -70,4 +118,6 @@ class Settings:
             client_body_timeout=float(env.get("NEMO_CLIENT_BODY_TIMEOUT") or 60),
             max_header_bytes=int(env.get("NEMO_MAX_HEADER_BYTES") or 64 * 1024),
             otlp_endpoint=env.get("NEMO_OTLP_ENDPOINT") or None,
+            lease_seconds=lease,
+            lease_renew=renew,
         )

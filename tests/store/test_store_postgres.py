@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from nemorouter.settings import DbPool, Settings
 from nemorouter.store.base import StoreError, open_store
 from nemorouter.store.postgres import PostgresStore
 from nemorouter.store.records import ApiKey, Hold
@@ -85,7 +86,7 @@ async def test_replicas_starting_together_migrate_once(pg_database: str) -> None
     try:
         assert await stores[0].get_meta("config_version") is None  # not initialized: no error
         every = [version for version, _ in PostgresStore._migration_files()]
-        assert every[:2] == [1, 2] and every == sorted(every)
+        assert every[:4] == [1, 2, 3, 4] and every == sorted(every)
         assert await stores[0].pending_migrations() == every
         applied = await asyncio.gather(*(s.migrate() for s in stores))
         assert sorted(applied) == [[], [], [], every]
@@ -111,7 +112,10 @@ def test_open_store_sizes_the_pool_from_the_environment(monkeypatch: pytest.Monk
     assert isinstance(open_store(url), PostgresStore)
     monkeypatch.setenv("NEMO_DB_POOL_MIN", "0")
     monkeypatch.setenv("NEMO_DB_POOL_MAX", "3")
-    assert open_store(url)._sizes == (0, 3)  # type: ignore[attr-defined]
+    monkeypatch.setenv("NEMO_DB_COMMAND_TIMEOUT", "2.5")
+    store = open_store(url)
+    assert (store._sizes, store._command_timeout) == ((0, 3), 2.5)  # type: ignore[attr-defined]
+    assert Settings.from_env().db_pool == DbPool(0, 3, 2.5)
     monkeypatch.setenv("NEMO_DB_POOL_MAX", "many")
     with pytest.raises(StoreError, match="NEMO_DB_POOL_MAX"):
         open_store(url)
@@ -119,3 +123,20 @@ def test_open_store_sizes_the_pool_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("NEMO_DB_POOL_MAX", "2")
     with pytest.raises(StoreError, match="pool size"):
         open_store(url)
+    monkeypatch.setenv("NEMO_DB_POOL_MIN", "1")
+    monkeypatch.setenv("NEMO_DB_COMMAND_TIMEOUT", "-1")
+    with pytest.raises(StoreError, match="NEMO_DB_COMMAND_TIMEOUT"):
+        open_store(url)
+    monkeypatch.setenv("NEMO_DB_COMMAND_TIMEOUT", "0")
+    assert Settings.from_env().db_pool == DbPool(1, 2, None)  # 0: statements are never cut off
+
+
+async def test_a_statement_past_the_command_timeout_is_cancelled(pg_url: str) -> None:
+    store = open_store(pg_url, DbPool(1, 1, 0.3))
+    try:
+        assert await store.pending_migrations() == []
+        with pytest.raises(TimeoutError):
+            await store._one("SELECT pg_sleep(2)")  # type: ignore[attr-defined]
+        assert await store.pending_migrations() == []  # the connection is usable again
+    finally:
+        await store.close()

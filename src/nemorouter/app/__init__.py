@@ -23,6 +23,7 @@ from nemorouter.app.headers import SecurityHeaders
 from nemorouter.app.http import json_response, on_http_error, on_nemo_error, on_unexpected
 from nemorouter.app.openapi import docs_html
 from nemorouter.app.openapi import document as openapi_document
+from nemorouter.app.ready import Readiness
 from nemorouter.errors import AuthError, NemoError
 from nemorouter.service.background import start_background, stop_background
 from nemorouter.service.container import Services, close_services, open_services, start_gateway
@@ -57,12 +58,11 @@ async def docs(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """200 when the database (and Redis, when configured) answers; else 503 naming what failed."""
     services: Services = request.app.state.services
-    try:
-        await services.store.config_version()
-    except Exception:
-        return json_response({"ok": False, "database": False}, status=503)
-    return json_response({"ok": True, "database": True})
+    readiness: Readiness = request.app.state.readiness
+    report = await readiness.check(services.store)
+    return json_response(report, status=200 if report["ok"] else 503)
 
 
 async def _checkpoints(store: object, stopping: asyncio.Event, every: float = 0.1) -> None:
@@ -100,6 +100,7 @@ def create_app(settings: Settings) -> FastPath:
         if tracing is not None:
             tracing.instrument(services)
         app.state.services = services
+        app.state.readiness = Readiness(settings.redis_url)
         stopping = asyncio.Event()
         maintenance = asyncio.create_task(_checkpoints(services.store, stopping))
         background = start_background(services)  # sealer, alert watcher, alert delivery
@@ -109,6 +110,7 @@ def create_app(settings: Settings) -> FastPath:
             await stop_background(services, background)
             stopping.set()
             await maintenance  # never close the store under a running checkpoint
+            await app.state.readiness.close()
             await close_services(services)
             if tracing is not None:
                 tracing.shutdown()
