@@ -91,6 +91,8 @@ def create_app(settings: Settings) -> FastPath:
             await maintenance  # never close the store under a running checkpoint
             await close_services(services)
 
+    from nemorouter.console.routes import routes as console_routes  # the console imports app parts
+
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -101,6 +103,7 @@ def create_app(settings: Settings) -> FastPath:
         *public.routes,
         *webhooks.routes,
         *admin.routes,
+        *console_routes,  # the web console: GET / and everything under /console
     ]
     app = Starlette(
         routes=routes,

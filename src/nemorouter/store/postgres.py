@@ -22,6 +22,7 @@ from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.postgres_accounts import PostgresAccounts
 from nemorouter.store.postgres_conn import Conn, Record
+from nemorouter.store.postgres_console import PostgresConsole
 from nemorouter.store.postgres_later import PostgresLater
 from nemorouter.store.records import CatalogEntry, Deployment, Model, Provider, ProviderKey
 from nemorouter.timeutil import iso, new_id, utcnow
@@ -31,7 +32,7 @@ _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 _MIGRATION_LOCK = 0x6E656D6F_6D696772  # "nemomigr"
 
 
-class PostgresStore(PostgresAccounts, PostgresLater):
+class PostgresStore(PostgresAccounts, PostgresLater, PostgresConsole):
     """Implements `nemorouter.store.base.Store` on PostgreSQL."""
 
     @staticmethod

@@ -30,6 +30,7 @@ from nemorouter.store.records import (
     UsageRow,
 )
 from nemorouter.store.sqlite_alerts import SqliteAlerts
+from nemorouter.store.sqlite_console import SqliteConsole
 from nemorouter.store.sqlite_money import SqliteMoney
 from nemorouter.store.sqlite_seals import SqliteSeals
 from nemorouter.timeutil import iso, new_id, utcnow
@@ -49,7 +50,7 @@ _KEY_FIELDS = {
 _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 
 
-class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals):
+class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteConsole):
     """Implements `nemorouter.store.base.Store` on SQLite (alerts out and the ledger's hash chain
     in `sqlite_alerts` and `sqlite_seals`)."""
 
