@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from nemorouter.console.money import cents, exact
+from nemorouter.console.money import PICO_PER_CENT, cents, exact
 from nemorouter.store.records import UsageRow
 
 SERIES = 6  # the dearest models get a colour each; the rest are one "other" series
@@ -29,7 +29,7 @@ class Chart:
     width: int
     height: int
     bars: list[Bar]
-    legend: list[tuple[int, str, str]]  # series, model, month total (cents)
+    legend: list[tuple[int, str, str]]  # series, model, month total (exact)
     ticks: list[tuple[int, str]]  # y, label
     labels: list[tuple[int, str]]  # x, day label
     baseline: int
@@ -76,8 +76,10 @@ def daily_by_model(rows: Iterable[UsageRow], start: date, end: date) -> Chart:
             bars.append(Bar(x + 1, y, max(1, slot - 2), h, s, title))
     legend = []
     for model in ranked[:SERIES]:
-        legend.append((series[model], model, cents(totals[model])))
+        legend.append((series[model], model, exact(totals[model])))
     if len(ranked) > SERIES:
-        legend.append((SERIES, "other models", cents(sum(totals[m] for m in ranked[SERIES:]))))
-    ticks = [(TOP, cents(top)), (TOP + plot // 2, cents(top // 2)), (HEIGHT - BOTTOM, "$0.00")] if top else []
+        legend.append((SERIES, "other models", exact(sum(totals[m] for m in ranked[SERIES:]))))
+    # The axis in cents once a day's spend reaches a dollar; below that, exact (cents would read 0).
+    label = cents if top >= 100 * PICO_PER_CENT else exact
+    ticks = [(TOP, label(top)), (TOP + plot // 2, label(top // 2)), (HEIGHT - BOTTOM, "$0")] if top else []
     return Chart(WIDTH, HEIGHT, bars, legend, ticks, labels, HEIGHT - BOTTOM, LEFT, top == 0)
