@@ -50,6 +50,9 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def gw(workdir: Path, sim: Sim) -> Iterator[Gateway]:
     gateway = new_gateway(workdir, sim)
+    # With Stripe configured, the billing page links to the operator's top-up page.
+    gateway.env["NEMO_STRIPE_WEBHOOK_SECRET"] = "whsec_" + "c2VjcmV0LWZvci1jb25zb2xlLXRlc3Rz"
+    gateway.env["NEMO_STRIPE_TOPUP_URL"] = "http://127.0.0.1:9/pay?account={account_id}"
     gateway.start()
     yield gateway
     assert gateway.stop() == 0
@@ -174,6 +177,7 @@ def test_a_customer_from_invite_to_revoked_key(
 
     # This month's statement, downloaded as PDF and CSV.
     page.goto(f"{gw.url}/console/billing")
+    assert page.get_attribute("a.button", "href") == f"http://127.0.0.1:9/pay?account={account_id}"
     shot(page, "billing")
     with page.expect_download() as pdf:
         page.locator("a", has_text="PDF").first.click()

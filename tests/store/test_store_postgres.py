@@ -84,9 +84,10 @@ async def test_replicas_starting_together_migrate_once(pg_database: str) -> None
     stores = [PostgresStore(pg_database, min_size=1, max_size=2) for _ in range(4)]
     try:
         assert await stores[0].get_meta("config_version") is None  # not initialized: no error
-        assert await stores[0].pending_migrations() == [1, 2]
+        every = [version for version, _ in PostgresStore._migration_files()]
+        assert every[:2] == [1, 2] and await stores[0].pending_migrations() == every
         applied = await asyncio.gather(*(s.migrate() for s in stores))
-        assert sorted(applied) == [[], [], [], [1, 2]]
+        assert sorted(applied) == [[], [], [], every]
         assert await stores[3].config_version() == 1
         assert await stores[2].pending_migrations() == []
     finally:

@@ -25,6 +25,7 @@ from nemorouter.console import money
 from nemorouter.console.security import SECURITY_HEADERS, SESSION_COOKIE, same, token_hash
 from nemorouter.errors import NemoError
 from nemorouter.service.container import Services
+from nemorouter.store.base import StoreError
 from nemorouter.store.console_records import ConsoleSession
 from nemorouter.timeutil import iso
 
@@ -139,6 +140,8 @@ def page(*, operator: bool = False) -> Callable[[Handler], Callable[[Request], A
                 return await handler(Ctx(request, services, session, form))
             except NemoError as exc:
                 return error_page(request, exc.status, exc.message, session)
+            except StoreError as exc:  # a refusal the store explains (safe to show)
+                return error_page(request, 409, str(exc), session)
 
         return endpoint
 
