@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 from console_client import PASSWORD, Browser, csrf_of, invite_link, new_user
 
-from conftest import Gateway
+from conftest import Gateway, new_gateway
 
 
 def test_an_invite_sets_a_password_once_and_signs_in(gateway: Gateway) -> None:
@@ -139,3 +140,28 @@ def test_pages_carry_security_headers_and_static_files_are_ours(gateway: Gateway
     assert css.status_code == 200 and css.headers["x-content-type-options"] == "nosniff"
     assert browser.get("/console/static/console.js").status_code == 200
     assert Browser(gateway).get("/").headers["location"] == "/console/"
+
+
+def test_a_new_admin_token_ends_the_operators_sessions(tmp_path: Path) -> None:
+    gw = new_gateway(tmp_path, None)
+    gw.start()
+    try:
+        browser = Browser(gw)
+        assert browser.sign_in_operator(gw.admin_token).status_code == 303
+        assert browser.get("/console/admin/accounts").status_code == 200
+        gw.stop()
+        gw.admin_token = gw.env["NEMO_ADMIN_TOKEN"] = "test-admin-" + secrets.token_hex(8)
+        gw.start()
+        cookies = browser.http.cookies
+        browser = Browser(gw)  # the new port; the same cookies (they do not depend on the port)
+        browser.http.cookies = cookies
+        assert browser.get("/console/admin/accounts").headers["location"] == "/console/login"
+        assert browser.sign_in_operator(gw.admin_token).status_code == 303
+        assert browser.get("/console/admin/accounts").status_code == 200
+    finally:
+        gw.stop()
+
+
+def test_unknown_console_pages_are_html_404s(gateway: Gateway) -> None:
+    page = Browser(gateway).get("/console/no/such/page")
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")

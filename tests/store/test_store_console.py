@@ -39,11 +39,12 @@ async def test_users_invites_and_sessions(admin: Admin, store: Store) -> None:
 
     # Sessions: a user's and the operator's; found until they expire; deleted on sign-out.
     await store.create_console_session("h-s1", user.id, "csrf-1", T2, T0)
-    await store.create_console_session("h-op", None, "csrf-op", T1, T0)
+    await store.create_console_session("h-op", None, "csrf-op", T1, T0, granted_by="grant")
     found = await store.get_console_session("h-s1", T1)
     assert found is not None and found.user == used and found.csrf_token == "csrf-1" and not found.operator
+    assert found.granted_by is None
     op = await store.get_console_session("h-op", T0)
-    assert op is not None and op.operator and op.user is None
+    assert op is not None and op.operator and op.user is None and op.granted_by == "grant"
     assert await store.get_console_session("h-op", T1) is None  # expired
     await store.delete_console_session("h-s1")
     assert await store.get_console_session("h-s1", T0) is None

@@ -31,6 +31,7 @@ from nemorouter.console.web import (
     PREFIX,
     current_session,
     error_page,
+    operator_grant,
     read_form,
     redirect,
     render,
@@ -112,8 +113,9 @@ async def _start_session(request: Request, user_id: str | None, to: str) -> Resp
     token = new_token()
     now = services.clock()
     expires = now + timedelta(seconds=SESSION_SECONDS)
+    grant = operator_grant(services) if user_id is None else None
     await services.store.create_console_session(
-        token_hash(token), user_id, new_token(), iso(expires), iso(now)
+        token_hash(token), user_id, new_token(), iso(expires), iso(now), granted_by=grant
     )
     response = redirect(to)
     response.set_cookie(

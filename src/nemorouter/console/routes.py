@@ -11,7 +11,7 @@ from starlette.types import Message, Receive, Scope, Send
 from nemorouter.app.state import services_of
 from nemorouter.console import auth_pages, customer, operator
 from nemorouter.console.security import SECURITY_HEADERS
-from nemorouter.console.web import current_session, redirect
+from nemorouter.console.web import current_session, error_page, redirect
 
 
 async def home(request: Request) -> Response:
@@ -19,6 +19,10 @@ async def home(request: Request) -> Response:
     if session is None:
         return redirect("/login")
     return redirect("/admin/accounts" if session.operator else "/overview")
+
+
+async def not_found(request: Request) -> Response:
+    return error_page(request, 404, "There is no such page.")
 
 
 class _Static:
@@ -64,6 +68,7 @@ pages: list[BaseRoute] = [
     Route("/admin/reconciliation", operator.reconciliation, methods=["GET"]),
     Route("/admin/ledger", operator.ledger, methods=["GET"]),
     Mount("/static", app=_Static(), name="console-static"),
+    Route("/{rest:path}", not_found, methods=["GET"]),
 ]
 
 

@@ -113,7 +113,16 @@ async def current_session(request: Request, services: Services) -> ConsoleSessio
     token = request.cookies.get(SESSION_COOKIE)
     if not token or len(token) > 200:
         return None
-    return await services.store.get_console_session(token_hash(token), iso(services.clock()))
+    found = await services.store.get_console_session(token_hash(token), iso(services.clock()))
+    if found is not None and found.operator and not same(found.granted_by, operator_grant(services)):
+        return None  # signed in with an admin token that is no longer the operator's
+    return found
+
+
+def operator_grant(services: Services) -> str | None:
+    """What an operator session is bound to: a hash of the current admin token's hash."""
+    current = services.admin_token_hash
+    return token_hash("operator:" + current) if current else None
 
 
 def page(*, operator: bool = False) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:

@@ -22,6 +22,7 @@ class ConsoleSession:
     user: ConsoleUser | None
     csrf_token: str
     expires_at: str
+    granted_by: str | None = None  # the operator's: a hash of the admin token at sign-in
 
     @property
     def operator(self) -> bool:
@@ -54,7 +55,13 @@ class ConsoleStore(Protocol):
         ...
 
     async def create_console_session(
-        self, token_hash: str, user_id: str | None, csrf_token: str, expires_at: str, now: str
+        self,
+        token_hash: str,
+        user_id: str | None,
+        csrf_token: str,
+        expires_at: str,
+        now: str,
+        granted_by: str | None = None,
     ) -> None:
         """Store a session (and forget every expired one)."""
         ...

@@ -75,25 +75,32 @@ class PostgresConsole(PostgresConnection):
         return await self._atomic(op)
 
     async def create_console_session(
-        self, token_hash: str, user_id: str | None, csrf_token: str, expires_at: str, now: str
+        self,
+        token_hash: str,
+        user_id: str | None,
+        csrf_token: str,
+        expires_at: str,
+        now: str,
+        granted_by: str | None = None,
     ) -> None:
         async def op(conn: Conn) -> None:
             await conn.execute("DELETE FROM console_sessions WHERE expires_at <= $1", now)
             await conn.execute(
-                "INSERT INTO console_sessions (token_hash, user_id, csrf_token, expires_at, created_at)"
-                " VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO console_sessions (token_hash, user_id, csrf_token, expires_at, created_at, granted_by)"
+                " VALUES ($1, $2, $3, $4, $5, $6)",
                 token_hash,
                 user_id,
                 csrf_token,
                 expires_at,
                 now,
+                granted_by,
             )
 
         await self._atomic(op)
 
     async def get_console_session(self, token_hash: str, now: str) -> ConsoleSession | None:
         row = await self._one(
-            "SELECT s.csrf_token, s.expires_at, s.user_id, u.* FROM console_sessions s"
+            "SELECT s.csrf_token, s.expires_at, s.granted_by, s.user_id, u.* FROM console_sessions s"
             " LEFT JOIN console_users u ON u.id = s.user_id WHERE s.token_hash = $1 AND s.expires_at > $2",
             token_hash,
             now,
@@ -101,7 +108,7 @@ class PostgresConsole(PostgresConnection):
         if row is None:
             return None
         user = user_of(row) if row["user_id"] is not None else None
-        return ConsoleSession(user, row["csrf_token"], row["expires_at"])
+        return ConsoleSession(user, row["csrf_token"], row["expires_at"], row["granted_by"])
 
     async def delete_console_session(self, token_hash: str) -> None:
         async def op(conn: Conn) -> None:

@@ -58,26 +58,32 @@ class SqliteConsole(SqliteConnection):
         return user_of(user)
 
     async def create_console_session(
-        self, token_hash: str, user_id: str | None, csrf_token: str, expires_at: str, now: str
+        self,
+        token_hash: str,
+        user_id: str | None,
+        csrf_token: str,
+        expires_at: str,
+        now: str,
+        granted_by: str | None = None,
     ) -> None:
         with self._tx() as db:
             db.execute("DELETE FROM console_sessions WHERE expires_at <= ?", (now,))
             db.execute(
-                "INSERT INTO console_sessions (token_hash, user_id, csrf_token, expires_at, created_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (token_hash, user_id, csrf_token, expires_at, now),
+                "INSERT INTO console_sessions (token_hash, user_id, csrf_token, expires_at, created_at, granted_by)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (token_hash, user_id, csrf_token, expires_at, now, granted_by),
             )
 
     async def get_console_session(self, token_hash: str, now: str) -> ConsoleSession | None:
         row = self._one(
-            "SELECT s.csrf_token, s.expires_at, s.user_id, u.* FROM console_sessions s"
+            "SELECT s.csrf_token, s.expires_at, s.granted_by, s.user_id, u.* FROM console_sessions s"
             " LEFT JOIN console_users u ON u.id = s.user_id WHERE s.token_hash = ? AND s.expires_at > ?",
             (token_hash, now),
         )
         if row is None:
             return None
         user = user_of(row) if row["user_id"] is not None else None
-        return ConsoleSession(user, row["csrf_token"], row["expires_at"])
+        return ConsoleSession(user, row["csrf_token"], row["expires_at"], row["granted_by"])
 
     async def delete_console_session(self, token_hash: str) -> None:
         with self._tx() as db:

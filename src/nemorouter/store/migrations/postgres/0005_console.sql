@@ -25,11 +25,13 @@ CREATE TABLE console_invites (
 );
 
 -- A signed-in browser. `user_id` NULL: the operator (signed in with the admin token).
--- `csrf_token` is the synchronizer token every form of this session carries.
+-- `csrf_token` is the synchronizer token every form of this session carries. `granted_by`, for
+-- the operator: a hash of the admin token it signed in with (a new token ends those sessions).
 CREATE TABLE console_sessions (
   token_hash TEXT COLLATE "C" PRIMARY KEY,
   user_id    TEXT COLLATE "C" REFERENCES console_users(id),
   csrf_token TEXT COLLATE "C" NOT NULL,
+  granted_by TEXT COLLATE "C",
   expires_at TEXT COLLATE "C" NOT NULL,
   created_at TEXT COLLATE "C" NOT NULL
 );

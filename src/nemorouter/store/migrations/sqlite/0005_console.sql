@@ -24,11 +24,13 @@ CREATE TABLE console_invites (
 );
 
 -- A signed-in browser. `user_id` NULL: the operator (signed in with the admin token).
--- `csrf_token` is the synchronizer token every form of this session carries.
+-- `csrf_token` is the synchronizer token every form of this session carries. `granted_by`, for
+-- the operator: a hash of the admin token it signed in with (a new token ends those sessions).
 CREATE TABLE console_sessions (
   token_hash TEXT PRIMARY KEY,
   user_id    TEXT REFERENCES console_users(id),
   csrf_token TEXT NOT NULL,
+  granted_by TEXT,
   expires_at TEXT NOT NULL,
   created_at TEXT NOT NULL
 );
