@@ -11,7 +11,7 @@ from nemorouter.console.money import PICO_PER_CENT, cents, exact
 from nemorouter.store.records import UsageRow
 
 SERIES = 6  # the dearest models get a colour each; the rest are one "other" series
-WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 220, 56, 22, 8
+WIDTH, HEIGHT, LEFT, BOTTOM, TOP = 720, 220, 100, 22, 8  # LEFT: room for an exact axis label
 
 
 @dataclass(frozen=True, slots=True)
