@@ -165,3 +165,19 @@ def test_a_new_admin_token_ends_the_operators_sessions(tmp_path: Path) -> None:
 def test_unknown_console_pages_are_html_404s(gateway: Gateway) -> None:
     page = Browser(gateway).get("/console/no/such/page")
     assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+
+
+def test_failed_sign_ins_are_throttled_per_address(tmp_path: Path) -> None:
+    gw = new_gateway(tmp_path, None)  # its own gateway: this spends the loopback address's budget
+    gw.start()
+    try:
+        browser = Browser(gw)
+        statuses = []
+        for i in range(45):  # a different email each time: only the address counts them all
+            statuses.append(browser.sign_in(f"guess-{i}@example.com", "not the password").status_code)
+            if statuses[-1] == 429:
+                break
+        # A burst of 30 (plus one per 2 s the attempts themselves took), then refused.
+        assert statuses[-1] == 429 and 30 <= statuses.count(401) < 45
+    finally:
+        gw.stop()

@@ -87,8 +87,10 @@ async def login(request: Request) -> Response:
     email = "" if operator else form.get("email", "").strip().lower()
     address = request.client.host if request.client else "unknown"
     by_address, by_email = signin_throttles(request)
-    who = "operator" if operator else f"email:{email}"
-    wait = by_address.retry_after(address) or by_email.retry_after(who)
+    # The admin token cannot be guessed, and a lock on "the operator" would let anyone lock the
+    # operator out: its failures count per address only. A user's count per address and email.
+    who = None if operator else f"email:{email}"
+    wait = by_address.retry_after(address) or (by_email.retry_after(who) if who else None)
     if wait is not None:
         response = error_page(request, 429, "Too many failed sign-ins: wait a little and try again.")
         response.headers["retry-after"] = str(math.ceil(wait))
@@ -102,7 +104,8 @@ async def login(request: Request) -> Response:
         user_id = user.id if user is not None and ok else None
     if not ok:
         by_address.failed(address)
-        by_email.failed(who)
+        if who is not None:
+            by_email.failed(who)
         message = "That admin token is not right." if operator else "Wrong email or password."
         return _form_page(request, "login.html", status=401, error=message, email=email, operator=operator)
     return await _start_session(request, user_id, "/admin/accounts" if operator else "/overview")
