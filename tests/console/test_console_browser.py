@@ -18,10 +18,9 @@ from typing import Any
 import openai
 import pytest
 from console_client import invite_link
+from playwright import sync_api  # a dev dependency: never skipped for want of it
 
 from conftest import Gateway, Sim, new_gateway
-
-sync_api = pytest.importorskip("playwright.sync_api")
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = [
