@@ -22,7 +22,8 @@ class Timeouts:
 class Settings:
     data_dir: Path
     database_url: str
-    redis_url: str | None = None
+    redis_url: str | None = None  # shared rate limits and cache invalidation across replicas
+    redis_prefix: str = "nemo:"  # every Redis key and channel starts with this (one Redis, many gateways)
     master_key: str | None = None
     admin_token: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
@@ -48,6 +49,7 @@ class Settings:
             data_dir=data_dir,
             database_url=database_url,
             redis_url=env.get("NEMO_REDIS_URL") or None,
+            redis_prefix=env.get("NEMO_REDIS_PREFIX") or "nemo:",
             master_key=env.get("NEMO_MASTER_KEY") or None,
             admin_token=env.get("NEMO_ADMIN_TOKEN") or None,
             max_body_bytes=int(env.get("NEMO_MAX_BODY_BYTES") or 32 * 1024 * 1024),

@@ -34,6 +34,8 @@ class Ticket:
     concurrency: bool
     headers: dict[str, str] = field(default_factory=dict)
     token_buckets: list[tuple[str, int]] = field(default_factory=list)  # (bucket, tpm) charged
+    shared: bool = False  # decided in Redis (limits/redis.py), not by this process
+    slot: str | None = None  # its concurrency slot in Redis
 
 
 class LimitExceeded(Exception):
@@ -59,6 +61,8 @@ def _headers(kind: str, decision: Decision) -> dict[str, str]:
 
 
 class LocalLimiter:
+    shared = False  # True for the Redis limiter: the gateway then awaits `admit_shared`
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._requests: dict[str, float] = {}
@@ -119,6 +123,21 @@ class LocalLimiter:
             headers,
             [(bucket, per_minute) for bucket, _, per_minute in new_tokens],
         )
+
+    async def admit_shared(
+        self,
+        key_id: str,
+        rpm: int | None,
+        tpm: int | None,
+        max_concurrency: int | None,
+        tokens_estimate: int,
+        account: AccountLimits | None = None,
+    ) -> Ticket:
+        """The same decision, awaited: limiters shared between replicas need a round trip."""
+        return self.admit(key_id, rpm, tpm, max_concurrency, tokens_estimate, account)
+
+    async def close(self) -> None:
+        """Nothing to release in process (the Redis limiter closes its connection)."""
 
     def finish(self, ticket: Ticket, actual_tokens: int | None) -> None:
         """Release concurrency and correct the token estimates with the real count."""
