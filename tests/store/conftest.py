@@ -180,3 +180,31 @@ def raw_sql(store_url: str) -> RawSql:
         return int(status.rsplit(" ", 1)[-1])
 
     return run
+
+
+# Reads straight from the database behind the store (`?` marks the parameters in either backend):
+# the rows as tuples, PostgreSQL booleans as SQLite's 0/1.
+RawQuery = Callable[..., Awaitable[list[tuple[Any, ...]]]]
+
+
+@pytest.fixture
+def raw_query(store_url: str) -> RawQuery:
+    async def run(sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        if store_url.startswith("sqlite:///"):
+            await asyncio.sleep(0)  # let the store's shared transaction commit first
+            con = sqlite3.connect(store_url.removeprefix("sqlite:///"))
+            try:
+                return [tuple(r) for r in con.execute(sql, params).fetchall()]
+            finally:
+                con.close()
+        numbered = sql
+        for i in range(1, len(params) + 1):
+            numbered = numbered.replace("?", f"${i}", 1)
+        con = await asyncpg.connect(store_url)
+        try:
+            found = await con.fetch(numbered, *params)
+        finally:
+            await con.close()
+        return [tuple(int(v) if isinstance(v, bool) else v for v in r) for r in found]
+
+    return run

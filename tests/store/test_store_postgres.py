@@ -13,7 +13,7 @@ import pytest
 
 from nemorouter.store.base import StoreError, open_store
 from nemorouter.store.postgres import PostgresStore
-from nemorouter.store.records import ApiKey, Hold
+from nemorouter.store.records import ApiKey, Generation, Hold
 from nemorouter.timeutil import iso, new_id
 
 NOW_TEXT = iso(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
@@ -84,9 +84,10 @@ async def test_replicas_starting_together_migrate_once(pg_database: str) -> None
     stores = [PostgresStore(pg_database, min_size=1, max_size=2) for _ in range(4)]
     try:
         assert await stores[0].get_meta("config_version") is None  # not initialized: no error
-        assert await stores[0].pending_migrations() == [1, 2]
+        every = [version for version, _ in PostgresStore._migration_files()]
+        assert every[:4] == [1, 2, 3, 4] and await stores[0].pending_migrations() == every
         applied = await asyncio.gather(*(s.migrate() for s in stores))
-        assert sorted(applied) == [[], [], [], [1, 2]]
+        assert sorted(applied) == [[], [], [], every]
         assert await stores[3].config_version() == 1
         assert await stores[2].pending_migrations() == []
     finally:
@@ -117,3 +118,32 @@ def test_open_store_sizes_the_pool_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("NEMO_DB_POOL_MAX", "2")
     with pytest.raises(StoreError, match="pool size"):
         open_store(url)
+
+
+async def test_entries_older_than_the_seals_are_sealed_by_the_first_round(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database written before migration 0004: its final entries join the chain, oldest first."""
+    every = PostgresStore._migration_files()
+    store = PostgresStore(pg_database, min_size=1, max_size=2)
+    try:
+        monkeypatch.setattr(PostgresStore, "_migration_files", staticmethod(lambda: every[:2]))
+        assert await store.migrate() == [1, 2]
+        account = await store.create_account("acme", None)
+        credit, _ = await store.add_credit(account.id, 10**12, "top-up", None)
+        key_id = await _key(store, account.id)
+        held = Hold(new_id("gen_"), account.id, key_id, 10**9, "all", "p", NOW_TEXT)
+        assert (await store.reserve(held, NOW_TEXT)).ok
+        gen = Generation(held.request_id, account.id, key_id, "m", "chat", False, "success", NOW_TEXT, cost=5)
+        assert await store.settle(held.request_id, replace(gen, hold=held.amount), "all")
+        open_hold = replace(held, request_id=new_id("gen_"))
+        assert (await store.reserve(open_hold, NOW_TEXT)).ok
+        monkeypatch.undo()
+        assert 4 in await store.migrate()
+        assert await store.seal_ledger() == 2  # the credit and the charge, not the open hold
+        assert await store.seal_ledger() == 0
+        found = await store._all("SELECT seq, kind, row_id FROM ledger_seals ORDER BY seq")
+        assert [tuple(r) for r in found] == [(1, "credit", credit.id), (2, "generation", held.request_id)]
+        assert (await store.verify_ledger()).ok
+    finally:
+        await store.close()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
 
 from nemorouter.service.admin import Admin
@@ -175,3 +176,49 @@ async def test_replicas_reserve_settle_and_release_keep_the_cap(
     assert done["settled"] >= 10 and done["refused"] > 0  # the cap was reached and held
     assert await replicas[0].open_holds() == []
     assert (await replicas[1].verify_ledger()).ok
+
+
+async def test_replicas_sealing_together_make_one_chain(replicas: list[PostgresStore], admin: Admin) -> None:
+    # Every replica charges requests and tops up while every replica's sealer runs, as in a
+    # deployment: one chain comes out, each final entry sealed once, no fork, no gap.
+    account = await admin.create_account({"name": "acme"})
+    await admin.add_credit(account.id, {"amount": "1000"})
+    key = await new_key(admin, account.id)
+    working = True
+    sealed: Counter[int] = Counter()
+
+    async def sealer(r: int) -> None:
+        while working:
+            sealed[r] += await replicas[r].seal_ledger()
+            await asyncio.sleep(0.002)
+
+    async def traffic(r: int) -> None:
+        for n in range(40):
+            h = hold(key, r)
+            assert (await replicas[r].reserve(h, NOW_TEXT)).ok
+            if n % 5 == 4:
+                assert await replicas[r].release(h.request_id, None)  # no charge: never sealed
+            else:
+                assert await replicas[r].settle(h.request_id, outcome(h, AMOUNT + n), "all")
+            if n % 10 == 0:
+                await replicas[r].add_credit(account.id, 10**12, f"top-up {r}/{n}", None)
+
+    sealers = [asyncio.create_task(sealer(r)) for r in range(REPLICAS)]
+    await asyncio.gather(*(traffic(r) for r in range(REPLICAS)))
+    working = False
+    await asyncio.gather(*sealers)
+    finals = await asyncio.gather(*(s.seal_ledger() for s in replicas))
+    assert sum(finals) + sum(sealed.values()) == 1 + REPLICAS * (32 + 4)  # credits and charges
+    assert sum(1 for count in sealed.values() if count) > 1  # several replicas did seal
+
+    conn = await asyncpg.connect(replicas[0]._dsn)
+    try:
+        rows = await conn.fetch("SELECT seq, kind, row_id FROM ledger_seals ORDER BY seq")
+        assert await conn.fetchval("SELECT count(*) FROM seal_queue") == 0
+        charged = await conn.fetchval("SELECT count(*) FROM generations WHERE status = 'success'")
+    finally:
+        await conn.close()
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert len({(r["kind"], r["row_id"]) for r in rows}) == len(rows) == 1 + REPLICAS * 4 + charged
+    report = await replicas[1].verify_ledger()
+    assert report.ok, report.problems

@@ -2,8 +2,8 @@
 
 This module holds migrations and configuration (catalog, providers, models). Accounts, keys,
 usage records and billing reports are in `postgres_accounts`, the money path in
-`postgres_money`, the pool and the locking rules in `postgres_conn`; alerts and seals (not
-ported yet) in `postgres_later`. Times are stored as the same fixed-width ISO text as in
+`postgres_money`, the pool and the locking rules in `postgres_conn`, alerts out in
+`postgres_alerts`, the ledger's hash chain in `postgres_seals`. Times are stored as the same fixed-width ISO text as in
 SQLite, so records and comparisons are identical in both stores.
 """
 
@@ -21,8 +21,9 @@ from nemorouter.money import Prices
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.postgres_accounts import PostgresAccounts
+from nemorouter.store.postgres_alerts import PostgresAlerts
 from nemorouter.store.postgres_conn import Conn, Record
-from nemorouter.store.postgres_later import PostgresLater
+from nemorouter.store.postgres_seals import PostgresSeals
 from nemorouter.store.records import CatalogEntry, Deployment, Model, Provider, ProviderKey
 from nemorouter.timeutil import iso, new_id, utcnow
 
@@ -31,7 +32,7 @@ _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 _MIGRATION_LOCK = 0x6E656D6F_6D696772  # "nemomigr"
 
 
-class PostgresStore(PostgresAccounts, PostgresLater):
+class PostgresStore(PostgresAccounts, PostgresAlerts, PostgresSeals):
     """Implements `nemorouter.store.base.Store` on PostgreSQL."""
 
     @staticmethod

@@ -10,6 +10,7 @@ from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.postgres_conn import Conn, PostgresConnection, Refused
+from nemorouter.store.postgres_seals import seal_problems
 from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
 from nemorouter.timeutil import utcnow
 
@@ -199,6 +200,7 @@ class PostgresMoney(PostgresConnection):
             failed = await conn.fetch(
                 "SELECT id FROM generations WHERE status IN ('error', 'orphaned') AND cost <> 0 ORDER BY id"
             )
+            sealed = await seal_problems(conn)  # entries changed, removed or reordered since they were sealed
         holds_acct: dict[str, int] = defaultdict(int)
         holds_key: dict[str, int] = defaultdict(int)
         charges: dict[str, int] = defaultdict(int)
@@ -221,4 +223,5 @@ class PostgresMoney(PostgresConnection):
             [r[0] for r in failed],
             overruns,
         )
-        return check(sums, utcnow())
+        report = check(sums, utcnow())
+        return LedgerReport(report.problems + sealed, report.overruns)
