@@ -47,10 +47,14 @@ class Invalidation:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Listen until stopping; on any message, reload the routing table (and so the key cache)."""
+        lost = False
         while not stopping.is_set():
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(self.channel)
+                if lost:
+                    log.warning("config channel back")
+                    lost = False
                 await self._routes.recheck()  # anything missed while unsubscribed
                 while not stopping.is_set():
                     message: Any = await pubsub.get_message(timeout=0.5)
@@ -58,7 +62,12 @@ class Invalidation:
                         self.received += 1
                         await self._routes.recheck()
             except (RedisError, OSError) as exc:
-                log.warning("config channel lost; retrying", extra={"error": str(exc)})
+                if not lost:  # once per outage, not once per attempt
+                    log.warning(
+                        "config channel lost; replicas rely on the poll until it is back",
+                        extra={"error": str(exc)},
+                    )
+                    lost = True
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), RESUBSCRIBE_AFTER)
             except Exception:
