@@ -19,11 +19,42 @@ class Timeouts:
 
 
 @dataclass(frozen=True, slots=True)
+class DbPool:
+    """PostgreSQL connections per process (`serve` replica or worker; SQLite ignores it)."""
+
+    min_size: int = 2  # opened at the first use and kept
+    max_size: int = 10  # at most this many statements of this process at once
+    # Seconds one statement may run before it is cancelled; None: never. Off by default: a
+    # settle or release cut off would leave its hold open until the process stops.
+    command_timeout: float | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> DbPool:
+        """NEMO_DB_POOL_MIN, NEMO_DB_POOL_MAX, NEMO_DB_COMMAND_TIMEOUT (0 or empty: none)."""
+        try:
+            sizes = int(env.get("NEMO_DB_POOL_MIN") or 2), int(env.get("NEMO_DB_POOL_MAX") or 10)
+        except ValueError:
+            raise ValueError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
+        try:
+            timeout = float(env.get("NEMO_DB_COMMAND_TIMEOUT") or 0)
+        except ValueError:
+            raise ValueError("NEMO_DB_COMMAND_TIMEOUT must be a number of seconds") from None
+        if not 0 <= sizes[0] <= sizes[1] or sizes[1] < 1:
+            raise ValueError(
+                f"bad pool size: min {sizes[0]}, max {sizes[1]} (need 0 <= min <= max, max >= 1)"
+            )
+        if timeout < 0:
+            raise ValueError("NEMO_DB_COMMAND_TIMEOUT must be 0 (none) or more seconds")
+        return cls(sizes[0], sizes[1], timeout or None)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
     database_url: str
     redis_url: str | None = None  # shared rate limits and cache invalidation across replicas
     redis_prefix: str = "nemo:"  # every Redis key and channel starts with this (one Redis, many gateways)
+    db_pool: DbPool = field(default_factory=DbPool)
     master_key: str | None = None
     admin_token: str | None = None
     max_body_bytes: int = 32 * 1024 * 1024
@@ -39,10 +70,21 @@ class Settings:
     alert_retry_base: float = 5.0  # seconds to the first retry of an alert; doubles each time
     alert_retry_cap: float = 3600.0  # retries at most this far apart
     alert_retry_for: float = 86400.0  # and for this long after the alert was written
+    # -- many replicas (docs/failures.md, "Holds of a dead process") -------------------------
+    lease_seconds: float = 15.0  # a process silent this long is dead: its holds are released
+    lease_renew: float = 5.0  # how often a process renews its lease and looks for dead ones
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        lease, renew = (
+            float(env.get("NEMO_PROCESS_LEASE") or 15),
+            float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5),
+        )
+        if not 0 < renew < lease:
+            raise ValueError(
+                "need 0 < NEMO_PROCESS_LEASE_RENEW < NEMO_PROCESS_LEASE (seconds; defaults 5 and 15)"
+            )
         data_dir = Path(env.get("NEMO_DATA_DIR") or Path.home() / ".nemorouter").expanduser()
         database_url = env.get("NEMO_DATABASE_URL") or f"sqlite:///{data_dir / 'nemorouter.db'}"
         return cls(
@@ -50,6 +92,7 @@ class Settings:
             database_url=database_url,
             redis_url=env.get("NEMO_REDIS_URL") or None,
             redis_prefix=env.get("NEMO_REDIS_PREFIX") or "nemo:",
+            db_pool=DbPool.from_env(env),
             master_key=env.get("NEMO_MASTER_KEY") or None,
             admin_token=env.get("NEMO_ADMIN_TOKEN") or None,
             max_body_bytes=int(env.get("NEMO_MAX_BODY_BYTES") or 32 * 1024 * 1024),
@@ -63,4 +106,6 @@ class Settings:
             alert_retry_base=float(env.get("NEMO_ALERT_RETRY_BASE") or 5),
             alert_retry_cap=float(env.get("NEMO_ALERT_RETRY_CAP") or 3600),
             alert_retry_for=float(env.get("NEMO_ALERT_RETRY_FOR") or 86400),
+            lease_seconds=lease,
+            lease_renew=renew,
         )

@@ -7,6 +7,7 @@ import pytest
 
 from nemorouter.money import Prices
 from nemorouter.store.base import Store, StoreError, open_store
+from nemorouter.store.migration_files import migration_names
 from nemorouter.store.records import CatalogEntry
 
 CHEAP = Prices.from_json({"input": "0.15", "output": "0.6"})
@@ -18,8 +19,13 @@ async def test_migrations_on_a_fresh_database(fresh_url: str) -> None:
     try:
         pending = await store.pending_migrations()
         assert pending[:2] == [1, 2] and pending == sorted(pending)
+        assert await store.applied_migrations() == {}
+        backend = "sqlite" if fresh_url.startswith("sqlite") else "postgres"
+        assert pending == list(migration_names(backend))  # what `migrate status` names
         assert await store.migrate() == pending
         assert await store.pending_migrations() == []
+        applied = await store.applied_migrations()
+        assert list(applied) == pending and all(at.endswith("Z") for at in applied.values())
         assert await store.migrate() == []
         assert await store.config_version() == 1
     finally:

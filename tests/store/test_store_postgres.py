@@ -11,9 +11,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from nemorouter.settings import DbPool, Settings
 from nemorouter.store.base import StoreError, open_store
 from nemorouter.store.postgres import PostgresStore
-from nemorouter.store.records import ApiKey, Generation, Hold
+from nemorouter.store.records import ApiKey, Hold
 from nemorouter.timeutil import iso, new_id
 
 NOW_TEXT = iso(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
@@ -110,7 +111,10 @@ def test_open_store_sizes_the_pool_from_the_environment(monkeypatch: pytest.Monk
     assert isinstance(open_store(url), PostgresStore)
     monkeypatch.setenv("NEMO_DB_POOL_MIN", "0")
     monkeypatch.setenv("NEMO_DB_POOL_MAX", "3")
-    assert open_store(url)._sizes == (0, 3)  # type: ignore[attr-defined]
+    monkeypatch.setenv("NEMO_DB_COMMAND_TIMEOUT", "2.5")
+    store = open_store(url)
+    assert (store._sizes, store._command_timeout) == ((0, 3), 2.5)  # type: ignore[attr-defined]
+    assert Settings.from_env().db_pool == DbPool(0, 3, 2.5)
     monkeypatch.setenv("NEMO_DB_POOL_MAX", "many")
     with pytest.raises(StoreError, match="NEMO_DB_POOL_MAX"):
         open_store(url)
@@ -118,32 +122,20 @@ def test_open_store_sizes_the_pool_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("NEMO_DB_POOL_MAX", "2")
     with pytest.raises(StoreError, match="pool size"):
         open_store(url)
+    monkeypatch.setenv("NEMO_DB_POOL_MIN", "1")
+    monkeypatch.setenv("NEMO_DB_COMMAND_TIMEOUT", "-1")
+    with pytest.raises(StoreError, match="NEMO_DB_COMMAND_TIMEOUT"):
+        open_store(url)
+    monkeypatch.setenv("NEMO_DB_COMMAND_TIMEOUT", "0")
+    assert Settings.from_env().db_pool == DbPool(1, 2, None)  # 0: statements are never cut off
 
 
-async def test_entries_older_than_the_seals_are_sealed_by_the_first_round(
-    pg_database: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A database written before migration 0004: its final entries join the chain, oldest first."""
-    every = PostgresStore._migration_files()
-    store = PostgresStore(pg_database, min_size=1, max_size=2)
+async def test_a_statement_past_the_command_timeout_is_cancelled(pg_url: str) -> None:
+    store = open_store(pg_url, DbPool(1, 1, 0.3))
     try:
-        monkeypatch.setattr(PostgresStore, "_migration_files", staticmethod(lambda: every[:2]))
-        assert await store.migrate() == [1, 2]
-        account = await store.create_account("acme", None)
-        credit, _ = await store.add_credit(account.id, 10**12, "top-up", None)
-        key_id = await _key(store, account.id)
-        held = Hold(new_id("gen_"), account.id, key_id, 10**9, "all", "p", NOW_TEXT)
-        assert (await store.reserve(held, NOW_TEXT)).ok
-        gen = Generation(held.request_id, account.id, key_id, "m", "chat", False, "success", NOW_TEXT, cost=5)
-        assert await store.settle(held.request_id, replace(gen, hold=held.amount), "all")
-        open_hold = replace(held, request_id=new_id("gen_"))
-        assert (await store.reserve(open_hold, NOW_TEXT)).ok
-        monkeypatch.undo()
-        assert 4 in await store.migrate()
-        assert await store.seal_ledger() == 2  # the credit and the charge, not the open hold
-        assert await store.seal_ledger() == 0
-        found = await store._all("SELECT seq, kind, row_id FROM ledger_seals ORDER BY seq")
-        assert [tuple(r) for r in found] == [(1, "credit", credit.id), (2, "generation", held.request_id)]
-        assert (await store.verify_ledger()).ok
+        assert await store.pending_migrations() == []
+        with pytest.raises(TimeoutError):
+            await store._one("SELECT pg_sleep(2)")  # type: ignore[attr-defined]
+        assert await store.pending_migrations() == []  # the connection is usable again
     finally:
         await store.close()

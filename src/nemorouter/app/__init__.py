@@ -20,6 +20,7 @@ from nemorouter.app import admin, inference, management, public, webhooks
 from nemorouter.app.fast import FastPath
 from nemorouter.app.http import json_response, on_http_error, on_nemo_error, on_unexpected
 from nemorouter.app.openapi import document as openapi_document
+from nemorouter.app.ready import Readiness
 from nemorouter.errors import AuthError, NemoError
 from nemorouter.service.background import start_background, stop_background
 from nemorouter.service.container import Services, close_services, open_services, start_gateway
@@ -50,12 +51,11 @@ async def openapi(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
+    """200 when the database (and Redis, when configured) answers; else 503 naming what failed."""
     services: Services = request.app.state.services
-    try:
-        await services.store.config_version()
-    except Exception:
-        return json_response({"ok": False, "database": False}, status=503)
-    return json_response({"ok": True, "database": True})
+    readiness: Readiness = request.app.state.readiness
+    report = await readiness.check(services.store)
+    return json_response(report, status=200 if report["ok"] else 503)
 
 
 async def _checkpoints(store: object, stopping: asyncio.Event, every: float = 0.1) -> None:
@@ -80,6 +80,7 @@ def create_app(settings: Settings) -> FastPath:
         services = await open_services(settings)
         await start_gateway(services, owner=new_id("proc_", 6))
         app.state.services = services
+        app.state.readiness = Readiness(settings.redis_url)
         stopping = asyncio.Event()
         maintenance = asyncio.create_task(_checkpoints(services.store, stopping))
         background = start_background(services)  # sealer, alert watcher, alert delivery
@@ -89,6 +90,7 @@ def create_app(settings: Settings) -> FastPath:
             await stop_background(services, background)
             stopping.set()
             await maintenance  # never close the store under a running checkpoint
+            await app.state.readiness.close()
             await close_services(services)
 
     routes = [

@@ -26,7 +26,14 @@ OBJECT = {"type": "object", "additionalProperties": True}
 # (method, path, security, summary, has JSON body, success status)
 OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("get", "/healthz", "none", "Alive", False, 200),
-    ("get", "/readyz", "none", "Ready: the database answers", False, 200),
+    (
+        "get",
+        "/readyz",
+        "none",
+        "Ready: the database (and Redis, when configured) answers; else 503",
+        False,
+        200,
+    ),
     ("get", "/openapi.json", "none", "This document", False, 200),
     ("get", "/metrics", "none", "Prometheus metrics (bearer NEMO_METRICS_TOKEN when set)", False, 200),
     (

@@ -46,7 +46,9 @@ def run(action: Callable[[Services], Awaitable[T]], *, create: bool = False) -> 
                 if await services.store.get_meta("config_version") is None:
                     fail("the database is not initialized: run `nemorouter init` first")
                 if await services.store.pending_migrations():
-                    fail("the database schema is out of date: run `nemorouter init` to migrate it")
+                    fail(
+                        "the database schema is out of date: run `nemorouter migrate up` (or `nemorouter init`)"
+                    )
             return await action(services)
         finally:
             await close_services(services)

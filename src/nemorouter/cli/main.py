@@ -8,7 +8,7 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from nemorouter.cli import admin_cmds, report_cmds
+from nemorouter.cli import admin_cmds, migrate_cmds, report_cmds
 from nemorouter.cli.common import emit, fail, run
 from nemorouter.service.container import Services, close_services, initialize, open_services
 from nemorouter.settings import Settings
@@ -26,6 +26,7 @@ app.add_typer(admin_cmds.credits, name="credits")
 app.add_typer(admin_cmds.keys, name="keys")
 app.add_typer(admin_cmds.management_keys, name="management-keys")
 app.add_typer(admin_cmds.ledger, name="ledger")
+app.add_typer(migrate_cmds.migrate, name="migrate")
 app.command("usage")(report_cmds.usage)
 app.command("statement")(report_cmds.statement)
 app.command("reconcile")(report_cmds.reconcile_command)

@@ -1,5 +1,6 @@
 """The server's background work, never on the request path: the ledger's sealer, the alert
-watcher and the alert delivery worker. Started and stopped by the app's lifespan."""
+watcher, the alert delivery worker and this process's lease (renewed, and holds of dead
+processes released). Started and stopped by the app's lifespan."""
 
 from __future__ import annotations
 
@@ -34,9 +35,33 @@ async def _sealing(store: Store, stopping: asyncio.Event) -> None:
             await asyncio.wait_for(stopping.wait(), SEAL_EVERY)
 
 
+async def _leasing(services: Services, owner: str, stopping: asyncio.Event) -> None:
+    """Renew this process's lease; release the holds of processes whose lease lapsed."""
+    store, settings = services.store, services.settings
+    every = settings.lease_renew  # below the lease (Settings checks it)
+    while not stopping.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), every)
+            return
+        try:
+            if not await store.renew_lease(owner, settings.lease_seconds):
+                log.error(
+                    "this process's lease had lapsed (no contact with the database for too long):"
+                    " its holds may have been released; requests then in flight are not charged",
+                    extra={"owner": owner},
+                )
+            released = await store.recover_dead_holds()
+            if released:
+                log.warning("released holds left by a stopped process", extra={"count": len(released)})
+        except Exception:
+            log.exception("renewing the process lease failed; trying again")
+
+
 def start_background(services: Services) -> Background:
     stopping = asyncio.Event()
     jobs: list[Coroutine[Any, Any, None]] = [_sealing(services.store, stopping)]
+    if services.gateway is not None:
+        jobs.append(_leasing(services, services.gateway.owner, stopping))
     if services.alerts is not None:
         jobs.append(services.alerts.run(stopping))
     if services.outbox is not None:
@@ -54,6 +79,15 @@ async def stop_background(services: Services, background: Background) -> None:
     for task in late:
         task.cancel()  # a delivery in flight: its lease runs out and it is retried
     await asyncio.gather(*background.tasks, return_exceptions=True)
+    try:
+        if services.gateway is not None:  # every request is over: nothing of ours stays held
+            owner = services.gateway.owner
+            left = await services.store.recover_holds(owner)
+            if left:
+                log.warning("released holds of requests cut off at shutdown", extra={"count": len(left)})
+            await services.store.drop_lease(owner)
+    except Exception:
+        log.exception("releasing this process's lease failed; it lapses by itself")
     try:
         if services.alerts is not None:
             await services.alerts.tick()

@@ -65,7 +65,7 @@ async def open_services(
     settings: Settings, *, create: bool = False, clock: Callable[[], datetime] = utcnow
 ) -> Services:
     """Store + vault + admin (what the CLI needs). `create` makes the master key if missing."""
-    store = open_store(settings.database_url)
+    store = open_store(settings.database_url, settings.db_pool)
     master = load_master_key(settings.master_key, settings.data_dir, create=create)
     vault = Vault(master)
     services = Services(settings, store, vault, Admin(store, vault, clock), clock)
@@ -96,7 +96,11 @@ async def start_gateway(services: Services, owner: str) -> None:
     if services.admin_token_hash is None:
         services.admin_token_hash = await store.get_meta(ADMIN_TOKEN_META)
     # One SQLite file serves one process, so every open hold at start belongs to a dead one.
+    # On PostgreSQL other replicas may be serving: only holds whose owner's lease has lapsed
+    # (or who has none) are released, now and every few seconds (service/background.py).
     recovered = await store.recover_holds(None) if services.settings.database_url.startswith("sqlite") else []
+    await store.renew_lease(owner, services.settings.lease_seconds)  # before this process holds anything
+    recovered += await store.recover_dead_holds()
     if recovered:
         log.warning("released holds left by a stopped process", extra={"count": len(recovered)})
     services.routes = RoutingTable(store, services.vault)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from nemorouter.money import Prices
+from nemorouter.settings import DbPool
 from nemorouter.store.alert_records import Alert, AlertSettings, OutboxItem
 from nemorouter.store.records import (
     Account,
@@ -34,6 +35,10 @@ class Store(Protocol):
 
     async def migrate(self) -> list[int]: ...
     async def pending_migrations(self) -> list[int]: ...
+    async def applied_migrations(self) -> dict[int, str]:
+        """Version -> when it was applied (ISO text); empty for a database never migrated."""
+        ...
+
     async def close(self) -> None: ...
     async def config_version(self) -> int: ...
     async def get_meta(self, key: str) -> str | None: ...
@@ -96,6 +101,23 @@ class Store(Protocol):
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool: ...
     async def release(self, request_id: str, generation: Generation | None) -> bool: ...
     async def recover_holds(self, owner: str | None) -> list[Hold]: ...
+
+    # which serving processes are alive: holds are released per owner (docs/failures.md)
+    async def renew_lease(self, owner: str, seconds: float) -> bool:
+        """Keep serving process `owner` alive for `seconds` more (by the database's clock),
+        creating its lease if missing. Returns False when there was no lease: at start, or after
+        it lapsed and another process released `owner`'s holds."""
+        ...
+
+    async def drop_lease(self, owner: str) -> None:
+        """A clean stop: `owner` serves no more (its holds are settled or released)."""
+        ...
+
+    async def recover_dead_holds(self) -> list[Hold]:
+        """Release every open hold whose owner's lease has lapsed or who has none, as
+        `recover_holds` does; a live process's holds are never touched."""
+        ...
+
     async def open_holds(self) -> list[Hold]: ...
 
     # usage records
@@ -166,8 +188,9 @@ class Store(Protocol):
         ...
 
 
-def open_store(database_url: str) -> Store:
-    """The store for a `NEMO_DATABASE_URL`."""
+def open_store(database_url: str, pool: DbPool | None = None) -> Store:
+    """The store for a `NEMO_DATABASE_URL`; PostgreSQL's pool per `pool` (default: from the
+    environment, NEMO_DB_POOL_MIN, NEMO_DB_POOL_MAX, NEMO_DB_COMMAND_TIMEOUT)."""
     if database_url.startswith("sqlite:///"):
         from nemorouter.store.sqlite import SqliteStore
 
@@ -175,13 +198,13 @@ def open_store(database_url: str) -> Store:
     if database_url.startswith(("postgresql://", "postgres://")):
         from nemorouter.store.postgres import PostgresStore
 
+        if pool is None:
+            try:
+                pool = DbPool.from_env(os.environ)
+            except ValueError as exc:
+                raise StoreError(str(exc)) from None
         # The pool opens on first use (it needs the running event loop); sized per process.
-        try:
-            sizes = (
-                int(os.environ.get("NEMO_DB_POOL_MIN") or 2),
-                int(os.environ.get("NEMO_DB_POOL_MAX") or 10),
-            )
-        except ValueError:
-            raise StoreError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
-        return PostgresStore(database_url, min_size=sizes[0], max_size=sizes[1])
+        return PostgresStore(
+            database_url, min_size=pool.min_size, max_size=pool.max_size, command_timeout=pool.command_timeout
+        )
     raise StoreError(f"unsupported NEMO_DATABASE_URL scheme: {database_url.split(':', 1)[0]!r}")

@@ -3,7 +3,8 @@
 This module holds migrations and configuration (catalog, providers, models). Accounts, keys,
 usage records and billing reports are in `postgres_accounts`, the money path in
 `postgres_money`, the pool and the locking rules in `postgres_conn`, alerts out in
-`postgres_alerts`, the ledger's hash chain in `postgres_seals`. Times are stored as the same fixed-width ISO text as in
+`postgres_alerts`, the ledger's hash chain in `postgres_seals`, the replicas' leases (whose
+holds are whose to release) in `postgres_leases`. Times are stored as the same fixed-width ISO text as in
 SQLite, so records and comparisons are identical in both stores.
 """
 
@@ -23,6 +24,7 @@ from nemorouter.store.base import StoreError
 from nemorouter.store.postgres_accounts import PostgresAccounts
 from nemorouter.store.postgres_alerts import PostgresAlerts
 from nemorouter.store.postgres_conn import Conn, Record
+from nemorouter.store.postgres_leases import PostgresLeases
 from nemorouter.store.postgres_seals import PostgresSeals
 from nemorouter.store.records import CatalogEntry, Deployment, Model, Provider, ProviderKey
 from nemorouter.timeutil import iso, new_id, utcnow
@@ -32,7 +34,7 @@ _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 _MIGRATION_LOCK = 0x6E656D6F_6D696772  # "nemomigr"
 
 
-class PostgresStore(PostgresAccounts, PostgresAlerts, PostgresSeals):
+class PostgresStore(PostgresAccounts, PostgresAlerts, PostgresSeals, PostgresLeases):
     """Implements `nemorouter.store.base.Store` on PostgreSQL."""
 
     @staticmethod
@@ -53,6 +55,13 @@ class PostgresStore(PostgresAccounts, PostgresAlerts, PostgresSeals):
         async with self._tx() as conn:
             done = await self._applied(conn)
         return [version for version, _ in self._migration_files() if version not in done]
+
+    async def applied_migrations(self) -> dict[int, str]:
+        async with self._tx() as conn:
+            if await conn.fetchval("SELECT to_regclass('schema_migrations')") is None:
+                return {}
+            found = await conn.fetch("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        return {int(r[0]): str(r[1]) for r in found}
 
     async def migrate(self) -> list[int]:
         """Apply every pending migration in one transaction (all or none), under an advisory lock

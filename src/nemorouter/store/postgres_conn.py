@@ -53,13 +53,16 @@ class Refused(Exception):
 
 
 class PostgresConnection:
-    def __init__(self, dsn: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(
+        self, dsn: str, *, min_size: int = 2, max_size: int = 10, command_timeout: float | None = None
+    ) -> None:
         if not 0 <= min_size <= max_size or max_size < 1:
             raise StoreError(
                 f"bad pool size: min {min_size}, max {max_size} (need 0 <= min <= max, max >= 1)"
             )
         self._dsn = dsn
         self._sizes = (min_size, max_size)
+        self._command_timeout = command_timeout
         self._pool: Any = None
         self._opening: asyncio.Lock | None = None
 
@@ -76,6 +79,7 @@ class PostgresConnection:
                         self._dsn,
                         min_size=self._sizes[0],
                         max_size=self._sizes[1],
+                        command_timeout=self._command_timeout,
                         init=_setup,
                         server_settings={"application_name": "nemorouter"},
                     )

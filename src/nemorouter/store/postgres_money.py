@@ -148,26 +148,9 @@ class PostgresMoney(PostgresConnection):
     async def recover_holds(self, owner: str | None) -> list[Hold]:
         """Release the holds of `owner` (every open hold when None: only safe when no other
         process is serving); their records stay, marked `orphaned`, for reconciliation."""
-
-        async def op(conn: Conn) -> list[Hold]:
-            sql = "UPDATE generations SET status = 'orphaned' WHERE status = 'pending'"
-            if owner is None:
-                found = await conn.fetch(sql + " RETURNING *")
-            else:
-                found = await conn.fetch(sql + " AND owner = $1 RETURNING *", owner)
-            holds = sorted((rows.hold(r) for r in found), key=lambda h: h.request_id)
-            by_key: dict[str, int] = defaultdict(int)
-            by_account: dict[str, int] = defaultdict(int)
-            for h in holds:
-                by_key[h.key_id] += h.amount
-                by_account[h.account_id] += h.amount
-            for key_id in sorted(by_key):
-                await conn.execute(_UNHOLD_KEY, by_key[key_id], key_id)
-            for account_id in sorted(by_account):
-                await conn.execute(_UNHOLD_ACCOUNT, by_account[account_id], account_id)
-            return holds
-
-        return await self._atomic(op)
+        if owner is None:
+            return await self._atomic(lambda conn: orphan_holds(conn, "", ()))
+        return await self._atomic(lambda conn: orphan_holds(conn, "owner = $1", (owner,)))
 
     async def open_holds(self) -> list[Hold]:
         found = await self._all("SELECT * FROM generations WHERE status = 'pending' ORDER BY id")
@@ -225,3 +208,23 @@ class PostgresMoney(PostgresConnection):
         )
         report = check(sums, utcnow())
         return LedgerReport(report.problems + sealed, report.overruns)
+
+
+async def orphan_holds(conn: Conn, where: str, params: tuple[object, ...]) -> list[Hold]:
+    """Inside a transaction: release the open holds matching `where` (every one when empty),
+    marking their records `orphaned`. The one way holds of a dead process are given back: a
+    settle or release running at the same time finds the record no longer pending (or this
+    finds it settled), so each hold is given back exactly once."""
+    sql = "UPDATE generations SET status = 'orphaned' WHERE status = 'pending'"
+    found = await conn.fetch(sql + (f" AND {where}" if where else "") + " RETURNING *", *params)
+    holds = sorted((rows.hold(r) for r in found), key=lambda h: h.request_id)
+    by_key: dict[str, int] = defaultdict(int)
+    by_account: dict[str, int] = defaultdict(int)
+    for h in holds:
+        by_key[h.key_id] += h.amount
+        by_account[h.account_id] += h.amount
+    for key_id in sorted(by_key):
+        await conn.execute(_UNHOLD_KEY, by_key[key_id], key_id)
+    for account_id in sorted(by_account):
+        await conn.execute(_UNHOLD_ACCOUNT, by_account[account_id], account_id)
+    return holds

@@ -30,6 +30,7 @@ from nemorouter.store.records import (
     UsageRow,
 )
 from nemorouter.store.sqlite_alerts import SqliteAlerts
+from nemorouter.store.sqlite_leases import SqliteLeases
 from nemorouter.store.sqlite_money import SqliteMoney
 from nemorouter.store.sqlite_seals import SqliteSeals
 from nemorouter.timeutil import iso, new_id, utcnow
@@ -49,7 +50,7 @@ _KEY_FIELDS = {
 _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 
 
-class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals):
+class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases):
     """Implements `nemorouter.store.base.Store` on SQLite (alerts out and the ledger's hash chain
     in `sqlite_alerts` and `sqlite_seals`)."""
 
@@ -71,6 +72,13 @@ class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals):
         except sqlite3.OperationalError:
             done = set()
         return [version for version, _ in self._migration_files() if version not in done]
+
+    async def applied_migrations(self) -> dict[int, str]:
+        try:
+            found = self._all("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+        except sqlite3.OperationalError:
+            return {}
+        return {int(r[0]): str(r[1]) for r in found}
 
     async def migrate(self) -> list[int]:
         self._db.execute(

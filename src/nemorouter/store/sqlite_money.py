@@ -162,14 +162,9 @@ class SqliteMoney(SqliteConnection):
         """Release holds left by dead processes (all of them when `owner` is None); their records
         stay, marked `orphaned`, for reconciliation."""
         with self._tx() as db:
-            mine = owner is not None
-            sql = "SELECT * FROM generations WHERE status = 'pending'" + (" AND owner = ?" if mine else "")
-            found = [rows.hold(r) for r in db.execute(sql, (owner,) if mine else ()).fetchall()]
-            for h in found:
-                db.execute("UPDATE generations SET status = 'orphaned' WHERE id = ?", (h.request_id,))
-                db.execute("UPDATE accounts SET held = held - ? WHERE id = ?", (h.amount, h.account_id))
-                db.execute("UPDATE api_keys SET held = held - ? WHERE id = ?", (h.amount, h.key_id))
-        return found
+            if owner is None:
+                return orphan_holds(db, "", ())
+            return orphan_holds(db, "owner = ?", (owner,))
 
     async def open_holds(self) -> list[Hold]:
         return [
@@ -214,3 +209,15 @@ class SqliteMoney(SqliteConnection):
         )
         report = check(sums, utcnow())
         return LedgerReport(report.problems + sealed, report.overruns)
+
+
+def orphan_holds(db: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[Hold]:
+    """Inside a transaction: release the open holds matching `where` (every one when empty),
+    marking their records `orphaned`. The one way holds of a dead process are given back."""
+    sql = "SELECT * FROM generations WHERE status = 'pending'" + (f" AND {where}" if where else "")
+    found = [rows.hold(r) for r in db.execute(sql, params).fetchall()]
+    for h in found:
+        db.execute("UPDATE generations SET status = 'orphaned' WHERE id = ?", (h.request_id,))
+        db.execute("UPDATE accounts SET held = held - ? WHERE id = ?", (h.amount, h.account_id))
+        db.execute("UPDATE api_keys SET held = held - ? WHERE id = ?", (h.amount, h.key_id))
+    return found
