@@ -16,7 +16,16 @@ import pytest
 import redis
 from test_postgres_gateway import SERVER, _on_server
 
-from conftest import NEMOROUTER, SIM_PROVIDER_SECRET, Gateway, Sim, _wait_for_line, free_port, stop
+from conftest import (
+    NEMOROUTER,
+    SIM_PROVIDER_SECRET,
+    Gateway,
+    Sim,
+    _wait_for_line,
+    free_port,
+    stop,
+    wait_until,
+)
 
 REDIS = os.environ.get("NEMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 QUICK = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
@@ -85,7 +94,8 @@ def test_two_workers_share_one_port_and_their_limits(pg_env: dict[str, str], wor
     try:
         plain = redis.Redis.from_url(REDIS)
         channel = f"{pg_env['NEMO_REDIS_PREFIX']}config"
-        assert plain.pubsub_numsub(channel)[0][1] == 2  # two processes, each a whole gateway
+        # Two processes, each a whole gateway listening for config changes (it subscribes just after start).
+        assert wait_until(lambda: plain.pubsub_numsub(channel)[0][1] == 2)
         plain.close()
         key = gw.key(gw.account("5.00"), rpm=6)
         with httpx.Client(timeout=30) as client:  # a new connection each time: both workers accept
