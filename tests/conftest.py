@@ -6,6 +6,7 @@ Nothing here mocks NemoRouter's own code: tests drive the `nemorouter` command a
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
 import socket
@@ -20,6 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
+
+from nemorouter.logs import JsonFormatter, RedactSecrets
+from secret_scan import SESSION as SECRET_SCAN
+from secret_scan import files_to_scan, report, scan
 
 NEMOROUTER = [sys.executable, "-m", "nemorouter"]
 
@@ -100,9 +105,16 @@ class Gateway:
     def cli(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
+        if "add-key" in args:
+            SECRET_SCAN.registry.add(input, "a provider secret")
         result = subprocess.run(
             [*NEMOROUTER, *args], env=self.env, input=input, capture_output=True, text=True, timeout=60
         )
+        with open(self.data_dir / "cli.log", "a") as log:  # the CLI's log lines, for the secret scan
+            log.write(result.stderr)
+        for word in result.stdout.split():
+            if word.startswith("sk-nemo-"):  # keys the CLI made (the scan must never find them)
+                SECRET_SCAN.registry.add(word.strip("\"',"), "a customer key (CLI)")
         if check and result.returncode != 0:
             raise AssertionError(f"nemorouter {' '.join(args)} failed: {result.stderr}")
         return result
@@ -126,13 +138,20 @@ class Gateway:
         return stop(self.proc) if self.proc is not None else 0
 
     def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
-        return httpx.request(
+        if isinstance(body, dict) and isinstance(body.get("secret"), str):
+            SECRET_SCAN.registry.add(body["secret"], "a provider secret")
+        resp = httpx.request(
             method,
             f"{self.url}/admin/v1{path}",
             json=body,
             timeout=30,
             headers={"Authorization": f"Bearer {self.admin_token}"},
         )
+        if resp.headers.get("content-type", "").startswith("application/json"):
+            created = resp.json()
+            if isinstance(created, dict) and isinstance(created.get("key"), str):
+                SECRET_SCAN.registry.add(created["key"], "a customer key")
+        return resp
 
     def account(self, credits: str = "5.00", name: str = "test") -> str:
         created = self.admin("POST", "/accounts", {"name": name, "email": f"{name}@example.com"})
@@ -176,6 +195,7 @@ def new_gateway(base: Path, sim: Sim | None) -> Gateway:
     data_dir = base / f"nemo-{secrets.token_hex(4)}"
     data_dir.mkdir(parents=True)
     token = "test-admin-" + secrets.token_hex(8)
+    SECRET_SCAN.registry.add(token, "an admin token")
     env = {**os.environ, "NEMO_DATA_DIR": str(data_dir), "NEMO_ADMIN_TOKEN": token}
     # Many tests send bad keys on purpose from the same loopback address; the throttle has its own test.
     env["NEMO_AUTH_FAILURES_PER_MINUTE"] = "100000"
@@ -191,6 +211,55 @@ def new_gateway(base: Path, sim: Sim | None) -> Gateway:
 
 
 SIM_PROVIDER_SECRET = "sk-sim-vault-secret-" + secrets.token_hex(8)
+SECRET_SCAN.registry.add(SIM_PROVIDER_SECRET, "the simulator's provider secret")
+
+
+# -- the suite-wide secret scan (tests/secret_scan.py) ---------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _secret_scan_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Every file the session writes lives under one base dir; in-process log lines go there too,
+    through the same redaction filter and JSON format the server uses."""
+    SECRET_SCAN.root = tmp_path_factory.getbasetemp()
+    handler = logging.FileHandler(SECRET_SCAN.own_dir / "in-process.log")
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets())
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)  # the server's level
+    root.addHandler(handler)
+    yield
+    root.removeHandler(handler)
+    root.setLevel(level)
+    handler.close()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """What in-process code wrote to standard error (captured by pytest) is a log line too."""
+    if SECRET_SCAN.root is not None and report.capstderr:
+        with open(SECRET_SCAN.own_dir / "captured-stderr.log", "a") as out:
+            out.write(report.capstderr)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Last of all: no plaintext secret in any log line or database the suite wrote."""
+    if SECRET_SCAN.root is None:
+        return
+    paths = files_to_scan(SECRET_SCAN.root)
+    hits = scan(paths, SECRET_SCAN.registry)
+    terminal = session.config.pluginmanager.get_plugin("terminalreporter")
+    if hits:
+        text = report(hits, len(paths))
+        if terminal is not None:
+            terminal.write_line("\n" + text, red=True, bold=True)
+        else:
+            print(text, file=sys.stderr)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    elif terminal is not None:  # one line, so a run shows the scan happened and what it covered
+        terminal.write_line(
+            f"\nsecret scan: {len(paths)} log/database files, {len(SECRET_SCAN.registry.secrets)} secrets: clean"
+        )
 
 
 @pytest.fixture(scope="session")

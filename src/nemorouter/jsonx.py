@@ -8,7 +8,6 @@ replaced by the exact decimal. Money in request bodies is parsed with Decimal, n
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from decimal import Decimal
 from typing import Any
@@ -19,7 +18,7 @@ from nemorouter.money import Usd, format_usd
 
 _NONCE = secrets.token_hex(8)
 _MARK = f"\x02{_NONCE}:"
-_MARK_RE = re.compile(rb'"\\u0002' + _NONCE.encode() + rb':(-?\d+)"')
+_MARK_BYTES = b'"\\u0002' + _NONCE.encode() + b":"  # how orjson writes the start of a marker
 
 
 def _default(obj: Any) -> Any:
@@ -30,16 +29,23 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
-def _literal(match: re.Match[bytes]) -> bytes:
-    return format_usd(int(match.group(1))).encode()
-
-
 def dumps(obj: Any) -> bytes:
     """Serialize to JSON bytes; `Usd` values become exact number literals."""
     out = orjson.dumps(obj, default=_default)
-    if b"\\u0002" in out:
-        out = _MARK_RE.sub(_literal, out)
-    return out
+    start = out.find(_MARK_BYTES)
+    if start < 0:
+        return out
+    parts: list[bytes] = []
+    done, skip = 0, len(_MARK_BYTES)
+    while start >= 0:  # a marker is a whole string `"<\u0002>NONCE:<pico>"`; other text stays
+        end = out.find(b'"', start + skip)
+        digits = out[start + skip : end]
+        if end > 0 and digits.removeprefix(b"-").isdigit():
+            parts += (out[done:start], format_usd(int(digits)).encode())
+            done = end + 1
+        start = out.find(_MARK_BYTES, start + skip)
+    parts.append(out[done:])
+    return b"".join(parts)
 
 
 def loads(data: bytes | str) -> Any:

@@ -87,14 +87,18 @@ class RequestLog:
     def __init__(self, stream: Any = None) -> None:
         self._stream = stream
         self._pending: list[bytes] = []
+        self._second, self._second_text = -1, ""
         self._logger = logging.getLogger("nemorouter.requests")
 
     def write(self, entry: dict[str, Any]) -> None:
         if not self._logger.isEnabledFor(logging.INFO):
             return
         now = time.time()
+        second = int(now)
+        if second != self._second:  # the formatted second changes once a second, not per line
+            self._second, self._second_text = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         line = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+            "ts": f"{self._second_text}.{int(now % 1 * 1000):03d}Z",
             "level": "info",
             "logger": "nemorouter.requests",
             "msg": "request",

@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class SettingsError(ValueError):
+    """A setting from the environment is invalid; the message names it (shown as one line)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """Upstream timeouts in seconds (the contract's defaults)."""
@@ -34,17 +38,17 @@ class DbPool:
         try:
             sizes = int(env.get("NEMO_DB_POOL_MIN") or 2), int(env.get("NEMO_DB_POOL_MAX") or 10)
         except ValueError:
-            raise ValueError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
+            raise SettingsError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
         try:
             timeout = float(env.get("NEMO_DB_COMMAND_TIMEOUT") or 0)
         except ValueError:
-            raise ValueError("NEMO_DB_COMMAND_TIMEOUT must be a number of seconds") from None
+            raise SettingsError("NEMO_DB_COMMAND_TIMEOUT must be a number of seconds") from None
         if not 0 <= sizes[0] <= sizes[1] or sizes[1] < 1:
-            raise ValueError(
+            raise SettingsError(
                 f"bad pool size: min {sizes[0]}, max {sizes[1]} (need 0 <= min <= max, max >= 1)"
             )
         if timeout < 0:
-            raise ValueError("NEMO_DB_COMMAND_TIMEOUT must be 0 (none) or more seconds")
+            raise SettingsError("NEMO_DB_COMMAND_TIMEOUT must be 0 (none) or more seconds")
         return cls(sizes[0], sizes[1], timeout or None)
 
 
@@ -63,6 +67,11 @@ class Settings:
     sse_keepalive: float = 10.0
     auth_failures_per_minute: int = 30  # per client address; then 429 (app/throttle.py)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # -- slow or oversized clients (cli/guarded_http.py) ----------------------------------------
+    client_header_timeout: float = 10.0  # seconds to send a request's line and headers (else 408)
+    client_body_timeout: float = 60.0  # seconds to send its whole body once the headers are in
+    max_header_bytes: int = 64 * 1024  # request line and headers together (else 431)
+    otlp_endpoint: str | None = None  # OpenTelemetry traces over OTLP/HTTP when set (tracing.py)
     # -- money trail ("One bill" 3, 4): Stripe top-ups and alerts out --------------------------
     stripe_webhook_secret: str | None = None  # unset: POST /webhooks/stripe answers 503
     operator_alert_url: str | None = None  # quarantined provider keys are alerted here, if set
@@ -77,12 +86,13 @@ class Settings:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        lease, renew = (
-            float(env.get("NEMO_PROCESS_LEASE") or 15),
-            float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5),
-        )
+        try:
+            lease = float(env.get("NEMO_PROCESS_LEASE") or 15)
+            renew = float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5)
+        except ValueError:
+            raise SettingsError("NEMO_PROCESS_LEASE and NEMO_PROCESS_LEASE_RENEW must be seconds") from None
         if not 0 < renew < lease:
-            raise ValueError(
+            raise SettingsError(
                 "need 0 < NEMO_PROCESS_LEASE_RENEW < NEMO_PROCESS_LEASE (seconds; defaults 5 and 15)"
             )
         data_dir = Path(env.get("NEMO_DATA_DIR") or Path.home() / ".nemorouter").expanduser()
@@ -106,6 +116,10 @@ class Settings:
             alert_retry_base=float(env.get("NEMO_ALERT_RETRY_BASE") or 5),
             alert_retry_cap=float(env.get("NEMO_ALERT_RETRY_CAP") or 3600),
             alert_retry_for=float(env.get("NEMO_ALERT_RETRY_FOR") or 86400),
+            client_header_timeout=float(env.get("NEMO_CLIENT_HEADER_TIMEOUT") or 10),
+            client_body_timeout=float(env.get("NEMO_CLIENT_BODY_TIMEOUT") or 60),
+            max_header_bytes=int(env.get("NEMO_MAX_HEADER_BYTES") or 64 * 1024),
+            otlp_endpoint=env.get("NEMO_OTLP_ENDPOINT") or None,
             lease_seconds=lease,
             lease_renew=renew,
         )

@@ -16,7 +16,16 @@ def iso(moment: datetime) -> str:
     """Fixed-width text form used in storage: `2026-12-01T00:00:00.000000Z`."""
     if moment.tzinfo is not UTC:
         moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    # %-formatting from the fields: about twice as fast as replace() + isoformat(), and on the hot path.
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ" % (  # noqa: UP031
+        moment.year,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+        moment.microsecond,
+    )
 
 
 def parse_iso(text: str) -> datetime:

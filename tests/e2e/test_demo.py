@@ -21,7 +21,7 @@ def run_demo(data_dir: Path, port: int, sim_port: int) -> tuple[subprocess.Popen
         [*NEMOROUTER, "demo", "--port", str(port), "--sim-port", str(sim_port)],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=open(data_dir / f"demo-{port}.log", "w"),  # noqa: SIM115 - scanned for secrets at the end
         text=True,
     )
     key_line = _wait_for_line(proc, "inference key:", 60)

@@ -137,3 +137,15 @@ def test_an_unreachable_database_is_one_error_line(tmp_path: Path) -> None:
         assert result.returncode == 1 and result.stdout == ""
         assert result.stderr.startswith(f"error: cannot open PostgreSQL at 127.0.0.1:{port}/nemo")
         assert len(result.stderr.strip().splitlines()) == 1 and "s3cret-pw" not in result.stderr
+
+
+def test_a_bad_setting_is_one_error_line(tmp_path: Path) -> None:
+    for name, value in (
+        ("NEMO_PROCESS_LEASE_RENEW", "20"),
+        ("NEMO_PROCESS_LEASE", "long"),
+        ("NEMO_DB_POOL_MAX", "many"),
+    ):
+        result = nemo({**env_for(tmp_path), name: value}, "migrate", "status")
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.startswith("error: ") and name in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

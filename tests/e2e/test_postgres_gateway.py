@@ -22,6 +22,7 @@ import pytest
 
 from conftest import SIM_PROVIDER_SECRET, Gateway, Sim
 from nemorouter.store.postgres import PostgresStore
+from secret_scan import SESSION as SECRET_SCAN
 
 SERVER = os.environ.get("NEMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 # The bundled list price of openai/gpt-4o-mini, USD per 1M tokens (src/nemorouter/data/catalog.csv).
@@ -80,6 +81,7 @@ def pg_gateway(workdir: Path, sim: Sim) -> Iterator[Gateway]:
         assert not empty.exists() or not any(empty.iterdir())
     finally:
         gw.stop()
+        SECRET_SCAN.before_dropping_postgres(env["NEMO_DATABASE_URL"])
         _on_server(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 

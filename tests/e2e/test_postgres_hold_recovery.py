@@ -144,6 +144,7 @@ def test_a_killed_replica_s_holds_are_released_by_the_survivor(
 
     short, long, seen = asyncio.run(run())
     assert doomed.proc is not None and doomed.proc.wait(timeout=10) == -signal.SIGKILL
+    assert seen, f"no hold of the killed replica was released within {LEASE + 3} s"
     # Released only after the lease lapsed, while every survivor stream was still holding.
     assert LEASE - 0.5 <= seen["after"] <= LEASE + 2, seen
     assert seen["pending_owners"] == {seen["live"]} and seen["pending"] == PER_REPLICA, seen

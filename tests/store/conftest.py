@@ -24,6 +24,7 @@ from nemorouter.service.admin import Admin
 from nemorouter.store.base import Store, open_store
 from nemorouter.store.postgres import PostgresStore
 from nemorouter.vault import Vault
+from secret_scan import SESSION as SECRET_SCAN
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)  # a Monday
 T = TypeVar("T")
@@ -58,6 +59,7 @@ async def create_database() -> str:
 
 
 async def drop_database(name: str) -> None:
+    SECRET_SCAN.before_dropping_postgres(database_url(name))
     server = await _server()
     try:
         await server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -84,7 +86,8 @@ async def _migrated_database() -> str:
 
 async def _empty(url: str) -> None:
     """Delete every row but the schema's: tables in reverse order of creation, so rows that
-    reference others go first."""
+    reference others go first. What the last test left is kept for the suite's secret scan."""
+    SECRET_SCAN.before_dropping_postgres(url)
     con = await asyncpg.connect(url)
     try:
         tables = await con.fetch(

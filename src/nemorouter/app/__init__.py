@@ -11,14 +11,17 @@ from collections.abc import AsyncIterator
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from nemorouter import __version__
 from nemorouter.app import admin, inference, management, public, webhooks
 from nemorouter.app.fast import FastPath
+from nemorouter.app.headers import SecurityHeaders
 from nemorouter.app.http import json_response, on_http_error, on_nemo_error, on_unexpected
+from nemorouter.app.openapi import docs_html
 from nemorouter.app.openapi import document as openapi_document
 from nemorouter.app.ready import Readiness
 from nemorouter.errors import AuthError, NemoError
@@ -50,6 +53,10 @@ async def openapi(request: Request) -> Response:
     return json_response(openapi_document(__version__))
 
 
+async def docs(request: Request) -> Response:
+    return HTMLResponse(docs_html(openapi_document(__version__)))
+
+
 async def readyz(request: Request) -> Response:
     """200 when the database (and Redis, when configured) answers; else 503 naming what failed."""
     services: Services = request.app.state.services
@@ -75,10 +82,23 @@ async def _checkpoints(store: object, stopping: asyncio.Event, every: float = 0.
 
 
 def create_app(settings: Settings) -> FastPath:
+    tracing = None
+    if settings.otlp_endpoint:  # only then is OpenTelemetry imported (the `otel` extra)
+        try:
+            from nemorouter.tracing import Tracing
+        except ImportError as exc:
+            raise RuntimeError(
+                f"NEMO_OTLP_ENDPOINT is set but OpenTelemetry is not installed ({exc.name}):"
+                " pip install 'nemorouter[otel]'"
+            ) from None
+        tracing = Tracing(settings.otlp_endpoint)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         services = await open_services(settings)
         await start_gateway(services, owner=new_id("proc_", 6))
+        if tracing is not None:
+            tracing.instrument(services)
         app.state.services = services
         app.state.readiness = Readiness(settings.redis_url)
         stopping = asyncio.Event()
@@ -92,11 +112,14 @@ def create_app(settings: Settings) -> FastPath:
             await maintenance  # never close the store under a running checkpoint
             await app.state.readiness.close()
             await close_services(services)
+            if tracing is not None:
+                tracing.shutdown()
 
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         *inference.routes,
         *management.routes,
@@ -107,6 +130,9 @@ def create_app(settings: Settings) -> FastPath:
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(SecurityHeaders)],
         exception_handlers={NemoError: on_nemo_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
-    return FastPath(app, settings.auth_failures_per_minute)
+    fast = FastPath(app, settings.auth_failures_per_minute)
+    # Traced, every request runs under a server span (the FastPath itself is unchanged).
+    return fast if tracing is None else tracing.wrap_app(fast)  # type: ignore[return-value]

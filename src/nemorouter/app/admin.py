@@ -12,7 +12,7 @@ from starlette.routing import Route
 from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
 from nemorouter.errors import AuthError, InvalidRequest, NotFound
-from nemorouter.service import reconcile
+from nemorouter.service import audit, reconcile
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.views import (
@@ -22,6 +22,7 @@ from nemorouter.service.views import (
     provider_key_view,
     provider_view,
 )
+from nemorouter.timeutil import iso, parse_iso
 
 Handler = Callable[[Request, Services, dict[str, Any]], Awaitable[Response]]
 
@@ -33,6 +34,7 @@ def operator(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         services = services_of(request)
         if not services.admin_token_ok(bearer(request.headers.get("authorization"))):
             raise AuthError("the admin API needs the operator token (NEMO_ADMIN_TOKEN)")
+        audit.set_actor("admin")
         writes = request.method in ("POST", "PATCH", "PUT", "DELETE")
         body = await read_json(request, services.settings.max_body_bytes) if writes else {}
         response = await handler(request, services, body)
@@ -180,6 +182,40 @@ async def reconciliation(request: Request, services: Services, body: dict[str, A
     return json_response({"data": reconcile.by_key_and_day(rows), "provider": provider, "month": month})
 
 
+async def audit_log(request: Request, services: Services, body: dict[str, Any]) -> Response:
+    """The audit log, newest first: `?actor=&action=&account_id=&target=&from=&to=&limit=`."""
+    query = request.query_params
+    raw = query.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
+        raise InvalidRequest("`limit` must be an integer from 1 to 1000")
+    since, until = (_audit_time(query.get(name), name) for name in ("from", "to"))
+    found = await services.store.list_audit(
+        actor=query.get("actor"),
+        action=query.get("action"),
+        account_id=query.get("account_id"),
+        target=query.get("target"),
+        since=since,
+        until=until,
+        limit=int(raw),
+    )
+    return json_response({"data": [audit.view(r) for r in found]})
+
+
+def _audit_time(value: str | None, name: str) -> str | None:
+    """A bound as stored (`from`, `to`: a date or an ISO 8601 time, UTC)."""
+    if value is None:
+        return None
+    try:
+        return iso(parse_iso(value if "T" in value else f"{value}T00:00:00Z"))
+    except ValueError:
+        raise InvalidRequest(f"`{name}` must be a date (YYYY-MM-DD) or an ISO 8601 time") from None
+
+
+async def audit_verify(request: Request, services: Services, body: dict[str, Any]) -> Response:
+    problems, count = await services.store.verify_audit()
+    return json_response({"ok": not problems, "problems": problems, "entries": count})
+
+
 async def verify(request: Request, services: Services, body: dict[str, Any]) -> Response:
     report = await services.store.verify_ledger()
     return json_response({"ok": report.ok, "problems": report.problems, "overruns": report.overruns})
@@ -202,5 +238,7 @@ routes = [
     Route(f"{P}/keys/{{key_id}}", operator(one_key), methods=["GET", "PATCH", "DELETE"]),
     Route(f"{P}/keys/{{key_id}}/rotate", operator(rotate_key), methods=["POST"]),
     Route(f"{P}/ledger/verify", operator(verify), methods=["GET"]),
+    Route(f"{P}/audit", operator(audit_log), methods=["GET"]),
+    Route(f"{P}/audit/verify", operator(audit_verify), methods=["GET"]),
     Route(f"{P}/reconciliation", operator(reconciliation), methods=["GET"]),
 ]

@@ -8,10 +8,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nemorouter.app.headers import CSP
 from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
 from nemorouter.errors import NotFound
-from nemorouter.service import alerts
+from nemorouter.service import alerts, audit
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.reports import (
@@ -25,6 +26,7 @@ from nemorouter.service.reports import (
 )
 from nemorouter.service.statement_render import (
     MEDIA_TYPES,
+    STYLE_HASH,
     render_statement,
     statement_filename,
     usage_csv,
@@ -38,6 +40,7 @@ async def _mgmt(request: Request) -> tuple[Services, ApiKey]:
     services = services_of(request)
     assert services.auth is not None
     key = await services.auth.authenticate(bearer(request.headers.get("authorization")), "management")
+    audit.set_actor(f"management_key:{key.id}")  # what this request changes is recorded as by this key
     return services, key
 
 
@@ -121,6 +124,8 @@ async def statement(request: Request) -> Response:
     if fmt != "json":
         disposition = "attachment" if fmt in ("csv", "pdf") else "inline"
         headers["content-disposition"] = f'{disposition}; filename="{statement_filename(found, fmt)}"'
+    if fmt == "html":
+        headers["content-security-policy"] = f"{CSP}; style-src {STYLE_HASH}"
     return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
 
 

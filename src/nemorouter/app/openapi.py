@@ -3,6 +3,7 @@ the routes). Shapes are summarized: CONTRACT.md is the full description."""
 
 from __future__ import annotations
 
+from html import escape
 from typing import Any
 
 MONEY = {"type": "number", "description": "USD, an exact decimal literal (never rounded through a float)"}
@@ -35,6 +36,7 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
         200,
     ),
     ("get", "/openapi.json", "none", "This document", False, 200),
+    ("get", "/docs", "none", "This document as a readable page (HTML, served whole: no scripts)", False, 200),
     ("get", "/metrics", "none", "Prometheus metrics (bearer NEMO_METRICS_TOKEN when set)", False, 200),
     (
         "post",
@@ -161,6 +163,15 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("get", "/admin/v1/ledger/verify", "admin", "Check every ledger invariant", False, 200),
     (
         "get",
+        "/admin/v1/audit",
+        "admin",
+        "The audit log of admin and management actions (`?actor&action&account_id&target&from&to&limit`)",
+        False,
+        200,
+    ),
+    ("get", "/admin/v1/audit/verify", "admin", "Check the audit log's hash chain", False, 200),
+    (
+        "get",
         "/admin/v1/reconciliation",
         "admin",
         "Per provider key and day: requests, tokens, list-price cost",
@@ -219,3 +230,38 @@ def document(version: str) -> dict[str, Any]:
             },
         },
     }
+
+
+_AUTH_NAMES = {
+    "inferenceKey": "inference key",
+    "managementKey": "management key",
+    "operatorToken": "operator token",
+}
+
+
+def docs_html(doc: dict[str, Any]) -> str:
+    """The document as one plain HTML page, rendered here: nothing loaded from anywhere, no
+    script or style (it passes the console's Content-Security-Policy as it is)."""
+    info = doc["info"]
+    out = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        f"<title>{escape(info['title'])} API {escape(info['version'])}</title></head><body>",
+        f"<h1>{escape(info['title'])} API <small>{escape(info['version'])}</small></h1>",
+        f"<p>{escape(info['description'])}</p>",
+        '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1). Every error is'
+        " <code>{&quot;error&quot;: {&quot;code&quot;, &quot;type&quot;, &quot;message&quot;}}</code>"
+        " with the HTTP status as <code>code</code>. Credentials: <code>Authorization: Bearer ...</code>.</p>",
+        "<table><thead><tr><th>method</th><th>path</th><th>credentials</th><th>body</th><th>success</th>"
+        "<th>what it does</th></tr></thead><tbody>",
+    ]
+    for path, item in doc["paths"].items():
+        for method, operation in item.items():
+            auth = ", ".join(_AUTH_NAMES.get(name, name) for req in operation["security"] for name in req)
+            success = next(code for code in operation["responses"] if code != "default")
+            out.append(
+                f"<tr><td><code>{escape(method.upper())}</code></td><td><code>{escape(path)}</code></td>"
+                f"<td>{escape(auth or 'none')}</td><td>{'JSON' if 'requestBody' in operation else ''}</td>"
+                f"<td>{escape(success)}</td><td>{escape(operation['summary'])}</td></tr>"
+            )
+    out.append("</tbody></table></body></html>")
+    return "".join(out)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -13,6 +15,7 @@ import typer
 from nemorouter import jsonx
 from nemorouter.errors import NemoError
 from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.service import audit
 from nemorouter.service.container import Services, close_services, open_services
 from nemorouter.settings import Settings
 from nemorouter.store.base import StoreError
@@ -31,6 +34,13 @@ def emit(data: Any) -> None:
     sys.stdout.flush()
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        return str(os.getuid())
+
+
 def run(action: Callable[[Services], Awaitable[T]], *, create: bool = False) -> T:
     """Open the services, run one action, close; any known failure becomes one line on stderr."""
 
@@ -40,6 +50,7 @@ def run(action: Callable[[Services], Awaitable[T]], *, create: bool = False) -> 
         fail(f"no database at {settings.database_url}: run `nemorouter init` first")
 
     async def main() -> T:
+        audit.set_actor(f"cli:{_user()}")  # the CLI's changes are recorded as the local operator's
         services = await open_services(settings, create=create)
         try:
             if not create:

@@ -8,10 +8,10 @@ import sys
 import typer
 from typer.exceptions import TyperException
 
-from nemorouter.cli import admin_cmds, migrate_cmds, report_cmds
+from nemorouter.cli import admin_cmds, audit_cmds, migrate_cmds, report_cmds
 from nemorouter.cli.common import emit, fail, run
 from nemorouter.service.container import Services, close_services, initialize, open_services
-from nemorouter.settings import Settings
+from nemorouter.settings import Settings, SettingsError
 
 app = typer.Typer(
     help="NemoRouter: one key, one bill, every model.",
@@ -26,6 +26,7 @@ app.add_typer(admin_cmds.credits, name="credits")
 app.add_typer(admin_cmds.keys, name="keys")
 app.add_typer(admin_cmds.management_keys, name="management-keys")
 app.add_typer(admin_cmds.ledger, name="ledger")
+app.add_typer(audit_cmds.audit, name="audit")
 app.add_typer(migrate_cmds.migrate, name="migrate")
 app.command("usage")(report_cmds.usage)
 app.command("statement")(report_cmds.statement)
@@ -121,6 +122,9 @@ def main() -> None:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
         typer.echo(f"error: {message}", err=True)
         sys.exit(getattr(exc, "exit_code", 2))
+    except SettingsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except typer.Abort:
         typer.echo("error: aborted", err=True)
         sys.exit(1)

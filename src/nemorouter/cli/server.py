@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import multiprocessing
@@ -17,6 +18,7 @@ import uvicorn
 
 from nemorouter import logs
 from nemorouter.app import create_app
+from nemorouter.cli.guarded_http import guarded_protocol, sweep
 from nemorouter.settings import Settings
 
 
@@ -26,6 +28,8 @@ class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, on_ready: Callable[[], None]) -> None:
         super().__init__(config)
         self._on_ready = on_ready
+        self._stop_sweeping = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -37,6 +41,8 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
+            # Slow clients are cut by deadline (cli/guarded_http.py), one sweep for all connections.
+            self._sweeper = asyncio.create_task(sweep(self.server_state.connections, self._stop_sweeping))
             # Everything built so far lives as long as the process: keep it out of the collector's
             # way, and collect the young generation less often (each request allocates hundreds of
             # short-lived objects; the default threshold of 700 runs a collection every request or two).
@@ -45,6 +51,12 @@ class _Server(uvicorn.Server):
             gc.set_threshold(50_000, 20, 20)
             self._on_ready()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self._stop_sweeping.set()
+        if self._sweeper is not None:
+            await self._sweeper
+        await super().shutdown(sockets)
+
 
 def _config(settings: Settings, host: str, port: int) -> uvicorn.Config:
     return uvicorn.Config(
@@ -52,7 +64,9 @@ def _config(settings: Settings, host: str, port: int) -> uvicorn.Config:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(
+            settings.client_header_timeout, settings.client_body_timeout, settings.max_header_bytes
+        ),
         lifespan="on",
         access_log=False,
         log_config=None,

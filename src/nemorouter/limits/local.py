@@ -32,10 +32,19 @@ class Ticket:
     tokens_estimate: int
     tpm: int | None
     concurrency: bool
-    headers: dict[str, str] = field(default_factory=dict)
+    decisions: list[tuple[str, Decision]] = field(default_factory=list)  # the key's own, by kind
     token_buckets: list[tuple[str, int]] = field(default_factory=list)  # (bucket, tpm) charged
     shared: bool = False  # decided in Redis (limits/redis.py), not by this process
     slot: str | None = None  # its concurrency slot in Redis
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers for the key's limits, built only when asked for (the
+        success path never needs them)."""
+        out: dict[str, str] = {}
+        for kind, decision in self.decisions:
+            out.update(_headers(kind, decision))
+        return out
 
 
 class LimitExceeded(Exception):
@@ -58,6 +67,14 @@ def _headers(kind: str, decision: Decision) -> dict[str, str]:
         f"x-ratelimit-remaining-{kind}": str(decision.remaining),
         f"x-ratelimit-reset-{kind}": _reset_text(decision.reset_after),
     }
+
+
+def _refusal_headers(decisions: list[tuple[str, Decision]], kind: str, refused: Decision) -> dict[str, str]:
+    """The key's headers decided so far; a refusal with none of the key's reports itself."""
+    out: dict[str, str] = {}
+    for named, decision in decisions:
+        out.update(_headers(named, decision))
+    return out or _headers(kind, refused)
 
 
 class LocalLimiter:
@@ -88,26 +105,28 @@ class LocalLimiter:
         limits = [(key_id, rpm, tpm, "")]
         if account is not None and (account.rpm is not None or account.tpm is not None):
             limits.append((f"account:{account.account_id}", account.rpm, account.tpm, "account "))
-        headers: dict[str, str] = {}
+        decisions: list[tuple[str, Decision]] = []
         new_requests: list[tuple[str, float]] = []
         new_tokens: list[tuple[str, float, int]] = []
         for bucket, per_minute, tokens_per_minute, label in limits:
             if per_minute is not None:
                 decision, tat = gcra(self._requests.get(bucket, now), now, per_minute, _MINUTE, 1)
                 if not label:
-                    headers.update(_headers("requests", decision))
+                    decisions.append(("requests", decision))
                 if not decision.allowed:
                     raise LimitExceeded(
-                        f"{label}requests", decision, headers or _headers("requests", decision)
+                        f"{label}requests", decision, _refusal_headers(decisions, "requests", decision)
                     )
                 new_requests.append((bucket, tat))
             if tokens_per_minute is not None:
                 cost = min(max(1, tokens_estimate), tokens_per_minute)
                 decision, tat = gcra(self._tokens.get(bucket, now), now, tokens_per_minute, _MINUTE, cost)
                 if not label:
-                    headers.update(_headers("tokens", decision))
+                    decisions.append(("tokens", decision))
                 if not decision.allowed:
-                    raise LimitExceeded(f"{label}tokens", decision, headers or _headers("tokens", decision))
+                    raise LimitExceeded(
+                        f"{label}tokens", decision, _refusal_headers(decisions, "tokens", decision)
+                    )
                 new_tokens.append((bucket, tat, tokens_per_minute))
         for bucket, tat in new_requests:
             self._requests[bucket] = tat
@@ -120,7 +139,7 @@ class LocalLimiter:
             tokens_estimate,
             tpm,
             max_concurrency is not None,
-            headers,
+            decisions,
             [(bucket, per_minute) for bucket, _, per_minute in new_tokens],
         )
 

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from nemorouter.limits.gcra import Decision
-from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket, _headers
+from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket, _refusal_headers
 
 log = logging.getLogger("nemorouter.limits")
 
@@ -182,7 +182,7 @@ class RedisLimiter(LocalLimiter):
         except RedisError as exc:
             self._went_down(exc)
             return self.admit(key_id, rpm, tpm, max_concurrency, tokens_estimate, account)
-        headers: dict[str, str] = {}
+        decisions: list[tuple[str, Decision]] = []  # the key's own, by kind (headers built when asked)
         if out[1] == 0 and not out[0]:
             assert max_concurrency is not None
             raise LimitExceeded(
@@ -197,10 +197,10 @@ class RedisLimiter(LocalLimiter):
             refused = not out[0] and out[1] == i + 1
             decision = Decision(not refused, rate, int(out[at]), out[at + 1] / 1e6, out[at + 2] / 1e6)
             if not label:
-                headers.update(_headers(kind, decision))
+                decisions.append((kind, decision))
             if refused:
-                raise LimitExceeded(f"{label}{kind}", decision, headers or _headers(kind, decision))
-        ticket = Ticket(key_id, tokens_estimate, tpm, max_concurrency is not None, headers, token_buckets)
+                raise LimitExceeded(f"{label}{kind}", decision, _refusal_headers(decisions, kind, decision))
+        ticket = Ticket(key_id, tokens_estimate, tpm, max_concurrency is not None, decisions, token_buckets)
         if slot:
             ticket.slot = slot
             self._slots[slot] = keys[0]

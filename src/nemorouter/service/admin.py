@@ -13,7 +13,7 @@ from nemorouter.money import LIMIT_RESETS, Prices, window_start
 from nemorouter.money.amounts import MoneyFormatError
 from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
-from nemorouter.service import alerts, fields
+from nemorouter.service import alerts, audit, fields
 from nemorouter.service.keyformat import display_hint, hash_key, new_key
 from nemorouter.service.views import key_view
 from nemorouter.store.base import Store, StoreError
@@ -27,6 +27,19 @@ class Admin:
         self.store = store
         self.vault = vault
         self.clock = clock
+
+    async def _audit(
+        self,
+        action: str,
+        *,
+        account_id: str | None = None,
+        targets: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a change just made, with whoever acts (see `service.audit`); never a secret."""
+        await audit.record(
+            self.store, self.clock(), action, account_id=account_id, targets=targets, params=params
+        )
 
     # -- providers ------------------------------------------------------------------------
 
@@ -49,9 +62,15 @@ class Admin:
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise InvalidRequest("`base_url` must be an http(s) URL")
         try:
-            return await self.store.create_provider(name, kind, base_url.rstrip("/"), config)
+            created = await self.store.create_provider(name, kind, base_url.rstrip("/"), config)
         except StoreError as exc:
             raise Conflict(str(exc)) from None
+        await self._audit(
+            "provider.create",
+            targets={"provider_id": created.id},
+            params={"name": name, "kind": kind, "base_url": created.base_url, "vendor": vendor},
+        )
+        return created
 
     async def provider(self, name: str) -> Provider:
         found = await self.store.get_provider(name)
@@ -68,9 +87,15 @@ class Admin:
         weight = fields.positive_int(body, "weight", 1)
         key_id = new_id("pk_", 8)
         envelope = self.vault.encrypt(provider.name, key_id, secret.strip())
-        return await self.store.add_provider_key(
+        added = await self.store.add_provider_key(
             provider.id, key_id, label, weight, fingerprint(secret.strip()), envelope
         )
+        await self._audit(
+            "provider_key.add",
+            targets={"provider_id": provider.id, "provider_key_id": key_id},
+            params={"label": label, "weight": weight, "fingerprint": added.fingerprint},
+        )
+        return added
 
     async def update_provider_key(self, provider_name: str, key_id: str, body: dict[str, Any]) -> ProviderKey:
         provider = await self.provider(provider_name)
@@ -89,6 +114,11 @@ class Admin:
             raise InvalidRequest("nothing to change: send `disabled`, `weight` or `quarantined: false`")
         updated = await self.store.update_provider_key(key_id, changes)
         assert updated is not None
+        await self._audit(
+            "provider_key.update",
+            targets={"provider_id": provider.id, "provider_key_id": key_id},
+            params=changes,
+        )
         return updated
 
     async def delete_provider_key(self, provider_name: str, key_id: str) -> None:
@@ -96,6 +126,9 @@ class Admin:
         if key_id not in {k.id for k in await self.store.list_provider_keys(provider.id)}:
             raise NotFound(f"no key {key_id} for provider {provider.name}")
         await self.store.delete_provider_key(key_id)
+        await self._audit(
+            "provider_key.delete", targets={"provider_id": provider.id, "provider_key_id": key_id}
+        )
 
     # -- models ---------------------------------------------------------------------------
 
@@ -136,7 +169,7 @@ class Admin:
                 raise InvalidRequest("`deployments` must be a list")
             deployments = [self._deployment(d, i) for i, d in enumerate(deployments)]
         try:
-            return await self.store.upsert_model(
+            model = await self.store.upsert_model(
                 mid,
                 str(name),
                 mode,
@@ -148,6 +181,18 @@ class Admin:
             )
         except StoreError as exc:
             raise InvalidRequest(str(exc)) from None
+        await self._audit(
+            "model.update" if existing else "model.create",
+            targets={"model_id": mid},
+            params={
+                "fields": sorted(body),
+                "deployments": [
+                    {"provider": d["provider"], "upstream_model": d["upstream_model"]}
+                    for d in deployments or []
+                ],
+            },
+        )
+        return model
 
     def _deployment(self, value: Any, index: int) -> dict[str, Any]:
         if not isinstance(value, dict):
@@ -186,11 +231,17 @@ class Admin:
                     replace_deployments=False,
                 )
             )
+        await self._audit(
+            "model.import",
+            targets={"provider_id": provider.id},
+            params={"vendor": vendor, "models": len(models)},
+        )
         return models
 
     async def delete_model(self, model_id: str) -> None:
         if not await self.store.delete_model(model_id):
             raise NotFound(f"model {model_id} does not exist")
+        await self._audit("model.delete", targets={"model_id": model_id})
 
     # -- accounts and credits -------------------------------------------------------------
 
@@ -198,7 +249,11 @@ class Admin:
         name = fields.text(body, "name", maximum=200)
         email = fields.text(body, "email", required=False, maximum=320)
         assert name is not None
-        return await self.store.create_account(name, email)
+        account = await self.store.create_account(name, email)
+        await self._audit(
+            "account.create", account_id=account.id, targets={"account_id": account.id}, params={"name": name}
+        )
+        return account
 
     async def account(self, account_id: str) -> Account:
         found = await self.store.get_account(account_id)
@@ -226,6 +281,9 @@ class Admin:
             raise InvalidRequest("nothing to change")
         updated = await self.store.update_account(account_id, changes)
         assert updated is not None
+        await self._audit(
+            "account.update", account_id=account_id, targets={"account_id": account_id}, params=changes
+        )
         return updated
 
     async def add_credit(self, account_id: str, body: dict[str, Any]) -> tuple[Credit, bool]:
@@ -235,7 +293,15 @@ class Admin:
         amount = fields.money(body["amount"], "amount", positive=True)
         reason = fields.text(body, "reason", required=False, maximum=500) or "credit"
         idem = fields.text(body, "idempotency_key", required=False, maximum=200)
-        return await self.store.add_credit(account_id, amount, reason, idem)
+        credit, created = await self.store.add_credit(account_id, amount, reason, idem)
+        if created:  # a repeated idempotency key changes nothing
+            await self._audit(
+                "credit.add",
+                account_id=account_id,
+                targets={"account_id": account_id, "credit_id": credit.id},
+                params={"amount_pico": amount, "reason": reason, "idempotency_key": idem},
+            )
+        return credit, created
 
     # -- keys -----------------------------------------------------------------------------
 
@@ -268,7 +334,14 @@ class Admin:
             created_at=now,
             updated_at=now,
         )
-        return secret, await self.store.create_key(record, hash_key(secret))
+        created = await self.store.create_key(record, hash_key(secret))
+        await self._audit(
+            "key.create",
+            account_id=account_id,
+            targets={"account_id": account_id, "key_id": created.id},
+            params={"scope": scope, "hint": created.hint, **values},
+        )
+        return secret, created
 
     async def key(self, key_id: str, account_id: str | None = None) -> ApiKey:
         found = await self.store.get_key(key_id)
@@ -285,6 +358,7 @@ class Admin:
             raise InvalidRequest("nothing to change")
         updated = await self.store.update_key(key_id, changes)
         assert updated is not None
+        await self._audit("key.update", account_id=key.account_id, targets={"key_id": key_id}, params=changes)
         return updated
 
     async def revoke_key(self, key_id: str, account_id: str | None = None) -> ApiKey:
@@ -294,6 +368,7 @@ class Admin:
         now = self.clock()
         updated = await self.store.update_key(key_id, {"revoked_at": iso(now)})
         assert updated is not None
+        await self._audit("key.revoke", account_id=key.account_id, targets={"key_id": key_id})
         await alerts.key_revoked(self.store, updated, now, "api")  # alerts out
         return updated
 
@@ -309,6 +384,12 @@ class Admin:
         secret = new_key(key.scope)
         retire_at = iso(self.clock() + timedelta(seconds=grace))
         await self.store.add_key_secret(key.id, hash_key(secret), retire_at)
+        await self._audit(
+            "key.rotate",
+            account_id=key.account_id,
+            targets={"key_id": key.id},
+            params={"grace_seconds": grace, "hint": display_hint(secret)},
+        )
         return secret, key
 
     async def window_spend(self, key: ApiKey) -> dict[str, int]:

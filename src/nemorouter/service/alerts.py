@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 from nemorouter import jsonx
 from nemorouter.errors import InvalidRequest
 from nemorouter.money import Usd, window_start
-from nemorouter.service import fields
+from nemorouter.service import audit, fields
 from nemorouter.service.outbox import VAULT_PROVIDER, new_secret
 from nemorouter.settings import Settings
 from nemorouter.store.alert_records import Alert, AlertSettings
@@ -101,6 +101,19 @@ async def configure(
     secret = new_secret()
     envelope = vault.encrypt(VAULT_PROVIDER, account_id, secret)
     found, created = await store.put_alert_settings(account_id, url, threshold, envelope, iso(now))
+    await audit.record(
+        store,
+        now,
+        "alerts.configure",
+        account_id=account_id,
+        targets={"account_id": account_id},
+        # Where deliveries go, without userinfo or query (either may carry a credential).
+        params={
+            "url": f"{parsed.scheme}://{parsed.hostname}{parsed.path}",
+            "low_balance_threshold_pico": threshold,
+            "signing_secret_created": created,
+        },
+    )
     return found, secret if created else None
 
 

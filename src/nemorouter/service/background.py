@@ -52,7 +52,10 @@ async def _leasing(services: Services, owner: str, stopping: asyncio.Event) -> N
                 )
             released = await store.recover_dead_holds()
             if released:
-                log.warning("released holds left by a stopped process", extra={"count": len(released)})
+                log.warning(
+                    "released holds left by a stopped process",
+                    extra={"count": len(released), "owners": sorted({h.owner for h in released})},
+                )
         except Exception:
             log.exception("renewing the process lease failed; trying again")
 

@@ -63,7 +63,8 @@ def parse_chat(raw: bytes) -> tuple[dict[str, Any], list[str]]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidRequest(f"`messages[{i}]` must be an object")
-        if message.get("role") not in ROLES:
+        role = message.get("role")
+        if not isinstance(role, str) or role not in ROLES:  # a list or object is unhashable
             raise InvalidRequest(f"`messages[{i}].role` must be one of {', '.join(sorted(ROLES))}")
         content = message.get("content")
         if content is not None and not isinstance(content, (str, list)):

@@ -102,7 +102,10 @@ async def start_gateway(services: Services, owner: str) -> None:
     await store.renew_lease(owner, services.settings.lease_seconds)  # before this process holds anything
     recovered += await store.recover_dead_holds()
     if recovered:
-        log.warning("released holds left by a stopped process", extra={"count": len(recovered)})
+        log.warning(
+            "released holds left by a stopped process",
+            extra={"count": len(recovered), "owners": sorted({h.owner for h in recovered})},
+        )
     services.routes = RoutingTable(store, services.vault)
     await services.routes.refresh(force=True)
     services.client = UpstreamClient(services.settings.timeouts)

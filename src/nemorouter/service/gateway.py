@@ -267,7 +267,7 @@ class Gateway:
             self.limiter.finish(ticket, 0)
             self.refusals.add((key.id, result.reason))
             raise billing.refusal(result, hold, dearest, bound, n)
-        self.metrics.open_holds.inc()
+        self.metrics.open_holds += 1
         return call
 
     def _candidates(self, routes: list[Route], prefs: ProviderPrefs | None) -> list[Target]:
@@ -367,7 +367,7 @@ class Gateway:
         if not await self.store.settle(call.id, gen, window):
             log.error("settle found no open hold", extra={"request_id": call.id})
         self.limiter.finish(call.ticket, usage.total_tokens)
-        self.metrics.open_holds.dec()
+        self.metrics.open_holds -= 1
         self.metrics.settled(target.model.id, target.provider.name, status, usage, cost)
         self._log(gen)
         return cost
@@ -404,8 +404,8 @@ class Gateway:
         gen = self.generation(call, None, Usage(), 0, "error", error=error)
         await self.store.release(call.id, gen)
         self.limiter.finish(call.ticket, 0)
-        self.metrics.open_holds.dec()
-        self.metrics.generations.labels(gen.model, "", "error").inc()
+        self.metrics.open_holds -= 1
+        self.metrics.released(gen.model)
         self._log(gen)
 
     def estimate_usage(self, call: Call, output_tokens: int) -> Usage:

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from nemorouter.errors import InvalidRequest
-from nemorouter.service import alerts
+from nemorouter.service import alerts, audit
 from nemorouter.service.keyformat import hash_key, key_scope
 from nemorouter.store.base import Store
 from nemorouter.store.records import ApiKey
@@ -67,6 +67,16 @@ async def report_leaks(
                 live.append((match[0], url, source))
     now = clock()
     revoked = await store.record_leaks(found, len(items), reporter, iso(now))
+    for key, _, source in live:
+        with audit.acting_as("leak_report"):
+            await audit.record(
+                store,
+                now,
+                "key.revoke_leaked",
+                account_id=key.account_id,
+                targets={"key_id": key.id},
+                params={"source": source},
+            )
     for key, url, source in live:  # alerts out: revoked because it leaked
         await alerts.key_revoked(store, key, now, "leak")
         await alerts.key_leaked(store, key, now, url, source)

@@ -6,7 +6,9 @@ rendering shows the very figures of the JSON statement (to the last pico-dollar)
 
 from __future__ import annotations
 
+import base64
 import csv
+import hashlib
 import io
 from dataclasses import dataclass
 from html import escape
@@ -236,6 +238,10 @@ def _meta(st: Statement) -> str:
         f"Account {st.account_name} ({st.account_id}). Period {period}{status}. Generated {st.generated_at}."
     )
 
+
+# The statement page's one inline stylesheet, allowed by its hash in the page's
+# Content-Security-Policy (app/headers.py allows no inline style otherwise).
+STYLE_HASH = "'sha256-" + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode() + "'"
 
 _NOTE = (
     "Amounts are exact US dollars, to the pico-dollar (12 decimal places), as charged: each request is "

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from nemorouter.money import Prices
 from nemorouter.settings import DbPool
 from nemorouter.store.alert_records import Alert, AlertSettings, OutboxItem
+from nemorouter.store.audit_records import AuditEntry, AuditRecord
 from nemorouter.store.records import (
     Account,
     ApiKey,
@@ -185,6 +186,29 @@ class Store(Protocol):
     async def seal_ledger(self, now_ns: int | None = None) -> int:
         """Append a hash-chain seal for every final ledger entry not sealed yet (background
         only, never the request path); returns how many. `verify_ledger` checks the chain."""
+        ...
+
+    # -- the audit log (who did what, when), hash-chained ------------------------------------
+    async def append_audit(self, entry: AuditEntry) -> AuditRecord:
+        """Append an entry at the end of the chain (appends are serialized, across replicas too)."""
+        ...
+
+    async def list_audit(
+        self,
+        *,
+        actor: str | None = None,
+        action: str | None = None,
+        account_id: str | None = None,
+        target: str | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        limit: int = 100,
+    ) -> list[AuditRecord]:
+        """The newest entries first; `target` matches any id among an entry's targets."""
+        ...
+
+    async def verify_audit(self) -> tuple[list[str], int]:
+        """Problems of the audit chain (changed, removed or reordered entries) and the count checked."""
         ...
 
 

@@ -30,6 +30,7 @@ from nemorouter.store.records import (
     UsageRow,
 )
 from nemorouter.store.sqlite_alerts import SqliteAlerts
+from nemorouter.store.sqlite_audit import SqliteAudit
 from nemorouter.store.sqlite_leases import SqliteLeases
 from nemorouter.store.sqlite_money import SqliteMoney
 from nemorouter.store.sqlite_seals import SqliteSeals
@@ -50,7 +51,7 @@ _KEY_FIELDS = {
 _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 
 
-class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases):
+class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAudit):
     """Implements `nemorouter.store.base.Store` on SQLite (alerts out and the ledger's hash chain
     in `sqlite_alerts` and `sqlite_seals`)."""
 
