@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import os
 import secrets
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,8 +110,26 @@ def test_two_workers_share_one_port_and_their_limits(pg_env: dict[str, str], wor
             ]
         assert codes[:6] == [200] * 6 and set(codes[6:]) == {429}
         assert gw.verify()["ok"] is True
+        # A worker that dies is replaced; the port keeps answering meanwhile.
+        workers = _children(proc.pid)
+        assert len(workers) == 2
+        os.kill(workers[0], signal.SIGKILL)
+        assert wait_until(lambda: len(set(_children(proc.pid)) - {workers[0]}) == 2, timeout=30)
+        other = gw.key(gw.account("5.00"))
+        answer = httpx.post(
+            f"{gw.url}/v1/chat/completions", json=QUICK, headers={"Authorization": f"Bearer {other}"}
+        )
+        assert answer.status_code == 200, answer.text
+        workers = _children(proc.pid)
     finally:
         assert stop(proc) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)  # SIGTERM stopped every worker
+
+
+def _children(pid: int) -> list[int]:
+    """The live worker processes of a `serve --workers` parent."""
+    found = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(line) for line in found.stdout.split()]
 
 
 def test_unreachable_redis_falls_back_to_this_process(pg_env: dict[str, str], workdir: Path) -> None:
