@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
 import multiprocessing
 import os
@@ -99,8 +100,17 @@ def shared_state_problem(settings: Settings) -> str | None:
     return None
 
 
-def _worker(settings: Settings, sock: socket.socket, ready: Any) -> None:
+def _follow_parent(parent: int) -> None:
+    """Linux: get SIGTERM (a graceful drain) if the parent dies, even by SIGKILL; no orphans serving."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the line above
+        sys.exit(0)
+
+
+def _worker(settings: Settings, sock: socket.socket, ready: Any, parent: int) -> None:
     """One forked worker: its own event loop, store pool and owner id, serving the shared socket."""
+    _follow_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
     logs.configure()
     server = _Server(_config(settings, "", 0), ready.set)
@@ -130,7 +140,7 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
 
     def start() -> tuple[Any, Any]:
         ready = ctx.Event()
-        proc = ctx.Process(target=_worker, args=(settings, sock, ready), daemon=False)
+        proc = ctx.Process(target=_worker, args=(settings, sock, ready, os.getpid()), daemon=False)
         proc.start()
         return proc, ready
 
