@@ -23,6 +23,10 @@ test: $(STAMP)
 	@command -v pdftoppm >/dev/null 2>&1 || { apt-get install -y -qq poppler-utils >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq poppler-utils >/dev/null 2>&1; } || \
 		echo "note: pdftoppm unavailable; statement PNG rendering will be skipped"; }
+	@# Console browser tests drive Debian's headless chromium through Playwright (never a browser download).
+	@command -v chromium >/dev/null 2>&1 || { apt-get install -y -qq chromium >/dev/null 2>&1 || \
+		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || \
+		echo "note: chromium unavailable; the console's browser tests will be skipped"; }
 	$(BIN)/pytest
 
 bench: $(STAMP)

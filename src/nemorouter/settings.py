@@ -74,6 +74,7 @@ class Settings:
     otlp_endpoint: str | None = None  # OpenTelemetry traces over OTLP/HTTP when set (tracing.py)
     # -- money trail ("One bill" 3, 4): Stripe top-ups and alerts out --------------------------
     stripe_webhook_secret: str | None = None  # unset: POST /webhooks/stripe answers 503
+    stripe_topup_url: str | None = None  # the console's "add credits" link; `{account_id}` is filled in
     operator_alert_url: str | None = None  # quarantined provider keys are alerted here, if set
     operator_alert_secret: str | None = None  # `whsec_` + base64, as the account webhooks' secrets
     alert_retry_base: float = 5.0  # seconds to the first retry of an alert; doubles each time
@@ -111,6 +112,7 @@ class Settings:
             sse_keepalive=float(env.get("NEMO_SSE_KEEPALIVE") or 10),
             auth_failures_per_minute=int(env.get("NEMO_AUTH_FAILURES_PER_MINUTE") or 30),
             stripe_webhook_secret=env.get("NEMO_STRIPE_WEBHOOK_SECRET") or None,
+            stripe_topup_url=env.get("NEMO_STRIPE_TOPUP_URL") or None,
             operator_alert_url=env.get("NEMO_OPERATOR_ALERT_URL") or None,
             operator_alert_secret=env.get("NEMO_OPERATOR_ALERT_SECRET") or None,
             alert_retry_base=float(env.get("NEMO_ALERT_RETRY_BASE") or 5),

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from conftest import Gateway
 from nemorouter.app import create_app
@@ -39,11 +39,45 @@ QUERY_IDS = {("GET", "/v1/generation"): "id"}
 BODIES = {"PATCH": {"disabled": True, "limit": "0.01", "name": "stolen"}, "POST": {"grace_seconds": 0}}
 
 
+# The console's pages are reached with a session cookie, not a key: their id routes are checked,
+# each with another account's id, in tests/console/test_console_auth.py
+# (test_another_accounts_ids_are_not_found); operator pages refuse a customer's session outright.
+CONSOLE_COVERED = {
+    ("GET", "/console/activity/{generation_id}"),
+    ("POST", "/console/keys/{key_id}/{action}"),
+    ("POST", "/console/settings/management-keys/{key_id}/revoke"),
+    ("GET", "/console/invite/{token}"),  # a one-time secret, not an id: unknown ones are 404
+    ("POST", "/console/invite/{token}"),
+    ("GET", "/console/billing/statements/{month}.{fmt}"),  # the signed-in account's own month
+}
+
+
+def console_id_routes(tmp_path: Path) -> set[tuple[str, str]]:
+    """(method, path) of every console page that takes an id (operator pages aside)."""
+    app = create_app(Settings.from_env({"NEMO_DATA_DIR": str(tmp_path)}))
+    found = set()
+    for mount in app.app.routes:
+        if not isinstance(mount, Mount):
+            continue
+        for route in mount.routes:
+            path = mount.path + route.path.replace(":str}", "}").replace(":path}", "}")
+            if "{" in path and not path.startswith("/console/admin/") and path != "/console/{rest}":
+                found |= {(m, path) for m in getattr(route, "methods", None) or () if m != "HEAD"}
+    return found
+
+
+def test_every_console_id_route_is_covered(tmp_path: Path) -> None:
+    uncovered = console_id_routes(tmp_path) - CONSOLE_COVERED
+    assert not uncovered, f"console pages taking an id with no tenant-isolation case: {sorted(uncovered)}"
+
+
 def id_routes(tmp_path: Path) -> set[tuple[str, str]]:
-    """(method, path) of every route that takes an id, from the app's own route table."""
+    """(method, path) of every API route that takes an id, from the app's own route table."""
     app = create_app(Settings.from_env({"NEMO_DATA_DIR": str(tmp_path)}))
     found = set()
     for route in app.app.routes:
+        if isinstance(route, Mount):
+            continue  # the console: see CONSOLE_COVERED
         assert isinstance(route, Route)
         path = route.path.replace(":path}", "}")
         for method in route.methods or ():

@@ -115,6 +115,8 @@ def create_app(settings: Settings) -> FastPath:
             if tracing is not None:
                 tracing.shutdown()
 
+    from nemorouter.console.routes import routes as console_routes  # the console imports app parts
+
     routes = [
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
@@ -126,6 +128,7 @@ def create_app(settings: Settings) -> FastPath:
         *public.routes,
         *webhooks.routes,
         *admin.routes,
+        *console_routes,  # the web console: GET / and everything under /console
     ]
     app = Starlette(
         routes=routes,

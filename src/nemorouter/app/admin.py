@@ -11,6 +11,7 @@ from starlette.routing import Route
 
 from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
+from nemorouter.console.invites import invite as console_invite
 from nemorouter.errors import AuthError, InvalidRequest, NotFound
 from nemorouter.service import audit, reconcile
 from nemorouter.service.auth import bearer
@@ -173,6 +174,12 @@ async def rotate_key(request: Request, services: Services, body: dict[str, Any])
     return json_response({"key": secret, "data": await services.admin.key_view(key)}, status=201)
 
 
+async def invites(request: Request, services: Services, body: dict[str, Any]) -> Response:
+    """A console user for the account and a one-time set-password link (shown only here)."""
+    made = await console_invite(services, request.path_params["account_id"], body, str(request.base_url))
+    return json_response({"data": made}, status=201)
+
+
 async def reconciliation(request: Request, services: Services, body: dict[str, Any]) -> Response:
     provider = request.query_params.get("provider")
     month = request.query_params.get("month")
@@ -234,6 +241,7 @@ routes = [
     Route(f"{P}/accounts/{{account_id}}", operator(one_account), methods=["GET", "PATCH"]),
     Route(f"{P}/accounts/{{account_id}}/credits", operator(credits), methods=["POST"]),
     Route(f"{P}/accounts/{{account_id}}/keys", operator(account_keys), methods=["GET", "POST"]),
+    Route(f"{P}/accounts/{{account_id}}/invites", operator(invites), methods=["POST"]),
     Route(f"{P}/accounts/{{account_id}}/management-keys", operator(management_keys), methods=["POST"]),
     Route(f"{P}/keys/{{key_id}}", operator(one_key), methods=["GET", "PATCH", "DELETE"]),
     Route(f"{P}/keys/{{key_id}}/rotate", operator(rotate_key), methods=["POST"]),

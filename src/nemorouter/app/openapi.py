@@ -26,6 +26,7 @@ OBJECT = {"type": "object", "additionalProperties": True}
 
 # (method, path, security, summary, has JSON body, success status)
 OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
+    ("get", "/", "none", "The web console (redirects to /console/; its pages are HTML)", False, 303),
     ("get", "/healthz", "none", "Alive", False, 200),
     (
         "get",
@@ -130,7 +131,7 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
         "patch",
         "/admin/v1/providers/{name}/keys/{key_id}",
         "admin",
-        "Disable, reweight, un-quarantine",
+        "Disable, reweight, quarantine or release",
         True,
         200,
     ),
@@ -148,6 +149,14 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("post", "/admin/v1/accounts/{account_id}/credits", "admin", "Credit (idempotent by key)", True, 201),
     ("get", "/admin/v1/accounts/{account_id}/keys", "admin", "An account's keys", False, 200),
     ("post", "/admin/v1/accounts/{account_id}/keys", "admin", "Create an inference key", True, 201),
+    (
+        "post",
+        "/admin/v1/accounts/{account_id}/invites",
+        "admin",
+        "Invite a console user: a one-time set-password link",
+        True,
+        201,
+    ),
     (
         "post",
         "/admin/v1/accounts/{account_id}/management-keys",

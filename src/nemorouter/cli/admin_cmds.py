@@ -364,3 +364,20 @@ def ledger_verify() -> None:
 
     if not run(act):
         raise typer.Exit(1)
+
+
+@accounts.command("invite")
+def accounts_invite(
+    account_id: str,
+    email: str = typer.Option(..., help="the person's email: they sign in to the console with it"),
+    base_url: str = typer.Option(
+        "http://127.0.0.1:4000", envvar="NEMO_PUBLIC_URL", help="the gateway's address as users reach it"
+    ),
+) -> None:
+    """Invite a user of the account to the web console: prints a one-time set-password link."""
+    from nemorouter.console.invites import invite
+
+    async def act(s: Services) -> None:
+        emit({"data": await invite(s, account_id, {"email": email}, base_url)})
+
+    run(act)

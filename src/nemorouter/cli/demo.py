@@ -89,6 +89,9 @@ def banner(key: str, host: str, port: int, admin_token: str | None) -> str:
     ]
     if admin_token:
         lines.append(f"  operator token (shown once, only its hash is kept): {admin_token}")
+    lines.append(
+        f"  web console: {base}/console/ (operator: the operator token; customers: `nemorouter accounts invite`)"
+    )
     lines += [
         "  try it:",
         f"    curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {key}' "

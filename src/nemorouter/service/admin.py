@@ -99,7 +99,8 @@ class Admin:
 
     async def update_provider_key(self, provider_name: str, key_id: str, body: dict[str, Any]) -> ProviderKey:
         provider = await self.provider(provider_name)
-        if key_id not in {k.id for k in await self.store.list_provider_keys(provider.id)}:
+        found = {k.id: k for k in await self.store.list_provider_keys(provider.id)}
+        if key_id not in found:
             raise NotFound(f"no key {key_id} for provider {provider.name}")
         changes: dict[str, Any] = {}
         if "disabled" in body:
@@ -108,10 +109,14 @@ class Admin:
             changes["disabled"] = int(body["disabled"])
         if "weight" in body:
             changes["weight"] = fields.positive_int(body, "weight", 1)
-        if "quarantined" in body and body["quarantined"] is False:
-            changes["quarantined_at"] = None
+        if "quarantined" in body:
+            if not isinstance(body["quarantined"], bool):
+                raise InvalidRequest("`quarantined` must be a boolean")
+            # The operator may quarantine a key by hand (a suspected leak); an earlier time stays.
+            since = found[key_id].quarantined_at or iso(self.clock())
+            changes["quarantined_at"] = since if body["quarantined"] else None
         if not changes:
-            raise InvalidRequest("nothing to change: send `disabled`, `weight` or `quarantined: false`")
+            raise InvalidRequest("nothing to change: send `disabled`, `weight` or `quarantined`")
         updated = await self.store.update_provider_key(key_id, changes)
         assert updated is not None
         await self._audit(

@@ -10,6 +10,7 @@ from nemorouter.money import Prices
 from nemorouter.settings import DbPool
 from nemorouter.store.alert_records import Alert, AlertSettings, OutboxItem
 from nemorouter.store.audit_records import AuditEntry, AuditRecord
+from nemorouter.store.console_records import ConsoleStore
 from nemorouter.store.records import (
     Account,
     ApiKey,
@@ -31,8 +32,9 @@ class StoreError(Exception):
     """A store operation was refused (duplicate name, unknown id, ...); safe to show."""
 
 
-class Store(Protocol):
-    """Everything durable. Every method is atomic on its own."""
+class Store(ConsoleStore, Protocol):
+    """Everything durable. Every method is atomic on its own. (The web console's users and
+    sessions: `ConsoleStore`, in console_records.)"""
 
     async def migrate(self) -> list[int]: ...
     async def pending_migrations(self) -> list[int]: ...

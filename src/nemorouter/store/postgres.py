@@ -25,6 +25,7 @@ from nemorouter.store.postgres_accounts import PostgresAccounts
 from nemorouter.store.postgres_alerts import PostgresAlerts
 from nemorouter.store.postgres_audit import PostgresAudit
 from nemorouter.store.postgres_conn import Conn, Record
+from nemorouter.store.postgres_console import PostgresConsole
 from nemorouter.store.postgres_leases import PostgresLeases
 from nemorouter.store.postgres_seals import PostgresSeals
 from nemorouter.store.records import CatalogEntry, Deployment, Model, Provider, ProviderKey
@@ -35,7 +36,9 @@ _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 _MIGRATION_LOCK = 0x6E656D6F_6D696772  # "nemomigr"
 
 
-class PostgresStore(PostgresAccounts, PostgresAlerts, PostgresSeals, PostgresLeases, PostgresAudit):
+class PostgresStore(
+    PostgresAccounts, PostgresAlerts, PostgresSeals, PostgresLeases, PostgresAudit, PostgresConsole
+):
     """Implements `nemorouter.store.base.Store` on PostgreSQL."""
 
     @staticmethod

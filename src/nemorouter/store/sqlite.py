@@ -31,6 +31,7 @@ from nemorouter.store.records import (
 )
 from nemorouter.store.sqlite_alerts import SqliteAlerts
 from nemorouter.store.sqlite_audit import SqliteAudit
+from nemorouter.store.sqlite_console import SqliteConsole
 from nemorouter.store.sqlite_leases import SqliteLeases
 from nemorouter.store.sqlite_money import SqliteMoney
 from nemorouter.store.sqlite_seals import SqliteSeals
@@ -51,7 +52,7 @@ _KEY_FIELDS = {
 _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 
 
-class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAudit):
+class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAudit, SqliteConsole):
     """Implements `nemorouter.store.base.Store` on SQLite (alerts out and the ledger's hash chain
     in `sqlite_alerts` and `sqlite_seals`)."""
 
