@@ -8,11 +8,15 @@ its settlement. The limits are set high enough never to reject a request in a lo
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,7 @@ class NemoRouter:
     env: dict[str, str]
     api_key: str
     model: str = MODEL
+    cleanup: Callable[[], None] = field(default=lambda: None)  # drops what a shared setup made
 
 
 def cli_path() -> Path:
@@ -51,13 +56,19 @@ def _cli(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
         return json.loads(out.splitlines()[-1])
 
 
-def setup_nemorouter(data_dir: Path, stub_url: str, port: int) -> NemoRouter:
-    """Initialise state in `data_dir` against the stub at `stub_url` (.../v1); return how to serve it."""
+def setup_nemorouter(
+    data_dir: Path, stub_url: str, port: int, shared: dict[str, str] | None = None, workers: int = 1
+) -> NemoRouter:
+    """Initialise state in `data_dir` against the stub at `stub_url` (.../v1); return how to serve it.
+
+    With `shared` (env vars: NEMO_DATABASE_URL, NEMO_REDIS_URL, ...) the state is in PostgreSQL and
+    Redis instead of the data dir's SQLite file, and `workers` processes serve it.
+    """
     if not cli_path().exists():
         raise RuntimeError(
             f"NemoRouter CLI not found at {cli_path()} (is the package installed in this venv?)"
         )
-    env = {**os.environ, "NEMO_DATA_DIR": str(data_dir), "NEMO_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {**os.environ, "NEMO_DATA_DIR": str(data_dir), "NEMO_ADMIN_TOKEN": ADMIN_TOKEN, **(shared or {})}
     _cli(env, "init")
     _cli(env, "providers", "add", "stub", "--kind", "openai", "--base-url", stub_url)
     _cli(env, "providers", "add-key", "stub", "--label", "main", stdin=UPSTREAM_KEY + "\n")
@@ -68,4 +79,56 @@ def setup_nemorouter(data_dir: Path, stub_url: str, port: int) -> NemoRouter:
     limits = ["--limit", "900000", "--rpm", "100000000", "--tpm", "100000000000"]
     created = _cli(env, "keys", "create", account_id, "--name", "bench", *limits)
     serve = [str(cli_path()), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if workers != 1:
+        serve += ["--workers", str(workers)]
     return NemoRouter(serve_argv=serve, env=env, api_key=created["key"])
+
+
+def setup_shared(
+    data_dir: Path, stub_url: str, port: int, postgres_url: str, redis_url: str, workers: int
+) -> NemoRouter:
+    """The same gateway on a fresh PostgreSQL database (made here, dropped by `cleanup`) and Redis."""
+    import asyncpg
+    import redis
+
+    name = f"nemo_bench_{secrets.token_hex(6)}"
+    prefix = f"nemo-bench-{secrets.token_hex(6)}:"
+
+    def on_server(sql: str) -> None:
+        async def run() -> None:
+            con = await asyncpg.connect(postgres_url, timeout=10)
+            try:
+                await con.execute(sql)
+            finally:
+                await con.close()
+
+        asyncio.run(run())
+
+    def cleanup() -> None:
+        on_server(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        client = redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+        client.close()
+
+    on_server(f"CREATE DATABASE {name}")
+    if os.environ.get("NEMO_BENCH_PG_ASYNC_COMMIT") == "1":  # what the disk costs: commits skip the WAL flush
+        on_server(f"ALTER DATABASE {name} SET synchronous_commit = off")
+    shared = {
+        "NEMO_DATABASE_URL": postgres_url.rsplit("/", 1)[0] + "/" + name,
+        "NEMO_REDIS_URL": redis_url,
+        "NEMO_REDIS_PREFIX": prefix,
+        "NEMO_MASTER_KEY": _master_key(),
+    }
+    try:
+        nemo = setup_nemorouter(data_dir, stub_url, port, shared, workers)
+    except BaseException:
+        cleanup()
+        raise
+    nemo.cleanup = cleanup
+    return nemo
+
+
+def _master_key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()

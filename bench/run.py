@@ -4,6 +4,7 @@ Three configurations serve the same non-streaming POST /v1/chat/completions:
   direct      wrk -> stub                      (what the machine can do at all)
   floor       wrk -> floor_proxy -> stub       (the cheapest Python pass-through; the baseline)
   nemorouter  wrk -> nemorouter -> stub        (the real gateway, every feature on)
+  nemo-pg     wrk -> nemorouter -> stub        (the same on PostgreSQL + Redis, `serve --workers 2`)
 Each is loaded with wrk at 64 connections for throughput and at 1 connection for latency. NemoRouter
 is judged against the floor: p50 within 1.0 ms of it, req/s at least 50% of it. Results are printed
 and written to bench/results/latest.json. Exit code 1 if a configuration could not be measured or
@@ -34,7 +35,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from nemorouter_setup import setup_nemorouter
+from nemorouter_setup import setup_nemorouter, setup_shared
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "latest.json"
@@ -44,6 +45,9 @@ TARGET_P50_DIFF_MS = 1.0
 TARGET_RPS_RATIO = 0.5
 DIRECT_MODEL, NEMO_MODEL = "gpt-4o-mini", "bench/gpt-4o-mini"
 STUB_KEY = "sk-bench-any-key"
+SHARED_WORKERS = 2
+POSTGRES_URL = os.environ.get("NEMO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("NEMO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 # Loopback only: never let an http_proxy variable reroute the harness's own checks.
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -284,7 +288,7 @@ def run_all(opts: argparse.Namespace) -> list[Result]:
     with contextlib.ExitStack() as stack:  # unwinds on error, Ctrl-C and SIGTERM alike
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nemobench-")))
         stub_port = free_port()
-        names = ("direct", "floor", "nemorouter")
+        names = ("direct", "floor", "nemorouter", "nemo-pg")
         try:
             stub = stack.enter_context(
                 Server("stub", [py, str(BENCH_DIR / "stub.py"), "--port", str(stub_port)], stub_port, tmp)
@@ -318,6 +322,21 @@ def run_all(opts: argparse.Namespace) -> list[Result]:
                 targets["nemorouter"] = (srv.url, nemo.api_key, nemo.model)
         except Exception as exc:
             failed["nemorouter"] = f"not measured: {exc}"
+        if opts.skip_pg:
+            failed["nemo-pg"] = "not measured: --skip-pg"
+        else:
+            try:
+                port, data_dir = free_port(), tmp / "nemo-pg-data"
+                data_dir.mkdir()
+                log(f"nemo-pg: provisioning a PostgreSQL database at {POSTGRES_URL.rsplit('@', 1)[-1]}")
+                shared = setup_shared(
+                    data_dir, stub.url + "/v1", port, POSTGRES_URL, REDIS_URL, SHARED_WORKERS
+                )
+                stack.callback(shared.cleanup)  # after the server stops (the stack unwinds in reverse)
+                srv = stack.enter_context(Server("nemo-pg", shared.serve_argv, port, tmp, shared.env))
+                targets["nemo-pg"] = (srv.url, shared.api_key, shared.model)
+            except Exception as exc:
+                failed["nemo-pg"] = f"not measured: {exc}"
 
         rounds: dict[str, list[Result]] = {n: [] for n in names}
         for index in range(opts.rounds):
@@ -359,7 +378,9 @@ def fmt(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def report(results: list[Result], cmp: dict[str, Any], opts: argparse.Namespace) -> None:
+def report(
+    results: list[Result], cmp: dict[str, Any], opts: argparse.Namespace, shared: dict[str, Any] | None = None
+) -> None:
     print(
         f"\nNemoRouter benchmark: wrk -t1, throughput {opts.seconds}s @{CONNECTIONS} conns, "
         f"latency {opts.latency_seconds}s @1 conn, {os.cpu_count()} CPUs; "
@@ -375,9 +396,15 @@ def report(results: list[Result], cmp: dict[str, Any], opts: argparse.Namespace)
         if not note and len(r.rounds_rps) > 1:
             note = "rounds req/s: " + ", ".join(fmt(v, 0) for v in r.rounds_rps)
         print(f"{r.name:<12}{fmt(r.rps, 0):>12}{fmt(r.p50_ms, 3):>12}{fmt(r.p99_ms, 3):>12}  {note}".rstrip())
-    print("\nNemoRouter vs floor:")
+    print_comparison("NemoRouter vs floor:", cmp)
+    if shared is not None:
+        print_comparison(f"NemoRouter on PostgreSQL + Redis ({SHARED_WORKERS} workers) vs floor:", shared)
+
+
+def print_comparison(title: str, cmp: dict[str, Any]) -> None:
+    print(f"\n{title}")
     if not cmp["valid"]:
-        print("  n/a: floor or nemorouter has no valid measurement (see above)")
+        print("  n/a: floor or this row has no valid measurement (see above)")
         return
     verdict = {True: "PASS", False: "FAIL"}
     print(
@@ -395,7 +422,9 @@ def wrk_version() -> str:
     return (proc.stdout or proc.stderr).splitlines()[0].strip() if (proc.stdout or proc.stderr) else "?"
 
 
-def write_json(results: list[Result], cmp: dict[str, Any], opts: argparse.Namespace) -> None:
+def write_json(
+    results: list[Result], cmp: dict[str, Any], opts: argparse.Namespace, shared: dict[str, Any] | None = None
+) -> None:
     doc = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "host": {
@@ -416,6 +445,8 @@ def write_json(results: list[Result], cmp: dict[str, Any], opts: argparse.Namesp
         "targets": {"p50_max_diff_ms": TARGET_P50_DIFF_MS, "rps_min_ratio_pct": 100 * TARGET_RPS_RATIO},
         "results": {r.name: {**asdict(r), "valid": r.valid} for r in results},
         "nemorouter_vs_floor": cmp,
+        "nemo_pg_vs_floor": shared,
+        "nemo_pg_workers": SHARED_WORKERS,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(doc, indent=2) + "\n")
@@ -454,6 +485,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="debug: measure a second floor proxy instance as the nemorouter row, to test the harness "
         "without the gateway (the row is then NOT NemoRouter)",
     )
+    parser.add_argument(
+        "--skip-pg",
+        action="store_true",
+        help="leave out the PostgreSQL + Redis row (it needs NEMO_BENCH_POSTGRES_URL and NEMO_BENCH_REDIS_URL, "
+        "default the local servers)",
+    )
     opts = parser.parse_args(argv)
     if opts.quick:
         opts.seconds, opts.latency_seconds, opts.warmup, opts.rounds = 2, 2, 1, 1
@@ -472,9 +509,10 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted; servers stopped")
         return 130
     cmp = compare(results[1], results[2])
-    report(results, cmp, opts)
-    write_json(results, cmp, opts)
-    bad = [r for r in results if not r.valid]
+    shared = None if opts.skip_pg else compare(results[1], results[3])
+    report(results, cmp, opts, shared)
+    write_json(results, cmp, opts, shared)
+    bad = [r for r in results if not r.valid and not (opts.skip_pg and r.name == "nemo-pg")]
     for r in bad:
         log(f"!!! {r.name.upper()} {r.error}")
     return 1 if bad else 0

@@ -56,7 +56,8 @@ class DbPool:
 class Settings:
     data_dir: Path
     database_url: str
-    redis_url: str | None = None
+    redis_url: str | None = None  # shared rate limits and cache invalidation across replicas
+    redis_prefix: str = "nemo:"  # every Redis key and channel starts with this (one Redis, many gateways)
     db_pool: DbPool = field(default_factory=DbPool)
     master_key: str | None = None
     admin_token: str | None = None
@@ -101,6 +102,7 @@ class Settings:
             data_dir=data_dir,
             database_url=database_url,
             redis_url=env.get("NEMO_REDIS_URL") or None,
+            redis_prefix=env.get("NEMO_REDIS_PREFIX") or "nemo:",
             db_pool=DbPool.from_env(env),
             master_key=env.get("NEMO_MASTER_KEY") or None,
             admin_token=env.get("NEMO_ADMIN_TOKEN") or None,

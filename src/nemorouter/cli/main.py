@@ -62,13 +62,18 @@ def serve(
 ) -> None:
     """Serve every HTTP API."""
     from nemorouter.cli.server import serve as run_server
+    from nemorouter.cli.server import serve_workers, shared_state_problem
 
     settings = Settings.from_env()
-    if workers != 1:
-        fail(
-            "--workers above 1 needs shared state (PostgreSQL and Redis), which this build does not support yet"
-        )
-    run_server(settings, host, port)
+    if workers < 1:
+        fail("--workers must be at least 1")
+    if workers == 1:
+        run_server(settings, host, port)
+        return
+    problem = shared_state_problem(settings)
+    if problem is not None:
+        fail(problem)
+    serve_workers(settings, host, port, workers)
 
 
 @app.command()

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import gc
+import multiprocessing
+import os
+import signal
 import socket
 import sys
+import time
 from collections.abc import Callable, Generator
+from typing import Any
 
 import uvicorn
 
@@ -53,9 +59,8 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
-    logs.configure()
-    config = uvicorn.Config(
+def _config(settings: Settings, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
         create_app(settings),
         host=host,
         port=port,
@@ -70,6 +75,11 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None]
         timeout_keep_alive=30,
     )
 
+
+def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
+    logs.configure()
+    config = _config(settings, host, port)
+
     def ready() -> None:
         print(f"NemoRouter listening on http://{host}:{port}", flush=True)
         if on_ready is not None:
@@ -79,3 +89,92 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None]
     server.run()
     if not server.started:
         sys.exit(1)
+
+
+def shared_state_problem(settings: Settings) -> str | None:
+    """Why several processes cannot share this configuration's state, or None if they can."""
+    if not settings.database_url.startswith(("postgres://", "postgresql://")):
+        return "--workers above 1 needs PostgreSQL (NEMO_DATABASE_URL=postgresql://...): one SQLite file serves one process"
+    if not settings.redis_url:
+        return "--workers above 1 needs Redis (NEMO_REDIS_URL=redis://...) for rate limits and cache invalidation the processes share"
+    return None
+
+
+def _follow_parent(parent: int) -> None:
+    """Linux: get SIGTERM (a graceful drain) if the parent dies, even by SIGKILL; no orphans serving."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it died before the line above
+        sys.exit(0)
+
+
+def _worker(settings: Settings, sock: socket.socket, ready: Any, parent: int) -> None:
+    """One forked worker: its own event loop, store pool and owner id, serving the shared socket."""
+    _follow_parent(parent)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
+    logs.configure()
+    server = _Server(_config(settings, "", 0), ready.set)
+    server.run(sockets=[sock])
+    sys.exit(0 if server.started else 1)
+
+
+def serve_workers(settings: Settings, host: str, port: int, workers: int) -> None:
+    """`serve --workers N`: N forked processes accept on one listening socket.
+
+    Every process is a whole gateway (its own hold owner); they agree through PostgreSQL (money,
+    holds, config) and Redis (rate limits, invalidation). A worker that dies is started again;
+    SIGTERM or SIGINT stops all of them gracefully and exits 0 once they have drained.
+    """
+    logs.configure()
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    ctx = multiprocessing.get_context("fork")
+    stopping = False
+
+    def start() -> tuple[Any, Any]:
+        ready = ctx.Event()
+        proc = ctx.Process(target=_worker, args=(settings, sock, ready, os.getpid()), daemon=False)
+        proc.start()
+        return proc, ready
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc, _ in procs:
+            if proc.is_alive() and proc.pid is not None:
+                os.kill(proc.pid, signal.SIGTERM)
+
+    procs = [start() for _ in range(workers)]
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    announced = False
+    while True:
+        if not announced and all(ready.is_set() for _, ready in procs):
+            print(f"NemoRouter listening on http://{host}:{port} ({workers} workers)", flush=True)
+            announced = True
+        for i, (proc, _) in enumerate(procs):
+            if proc.exitcode is None:
+                continue
+            if stopping:
+                continue
+            if not announced:  # a worker that cannot start: stop the rest and fail
+                stop(signal.SIGTERM, None)
+                for other, _ in procs:
+                    other.join()
+                sys.exit(1)
+            print(
+                f"worker {proc.pid} exited ({proc.exitcode}); starting another", file=sys.stderr, flush=True
+            )
+            procs[i] = start()
+        if stopping and all(proc.exitcode is not None for proc, _ in procs):
+            break
+        time.sleep(0.1)
+    sock.close()
+    sys.exit(0)

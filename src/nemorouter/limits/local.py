@@ -34,6 +34,8 @@ class Ticket:
     concurrency: bool
     decisions: list[tuple[str, Decision]] = field(default_factory=list)  # the key's own, by kind
     token_buckets: list[tuple[str, int]] = field(default_factory=list)  # (bucket, tpm) charged
+    shared: bool = False  # decided in Redis (limits/redis.py), not by this process
+    slot: str | None = None  # its concurrency slot in Redis
 
     @property
     def headers(self) -> dict[str, str]:
@@ -76,6 +78,8 @@ def _refusal_headers(decisions: list[tuple[str, Decision]], kind: str, refused: 
 
 
 class LocalLimiter:
+    shared = False  # True for the Redis limiter: the gateway then awaits `admit_shared`
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._requests: dict[str, float] = {}
@@ -138,6 +142,21 @@ class LocalLimiter:
             decisions,
             [(bucket, per_minute) for bucket, _, per_minute in new_tokens],
         )
+
+    async def admit_shared(
+        self,
+        key_id: str,
+        rpm: int | None,
+        tpm: int | None,
+        max_concurrency: int | None,
+        tokens_estimate: int,
+        account: AccountLimits | None = None,
+    ) -> Ticket:
+        """The same decision, awaited: limiters shared between replicas need a round trip."""
+        return self.admit(key_id, rpm, tpm, max_concurrency, tokens_estimate, account)
+
+    async def close(self) -> None:
+        """Nothing to release in process (the Redis limiter closes its connection)."""
 
     def finish(self, ticket: Ticket, actual_tokens: int | None) -> None:
         """Release concurrency and correct the token estimates with the real count."""

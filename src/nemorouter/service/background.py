@@ -69,6 +69,8 @@ def start_background(services: Services) -> Background:
         jobs.append(services.alerts.run(stopping))
     if services.outbox is not None:
         jobs.append(services.outbox.run(stopping))
+    if services.invalidation is not None:
+        jobs.append(services.invalidation.run(stopping))
     return Background(stopping, [asyncio.create_task(job) for job in jobs])
 
 

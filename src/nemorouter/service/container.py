@@ -9,6 +9,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from nemorouter.engine.http import UpstreamClient
 from nemorouter.limits.local import LocalLimiter
@@ -23,6 +24,10 @@ from nemorouter.settings import Settings
 from nemorouter.store.base import Store, open_store
 from nemorouter.timeutil import utcnow
 from nemorouter.vault import Vault, load_master_key
+
+if TYPE_CHECKING:  # Redis is imported only by gateways configured with it
+    from nemorouter.limits.redis import RedisLimiter
+    from nemorouter.service.invalidation import Invalidation
 
 log = logging.getLogger("nemorouter")
 ADMIN_TOKEN_META = "admin_token_sha256"
@@ -47,6 +52,7 @@ class Services:
     public_limiter: LocalLimiter = field(default_factory=LocalLimiter)
     alerts: AlertWatcher | None = None  # alerts out (server only)
     outbox: OutboxWorker | None = None
+    invalidation: Invalidation | None = None  # with Redis: config changes announced to every replica
 
     def admin_token_ok(self, token: str | None) -> bool:
         """Constant-time check of the operator token against its stored hash."""
@@ -105,11 +111,14 @@ async def start_gateway(services: Services, owner: str) -> None:
     services.client = UpstreamClient(services.settings.timeouts)
     await services.client.start()
     services.auth = Authenticator(store, services.clock, services.routes)
+    limiter = LocalLimiter()
+    if services.settings.redis_url:
+        limiter, services.invalidation = shared_state(services.settings, services.routes)
     services.gateway = Gateway(
         store,
         services.routes,
         services.client,
-        LocalLimiter(),
+        limiter,
         services.clock,
         owner,
         keepalive_seconds=services.settings.sse_keepalive,
@@ -118,7 +127,26 @@ async def start_gateway(services: Services, owner: str) -> None:
     services.outbox = OutboxWorker(store, services.vault, services.settings, services.clock)
 
 
+def shared_state(settings: Settings, routes: RoutingTable) -> tuple[RedisLimiter, Invalidation]:
+    """Redis for replicas: rate limits every replica shares, and config changes announced."""
+    import redis.asyncio as aioredis
+
+    from nemorouter.limits.redis import RedisLimiter
+    from nemorouter.service.invalidation import Invalidation
+
+    assert settings.redis_url is not None
+    client = aioredis.Redis.from_url(
+        settings.redis_url,
+        socket_connect_timeout=0.5,  # a Redis that does not answer falls back quickly (limits/redis.py)
+        socket_timeout=0.5,
+        health_check_interval=10,
+    )
+    return RedisLimiter(client, settings.redis_prefix), Invalidation(client, settings.redis_prefix, routes)
+
+
 async def close_services(services: Services) -> None:
+    if services.gateway is not None and services.gateway.limiter.shared:
+        await services.gateway.limiter.close()
     if services.client is not None:
         await services.client.close()
     await services.store.close()

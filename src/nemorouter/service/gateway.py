@@ -217,9 +217,14 @@ class Gateway:
         hold, dearest = billing.dearest([t.prices for t in targets], bound, max_output)
         try:
             account = AccountLimits(key.account_id, key.account_rpm, key.account_tpm)
-            ticket = self.limiter.admit(
-                key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
-            )
+            if self.limiter.shared:  # Redis, shared by every replica
+                ticket = await self.limiter.admit_shared(
+                    key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
+                )
+            else:
+                ticket = self.limiter.admit(
+                    key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
+                )
         except LimitExceeded as exc:
             self.metrics.rate_limited.labels(exc.what).inc()
             error = RateLimited(

@@ -107,8 +107,11 @@ class RoutingTable:
         self._routes: dict[str, Route] = {}
         self._models: list[Model] = []
         self.problems: list[str] = []
+        self.on_change: Callable[[int], None] | None = None  # told of this process's own changes
 
     async def refresh(self, force: bool = False) -> None:
+        """Reload if the config version moved (checked at most every `check_interval`); `force`
+        reloads now, after a change made by this process, and tells `on_change` (other replicas)."""
         now = time.monotonic()
         if not force and now - self._checked_at < self._check_interval:
             return
@@ -116,9 +119,17 @@ class RoutingTable:
         version = await self._store.config_version()
         if version == self._version and not force:
             return
+        previous = self._version
         self.version = -1  # invalidates dependent caches while loading
         await self._load()
         self._version = self.version = version
+        if force and self.on_change is not None and previous >= 0:
+            self.on_change(version)
+
+    async def recheck(self) -> None:
+        """Check the config version now (another replica said it moved); reload if it did."""
+        self._checked_at = 0.0
+        await self.refresh()
 
     async def _load(self) -> None:
         providers = {p.id: p for p in await self._store.list_providers()}

@@ -1,0 +1,282 @@
+"""Rate limits shared by every replica: the local limiter's semantics, decided in Redis.
+
+One Lua script checks every limit that applies (concurrency, then requests and tokens per
+minute for the key and its account) and charges them only if all pass, so check-all-then-charge
+is atomic across replicas. Time is Redis's own clock (`TIME`), so replicas' clocks never
+disagree. Concurrency slots are members of a sorted set scored by their expiry; a live replica
+renews its slots, a dead one's lapse within `SLOT_TTL` seconds.
+
+When Redis cannot be reached the limiter falls back to per-replica limits (the inherited
+LocalLimiter) and tries Redis again every `RETRY_AFTER` seconds; see docs/deployment.md.
+Money caps never depend on this: they are decided in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from nemorouter.limits.gcra import Decision
+from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket, _refusal_headers
+
+log = logging.getLogger("nemorouter.limits")
+
+_MINUTE_US = 60_000_000
+
+# KEYS: concurrency set, then one key per limit. ARGV: max concurrency (-1: none), slot id,
+# slot ttl (us), then per limit: rate, cost. Returns {allowed, refused index (0: concurrency),
+# then remaining, retry_us, reset_us per limit decided}.
+ADMIT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local maxc = tonumber(ARGV[1])
+if maxc >= 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+  if redis.call('ZCARD', KEYS[1]) >= maxc then
+    return {0, 0}
+  end
+end
+local out = {1, -1}
+local tats = {}
+for i = 2, #KEYS do
+  local rate = tonumber(ARGV[2 + (i - 1) * 2])
+  local cost = tonumber(ARGV[3 + (i - 1) * 2])
+  local interval = 60000000 / rate
+  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  if tat < now then tat = now end
+  local new_tat = tat + interval * cost
+  local allow_at = new_tat - 60000000
+  if allow_at > now + 1 then
+    local remaining = math.floor((60000000 - (tat - now)) / interval + 1e-9)
+    if remaining < 0 then remaining = 0 end
+    table.insert(out, remaining)
+    table.insert(out, math.ceil(allow_at - now))
+    table.insert(out, math.ceil(tat - now))
+    out[1] = 0
+    out[2] = i - 1
+    return out
+  end
+  local remaining = math.floor((60000000 - (new_tat - now)) / interval + 1e-9)
+  if remaining < 0 then remaining = 0 end
+  table.insert(out, remaining)
+  table.insert(out, 0)
+  table.insert(out, math.ceil(new_tat - now))
+  tats[i] = new_tat
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000) + 1000)
+end
+if maxc >= 0 then
+  local ttl = tonumber(ARGV[3])
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
+  redis.call('PEXPIRE', KEYS[1], math.ceil(ttl / 1000) + 1000)
+end
+return out
+"""
+
+# KEYS: concurrency set (or ''), then token keys. ARGV: slot id (or ''), then a delta (us) per key.
+FINISH = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
+for i = 2, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    local tat = tonumber(v) + tonumber(ARGV[i])
+    if tat > now then
+      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+end
+return 1
+"""
+
+# KEYS: concurrency sets; ARGV: slot ttl (us), then `set index, slot id` pairs. Renews live slots.
+RENEW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local ttl = tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  local k = KEYS[tonumber(ARGV[i])]
+  redis.call('ZADD', k, 'XX', now + ttl, ARGV[i + 1])
+  redis.call('PEXPIRE', k, math.ceil(ttl / 1000) + 1000)
+end
+return 1
+"""
+
+
+class RedisLimiter(LocalLimiter):
+    """Shared limits in Redis; the inherited local limiter is the fallback while Redis is down."""
+
+    shared = True
+    SLOT_TTL = 30.0  # seconds a concurrency slot lives without renewal (a dead replica's come back)
+    RENEW_EVERY = 10.0
+    RETRY_AFTER = 1.0  # seconds between attempts to reach Redis while it is down
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        prefix: str = "nemo:",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(clock)
+        self.redis = client
+        self.prefix = prefix
+        self._admit = client.register_script(ADMIT)
+        self._finish = client.register_script(FINISH)
+        self._renew = client.register_script(RENEW)
+        self._slots: dict[str, str] = {}  # slot id -> concurrency set, for renewal
+        self._down_until = 0.0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._renewer: asyncio.Task[None] | None = None
+
+    @property
+    def degraded(self) -> bool:
+        """True while Redis is unreachable and limits are per replica."""
+        return self._down_until > time.monotonic()
+
+    async def admit_shared(
+        self,
+        key_id: str,
+        rpm: int | None,
+        tpm: int | None,
+        max_concurrency: int | None,
+        tokens_estimate: int,
+        account: AccountLimits | None = None,
+    ) -> Ticket:
+        limits = [("", key_id, rpm, tpm)]
+        if account is not None and (account.rpm is not None or account.tpm is not None):
+            limits.append(("account ", f"account:{account.account_id}", account.rpm, account.tpm))
+        keys = [f"{self.prefix}conc:{key_id}"]
+        args: list[Any] = [-1 if max_concurrency is None else max_concurrency, "", int(self.SLOT_TTL * 1e6)]
+        plan: list[tuple[str, str, int]] = []  # (label, kind, rate) per limit, in the script's order
+        token_buckets: list[tuple[str, int]] = []
+        for label, bucket, per_minute, tokens_per_minute in limits:
+            if per_minute is not None:
+                keys.append(f"{self.prefix}rq:{bucket}")
+                args += [per_minute, 1]
+                plan.append((label, "requests", per_minute))
+            if tokens_per_minute is not None:
+                keys.append(f"{self.prefix}tk:{bucket}")
+                args += [tokens_per_minute, min(max(1, tokens_estimate), tokens_per_minute)]
+                plan.append((label, "tokens", tokens_per_minute))
+                token_buckets.append((keys[-1], tokens_per_minute))
+        if max_concurrency is None and not plan:
+            return Ticket(key_id, tokens_estimate, tpm, False)
+        if self._down_until > time.monotonic():
+            return self.admit(key_id, rpm, tpm, max_concurrency, tokens_estimate, account)
+        slot = uuid.uuid4().hex if max_concurrency is not None else ""
+        args[1] = slot
+        try:
+            out = await self._admit(keys=keys, args=args)
+        except RedisError as exc:
+            self._went_down(exc)
+            return self.admit(key_id, rpm, tpm, max_concurrency, tokens_estimate, account)
+        decisions: list[tuple[str, Decision]] = []  # the key's own, by kind (headers built when asked)
+        if out[1] == 0 and not out[0]:
+            assert max_concurrency is not None
+            raise LimitExceeded(
+                "concurrency",
+                Decision(False, max_concurrency, 0, 1.0, 1.0),
+                {"x-ratelimit-limit-concurrency": str(max_concurrency)},
+            )
+        for i, (label, kind, rate) in enumerate(plan):
+            at = 2 + 3 * i
+            if at >= len(out):
+                break
+            refused = not out[0] and out[1] == i + 1
+            decision = Decision(not refused, rate, int(out[at]), out[at + 1] / 1e6, out[at + 2] / 1e6)
+            if not label:
+                decisions.append((kind, decision))
+            if refused:
+                raise LimitExceeded(f"{label}{kind}", decision, _refusal_headers(decisions, kind, decision))
+        ticket = Ticket(key_id, tokens_estimate, tpm, max_concurrency is not None, decisions, token_buckets)
+        if slot:
+            ticket.slot = slot
+            self._slots[slot] = keys[0]
+            self._ensure_renewer()
+        ticket.shared = True
+        return ticket
+
+    def finish(self, ticket: Ticket, actual_tokens: int | None) -> None:
+        """Release the slot and correct the token estimate in the background (no request waits)."""
+        if not ticket.shared:
+            super().finish(ticket, actual_tokens)
+            return
+        slot = ticket.slot or ""
+        if slot:
+            self._slots.pop(slot, None)
+        buckets = ticket.token_buckets if actual_tokens is not None else []
+        if not slot and not buckets:
+            return
+        keys = [f"{self.prefix}conc:{ticket.key_id}"]
+        args: list[Any] = [slot]
+        for bucket, per_minute in buckets:
+            charged = min(max(1, ticket.tokens_estimate), per_minute)
+            keys.append(bucket)
+            args.append(int(((actual_tokens or 0) - charged) * _MINUTE_US / per_minute))
+        self._spawn(self._run_finish(keys, args))
+
+    async def _run_finish(self, keys: list[str], args: list[Any]) -> None:
+        try:
+            await self._finish(keys=keys, args=args)
+        except RedisError as exc:  # the slot lapses by itself; a token correction is lost
+            self._went_down(exc)
+
+    def _went_down(self, exc: Exception) -> None:
+        if self._down_until <= time.monotonic():
+            log.warning(
+                "redis unreachable: rate limits are per replica until it is back", extra={"error": str(exc)}
+            )
+        self._down_until = time.monotonic() + self.RETRY_AFTER
+
+    def _spawn(self, job: Any) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(job)
+        except RuntimeError:
+            job.close()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ensure_renewer(self) -> None:
+        if self._renewer is None or self._renewer.done():
+            self._renewer = asyncio.get_running_loop().create_task(self._renew_forever())
+
+    async def _renew_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.RENEW_EVERY)
+            await self.renew()
+
+    async def renew(self) -> None:
+        """Push back the expiry of this replica's live concurrency slots."""
+        if not self._slots:
+            return
+        sets: dict[str, int] = {}
+        args: list[Any] = [int(self.SLOT_TTL * 1e6)]
+        for slot, conc in list(self._slots.items()):
+            index = sets.setdefault(conc, len(sets) + 1)
+            args += [index, slot]
+        try:
+            await self._renew(keys=list(sets), args=args)
+        except RedisError as exc:
+            self._went_down(exc)
+
+    async def close(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.redis.aclose()
