@@ -58,7 +58,7 @@ async def docs(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 when the database (and Redis, when configured) answers; else 503 naming what failed."""
+    """503 naming the database when it does not answer; Redis is reported (`degraded`), not fatal."""
     services: Services = request.app.state.services
     readiness: Readiness = request.app.state.readiness
     report = await readiness.check(services.store)

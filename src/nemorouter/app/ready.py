@@ -1,6 +1,8 @@
-"""GET /readyz: can this process serve? The database answers, and Redis does when one is
-configured (NEMO_REDIS_URL). A load balancer takes a replica out while either fails; the body
-names the part that failed."""
+"""GET /readyz: can this process serve? The database must answer (503 naming it when it does
+not: a load balancer takes the replica out). Redis, when one is configured (NEMO_REDIS_URL), is
+checked and reported but does not make a replica unready: without it every replica still serves,
+on per-process rate limits (docs/deployment.md), so failing readiness would take every replica
+out at once for an outage they ride through. The body names it under `degraded`; alert on that."""
 
 from __future__ import annotations
 
@@ -26,8 +28,14 @@ class Readiness:
         parts: dict[str, bool] = {"database": await _answers(store.config_version(), "database")}
         if self._redis_url is not None:
             parts["redis"] = await _answers(self._ping(), "redis")
-        failed = [name for name, ok in parts.items() if not ok]
-        return {"ok": not failed, **parts, **({"failed": failed} if failed else {})}
+        failed = [name for name in ("database",) if not parts[name]]
+        degraded = [name for name in ("redis",) if parts.get(name) is False]
+        return {
+            "ok": not failed,
+            **parts,
+            **({"failed": failed} if failed else {}),
+            **({"degraded": degraded} if degraded else {}),
+        }
 
     async def _ping(self) -> bool:
         if self._redis is None:
