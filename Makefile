@@ -4,16 +4,30 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint venv clean
+.PHONY: run test bench lint venv clean lock
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Every dependency, build tools and pip included, is installed from hash-pinned locks
+# (requirements/*.lock, made by `make lock` from pyproject.toml's pins): a package whose file
+# differs from the one locked is refused.
+$(STAMP): pyproject.toml requirements/pip.lock requirements/dev.lock
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python >= 3.11 is required"'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/pip.lock
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements/dev.lock
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
+
+# Re-lock after changing a pin in pyproject.toml (tests/test_dependency_lock.py fails until then).
+LOCK_TOOLS := .venv-lock
+lock:
+	$(PYTHON) -m venv $(LOCK_TOOLS)
+	$(LOCK_TOOLS)/bin/pip install -q --disable-pip-version-check pip-tools==7.6.2
+	$(LOCK_TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+		--no-emit-find-links --extra dev --extra otel --all-build-deps -o requirements/dev.lock pyproject.toml
+	$(LOCK_TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links -o requirements/pip.lock requirements/pip.in
 
 run: $(STAMP)
 	$(BIN)/nemorouter demo
@@ -39,4 +53,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build dist
+	rm -rf $(VENV) $(LOCK_TOOLS) build dist
