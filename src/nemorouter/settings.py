@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
 
 class SettingsError(ValueError):
     """A setting from the environment is invalid; the message names it (shown as one line)."""
@@ -72,6 +74,7 @@ class Settings:
     client_body_timeout: float = 60.0  # seconds to send its whole body once the headers are in
     max_header_bytes: int = 64 * 1024  # request line and headers together (else 431)
     otlp_endpoint: str | None = None  # OpenTelemetry traces over OTLP/HTTP when set (tracing.py)
+    log_level: str = "INFO"  # NEMO_LOG_LEVEL; the one line per request is written at INFO
     # -- money trail ("One bill" 3, 4): Stripe top-ups and alerts out --------------------------
     stripe_webhook_secret: str | None = None  # unset: POST /webhooks/stripe answers 503
     stripe_topup_url: str | None = None  # the console's "add credits" link; `{account_id}` is filled in
@@ -96,6 +99,9 @@ class Settings:
             raise SettingsError(
                 "need 0 < NEMO_PROCESS_LEASE_RENEW < NEMO_PROCESS_LEASE (seconds; defaults 5 and 15)"
             )
+        log_level = (env.get("NEMO_LOG_LEVEL") or "INFO").upper()
+        if log_level not in LOG_LEVELS:
+            raise SettingsError(f"NEMO_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         data_dir = Path(env.get("NEMO_DATA_DIR") or Path.home() / ".nemorouter").expanduser()
         database_url = env.get("NEMO_DATABASE_URL") or f"sqlite:///{data_dir / 'nemorouter.db'}"
         return cls(
@@ -122,6 +128,7 @@ class Settings:
             client_body_timeout=float(env.get("NEMO_CLIENT_BODY_TIMEOUT") or 60),
             max_header_bytes=int(env.get("NEMO_MAX_HEADER_BYTES") or 64 * 1024),
             otlp_endpoint=env.get("NEMO_OTLP_ENDPOINT") or None,
+            log_level=log_level,
             lease_seconds=lease,
             lease_renew=renew,
         )

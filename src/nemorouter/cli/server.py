@@ -77,7 +77,7 @@ def _config(settings: Settings, host: str, port: int) -> uvicorn.Config:
 
 
 def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
-    logs.configure()
+    logs.configure(settings.log_level)
     config = _config(settings, host, port)
 
     def ready() -> None:
@@ -112,7 +112,7 @@ def _worker(settings: Settings, sock: socket.socket, ready: Any, parent: int) ->
     """One forked worker: its own event loop, store pool and owner id, serving the shared socket."""
     _follow_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns Ctrl-C into SIGTERM
-    logs.configure()
+    logs.configure(settings.log_level)
     server = _Server(_config(settings, "", 0), ready.set)
     server.run(sockets=[sock])
     sys.exit(0 if server.started else 1)
@@ -125,7 +125,7 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
     holds, config) and Redis (rate limits, invalidation). A worker that dies is started again;
     SIGTERM or SIGINT stops all of them gracefully and exits 0 once they have drained.
     """
-    logs.configure()
+    logs.configure(settings.log_level)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
