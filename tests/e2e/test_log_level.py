@@ -17,7 +17,9 @@ def request_lines(log: Path) -> list[dict[str, object]]:
 
 
 @pytest.mark.parametrize(("level", "written"), [(None, 1), ("WARNING", 0)])
-def test_the_request_line_follows_the_level(tmp_path: Path, sim: Sim, level: str | None, written: int) -> None:
+def test_the_request_line_follows_the_level(
+    tmp_path: Path, sim: Sim, level: str | None, written: int
+) -> None:
     gw = new_gateway(tmp_path, sim)
     if level is not None:
         gw.env["NEMO_LOG_LEVEL"] = level
