@@ -140,3 +140,18 @@ async def test_a_statement_past_the_command_timeout_is_cancelled(pg_url: str) ->
         assert await store.pending_migrations() == []  # the connection is usable again
     finally:
         await store.close()
+
+
+async def test_settle_function_takes_the_outcome_columns_in_order(pg_url: str) -> None:
+    # nemo_settle (migration 0008) binds the outcome by position: its parameters must follow
+    # `_OUTCOME_COLUMNS`, or a settle would write one column's value into another.
+    from nemorouter.store.postgres_money import _OUTCOME_COLUMNS
+
+    store = PostgresStore(pg_url)
+    try:
+        await store.migrate()
+        found = await store._one("SELECT proargnames FROM pg_proc WHERE proname = 'nemo_settle'")
+        assert found is not None
+        assert list(found[0]) == ["p_id", "p_window", *(f"p_{c}" for c in _OUTCOME_COLUMNS)]
+    finally:
+        await store.close()

@@ -141,6 +141,19 @@ class PostgresConnection:
                 log.warning("deadlock broken by the database; retrying", extra={"attempt": attempt})
         raise AssertionError("unreachable")
 
+    async def _call(self, sql: str, *params: Any) -> Any:
+        """One statement in a transaction of its own (a server-side function: one round trip);
+        its value. Retried from the start if the server broke a deadlock."""
+        pool = await self._connect()
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                return await pool.fetchval(sql, *params)
+            except asyncpg.DeadlockDetectedError:
+                if attempt == _ATTEMPTS:
+                    raise
+                log.warning("deadlock broken by the database; retrying", extra={"attempt": attempt})
+        raise AssertionError("unreachable")
+
     @staticmethod
     async def _matched(conn: Conn, sql: str, *params: Any) -> bool:
         """Run a conditional statement ending in `RETURNING 1`: did it touch a row?"""

@@ -6,10 +6,12 @@ from __future__ import annotations
 import operator
 from collections import defaultdict
 
+import asyncpg
+
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.ledger import LedgerSums, check
-from nemorouter.store.postgres_conn import Conn, PostgresConnection, Refused
+from nemorouter.store.postgres_conn import Conn, PostgresConnection
 from nemorouter.store.postgres_seals import seal_problems
 from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
 from nemorouter.timeutil import utcnow
@@ -29,26 +31,11 @@ _FAIL = (
     " RETURNING hold, account_id, key_id"
 )
 
-_HOLD_ON_KEY = (
-    "UPDATE api_keys SET held = held + $1 WHERE id = $2 AND revoked_at IS NULL AND NOT disabled"
-    " AND (expires_at IS NULL OR expires_at > $3) AND (limit_pico IS NULL OR"
-    " (CASE WHEN window_start = $4 THEN window_usage ELSE 0 END) + held + $1 <= limit_pico) RETURNING 1"
-)
-_HOLD_ON_ACCOUNT = (
-    "UPDATE accounts SET held = held + $1 WHERE id = $2 AND total_credits - total_usage - held >= $1"
-    " RETURNING 1"
-)
-_OPEN_HOLD = (
-    "INSERT INTO generations (id, account_id, key_id, model, endpoint, streamed, status, hold, owner,"
-    " created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $8, $9) ON CONFLICT (id) DO NOTHING"
-    " RETURNING 1"
-)
-_CHARGE_KEY = (
-    "UPDATE api_keys SET held = held - $1, usage = usage + $2,"
-    " window_usage = (CASE WHEN window_start = $3 THEN window_usage ELSE 0 END) + $2,"
-    " window_start = $3 WHERE id = $4"
-)
-_CHARGE_ACCOUNT = "UPDATE accounts SET held = held - $1, total_usage = total_usage + $2 WHERE id = $3"
+# One round trip each (migration 0008): the rows stay locked only while the statements run.
+_RESERVE = "SELECT nemo_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+_SETTLE = f"SELECT nemo_settle({', '.join(f'${i}' for i in range(1, len(_OUTCOME_COLUMNS) + 3))})"
+_REFUSED = "nemo_refused:"
+
 _UNHOLD_KEY = "UPDATE api_keys SET held = held - $1 WHERE id = $2"
 _UNHOLD_ACCOUNT = "UPDATE accounts SET held = held - $1 WHERE id = $2"
 
@@ -58,36 +45,33 @@ class PostgresMoney(PostgresConnection):
         """Hold `hold.amount` against the key's window limit and the account's balance, atomically,
         checking in the same step that the key is live."""
 
-        async def op(conn: Conn) -> None:
-            amount = hold.amount
-            if not await self._matched(conn, _HOLD_ON_KEY, amount, hold.key_id, now, hold.window):
-                raise Refused("key")
-            if not await self._matched(conn, _HOLD_ON_ACCOUNT, amount, hold.account_id):
-                raise Refused("account")
-            if not await self._matched(
-                conn,
-                _OPEN_HOLD,
-                hold.request_id,
-                hold.account_id,
+        try:
+            # nemo_reserve: key, then account, then the pending record, in one transaction that
+            # does not wait to durability (a hold lost in a crash of the server is one no charge
+            # can follow: settle finds no pending record, so the cap is never passed).
+            outcome = await self._call(
+                _RESERVE,
+                hold.amount,
                 hold.key_id,
+                now,
+                hold.window,
+                hold.account_id,
+                hold.request_id,
                 hold.model,
                 hold.endpoint,
                 hold.streamed,
-                amount,
                 hold.owner,
                 hold.created_at,
-            ):
-                raise Refused("duplicate")
-
-        try:
-            # Not awaited to durability: a hold lost in a crash of the server is one no charge
-            # can follow (settle finds no pending record), so the cap is never passed.
-            await self._atomic(op, durable=False)
-        except Refused as refused:  # rolled back: nothing was held
-            if str(refused) == "duplicate":
-                raise StoreError(f"request {hold.request_id} already has a record") from None
-            return await self._why_refused(hold, now, str(refused))
-        return ReserveResult("ok")
+            )
+        except asyncpg.RaiseError as exc:  # raised after the key was held: all rolled back
+            if not str(exc.message).startswith(_REFUSED):
+                raise
+            outcome = str(exc.message).removeprefix(_REFUSED)
+        if outcome == "ok":
+            return ReserveResult("ok")
+        if outcome == "duplicate":
+            raise StoreError(f"request {hold.request_id} already has a record")
+        return await self._why_refused(hold, now, outcome)
 
     async def _why_refused(self, hold: Hold, now: str, what: str) -> ReserveResult:
         if what == "account":
@@ -110,19 +94,9 @@ class PostgresMoney(PostgresConnection):
         )
 
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
-        """Replace the hold with the exact charge and complete the record; once per request."""
-
-        async def op(conn: Conn) -> bool:
-            done = await conn.fetchrow(_COMPLETE, *_OUTCOME_VALUES(generation), request_id)
-            if done is None:
-                return False  # settled, released or recovered already
-            held, account_id, key_id = done
-            cost = generation.cost
-            await conn.execute(_CHARGE_KEY, held, cost, window, key_id)
-            await conn.execute(_CHARGE_ACCOUNT, held, cost, account_id)
-            return True
-
-        return await self._atomic(op)
+        """Replace the hold with the exact charge and complete the record; once per request
+        (false when it has no open hold: settled, released or recovered already)."""
+        return bool(await self._call(_SETTLE, request_id, window, *_OUTCOME_VALUES(generation)))
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.
