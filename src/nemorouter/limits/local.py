@@ -41,10 +41,7 @@ class Ticket:
     def headers(self) -> dict[str, str]:
         """OpenAI's x-ratelimit-* headers for the key's limits, built only when asked for (the
         success path never needs them)."""
-        out: dict[str, str] = {}
-        for kind, decision in self.decisions:
-            out.update(_headers(kind, decision))
-        return out
+        return _headers_of(self.decisions)
 
 
 class LimitExceeded(Exception):
@@ -71,10 +68,14 @@ def _headers(kind: str, decision: Decision) -> dict[str, str]:
 
 def _refusal_headers(decisions: list[tuple[str, Decision]], kind: str, refused: Decision) -> dict[str, str]:
     """The key's headers decided so far; a refusal with none of the key's reports itself."""
+    return _headers_of(decisions) or _headers(kind, refused)
+
+
+def _headers_of(decisions: list[tuple[str, Decision]]) -> dict[str, str]:
     out: dict[str, str] = {}
-    for named, decision in decisions:
-        out.update(_headers(named, decision))
-    return out or _headers(kind, refused)
+    for kind, decision in decisions:
+        out.update(_headers(kind, decision))
+    return out
 
 
 class LocalLimiter:

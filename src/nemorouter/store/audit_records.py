@@ -49,6 +49,19 @@ class AuditRecord:
     chain: str
 
 
+def audit_record(row: Any) -> AuditRecord:
+    """A stored row (sqlite3.Row or asyncpg.Record: both index by column name) as a record."""
+    entry = AuditEntry(
+        at=row["at"],
+        actor=row["actor"],
+        action=row["action"],
+        account_id=row["account_id"],
+        targets=orjson.loads(row["targets"]),
+        params=orjson.loads(row["params"]),
+    )
+    return AuditRecord(seq=row["seq"], entry=entry, digest=row["digest"], chain=row["chain"])
+
+
 def _canonical(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 

@@ -3,16 +3,13 @@ replicas append one at a time), list with filters, verify."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import orjson
-
 from nemorouter.store.audit_records import (
     GENESIS,
     AuditEntry,
     AuditRecord,
     audit_digest,
     audit_filters,
+    audit_record,
     check_audit_chain,
     encode,
     link,
@@ -20,18 +17,6 @@ from nemorouter.store.audit_records import (
 from nemorouter.store.postgres_conn import Conn, PostgresConnection
 
 _AUDIT_LOCK = 0x6E656D6F_61756469  # "nemoaudi": serializes appends across every replica
-
-
-def _record(row: Any) -> AuditRecord:
-    entry = AuditEntry(
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        account_id=row["account_id"],
-        targets=orjson.loads(row["targets"]),
-        params=orjson.loads(row["params"]),
-    )
-    return AuditRecord(seq=row["seq"], entry=entry, digest=row["digest"], chain=row["chain"])
 
 
 class PostgresAudit(PostgresConnection):
@@ -74,9 +59,9 @@ class PostgresAudit(PostgresConnection):
         rows = await self._all(
             f"SELECT * FROM audit_log{where} ORDER BY seq DESC LIMIT ${len(values) + 1}", *values, limit
         )
-        return [_record(r) for r in rows]
+        return [audit_record(r) for r in rows]
 
     async def verify_audit(self) -> tuple[list[str], int]:
         async with self._tx(snapshot=True) as conn:
             rows = await conn.fetch("SELECT * FROM audit_log ORDER BY seq")
-        return check_audit_chain(_record(r) for r in rows)
+        return check_audit_chain(audit_record(r) for r in rows)

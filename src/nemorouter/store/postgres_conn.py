@@ -48,10 +48,6 @@ def describe(dsn: str) -> str:
     return where + (parts.path or "/")
 
 
-class Refused(Exception):
-    """Raised inside a transaction to roll it back: the operation declined."""
-
-
 class PostgresConnection:
     def __init__(
         self, dsn: str, *, min_size: int = 2, max_size: int = 10, command_timeout: float | None = None
@@ -121,8 +117,8 @@ class PostgresConnection:
                     yield conn
 
     async def _atomic(self, op: Callable[[Conn], Awaitable[T]], *, durable: bool = True) -> T:
-        """Run `op` in one transaction: committed if it returns, rolled back if it raises
-        (`Refused` included); retried from the start if the server broke a deadlock.
+        """Run `op` in one transaction: committed if it returns, rolled back if it raises;
+        retried from the start if the server broke a deadlock.
 
         With `durable=False` the commit does not wait for the WAL flush: the change binds every
         other transaction at once, and only a crash of the database server within a moment

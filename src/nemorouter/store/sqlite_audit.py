@@ -2,33 +2,18 @@
 
 from __future__ import annotations
 
-import sqlite3
-
-import orjson
-
 from nemorouter.store.audit_records import (
     GENESIS,
     AuditEntry,
     AuditRecord,
     audit_digest,
     audit_filters,
+    audit_record,
     check_audit_chain,
     encode,
     link,
 )
 from nemorouter.store.sqlite_conn import SqliteConnection
-
-
-def _record(row: sqlite3.Row) -> AuditRecord:
-    entry = AuditEntry(
-        at=row["at"],
-        actor=row["actor"],
-        action=row["action"],
-        account_id=row["account_id"],
-        targets=orjson.loads(row["targets"]),
-        params=orjson.loads(row["params"]),
-    )
-    return AuditRecord(seq=row["seq"], entry=entry, digest=row["digest"], chain=row["chain"])
 
 
 class SqliteAudit(SqliteConnection):
@@ -70,8 +55,8 @@ class SqliteAudit(SqliteConnection):
         """The newest entries first, filtered (`target`: any id among the entry's targets)."""
         where, values = audit_filters(actor, action, account_id, target, since, until, "?")
         rows = self._all(f"SELECT * FROM audit_log{where} ORDER BY seq DESC LIMIT ?", (*values, limit))
-        return [_record(r) for r in rows]
+        return [audit_record(r) for r in rows]
 
     async def verify_audit(self) -> tuple[list[str], int]:
         self._flush()
-        return check_audit_chain(_record(r) for r in self._all("SELECT * FROM audit_log ORDER BY seq"))
+        return check_audit_chain(audit_record(r) for r in self._all("SELECT * FROM audit_log ORDER BY seq"))
