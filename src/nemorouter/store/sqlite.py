@@ -555,7 +555,7 @@ class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAu
 
     async def usage_rows(self, account_id: str, since: str, until: str) -> list[UsageRow]:
         sums: dict[tuple[str, str, str, str | None, int | None], list[int]] = {}
-        cursor = self._db.execute(
+        cursor = self._read(
             "SELECT substr(created_at, 1, 10), key_id, model, provider, price_version_id, prompt_tokens,"
             " completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost FROM generations"
             f" WHERE account_id = ? AND created_at >= ? AND created_at < ? AND {self._CHARGED}",
@@ -572,7 +572,7 @@ class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAu
         """Charged requests served by `provider`, summed per UTC day, vault key (`key_id` holds the
         provider key id), upstream model and price snapshot: what the provider's invoice bills."""
         sums: dict[tuple[str, str, str, str | None, int | None], list[int]] = {}
-        cursor = self._db.execute(
+        cursor = self._read(
             "SELECT substr(created_at, 1, 10), provider_key_id, upstream_model, provider, price_version_id,"
             " prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost"
             f" FROM generations WHERE provider = ? AND created_at >= ? AND created_at < ? AND {self._CHARGED}",
@@ -587,7 +587,7 @@ class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAu
 
     async def charges_before(self, account_id: str, until: str) -> int:
         total = 0
-        for (cost,) in self._db.execute(
+        for (cost,) in self._read(
             "SELECT cost FROM generations WHERE account_id = ? AND created_at < ? AND status != 'pending'"
             " AND cost != 0",
             (account_id, until),

@@ -33,4 +33,6 @@ class SqliteLeases(SqliteConnection):
     async def recover_dead_holds(self) -> list[Hold]:
         with self._tx() as db:
             db.execute("DELETE FROM process_leases WHERE expires_at <= ?", (iso(utcnow()),))
-            return orphan_holds(db, "owner NOT IN (SELECT owner FROM process_leases)", ())
+            found = orphan_holds(db, "owner NOT IN (SELECT owner FROM process_leases)", ())
+        self._holds_released(found)
+        return found
