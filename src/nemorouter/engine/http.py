@@ -73,7 +73,7 @@ class UpstreamClient:
     def __init__(self, timeouts: Timeouts) -> None:
         self._timeouts = timeouts
         self._session: aiohttp.ClientSession | None = None
-        self._timeout_cache: dict[tuple[Timeouts, str], aiohttp.ClientTimeout] = {}
+        self._timeout_cache: dict[tuple[Timeouts, bool], aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
@@ -95,20 +95,32 @@ class UpstreamClient:
             raise RuntimeError("UpstreamClient.start() was not called")
         return self._session
 
-    def _timeout(self, override: Timeouts | None, between_reads: str) -> aiohttp.ClientTimeout:
+    def _timeout(self, override: Timeouts | None, stream: bool) -> aiohttp.ClientTimeout:
         """A per-request timeout (aiohttp reads `timeout=None` as "no timeout at all": never pass it),
-        built once per distinct setting."""
+        built once per distinct setting.
+
+        A stream gets `idle` between reads. A whole answer's first byte comes when the provider
+        has finished (headers and body together), so "to the first byte" bounds the exchange:
+        `total` capped at `first_byte`, one deadline, where a per-read timer would re-arm on
+        every chunk.
+        """
         chosen = override or self._timeouts
-        found = self._timeout_cache.get((chosen, between_reads))
+        found = self._timeout_cache.get((chosen, stream))
         if found is None:
-            found = self._timeout_cache[(chosen, between_reads)] = aiohttp.ClientTimeout(
-                total=chosen.total, connect=chosen.connect, sock_read=getattr(chosen, between_reads)
-            )
+            if stream:
+                made = aiohttp.ClientTimeout(
+                    total=chosen.total, connect=chosen.connect, sock_read=chosen.idle
+                )
+            else:
+                made = aiohttp.ClientTimeout(
+                    total=min(chosen.total, chosen.first_byte), connect=chosen.connect
+                )
+            found = self._timeout_cache[(chosen, stream)] = made
         return found
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts | None = None) -> RawResponse:
         """POST and read the whole answer (`timeouts` overrides the client's defaults)."""
-        timeout = self._timeout(timeouts, "first_byte")
+        timeout = self._timeout(timeouts, stream=False)
         try:
             async with self.session.post(
                 request.url, data=request.body, headers=request.headers, timeout=timeout
@@ -122,7 +134,7 @@ class UpstreamClient:
         self, request: UpstreamRequest, timeouts: Timeouts | None = None
     ) -> StreamHandle | RawResponse:
         """POST a stream request: a StreamHandle on 200, else the whole error answer."""
-        timeout = self._timeout(timeouts or self._timeouts, "idle")
+        timeout = self._timeout(timeouts, stream=True)
         try:
             resp = await self.session.post(
                 request.url, data=request.body, headers=request.headers, timeout=timeout
