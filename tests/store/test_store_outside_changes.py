@@ -16,27 +16,13 @@ import pytest
 
 from nemorouter.service.admin import Admin
 from nemorouter.store.base import Store
-from nemorouter.store.records import ApiKey, Generation, Hold
+from nemorouter.store.records import ApiKey, Hold
 from nemorouter.timeutil import new_id
 
+from .test_store_leases import charge
 from .test_store_reserve import NOW_TEXT, USD, hold, make_key
 
 RawSql = Callable[..., Awaitable[int]]  # the `raw_sql` fixture: one statement behind the store's back
-
-
-def charge(h: Hold, cost: int) -> Generation:
-    return Generation(
-        h.request_id,
-        h.account_id,
-        h.key_id,
-        "m/x",
-        "chat",
-        False,
-        "success",
-        NOW_TEXT,
-        cost=cost,
-        hold=h.amount,
-    )
 
 
 async def settled_once(store: Store, key: ApiKey, cost: int = 1) -> Hold:
