@@ -9,7 +9,6 @@ tests change the rows around its back, after it has loaded them, and check that 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -19,10 +18,9 @@ from nemorouter.store.base import Store
 from nemorouter.store.records import ApiKey, Hold
 from nemorouter.timeutil import new_id
 
+from .conftest import RawSql
 from .test_store_leases import charge
 from .test_store_reserve import NOW_TEXT, USD, hold, make_key
-
-RawSql = Callable[..., Awaitable[int]]  # the `raw_sql` fixture: one statement behind the store's back
 
 
 async def settled_once(store: Store, key: ApiKey, cost: int = 1) -> Hold:
