@@ -89,8 +89,8 @@ class _KeyMoney:
     disabled: bool
     expires_at: str | None
     held_change: int = 0
-    # Charges not written yet, in order, as [window, sum] runs (a window rolls over rarely).
-    charges: list[list[object]] = field(default_factory=list)
+    # Charges not written yet, in order, as (window, sum) runs (a window rolls over rarely).
+    charges: list[tuple[str, int]] = field(default_factory=list)
 
     def refusal(self, now: str) -> str | None:
         if self.revoked:
@@ -111,9 +111,9 @@ class _KeyMoney:
         self.window_usage = (self.window_usage if self.window_start == window else 0) + cost
         self.window_start = window
         if self.charges and self.charges[-1][0] == window:
-            self.charges[-1][1] += cost  # type: ignore[operator]
+            self.charges[-1] = (window, self.charges[-1][1] + cost)
         else:
-            self.charges.append([window, cost])
+            self.charges.append((window, cost))
 
 
 @dataclass(slots=True)
@@ -270,9 +270,9 @@ class SqliteMoney(SqliteConnection):
         self._opened_in_batch.append(hold.request_id)
         return ReserveResult("ok")
 
-    def _close(self, db: sqlite3.Connection, request_id: str) -> _Open | None:
-        """Take `request_id`'s hold off the books of memory (None if this connection has no such
-        open hold); the caller writes its record."""
+    def _close(self, db: sqlite3.Connection, request_id: str) -> tuple[_KeyMoney, _AccountMoney] | None:
+        """Take `request_id`'s hold off the books of memory and return its key's and account's
+        counters (None if this connection has no such open hold); the caller writes its record."""
         found = self._open.pop(request_id, None)
         if found is None:
             return None
@@ -284,7 +284,7 @@ class SqliteMoney(SqliteConnection):
         account.held_change -= found.amount
         self._dirty_keys.add(found.key_id)
         self._dirty_accounts.add(found.account_id)
-        return found
+        return key, account
 
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
         """Replace the hold with the exact charge and complete the record; once per request.
@@ -293,13 +293,12 @@ class SqliteMoney(SqliteConnection):
         """
         loop = asyncio.get_running_loop()
         db = self._in_batch(loop)
-        found = self._close(db, request_id)
-        if found is None:
+        closed = self._close(db, request_id)
+        if closed is None:
             return await self._settle_unknown(request_id, generation, window)
+        key, account = closed
         cost = generation.cost
         self._completions.append(_outcome(generation))
-        key, account = self._keys[found.key_id], self._accounts[found.account_id]
-        assert key is not None and account is not None
         key.charge(window, cost)
         account.available -= cost
         account.usage_change += cost
@@ -319,7 +318,7 @@ class SqliteMoney(SqliteConnection):
             self._accounts.pop(generation.account_id, None)
             return True
 
-        self._apply_buffered(self._db)
+        self._apply_buffered(self._db)  # what memory owes the rows, before their mirrors are dropped
         return await self._write(op)
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
