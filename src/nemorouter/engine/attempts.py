@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from nemorouter.engine.http import RawResponse, StreamHandle, TransportFailure, UpstreamClient
+from nemorouter.engine.http import RawResponse, StreamHandle, Transport, TransportFailure
 from nemorouter.providers.registry import Adapter
 from nemorouter.providers.types import (
     Completion,
@@ -45,7 +45,7 @@ def _build(build: Callable[[T], UpstreamRequest], target: T) -> UpstreamRequest 
 
 
 async def send_first(
-    client: UpstreamClient,
+    client: Transport,
     targets: Sequence[T],
     adapter_of: Callable[[T], Adapter],
     build: Callable[[T], UpstreamRequest],
@@ -81,7 +81,7 @@ async def send_first(
 
 
 async def stream_first(
-    client: UpstreamClient,
+    client: Transport,
     targets: Sequence[T],
     adapter_of: Callable[[T], Adapter],
     build: Callable[[T], UpstreamRequest],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
@@ -65,6 +66,16 @@ class StreamHandle:
 
     def close(self) -> None:
         self._response.close()
+
+
+class Transport(Protocol):
+    """What the gateway sends through: an UpstreamClient, or a wrapper of one (tracing's)."""
+
+    async def send(self, request: UpstreamRequest, timeouts: Timeouts | None = None) -> RawResponse: ...
+
+    async def open_stream(
+        self, request: UpstreamRequest, timeouts: Timeouts | None = None
+    ) -> StreamHandle | RawResponse: ...
 
 
 class UpstreamClient:

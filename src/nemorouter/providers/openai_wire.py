@@ -56,7 +56,7 @@ def chat_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
     out["model"] = upstream.model
     out = apply_quirks(out, upstream.config.get("vendor"))
     if any(
-        (isinstance(m, dict) and _FOREIGN_MESSAGE_FIELDS & m.keys()) or _has_cache_control(m)
+        (isinstance(m, dict) and not _FOREIGN_MESSAGE_FIELDS.isdisjoint(m)) or _has_cache_control(m)
         for m in out.get("messages") or ()
     ):
         out["messages"] = [_openai_message(m) for m in out["messages"]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 
 from nemorouter.errors import AuthError, Forbidden
 from nemorouter.service.keyformat import hash_key, key_scope
@@ -18,6 +19,12 @@ def bearer(header: str | None) -> str | None:
         return None
     scheme, _, value = header.partition(" ")
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
+
+
+class Authenticates(Protocol):
+    """What the app authenticates through: an Authenticator, or a wrapper of one (tracing's)."""
+
+    async def authenticate(self, secret: str | None, scope: str, *, cached: bool = False) -> ApiKey: ...
 
 
 class Authenticator:

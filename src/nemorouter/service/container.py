@@ -15,7 +15,7 @@ from nemorouter.engine.http import UpstreamClient
 from nemorouter.limits.local import LocalLimiter
 from nemorouter.service.admin import Admin
 from nemorouter.service.alerts import AlertWatcher
-from nemorouter.service.auth import Authenticator
+from nemorouter.service.auth import Authenticates, Authenticator
 from nemorouter.service.catalog import bundled_catalog
 from nemorouter.service.gateway import Gateway
 from nemorouter.service.outbox import OutboxWorker
@@ -47,7 +47,7 @@ class Services:
     admin_token_hash: str | None = None
     routes: RoutingTable | None = None
     gateway: Gateway | None = None
-    auth: Authenticator | None = None
+    auth: Authenticates | None = None  # an Authenticator (tracing may wrap it)
     client: UpstreamClient | None = None
     public_limiter: LocalLimiter = field(default_factory=LocalLimiter)
     alerts: AlertWatcher | None = None  # alerts out (server only)

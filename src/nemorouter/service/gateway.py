@@ -19,7 +19,7 @@ from typing import Any
 from nemorouter import jsonx
 from nemorouter.engine.attempts import AttemptsFailed, send_first, stream_first
 from nemorouter.engine.health import Health
-from nemorouter.engine.http import UpstreamClient
+from nemorouter.engine.http import Transport
 from nemorouter.errors import (
     Forbidden,
     InvalidRequest,
@@ -94,7 +94,7 @@ class Gateway:
         self,
         store: Store,
         routes: RoutingTable,
-        client: UpstreamClient,
+        client: Transport,
         limiter: LocalLimiter,
         clock: Callable[[], datetime],
         owner: str,
