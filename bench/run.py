@@ -339,9 +339,13 @@ def run_all(opts: argparse.Namespace) -> list[Result]:
                 failed["nemo-pg"] = f"not measured: {exc}"
 
         rounds: dict[str, list[Result]] = {n: [] for n in names}
+        compared = names[1:]
         for index in range(opts.rounds):
-            for name in names:
-                if name in failed or (name == "direct" and index > 0):
+            # Each round starts one row later, so no row always runs right after another one.
+            shift = index % len(compared)
+            order = (names[:1] if index == 0 else ()) + compared[shift:] + compared[:shift]
+            for name in order:
+                if name in failed:
                     continue
                 url, key, model = targets[name]
                 log(f"round {index + 1}/{opts.rounds}")
