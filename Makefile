@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint venv clean lock
+.PHONY: run test bench lint venv native clean lock
 
 venv: $(STAMP)
 
@@ -19,6 +19,12 @@ $(STAMP): pyproject.toml requirements/pip.lock requirements/dev.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
+# The request path's hot modules compiled with mypyc, into the venv (tools/build_native.py): redone
+# only when one of their sources changed; an edited source is never shadowed by an old build (the
+# package falls back to plain Python until this runs again; NEMO_NATIVE=0 forces plain Python).
+native: $(STAMP)
+	@$(BIN)/python tools/build_native.py --if-stale
+
 # Re-lock after changing a pin in pyproject.toml (tests/test_dependency_lock.py fails until then).
 LOCK_TOOLS := .venv-lock
 lock:
@@ -29,10 +35,10 @@ lock:
 	$(LOCK_TOOLS)/bin/pip-compile -q --generate-hashes --allow-unsafe --no-emit-index-url \
 		--no-emit-find-links -o requirements/pip.lock requirements/pip.in
 
-run: $(STAMP)
+run: native
 	$(BIN)/nemorouter demo
 
-test: $(STAMP)
+test: native
 	@# Statement tests render PDF pages to PNG with pdftoppm (Debian's poppler-utils).
 	@command -v pdftoppm >/dev/null 2>&1 || { apt-get install -y -qq poppler-utils >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq poppler-utils >/dev/null 2>&1; } || \
@@ -43,13 +49,13 @@ test: $(STAMP)
 		echo "note: chromium unavailable; the console's browser tests will be skipped"; }
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: native
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(BIN)/python bench/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench tools
+	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
 
 clean:

@@ -17,7 +17,7 @@ from typing import Any
 
 import uvicorn
 
-from nemorouter import logs
+from nemorouter import _native, logs
 from nemorouter.app import create_app
 from nemorouter.cli.guarded_http import guarded_protocol, sweep
 from nemorouter.settings import Settings
@@ -82,6 +82,13 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None]
 
     def ready() -> None:
         print(f"NemoRouter listening on http://{host}:{port}", flush=True)
+        compiled = _native.compiled_modules()
+        print(
+            f"native: {len(compiled)} hot modules compiled (mypyc)"
+            if compiled
+            else f"native: not in use, {_native.status}; plain Python",
+            flush=True,
+        )
         if on_ready is not None:
             on_ready()
 

@@ -1,0 +1,152 @@
+"""Compile the request path's modules with mypyc, into the virtual environment, never the source tree.
+
+`make` runs this after installing (Makefile: the `native` stamp). The extension modules go to
+`<venv>/nemorouter-native/` with a manifest of each source's SHA-256; `nemorouter._native` loads
+them only while every listed source is unchanged, so an edited `.py` is never shadowed by an old
+build: the whole set falls back to plain Python until the next `make`. The code is the same code
+either way; mypyc turns its type annotations into native calls and attribute slots (about a
+fifth less CPU on these modules), which is why only fully annotated, hot modules are listed.
+
+    python tools/build_native.py             # build (or rebuild) the set
+    python tools/build_native.py --if-stale  # build only if a listed source changed (what make runs)
+    python tools/build_native.py --clean     # remove the build: plain Python everywhere
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+# Hot on every request (see docs/architecture.md, "Speed"). A module here must not be subclassed,
+# monkeypatched or given new attributes from interpreted code (mypyc makes its classes native),
+# and its annotations must hold at run time: a compiled function given a value of another type
+# raises TypeError. So money/usage.py stays out: its checks of provider-reported counts
+# (a float, a bool, a negative number) must raise its own ValueError.
+MODULES = (
+    "nemorouter/app/fast.py",
+    "nemorouter/engine/attempts.py",
+    "nemorouter/engine/health.py",
+    "nemorouter/engine/http.py",
+    "nemorouter/jsonx.py",
+    "nemorouter/limits/gcra.py",
+    "nemorouter/logs.py",
+    "nemorouter/money/amounts.py",
+    "nemorouter/money/cost.py",
+    "nemorouter/money/holds.py",
+    "nemorouter/money/prices.py",
+    "nemorouter/money/windows.py",
+    "nemorouter/providers/bounds.py",
+    "nemorouter/providers/openai_wire.py",
+    "nemorouter/providers/types.py",
+    "nemorouter/service/auth.py",
+    "nemorouter/service/billing.py",
+    "nemorouter/service/bodies.py",
+    "nemorouter/service/gateway.py",
+    "nemorouter/service/keyformat.py",
+    "nemorouter/service/metrics.py",
+    "nemorouter/service/routing.py",
+    "nemorouter/service/selection.py",
+    "nemorouter/store/records.py",
+    "nemorouter/timeutil.py",
+)
+OUT_NAME = "nemorouter-native"
+MANIFEST = "manifest.json"
+
+
+def out_dir() -> Path:
+    return Path(sys.prefix) / OUT_NAME
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def module_name(rel: str) -> str:
+    return rel.removesuffix(".py").replace("/", ".")
+
+
+def current() -> bool:
+    """Whether the build matches this interpreter and every listed source."""
+    try:
+        manifest = json.loads((out_dir() / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    hashes = {module_name(rel): sha256(SRC / rel) for rel in MODULES}
+    return bool(manifest.get("python") == sys.version and manifest.get("sources") == hashes)
+
+
+def build() -> None:
+    from mypyc.build import mypycify  # the dev dependencies: mypy ships mypyc
+    from setuptools import setup
+
+    hashes = {module_name(rel): sha256(SRC / rel) for rel in MODULES}
+    final = out_dir()
+    with tempfile.TemporaryDirectory(prefix="nemo-native-") as tmp:
+        staging = Path(tmp) / "lib"
+        cwd = os.getcwd()
+        os.chdir(SRC)  # mypyc names modules by their path: nemorouter/app/fast.py -> nemorouter.app.fast
+        try:
+            extensions = mypycify(
+                [*MODULES, "--config-file", str(ROOT / "pyproject.toml")],
+                opt_level="3",
+                target_dir=str(Path(tmp) / "c"),
+                group_name="nemorouter_native",
+            )
+            setup(
+                name="nemorouter-native",
+                ext_modules=extensions,
+                script_args=[
+                    "-q",
+                    "build_ext",
+                    "--build-lib",
+                    str(staging),
+                    "--build-temp",
+                    str(Path(tmp) / "o"),
+                ],
+            )
+        finally:
+            os.chdir(cwd)
+        files = {
+            ".".join(p.relative_to(staging).parts).split(".cpython-")[0].split(".abi3")[0]: str(
+                p.relative_to(staging)
+            )
+            for p in staging.rglob("*.so")
+        }
+        missing = sorted(set(hashes) - set(files))
+        if missing:
+            raise SystemExit(f"mypyc built no extension for: {', '.join(missing)}")
+        manifest = {"python": sys.version, "sources": hashes, "files": files}
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        shutil.rmtree(final, ignore_errors=True)
+        shutil.move(str(staging), final)
+    print(f"native: {len(hashes)} modules compiled into {final}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clean", action="store_true", help="remove the build")
+    parser.add_argument("--if-stale", action="store_true", help="build only if a listed source changed")
+    opts = parser.parse_args()
+    if opts.clean:
+        shutil.rmtree(out_dir(), ignore_errors=True)
+        print(f"native: removed {out_dir()}")
+        return 0
+    if opts.if_stale and current():
+        return 0
+    print(f"native: compiling {len(MODULES)} modules with mypyc (about a minute)...", flush=True)
+    build()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
