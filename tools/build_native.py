@@ -32,11 +32,14 @@ SRC = ROOT / "src"
 # (a float, a bool, a negative number) must raise its own ValueError.
 MODULES = (
     "nemorouter/app/fast.py",
+    "nemorouter/app/throttle.py",
     "nemorouter/engine/attempts.py",
     "nemorouter/engine/health.py",
     "nemorouter/engine/http.py",
     "nemorouter/jsonx.py",
     "nemorouter/limits/gcra.py",
+    "nemorouter/limits/local.py",
+    "nemorouter/limits/redis.py",
     "nemorouter/logs.py",
     "nemorouter/money/amounts.py",
     "nemorouter/money/cost.py",
@@ -95,7 +98,13 @@ def build() -> None:
         os.chdir(SRC)  # mypyc names modules by their path: nemorouter/app/fast.py -> nemorouter.app.fast
         try:
             extensions = mypycify(
-                [*MODULES, "--config-file", str(ROOT / "pyproject.toml")],
+                [
+                    *MODULES,
+                    "--config-file",
+                    str(ROOT / "pyproject.toml"),
+                    "--cache-dir",
+                    str(Path(tmp) / "mypy"),
+                ],
                 opt_level="3",
                 target_dir=str(Path(tmp) / "c"),
                 group_name="nemorouter_native",

@@ -22,11 +22,18 @@ class TransportFailure(Exception):
         self.failure = failure
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class RawResponse:
     status: int
     retry_after: int | None
     body: bytes
+
+    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
+    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    def __init__(self, status: int, retry_after: int | None, body: bytes) -> None:
+        self.status = status
+        self.retry_after = retry_after
+        self.body = body
 
 
 def _retry_after(headers: Mapping[str, str]) -> int | None:

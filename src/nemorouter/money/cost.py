@@ -8,7 +8,7 @@ from nemorouter.money.prices import Prices
 from nemorouter.money.usage import Usage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class CostBreakdown:
     """Pico-USD per category; `total` is their exact sum."""
 
@@ -18,6 +18,18 @@ class CostBreakdown:
     cache_write_1h: int
     output: int
     request: int
+
+    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
+    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    def __init__(
+        self, input: int, cache_read: int, cache_write: int, cache_write_1h: int, output: int, request: int
+    ) -> None:
+        self.input = input
+        self.cache_read = cache_read
+        self.cache_write = cache_write
+        self.cache_write_1h = cache_write_1h
+        self.output = output
+        self.request = request
 
     @property
     def total(self) -> int:

@@ -17,7 +17,7 @@ class SseEvent:
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Upstream:
     """Where and how to call one deployment."""
 
@@ -27,8 +27,24 @@ class Upstream:
     max_output: int = 4096  # the catalog's limit, sent when the request sets none and the API requires one
     config: Mapping[str, Any] = field(default_factory=dict)  # provider settings, e.g. Azure's api-version
 
+    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
+    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        secret: str,
+        max_output: int = 4096,
+        config: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.base_url = base_url
+        self.secret = secret
+        self.max_output = max_output
+        self.config = {} if config is None else config
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class UpstreamRequest:
     """One HTTP request to a provider, fully built (the secret is already in `headers`)."""
 
@@ -36,6 +52,14 @@ class UpstreamRequest:
     headers: dict[str, str]
     body: bytes
     stream: bool = False
+
+    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
+    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    def __init__(self, url: str, headers: dict[str, str], body: bytes, stream: bool = False) -> None:
+        self.url = url
+        self.headers = headers
+        self.body = body
+        self.stream = stream
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +78,7 @@ class Failure:
         return self.kind == "auth"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Completion:
     """A parsed non-stream upstream response, in OpenAI's chat shape."""
 
@@ -62,6 +86,20 @@ class Completion:
     usage: Usage | None
     finish_reason: str | None
     raw_usage: dict[str, Any] | None = None
+
+    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
+    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    def __init__(
+        self,
+        body: dict[str, Any],
+        usage: Usage | None,
+        finish_reason: str | None,
+        raw_usage: dict[str, Any] | None = None,
+    ) -> None:
+        self.body = body
+        self.usage = usage
+        self.finish_reason = finish_reason
+        self.raw_usage = raw_usage
 
 
 @dataclass(slots=True)

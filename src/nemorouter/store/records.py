@@ -126,7 +126,7 @@ class CatalogEntry:
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Hold:
     """The worst case of one request, reserved before it is sent; also the start of its record."""
 
@@ -141,8 +141,34 @@ class Hold:
     endpoint: str = "chat"
     streamed: bool = False
 
+    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
+    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    def __init__(
+        self,
+        request_id: str,
+        account_id: str,
+        key_id: str,
+        amount: int,
+        window: str,
+        owner: str,
+        created_at: str,
+        model: str = "",
+        endpoint: str = "chat",
+        streamed: bool = False,
+    ) -> None:
+        self.request_id = request_id
+        self.account_id = account_id
+        self.key_id = key_id
+        self.amount = amount
+        self.window = window
+        self.owner = owner
+        self.created_at = created_at
+        self.model = model
+        self.endpoint = endpoint
+        self.streamed = streamed
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True, init=False)
 class ReserveResult:
     """`reason` is `ok`, `insufficient_credits`, `key_limit_exceeded`, `key_revoked`,
     `key_disabled`, `key_expired` or `key_missing`; `available` is what could have been held."""
@@ -150,12 +176,18 @@ class ReserveResult:
     reason: str
     available: int = 0
 
+    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
+    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    def __init__(self, reason: str, available: int = 0) -> None:
+        self.reason = reason
+        self.available = available
+
     @property
     def ok(self) -> bool:
         return self.reason == "ok"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Generation:
     id: str
     account_id: str
@@ -183,6 +215,64 @@ class Generation:
     latency_ms: int | None = None
     error: str | None = None
     raw_usage: str | None = None
+
+    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
+    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    def __init__(
+        self,
+        id: str,
+        account_id: str,
+        key_id: str,
+        model: str,
+        endpoint: str,
+        streamed: bool,
+        status: str,
+        created_at: str,
+        provider: str | None = None,
+        upstream_model: str | None = None,
+        deployment_id: str | None = None,
+        provider_key_id: str | None = None,
+        cancelled: bool = False,
+        finish_reason: str | None = None,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        cached_tokens: int = 0,
+        cache_write_tokens: int = 0,
+        cache_write_1h_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        cost: int = 0,
+        hold: int = 0,
+        price_version_id: int | None = None,
+        latency_ms: int | None = None,
+        error: str | None = None,
+        raw_usage: str | None = None,
+    ) -> None:
+        self.id = id
+        self.account_id = account_id
+        self.key_id = key_id
+        self.model = model
+        self.endpoint = endpoint
+        self.streamed = streamed
+        self.status = status
+        self.created_at = created_at
+        self.provider = provider
+        self.upstream_model = upstream_model
+        self.deployment_id = deployment_id
+        self.provider_key_id = provider_key_id
+        self.cancelled = cancelled
+        self.finish_reason = finish_reason
+        self.prompt_tokens = prompt_tokens
+        self.completion_tokens = completion_tokens
+        self.cached_tokens = cached_tokens
+        self.cache_write_tokens = cache_write_tokens
+        self.cache_write_1h_tokens = cache_write_1h_tokens
+        self.reasoning_tokens = reasoning_tokens
+        self.cost = cost
+        self.hold = hold
+        self.price_version_id = price_version_id
+        self.latency_ms = latency_ms
+        self.error = error
+        self.raw_usage = raw_usage
 
 
 @dataclass(frozen=True, slots=True)
