@@ -97,3 +97,8 @@ def test_a_default_list_or_mapping_is_new_for_each_record() -> None:
     assert first.decisions == [] and first.decisions is not second.decisions
     assert first.token_buckets == [] and first.token_buckets is not second.token_buckets
     assert Upstream("m", "http://x", "s").config == {}
+
+
+def test_an_upstreams_repr_leaves_out_its_secret() -> None:
+    text = repr(Upstream("gpt-4o-mini", "https://api.openai.com/v1", "sk-vault-secret-1234"))
+    assert "sk-vault-secret" not in text and "gpt-4o-mini" in text

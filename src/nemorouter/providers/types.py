@@ -23,7 +23,7 @@ class Upstream:
 
     model: str  # the provider's own model id
     base_url: str  # as in the provider's official SDK
-    secret: str
+    secret: str = field(repr=False)  # the vault key: never in a repr, a log line or an error
     max_output: int = 4096  # the catalog's limit, sent when the request sets none and the API requires one
     config: Mapping[str, Any] = field(default_factory=dict)  # provider settings, e.g. Azure's api-version
 
