@@ -75,8 +75,8 @@ def test_one_edited_source_turns_the_whole_build_off(tmp_path: Path) -> None:
     (package / "jsonx.py").write_text("A = 1\n")
     (package / "money" / "cost.py").write_text("B = 2\n")
     sources = {
-        "nemorouter.jsonx": build_native.sha256(package / "jsonx.py"),
-        "nemorouter.money.cost": build_native.sha256(package / "money" / "cost.py"),
+        "nemorouter.jsonx": _native.sha256(package / "jsonx.py"),
+        "nemorouter.money.cost": _native.sha256(package / "money" / "cost.py"),
     }
     root = _fake_build(tmp_path, sources)
     before = list(sys.meta_path)

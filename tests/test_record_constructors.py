@@ -69,24 +69,13 @@ def test_init_takes_every_field_with_its_default(cls: type) -> None:
 
 
 def test_init_stores_every_field() -> None:
-    values = {f.name: f"{f.name}-value" for f in dataclasses.fields(Generation)}
-    values |= {"streamed": True, "cancelled": True, "price_version_id": 3, "latency_ms": 4}
-    values |= {
-        name: n
-        for n, name in enumerate(
-            (
-                "prompt_tokens",
-                "completion_tokens",
-                "cached_tokens",
-                "cache_write_tokens",
-                "cache_write_1h_tokens",
-                "reasoning_tokens",
-                "cost",
-                "hold",
-            ),
-            start=10,
-        )
-    }
+    def sample(index: int, param: ast.arg) -> object:
+        kind = ast.unparse(param.annotation) if param.annotation else ""  # as written in the source
+        if kind.startswith("bool"):
+            return True
+        return 10 + index if kind.startswith("int") else f"{param.arg}-value"
+
+    values = {p.arg: sample(i, p) for i, p in enumerate(_init_of(Generation).args.args[1:])}
     made = Generation(**values)
     assert {f.name: getattr(made, f.name) for f in dataclasses.fields(Generation)} == values
     assert dataclasses.replace(made, cost=99) == Generation(**{**values, "cost": 99})

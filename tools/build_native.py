@@ -15,7 +15,7 @@ fifth less CPU on these modules), which is why only fully annotated, hot modules
 from __future__ import annotations
 
 import argparse
-import hashlib
+import importlib.machinery
 import json
 import os
 import shutil
@@ -23,8 +23,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nemorouter import _native
+
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
+PACKAGE = SRC / "nemorouter"
 # Hot on every request (see docs/architecture.md, "Speed"). A module here must not be subclassed,
 # monkeypatched or given new attributes from interpreted code (mypyc makes its classes native),
 # and its annotations must hold at run time: a compiled function given a value of another type
@@ -60,16 +63,10 @@ MODULES = (
     "nemorouter/store/records.py",
     "nemorouter/timeutil.py",
 )
-OUT_NAME = "nemorouter-native"
-MANIFEST = "manifest.json"
 
 
 def out_dir() -> Path:
-    return Path(sys.prefix) / OUT_NAME
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return Path(sys.prefix) / _native.BUILD_DIR
 
 
 def module_name(rel: str) -> str:
@@ -77,20 +74,27 @@ def module_name(rel: str) -> str:
 
 
 def current() -> bool:
-    """Whether the build matches this interpreter and every listed source."""
-    try:
-        manifest = json.loads((out_dir() / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return False
-    hashes = {module_name(rel): sha256(SRC / rel) for rel in MODULES}
-    return bool(manifest.get("python") == sys.version and manifest.get("sources") == hashes)
+    """Whether the build is of exactly these modules, for this interpreter, from these sources."""
+    manifest = _native.read_manifest(out_dir())
+    return (
+        _native.problem(manifest, PACKAGE) is None
+        and manifest is not None
+        and sorted(manifest["sources"]) == sorted(module_name(rel) for rel in MODULES)
+    )
+
+
+def _module_of(path: Path, lib: Path) -> str:
+    """nemorouter/app/fast.cpython-311-x86_64-linux-gnu.so -> nemorouter.app.fast"""
+    rel = str(path.relative_to(lib))
+    suffix = next(s for s in importlib.machinery.EXTENSION_SUFFIXES if rel.endswith(s))
+    return rel.removesuffix(suffix).replace("/", ".")
 
 
 def build() -> None:
     from mypyc.build import mypycify  # the dev dependencies: mypy ships mypyc
     from setuptools import setup
 
-    hashes = {module_name(rel): sha256(SRC / rel) for rel in MODULES}
+    hashes = {module_name(rel): _native.sha256(SRC / rel) for rel in MODULES}
     final = out_dir()
     with tempfile.TemporaryDirectory(prefix="nemo-native-") as tmp:
         staging = Path(tmp) / "lib"
@@ -123,17 +127,12 @@ def build() -> None:
             )
         finally:
             os.chdir(cwd)
-        files = {
-            ".".join(p.relative_to(staging).parts).split(".cpython-")[0].split(".abi3")[0]: str(
-                p.relative_to(staging)
-            )
-            for p in staging.rglob("*.so")
-        }
+        files = {_module_of(p, staging): str(p.relative_to(staging)) for p in staging.rglob("*.so")}
         missing = sorted(set(hashes) - set(files))
         if missing:
             raise SystemExit(f"mypyc built no extension for: {', '.join(missing)}")
         manifest = {"python": sys.version, "sources": hashes, "files": files}
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         shutil.rmtree(final, ignore_errors=True)
         shutil.move(str(staging), final)
     print(f"native: {len(hashes)} modules compiled into {final}")

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 BUILD_DIR = "nemorouter-native"
 # Why the build is not in use (None: it is); for `nemorouter serve`'s start-up line and the tests.
@@ -43,16 +44,39 @@ class _NativeFinder(importlib.abc.MetaPathFinder):
         return sorted(name for name in self._files if name.startswith("nemorouter."))
 
 
-def _stale(package_dir: Path, sources: dict[str, str]) -> list[str]:
-    out = []
-    for name, digest in sources.items():
-        path = package_dir.parent.joinpath(*name.split(".")).with_suffix(".py")
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def source_of(package_dir: Path, module: str) -> Path:
+    """The source file of `module` (nemorouter.x.y) in the package at `package_dir`."""
+    return package_dir.parent.joinpath(*module.split(".")).with_suffix(".py")
+
+
+def read_manifest(root: Path) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return found
+
+
+def problem(manifest: dict[str, Any] | None, package_dir: Path) -> str | None:
+    """Why the build `manifest` describes can't run the sources in `package_dir` (None: it can)."""
+    if manifest is None:
+        return "not built (make builds it)"
+    if manifest.get("python") != sys.version:
+        return "built for another Python"
+    stale = []
+    for name, digest in manifest["sources"].items():
         try:
-            if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-                out.append(name)
+            if sha256(source_of(package_dir, name)) != digest:
+                stale.append(name)
         except OSError:
-            out.append(name)
-    return out
+            stale.append(name)
+    if stale:
+        return f"stale: {', '.join(sorted(stale))} changed since the build (make rebuilds it)"
+    return None
 
 
 def install(package_dir: Path, root: Path | None = None) -> None:
@@ -63,20 +87,11 @@ def install(package_dir: Path, root: Path | None = None) -> None:
     if os.environ.get("NEMO_NATIVE", "1") == "0":
         status = "off (NEMO_NATIVE=0)"
         return
-    try:
-        manifest = json.loads((root / "manifest.json").read_text())
-    except (OSError, ValueError):
-        status = "not built (make builds it)"
-        return
-    if manifest.get("python") != sys.version:
-        status = "built for another Python"
-        return
-    stale = _stale(package_dir, manifest["sources"])
-    if stale:
-        status = f"stale: {', '.join(sorted(stale))} changed since the build (make rebuilds it)"
-        return
-    sys.meta_path.insert(0, _NativeFinder(root, manifest["files"]))
-    status = None
+    manifest = read_manifest(root)
+    status = problem(manifest, package_dir)
+    if status is None:
+        assert manifest is not None
+        sys.meta_path.insert(0, _NativeFinder(root, manifest["files"]))
 
 
 def compiled_modules() -> list[str]:

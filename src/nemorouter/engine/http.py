@@ -28,8 +28,7 @@ class RawResponse:
     retry_after: int | None
     body: bytes
 
-    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
-    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(self, status: int, retry_after: int | None, body: bytes) -> None:
         self.status = status
         self.retry_after = retry_after

@@ -18,8 +18,7 @@ class Decision:
     retry_after: float  # seconds until `cost` units fit (0 when allowed)
     reset_after: float  # seconds until the bucket is full again
 
-    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
-    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(
         self, allowed: bool, limit: int, remaining: int, retry_after: float, reset_after: float
     ) -> None:

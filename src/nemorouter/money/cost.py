@@ -19,8 +19,7 @@ class CostBreakdown:
     output: int
     request: int
 
-    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
-    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(
         self, input: int, cache_read: int, cache_write: int, cache_write_1h: int, output: int, request: int
     ) -> None:

@@ -27,8 +27,7 @@ class Upstream:
     max_output: int = 4096  # the catalog's limit, sent when the request sets none and the API requires one
     config: Mapping[str, Any] = field(default_factory=dict)  # provider settings, e.g. Azure's api-version
 
-    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
-    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(
         self,
         model: str,
@@ -53,8 +52,7 @@ class UpstreamRequest:
     body: bytes
     stream: bool = False
 
-    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
-    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(self, url: str, headers: dict[str, str], body: bytes, stream: bool = False) -> None:
         self.url = url
         self.headers = headers
@@ -87,8 +85,7 @@ class Completion:
     finish_reason: str | None
     raw_usage: dict[str, Any] | None = None
 
-    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
-    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(
         self,
         body: dict[str, Any],

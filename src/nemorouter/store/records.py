@@ -141,8 +141,7 @@ class Hold:
     endpoint: str = "chat"
     streamed: bool = False
 
-    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
-    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(
         self,
         request_id: str,
@@ -176,8 +175,7 @@ class ReserveResult:
     reason: str
     available: int = 0
 
-    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
-    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(self, reason: str, available: int = 0) -> None:
         self.reason = reason
         self.available = available
@@ -216,8 +214,7 @@ class Generation:
     error: str | None = None
     raw_usage: str | None = None
 
-    # Built on every request: a hand-written __init__, which mypyc compiles to a direct
-    # constructor (the dataclass-made one, frozen, costs ~50x more). Treat it as immutable.
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(
         self,
         id: str,
