@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from nemorouter import jsonx
 from nemorouter.engine.attempts import AttemptsFailed, send_first, stream_first
 from nemorouter.engine.health import Health
@@ -362,8 +364,19 @@ class Gateway:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    # Outcome fields are named keywords, not **extra: a compiled call, no kwargs dict per request.
     def generation(
-        self, call: Call, target: Target | None, usage: Usage, cost: int, status: str, **extra: Any
+        self,
+        call: Call,
+        target: Target | None,
+        usage: Usage,
+        cost: int,
+        status: str,
+        *,
+        cancelled: bool = False,
+        finish_reason: str | None = None,
+        raw_usage: str | None = None,
+        error: str | None = None,
     ) -> Generation:
         return Generation(
             id=call.id,
@@ -388,13 +401,37 @@ class Gateway:
             hold=call.hold,
             price_version_id=target.price_version_id if target else None,
             latency_ms=int((time.monotonic() - call.started) * 1000),
-            **extra,
+            cancelled=cancelled,
+            finish_reason=finish_reason,
+            raw_usage=raw_usage,
+            error=error,
         )
 
-    async def settle(self, call: Call, target: Target, usage: Usage, status: str, **extra: Any) -> int:
+    async def settle(
+        self,
+        call: Call,
+        target: Target,
+        usage: Usage,
+        status: str,
+        *,
+        cancelled: bool = False,
+        finish_reason: str | None = None,
+        raw_usage: str | None = None,
+        error: str | None = None,
+    ) -> int:
         """Charge the exact cost of `usage` at the serving deployment's prices; returns it."""
         cost = cost_of(usage, target.prices).total
-        gen = self.generation(call, target, usage, cost, status, **extra)
+        gen = self.generation(
+            call,
+            target,
+            usage,
+            cost,
+            status,
+            cancelled=cancelled,
+            finish_reason=finish_reason,
+            raw_usage=raw_usage,
+            error=error,
+        )
         reset = call.key.limit_reset
         window = "all" if reset is None else window_start(reset, self.clock())
         if not await self.store.settle(call.id, gen, window):
@@ -457,7 +494,7 @@ class Gateway:
             usage,
             "success",
             finish_reason=completion.finish_reason,
-            raw_usage=jsonx.dumps(raw_usage).decode() if raw_usage else None,
+            raw_usage=orjson.dumps(raw_usage).decode() if raw_usage else None,  # parsed JSON: no Usd
         )
         body = completion.body
         body["id"] = call.id

@@ -136,7 +136,7 @@ async def _finish(gateway: Gateway, call: Call, target: Target, state: _State) -
         status,
         cancelled=state.cancelled,
         finish_reason="error" if state.error else state.finish_reason,
-        raw_usage=jsonx.dumps(raw).decode() if raw else None,
+        raw_usage=orjson.dumps(raw).decode() if raw else None,  # parsed JSON: no Usd
         error=state.error.message if state.error else None,
     )
     return cost, usage
