@@ -1,14 +1,14 @@
 """JSON in and out: orjson for speed, money written as exact number literals.
 
-orjson cannot emit a raw number literal, so a `Usd` is first written as a marker string
-carrying a per-process random nonce (no client text can forge it) and the marker is then
-replaced by the exact decimal. Money in request bodies is parsed with Decimal, never float.
+A `Usd` is written as an `orjson.Fragment` of its exact decimal text: orjson copies a fragment
+into the output as it is, so money never passes through float and no text is rewritten after
+serialization (a client's string can never turn into a number). Money in request bodies is
+parsed with Decimal, never float.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from decimal import Decimal
 from typing import Any
 
@@ -16,14 +16,10 @@ import orjson
 
 from nemorouter.money import Usd, format_usd
 
-_NONCE = secrets.token_hex(8)
-_MARK = f"\x02{_NONCE}:"
-_MARK_BYTES = b'"\\u0002' + _NONCE.encode() + b":"  # how orjson writes the start of a marker
-
 
 def _default(obj: Any) -> Any:
     if isinstance(obj, Usd):
-        return f"{_MARK}{obj.pico}"
+        return orjson.Fragment(format_usd(obj.pico))
     if isinstance(obj, Decimal):
         return str(obj)
     raise TypeError(f"cannot serialize {type(obj).__name__}")
@@ -31,21 +27,7 @@ def _default(obj: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """Serialize to JSON bytes; `Usd` values become exact number literals."""
-    out = orjson.dumps(obj, default=_default)
-    start = out.find(_MARK_BYTES)
-    if start < 0:
-        return out
-    parts: list[bytes] = []
-    done, skip = 0, len(_MARK_BYTES)
-    while start >= 0:  # a marker is a whole string `"<\u0002>NONCE:<pico>"`; other text stays
-        end = out.find(b'"', start + skip)
-        digits = out[start + skip : end]
-        if end > 0 and digits.removeprefix(b"-").isdigit():
-            parts += (out[done:start], format_usd(int(digits)).encode())
-            done = end + 1
-        start = out.find(_MARK_BYTES, start + skip)
-    parts.append(out[done:])
-    return b"".join(parts)
+    return orjson.dumps(obj, default=_default)
 
 
 def loads(data: bytes | str) -> Any:
