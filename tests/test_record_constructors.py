@@ -16,12 +16,13 @@ from nemorouter.limits.local import Ticket
 from nemorouter.money.cost import CostBreakdown
 from nemorouter.providers.types import Completion, Upstream, UpstreamRequest
 from nemorouter.service.gateway import Call, JsonReply
-from nemorouter.store.records import Generation, Hold, ReserveResult
+from nemorouter.store.records import Generation, Hold, Outcome, ReserveResult
 
 HAND_WRITTEN = [
     Hold,
     ReserveResult,
     Generation,
+    Outcome,
     RawResponse,
     UpstreamRequest,
     Upstream,

@@ -51,7 +51,7 @@ from nemorouter.service.routing import Route, RoutingTable, Target, adapter_of
 from nemorouter.service.selection import candidates, health_names
 from nemorouter.settings import Timeouts
 from nemorouter.store.base import Store
-from nemorouter.store.records import ApiKey, Generation, Hold
+from nemorouter.store.records import ApiKey, Generation, Hold, Outcome
 from nemorouter.timeutil import iso, time_ordered_id
 
 log = logging.getLogger("nemorouter.gateway")
@@ -364,20 +364,10 @@ class Gateway:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    # Outcome fields are named keywords, not **extra: a compiled call, no kwargs dict per request.
     def generation(
-        self,
-        call: Call,
-        target: Target | None,
-        usage: Usage,
-        cost: int,
-        status: str,
-        *,
-        cancelled: bool = False,
-        finish_reason: str | None = None,
-        raw_usage: str | None = None,
-        error: str | None = None,
+        self, call: Call, target: Target | None, usage: Usage, cost: int, status: str, outcome: Outcome
     ) -> Generation:
+        raw_usage = outcome.raw_usage
         return Generation(
             id=call.id,
             account_id=call.key.account_id,
@@ -401,37 +391,16 @@ class Gateway:
             hold=call.hold,
             price_version_id=target.price_version_id if target else None,
             latency_ms=int((time.monotonic() - call.started) * 1000),
-            cancelled=cancelled,
-            finish_reason=finish_reason,
-            raw_usage=raw_usage,
-            error=error,
+            cancelled=outcome.cancelled,
+            finish_reason=outcome.finish_reason,
+            raw_usage=orjson.dumps(raw_usage).decode() if raw_usage else None,  # parsed JSON: no Usd
+            error=outcome.error,
         )
 
-    async def settle(
-        self,
-        call: Call,
-        target: Target,
-        usage: Usage,
-        status: str,
-        *,
-        cancelled: bool = False,
-        finish_reason: str | None = None,
-        raw_usage: str | None = None,
-        error: str | None = None,
-    ) -> int:
+    async def settle(self, call: Call, target: Target, usage: Usage, status: str, outcome: Outcome) -> int:
         """Charge the exact cost of `usage` at the serving deployment's prices; returns it."""
         cost = cost_of(usage, target.prices).total
-        gen = self.generation(
-            call,
-            target,
-            usage,
-            cost,
-            status,
-            cancelled=cancelled,
-            finish_reason=finish_reason,
-            raw_usage=raw_usage,
-            error=error,
-        )
+        gen = self.generation(call, target, usage, cost, status, outcome)
         reset = call.key.limit_reset
         window = "all" if reset is None else window_start(reset, self.clock())
         if not await self.store.settle(call.id, gen, window):
@@ -471,7 +440,7 @@ class Gateway:
 
     async def release(self, call: Call, error: str | None = None) -> None:
         """Drop the hold without charge (failed before output)."""
-        gen = self.generation(call, None, Usage(), 0, "error", error=error)
+        gen = self.generation(call, None, Usage(), 0, "error", Outcome(error=error))
         await self.store.release(call.id, gen)
         self.limiter.finish(call.ticket, 0)
         self.metrics.open_holds -= 1
@@ -493,8 +462,7 @@ class Gateway:
             target,
             usage,
             "success",
-            finish_reason=completion.finish_reason,
-            raw_usage=orjson.dumps(raw_usage).decode() if raw_usage else None,  # parsed JSON: no Usd
+            Outcome(finish_reason=completion.finish_reason, raw_usage=raw_usage),
         )
         body = completion.body
         body["id"] = call.id

@@ -23,6 +23,7 @@ from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.types import Failure, SseEvent, StreamStep
 from nemorouter.service.failures import client_message
 from nemorouter.service.routing import Target
+from nemorouter.store.records import Outcome
 
 KEEPALIVE = b": keepalive\n\n"
 
@@ -134,9 +135,11 @@ async def _finish(gateway: Gateway, call: Call, target: Target, state: _State) -
         target,
         usage,
         status,
-        cancelled=state.cancelled,
-        finish_reason="error" if state.error else state.finish_reason,
-        raw_usage=orjson.dumps(raw).decode() if raw else None,  # parsed JSON: no Usd
-        error=state.error.message if state.error else None,
+        Outcome(
+            cancelled=state.cancelled,
+            finish_reason="error" if state.error else state.finish_reason,
+            raw_usage=raw,
+            error=state.error.message if state.error else None,
+        ),
     )
     return cost, usage

@@ -272,6 +272,29 @@ class Generation:
         self.raw_usage = raw_usage
 
 
+@dataclass(slots=True, init=False)
+class Outcome:
+    """How a request ended besides its usage and cost: what its Generation records of it."""
+
+    cancelled: bool = False
+    finish_reason: str | None = None
+    raw_usage: dict[str, Any] | None = None  # the provider's usage object, as it sent it
+    error: str | None = None
+
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
+    def __init__(
+        self,
+        cancelled: bool = False,
+        finish_reason: str | None = None,
+        raw_usage: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
+        self.cancelled = cancelled
+        self.finish_reason = finish_reason
+        self.raw_usage = raw_usage
+        self.error = error
+
+
 @dataclass(frozen=True, slots=True)
 class LedgerReport:
     problems: list[str]
