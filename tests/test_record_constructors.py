@@ -14,6 +14,7 @@ from nemorouter.engine.http import RawResponse
 from nemorouter.limits.gcra import Decision
 from nemorouter.limits.local import Ticket
 from nemorouter.money.cost import CostBreakdown
+from nemorouter.money.usage import Usage
 from nemorouter.providers.types import Completion, Upstream, UpstreamRequest
 from nemorouter.service.gateway import Call, JsonReply
 from nemorouter.store.records import Generation, Hold, Outcome, ReserveResult
@@ -32,6 +33,7 @@ HAND_WRITTEN = [
     Ticket,
     Decision,
     CostBreakdown,
+    Usage,
 ]
 
 

@@ -31,8 +31,8 @@ PACKAGE = SRC / "nemorouter"
 # Hot on every request (see docs/architecture.md, "Speed"). A module here must not be subclassed,
 # monkeypatched or given new attributes from interpreted code (mypyc makes its classes native),
 # and its annotations must hold at run time: a compiled function given a value of another type
-# raises TypeError. So money/usage.py stays out: its checks of provider-reported counts
-# (a float, a bool, a negative number) must raise its own ValueError.
+# raises TypeError. (So `Usage`, whose counts come from providers, takes `object`s and raises
+# its own ValueError for a float, a bool or a negative number.)
 MODULES = (
     "nemorouter/app/fast.py",
     "nemorouter/app/throttle.py",
@@ -48,6 +48,7 @@ MODULES = (
     "nemorouter/money/cost.py",
     "nemorouter/money/holds.py",
     "nemorouter/money/prices.py",
+    "nemorouter/money/usage.py",
     "nemorouter/money/windows.py",
     "nemorouter/providers/bounds.py",
     "nemorouter/providers/openai_wire.py",
