@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+import nemorouter
 from conftest import NEMOROUTER, Gateway, Sim, _wait_for_line, new_gateway, stop, wait_until
 
 FLASH = "google/gemini-2.5-flash"
@@ -135,6 +136,7 @@ def test_text_non_stream_exact_cost_and_what_google_receives(gem: Gateway, sim: 
     assert seen["path"] == "/v1beta/models/gemini-2.5-flash:generateContent"
     assert seen["headers"]["x-goog-api-key"] == SECRET and "authorization" not in seen["headers"]
     assert "key=" not in seen["query"]
+    assert seen["headers"]["user-agent"] == f"NemoRouter/{nemorouter.__version__}"  # not aiohttp's
     assert seen["body"] == {"contents": [{"role": "user", "parts": [{"text": "Hello, world! e2e-text"}]}]}
     assert gem.verify()["ok"] is True
 

@@ -9,9 +9,12 @@ from typing import Protocol
 
 import aiohttp
 
+from nemorouter import __version__
 from nemorouter.engine.sse import decode
 from nemorouter.providers.types import Failure, SseEvent, UpstreamRequest
 from nemorouter.settings import Timeouts
+
+USER_AGENT = f"NemoRouter/{__version__}"  # what every provider sees of us
 
 
 class TransportFailure(Exception):
@@ -97,8 +100,11 @@ class UpstreamClient:
         timeout = aiohttp.ClientTimeout(
             total=self._timeouts.total, connect=self._timeouts.connect, sock_read=self._timeouts.first_byte
         )
+        # Our own User-Agent as a default header, in place of aiohttp's (which names Python and
+        # aiohttp): set here, not skipped per request, because aiohttp copies every request's
+        # headers to honour `skip_auto_headers`.
         self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, skip_auto_headers=("User-Agent",)
+            connector=connector, timeout=timeout, headers={"User-Agent": USER_AGENT}
         )
 
     async def close(self) -> None:
