@@ -109,10 +109,20 @@ def test_a_missing_source_or_another_python_turns_it_off(tmp_path: Path) -> None
     assert _native.status is not None and _native.status.startswith("not built")
 
 
-def test_plain_python_passes_the_money_and_provider_suites() -> None:
+def test_plain_python_passes_the_money_provider_and_client_suites() -> None:
     """What a developer runs between an edit and the next `make`: the same code, uncompiled."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/money", "tests/providers"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "tests/money",
+            "tests/providers",
+            "tests/engine",
+        ],
         cwd=ROOT,
         env={**os.environ, "NEMO_NATIVE": "0"},
         capture_output=True,

@@ -39,6 +39,7 @@ MODULES = (
     "nemorouter/engine/attempts.py",
     "nemorouter/engine/health.py",
     "nemorouter/engine/http.py",
+    "nemorouter/engine/http1.py",
     "nemorouter/jsonx.py",
     "nemorouter/limits/gcra.py",
     "nemorouter/limits/local.py",

@@ -1,4 +1,5 @@
-"""The pooled HTTP client: the only place that talks to providers."""
+"""The client every call to a provider goes through: timeouts, failures and streams in the
+gateway's terms, over the pooled HTTP/1.1 connections of `http1`."""
 
 from __future__ import annotations
 
@@ -7,14 +8,14 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
-
 from nemorouter import __version__
+from nemorouter.engine.http1 import Http1Client, HttpError, Response
 from nemorouter.engine.sse import decode
 from nemorouter.providers.types import Failure, SseEvent, UpstreamRequest
 from nemorouter.settings import Timeouts
 
 USER_AGENT = f"NemoRouter/{__version__}"  # what every provider sees of us
+KEEPALIVE_SECONDS = 30.0  # an idle pooled connection older than this is closed, not reused
 
 
 class TransportFailure(Exception):
@@ -48,30 +49,33 @@ def _retry_after(headers: Mapping[str, str]) -> int | None:
         return None
 
 
-def _transport_failure(exc: BaseException) -> TransportFailure:
-    if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return TransportFailure(
-            Failure("timeout", 504, "the provider did not answer in time", retryable=True)
-        )
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return TransportFailure(Failure("connect", 502, "could not connect to the provider", retryable=True))
-    return TransportFailure(Failure("connect", 502, "the connection to the provider failed", retryable=True))
+_FAILURES = {
+    "timeout": Failure("timeout", 504, "the provider did not answer in time", retryable=True),
+    "connect": Failure("connect", 502, "could not connect to the provider", retryable=True),
+    "broken": Failure("connect", 502, "the connection to the provider failed", retryable=True),
+}
+
+
+def _transport_failure(exc: HttpError) -> TransportFailure:
+    return TransportFailure(_FAILURES[exc.kind])
 
 
 class StreamHandle:
-    """An open 200 stream from a provider; `close()` aborts it (client gone, or done)."""
+    """An open 200 stream from a provider; `close()` ends it (client gone, or done)."""
 
-    def __init__(self, response: aiohttp.ClientResponse) -> None:
+    def __init__(self, response: Response) -> None:
         self._response = response
-        self.events: AsyncIterator[SseEvent] = decode(response.content)
+        self.events: AsyncIterator[SseEvent] = decode(response.chunks())
 
     async def next_event(self) -> SseEvent | None:
         try:
             return await anext(self.events)
         except StopAsyncIteration:
             return None
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except HttpError as exc:
             raise _transport_failure(exc) from None
+        except ValueError:  # a line past sse.MAX_LINE
+            raise _transport_failure(HttpError("broken", "unreadable stream")) from None
 
     def close(self) -> None:
         self._response.close()
@@ -88,88 +92,62 @@ class Transport(Protocol):
 
 
 class UpstreamClient:
-    """One aiohttp session with keep-alive pooling, shared by every request."""
+    """Keep-alive pooled connections to every provider, shared by every request."""
 
     def __init__(self, timeouts: Timeouts) -> None:
         self._timeouts = timeouts
-        self._session: aiohttp.ClientSession | None = None
-        self._timeout_cache: dict[tuple[Timeouts, bool], aiohttp.ClientTimeout] = {}
+        self._client: Http1Client | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
-        timeout = aiohttp.ClientTimeout(
-            total=self._timeouts.total, connect=self._timeouts.connect, sock_read=self._timeouts.first_byte
-        )
-        # Our own User-Agent as a default header, in place of aiohttp's (which names Python and
-        # aiohttp): set here, not skipped per request, because aiohttp copies every request's
-        # headers to honour `skip_auto_headers`.
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, headers={"User-Agent": USER_AGENT}
-        )
+        self._client = Http1Client(USER_AGENT, keepalive=KEEPALIVE_SECONDS)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def client(self) -> Http1Client:
+        if self._client is None:
             raise RuntimeError("UpstreamClient.start() was not called")
-        return self._session
-
-    def _timeout(self, override: Timeouts | None, stream: bool) -> aiohttp.ClientTimeout:
-        """A per-request timeout (aiohttp reads `timeout=None` as "no timeout at all": never pass it),
-        built once per distinct setting.
-
-        A stream gets `idle` between reads. A whole answer's first byte comes when the provider
-        has finished (headers and body together), so "to the first byte" bounds the exchange:
-        `total` capped at `first_byte`, one deadline, where a per-read timer would re-arm on
-        every chunk.
-        """
-        chosen = override or self._timeouts
-        found = self._timeout_cache.get((chosen, stream))
-        if found is None:
-            if stream:
-                made = aiohttp.ClientTimeout(
-                    total=chosen.total, connect=chosen.connect, sock_read=chosen.idle
-                )
-            else:
-                made = aiohttp.ClientTimeout(
-                    total=min(chosen.total, chosen.first_byte), connect=chosen.connect
-                )
-            found = self._timeout_cache[(chosen, stream)] = made
-        return found
+        return self._client
 
     async def send(self, request: UpstreamRequest, timeouts: Timeouts | None = None) -> RawResponse:
-        """POST and read the whole answer (`timeouts` overrides the client's defaults)."""
-        timeout = self._timeout(timeouts, stream=False)
+        """POST and read the whole answer (`timeouts` overrides the client's defaults).
+
+        A whole answer's first byte comes when the provider has finished (headers and body
+        together), so "to the first byte" bounds the exchange: `total` capped at `first_byte`,
+        one deadline, connecting included.
+        """
+        chosen = timeouts or self._timeouts
+        deadline = asyncio.get_running_loop().time() + min(chosen.total, chosen.first_byte)
         try:
-            async with self.session.post(
-                request.url, data=request.body, headers=request.headers, timeout=timeout
-            ) as resp:
-                body = await resp.read()
-                return RawResponse(resp.status, _retry_after(resp.headers), body)
-        except (TimeoutError, aiohttp.ClientError) as exc:
+            resp = await self.client.request(
+                request.url, request.headers, request.body, chosen.connect, deadline
+            )
+        except HttpError as exc:
             raise _transport_failure(exc) from None
+        return RawResponse(resp.status, _retry_after(resp.headers), resp.body)
 
     async def open_stream(
         self, request: UpstreamRequest, timeouts: Timeouts | None = None
     ) -> StreamHandle | RawResponse:
-        """POST a stream request: a StreamHandle on 200, else the whole error answer."""
-        timeout = self._timeout(timeouts, stream=True)
+        """POST a stream request: a StreamHandle on 200, else the whole error answer. No wait
+        for the head or for a next piece is longer than `idle`; the whole stream, than `total`."""
+        chosen = timeouts or self._timeouts
+        deadline = asyncio.get_running_loop().time() + chosen.total
         try:
-            resp = await self.session.post(
-                request.url, data=request.body, headers=request.headers, timeout=timeout
+            resp = await self.client.request(
+                request.url, request.headers, request.body, chosen.connect, deadline, idle=chosen.idle
             )
-        except (TimeoutError, aiohttp.ClientError) as exc:
+        except HttpError as exc:
             raise _transport_failure(exc) from None
         if resp.status != 200:
             try:
-                body = await resp.read()
-            except (TimeoutError, aiohttp.ClientError) as exc:
+                body = b"".join([chunk async for chunk in resp.chunks()])
+            except HttpError as exc:
                 raise _transport_failure(exc) from None
             finally:
-                resp.release()
+                resp.close()
             return RawResponse(resp.status, _retry_after(resp.headers), body)
         return StreamHandle(resp)

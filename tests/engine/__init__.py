@@ -1,0 +1,1 @@
+"""The upstream client suite (a package, so its conftest never shadows tests/conftest.py)."""
