@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from nemorouter.engine.http1 import STREAM_BUFFER, Http1Client, HttpError, Response
+from nemorouter.engine.http1 import DRAIN_SECONDS, STREAM_BUFFER, Http1Client, HttpError, Response
 
 UA = "NemoRouter/test"
 Reply = Callable[[asyncio.StreamWriter, bytes], Awaitable[None]]
@@ -327,6 +327,33 @@ async def test_a_stalled_stream_times_out_and_one_closed_early_is_not_reused(cli
     early.close()  # mid-answer: aborted
     up.reply = answer(b"{}")
     assert (await post(client, up)).body == b"{}" and up.connections == 3
+    await up.stop()
+
+
+@pytest.mark.parametrize("end_after", [0.05, None])
+async def test_a_stream_closed_after_its_last_event_keeps_its_connection_if_the_end_follows(
+    client: Http1Client, end_after: float | None
+) -> None:
+    """The reader stops at the last event; the chunked terminator comes later, or never."""
+
+    async def events(writer: asyncio.StreamWriter, request: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n")
+        await writer.drain()
+        if end_after is None:
+            await asyncio.sleep(DRAIN_SECONDS + 0.5)
+            return
+        await asyncio.sleep(end_after)
+        writer.write(b"0\r\n\r\n")
+
+    up = await served(events)
+    got = await post(client, up, idle=5.0)
+    assert await anext(got.chunks()) == b"data: 1\n\n"
+    got.close(finished=True)
+    await asyncio.sleep(DRAIN_SECONDS + 0.2 if end_after is None else end_after + 0.1)
+    up.reply = answer(b"{}")
+    assert (await post(client, up)).body == b"{}"
+    assert up.connections == (1 if end_after is not None else 2)
+    assert len(client._open) == 1  # one that never ended was aborted when the wait ran out
     await up.stop()
 
 

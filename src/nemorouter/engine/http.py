@@ -77,8 +77,9 @@ class StreamHandle:
         except ValueError:  # a line past sse.MAX_LINE
             raise _transport_failure(HttpError("broken", "unreadable stream")) from None
 
-    def close(self) -> None:
-        self._response.close()
+    def close(self, finished: bool = False) -> None:
+        """`finished`: the last event was read, so the connection is worth keeping for its end."""
+        self._response.close(finished)
 
 
 class Transport(Protocol):

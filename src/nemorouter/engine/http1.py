@@ -27,6 +27,10 @@ import httptools
 
 STREAM_BUFFER = 256 * 1024  # bytes of an unread stream held before reading from the socket pauses
 MAX_BODY = 256 * 1024 * 1024  # a whole answer larger than this is refused (a broken provider)
+# A stream whose reader has seen its last event is usually a few bytes short of its HTTP end (the
+# last chunk's terminator): wait this long, discarding at most DRAIN_BYTES, to keep the connection.
+DRAIN_SECONDS = 1.0
+DRAIN_BYTES = 64 * 1024
 _ORIGINS_CACHED = 4096
 
 
@@ -71,12 +75,13 @@ class Response:
         """The body as it arrives (a stream's), in pieces of any size; ends with the answer."""
         return Chunks(self._conn, self.body)
 
-    def close(self) -> None:
+    def close(self, finished: bool = False) -> None:
         """Done with a stream: its connection goes back to the pool if the answer was complete,
-        else it is aborted."""
+        or (`finished`: the reader saw its last event) once the rest arrives soon; else it is
+        aborted at once (which is what tells a provider to stop generating)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.finish_stream()
+            conn.finish_stream(finished)
 
 
 class Chunks:
@@ -133,6 +138,7 @@ class Connection:
         self._data_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._active = False  # an exchange is under way (a stream's until its reader is done)
+        self._draining = False  # a finished stream's reader is gone; its end is awaited, unread
         self._keep = False  # the finished answer allows the connection to carry another
         self._deadline = 0.0  # a stream's end, in the loop's clock
         self._idle = 0.0  # a stream's longest wait for its next piece
@@ -226,12 +232,27 @@ class Connection:
         if self._data_waiter is not None:
             self._fail(HttpError("timeout", "the provider's stream stalled"))
 
-    def finish_stream(self) -> None:
-        if self._complete and self._error is None and not self.closed:
+    def finish_stream(self, finished: bool) -> None:
+        if self._error is not None or self.closed:
+            self.abort()
+        elif self._complete:
             self._release()
+        elif finished:
+            self._draining = True
+            self._chunks.clear()
+            self._buffered = 0
+            if self._paused and self.transport is not None:
+                self._paused = False
+                self.transport.resume_reading()
+            self._cancel_timer()
+            self._timer = self.loop.call_later(DRAIN_SECONDS, self._drain_expired)
         else:
             self._cancel_timer()
             self.abort()
+
+    def _drain_expired(self) -> None:
+        self._timer = None
+        self.abort()
 
     def _release(self) -> None:
         self._cancel_timer()
@@ -263,6 +284,7 @@ class Connection:
             )
 
     def eof_received(self) -> bool:
+        self.closed = True  # never handed out again, even before connection_lost comes
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -325,6 +347,11 @@ class Connection:
                 raise HttpError("broken", "the provider's answer was too large")
             self._body.append(body)
             return
+        if self._draining:
+            self._buffered += len(body)
+            if self._buffered > DRAIN_BYTES:
+                raise HttpError("broken", "the provider went on after its stream's last event")
+            return
         if body:
             self._chunks.append(body)
             self._buffered += len(body)
@@ -345,6 +372,9 @@ class Connection:
                 self.on_body_tail(tail)
         self._complete = True
         self._keep = self._parser.should_keep_alive()  # only known in this callback
+        if self._draining:
+            self._release()
+            return
         if not self._whole:
             self._wake()
             return

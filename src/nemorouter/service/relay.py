@@ -99,7 +99,7 @@ async def relay(
         handle.close()
         await _finish(gateway, call, target, state)
         raise
-    handle.close()
+    handle.close(finished=state.done and state.error is None)  # then its connection may be reused
     cost, usage = await _finish(gateway, call, target, state)
     base = {"id": call.id, "object": "chat.completion.chunk", "created": created, "model": target.model.id}
     if state.error is not None:
