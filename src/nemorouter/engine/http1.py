@@ -171,7 +171,6 @@ class Connection:
         """The exchange cannot finish: tell whoever waits, and drop the connection."""
         if self._error is None:
             self._error = error
-        self._cancel_timer()
         waiter, self._waiter = self._waiter, None
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
@@ -190,12 +189,12 @@ class Connection:
 
     def abort(self) -> None:
         self.closed = True
+        self._cancel_timer()
         if self.transport is not None:
             self.transport.abort()
 
     def given_up(self) -> None:
         """The caller stopped waiting (cancelled): the answer is unread, the connection unusable."""
-        self._cancel_timer()
         self._waiter = None
         self.abort()
 
@@ -206,9 +205,8 @@ class Connection:
             if self._chunks:
                 chunk = self._chunks.popleft()
                 self._buffered -= len(chunk)
-                if self._paused and self._buffered < STREAM_BUFFER // 2 and self.transport is not None:
-                    self._paused = False
-                    self.transport.resume_reading()
+                if self._paused and self._buffered < STREAM_BUFFER // 2:
+                    self._resume_reading()
                 return chunk
             if self._error is not None:
                 raise self._error
@@ -232,27 +230,23 @@ class Connection:
         if self._data_waiter is not None:
             self._fail(HttpError("timeout", "the provider's stream stalled"))
 
+    def _resume_reading(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
     def finish_stream(self, finished: bool) -> None:
-        if self._error is not None or self.closed:
-            self.abort()
-        elif self._complete:
+        usable = self._error is None and not self.closed
+        if usable and self._complete:
             self._release()
-        elif finished:
+        elif usable and finished:
             self._draining = True
             self._chunks.clear()
-            self._buffered = 0
-            if self._paused and self.transport is not None:
-                self._paused = False
-                self.transport.resume_reading()
-            self._cancel_timer()
-            self._timer = self.loop.call_later(DRAIN_SECONDS, self._drain_expired)
+            self._buffered = 0  # from here on, counts the bytes discarded while draining
+            self._resume_reading()
+            self._timer = self.loop.call_later(DRAIN_SECONDS, self.abort)
         else:
-            self._cancel_timer()
             self.abort()
-
-    def _drain_expired(self) -> None:
-        self._timer = None
-        self.abort()
 
     def _release(self) -> None:
         self._cancel_timer()
