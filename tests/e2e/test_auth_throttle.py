@@ -49,17 +49,22 @@ def test_a_thousand_bad_keys_from_one_address_are_throttled(gw: Gateway) -> None
     assert 30 <= statuses[401] <= 40  # the burst, and at most a few more while it drained
     # This address is throttled even with a good key now. Bad guesses first take whatever slots
     # drained since the storm's last request (one every 2 s: more than one if the run paused),
-    # until one is refused; the next slot frees 2 s after that ...
-    for _ in range(10):
-        bad = httpx.post(
-            f"{gw.url}/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer sk-nemo-v1-x"}
+    # until one is refused; the next slot frees up to 2 s after that, so (seen in CI) it can free
+    # just before the good key's request: that rare case is tried again, a good key never slips
+    # past a full bucket in all three tries.
+    for _ in range(3):
+        for _ in range(10):
+            bad = httpx.post(
+                f"{gw.url}/v1/chat/completions", json=CHAT, headers={"Authorization": "Bearer sk-nemo-v1-x"}
+            )
+            if bad.status_code == 429:
+                break
+        assert bad.status_code == 429
+        refused = httpx.post(
+            f"{gw.url}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {good}"}
         )
-        if bad.status_code == 429:
+        if refused.status_code == 429:
             break
-    assert bad.status_code == 429
-    refused = httpx.post(
-        f"{gw.url}/v1/chat/completions", json=CHAT, headers={"Authorization": f"Bearer {good}"}
-    )
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
     # ... while another address (a second loopback address) is served.
     transport = httpx.HTTPTransport(local_address="127.0.0.2")
