@@ -9,7 +9,10 @@ parsed with Decimal, never float.
 from __future__ import annotations
 
 import json
+import operator
+import re
 from decimal import Decimal
+from itertools import accumulate, count
 from typing import Any
 
 import orjson
@@ -31,10 +34,54 @@ def dumps(obj: Any) -> bytes:
 
 
 def loads(data: bytes | str) -> Any:
-    """Fast parse for bodies without money (inference requests, upstream responses)."""
+    """Fast parse of a client's body without money (inference requests, leak reports); raises
+    `TooDeep` (a ValueError) past MAX_DEPTH."""
+    check_depth(data)
     return orjson.loads(data)
 
 
 def loads_exact(data: bytes | str) -> Any:
-    """Parse a body that may carry money: number literals with a fraction become Decimal."""
+    """Parse a body that may carry money: number literals with a fraction become Decimal. Raises
+    `TooDeep` (a ValueError) past MAX_DEPTH, before the parser could recurse that far."""
+    check_depth(data)
     return json.loads(data, parse_float=Decimal)
+
+
+# -- nesting depth ---------------------------------------------------------------------------------
+# orjson serializes at most 254 levels (it parses 1024) and the standard library's parser recurses
+# per level: a client body nested deeper than we can write again (forwarded upstream, translated
+# for /v1/messages, audited) must be refused when it is read, with a 400, not fail later as a 500.
+# The limit leaves room for the levels a translation adds around a client's value.
+
+MAX_DEPTH = 128
+
+
+class TooDeep(ValueError):
+    """A JSON body nested deeper than MAX_DEPTH (the message is shown to the client)."""
+
+    def __init__(self) -> None:
+        super().__init__(f"the JSON body is nested deeper than {MAX_DEPTH} levels")
+
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = bytes(c for c in range(256) if c not in b"[]{}")
+_SIGNS = bytes.maketrans(b"[]{}", b"\x02\x00\x02\x00")  # an opener 2, a closer 0: each is 1 +/- 1
+
+
+def check_depth(data: bytes | str) -> None:
+    """Raise TooDeep if `data` nests more than MAX_DEPTH arrays/objects.
+
+    Almost every body has fewer brackets than MAX_DEPTH in all: two counts (C speed) settle it.
+    Otherwise strings are cut out (brackets inside them do not nest), the brackets kept, and the
+    deepest prefix found with C iterators: linear in the body, no Python step per byte.
+    """
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    if raw.count(b"[") + raw.count(b"{") <= MAX_DEPTH:
+        return
+    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    if len(brackets) <= MAX_DEPTH:
+        return
+    # prefix sum of (sign + 1) minus position = depth after each bracket
+    depths = map(operator.sub, accumulate(brackets.translate(_SIGNS)), count(1))
+    if max(depths) > MAX_DEPTH:
+        raise TooDeep

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -41,16 +45,11 @@ class DbPool:
             sizes = int(env.get("NEMO_DB_POOL_MIN") or 2), int(env.get("NEMO_DB_POOL_MAX") or 10)
         except ValueError:
             raise SettingsError("NEMO_DB_POOL_MIN and NEMO_DB_POOL_MAX must be integers") from None
-        try:
-            timeout = float(env.get("NEMO_DB_COMMAND_TIMEOUT") or 0)
-        except ValueError:
-            raise SettingsError("NEMO_DB_COMMAND_TIMEOUT must be a number of seconds") from None
+        timeout = _seconds(env, "NEMO_DB_COMMAND_TIMEOUT", 0)
         if not 0 <= sizes[0] <= sizes[1] or sizes[1] < 1:
             raise SettingsError(
                 f"bad pool size: min {sizes[0]}, max {sizes[1]} (need 0 <= min <= max, max >= 1)"
             )
-        if timeout < 0:
-            raise SettingsError("NEMO_DB_COMMAND_TIMEOUT must be 0 (none) or more seconds")
         return cls(sizes[0], sizes[1], timeout or None)
 
 
@@ -66,8 +65,12 @@ class Settings:
     max_body_bytes: int = 32 * 1024 * 1024
     shutdown_grace: float = 30.0
     metrics_token: str | None = None
+    # Money series (cost per model, overruns) on /metrics without the token: an explicit opt-in.
+    metrics_public_money: bool = False
     sse_keepalive: float = 10.0
     auth_failures_per_minute: int = 30  # per client address; then 429 (app/throttle.py)
+    # Peers whose X-Forwarded-For names the client (app/client_address.py); none by default.
+    trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
     # -- slow or oversized clients (cli/guarded_http.py) ----------------------------------------
     client_header_timeout: float = 10.0  # seconds to send a request's line and headers (else 408)
@@ -89,46 +92,156 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every NEMO_* value checked here, so a bad one is one line at start (cli/main.py), never a
+        traceback or a server that starts and fails later."""
         env = os.environ if env is None else env
-        try:
-            lease = float(env.get("NEMO_PROCESS_LEASE") or 15)
-            renew = float(env.get("NEMO_PROCESS_LEASE_RENEW") or 5)
-        except ValueError:
-            raise SettingsError("NEMO_PROCESS_LEASE and NEMO_PROCESS_LEASE_RENEW must be seconds") from None
+        lease = _seconds(env, "NEMO_PROCESS_LEASE", 15, positive=True)
+        renew = _seconds(env, "NEMO_PROCESS_LEASE_RENEW", 5, positive=True)
         if not 0 < renew < lease:
             raise SettingsError(
                 "need 0 < NEMO_PROCESS_LEASE_RENEW < NEMO_PROCESS_LEASE (seconds; defaults 5 and 15)"
             )
-        log_level = (env.get("NEMO_LOG_LEVEL") or "INFO").upper()
+        log_level = (env.get("NEMO_LOG_LEVEL") or "INFO").strip().upper()
         if log_level not in LOG_LEVELS:
             raise SettingsError(f"NEMO_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
         data_dir = Path(env.get("NEMO_DATA_DIR") or Path.home() / ".nemorouter").expanduser()
+        if data_dir.exists() and not data_dir.is_dir():
+            raise SettingsError(f"NEMO_DATA_DIR {data_dir} exists and is not a directory")
         database_url = env.get("NEMO_DATABASE_URL") or f"sqlite:///{data_dir / 'nemorouter.db'}"
+        if not database_url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise SettingsError(
+                "NEMO_DATABASE_URL must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST:PORT/DB"
+            )
+        redis_url = env.get("NEMO_REDIS_URL") or None
+        if redis_url is not None and not redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("NEMO_REDIS_URL must start with redis://, rediss:// or unix://")
+        alert_base = _seconds(env, "NEMO_ALERT_RETRY_BASE", 5, positive=True)
+        alert_cap = _seconds(env, "NEMO_ALERT_RETRY_CAP", 3600, positive=True)
+        if alert_cap < alert_base:
+            raise SettingsError("NEMO_ALERT_RETRY_CAP must be at least NEMO_ALERT_RETRY_BASE")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
-            redis_url=env.get("NEMO_REDIS_URL") or None,
+            redis_url=redis_url,
             redis_prefix=env.get("NEMO_REDIS_PREFIX") or "nemo:",
             db_pool=DbPool.from_env(env),
-            master_key=env.get("NEMO_MASTER_KEY") or None,
+            master_key=_master_key(env.get("NEMO_MASTER_KEY") or None),
             admin_token=env.get("NEMO_ADMIN_TOKEN") or None,
-            max_body_bytes=int(env.get("NEMO_MAX_BODY_BYTES") or 32 * 1024 * 1024),
-            shutdown_grace=float(env.get("NEMO_SHUTDOWN_GRACE") or 30),
+            max_body_bytes=_count(env, "NEMO_MAX_BODY_BYTES", 32 * 1024 * 1024),
+            shutdown_grace=_seconds(env, "NEMO_SHUTDOWN_GRACE", 30),
             metrics_token=env.get("NEMO_METRICS_TOKEN") or None,
-            sse_keepalive=float(env.get("NEMO_SSE_KEEPALIVE") or 10),
-            auth_failures_per_minute=int(env.get("NEMO_AUTH_FAILURES_PER_MINUTE") or 30),
+            metrics_public_money=_flag(env, "NEMO_METRICS_PUBLIC_MONEY"),
+            sse_keepalive=_seconds(env, "NEMO_SSE_KEEPALIVE", 10, positive=True),
+            auth_failures_per_minute=_count(env, "NEMO_AUTH_FAILURES_PER_MINUTE", 30),
+            trusted_proxies=trusted_proxies(env.get("NEMO_TRUSTED_PROXIES") or ""),
             stripe_webhook_secret=env.get("NEMO_STRIPE_WEBHOOK_SECRET") or None,
-            stripe_topup_url=env.get("NEMO_STRIPE_TOPUP_URL") or None,
-            operator_alert_url=env.get("NEMO_OPERATOR_ALERT_URL") or None,
-            operator_alert_secret=env.get("NEMO_OPERATOR_ALERT_SECRET") or None,
-            alert_retry_base=float(env.get("NEMO_ALERT_RETRY_BASE") or 5),
-            alert_retry_cap=float(env.get("NEMO_ALERT_RETRY_CAP") or 3600),
-            alert_retry_for=float(env.get("NEMO_ALERT_RETRY_FOR") or 86400),
-            client_header_timeout=float(env.get("NEMO_CLIENT_HEADER_TIMEOUT") or 10),
-            client_body_timeout=float(env.get("NEMO_CLIENT_BODY_TIMEOUT") or 60),
-            max_header_bytes=int(env.get("NEMO_MAX_HEADER_BYTES") or 64 * 1024),
-            otlp_endpoint=env.get("NEMO_OTLP_ENDPOINT") or None,
+            stripe_topup_url=_url(env, "NEMO_STRIPE_TOPUP_URL"),
+            operator_alert_url=_url(env, "NEMO_OPERATOR_ALERT_URL"),
+            operator_alert_secret=_signing_secret(env.get("NEMO_OPERATOR_ALERT_SECRET") or None),
+            alert_retry_base=alert_base,
+            alert_retry_cap=alert_cap,
+            alert_retry_for=_seconds(env, "NEMO_ALERT_RETRY_FOR", 86400, positive=True),
+            client_header_timeout=_seconds(env, "NEMO_CLIENT_HEADER_TIMEOUT", 10, positive=True),
+            client_body_timeout=_seconds(env, "NEMO_CLIENT_BODY_TIMEOUT", 60, positive=True),
+            max_header_bytes=_count(env, "NEMO_MAX_HEADER_BYTES", 64 * 1024),
+            otlp_endpoint=_url(env, "NEMO_OTLP_ENDPOINT"),
             log_level=log_level,
             lease_seconds=lease,
             lease_renew=renew,
         )
+
+
+# -- parsing one value: each failure names the variable and what it must be -----------------------
+
+_MAX_COUNT = 2**53  # far above any sensible byte or rate limit, and exact as a float
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number >= 1 (a limit of 0 or less would refuse everything or divide by zero)."""
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number (got {text[:40]!r})") from None
+    if not 1 <= value <= _MAX_COUNT:
+        raise SettingsError(f"{name} must be at least 1 (got {value})")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float, *, positive: bool = False) -> float:
+    """A finite number of seconds, >= 0 (or > 0 with `positive`)."""
+    text = (env.get(name) or "").strip()
+    if not text:
+        return float(default)
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds (got {text[:40]!r})") from None
+    if not math.isfinite(value) or value < 0 or (positive and value == 0) or value > 10**9:
+        raise SettingsError(f"{name} must be a number of seconds {'above' if positive else 'at least'} 0")
+    return value
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("", "0", "false", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = (env.get(name) or "").strip().lower()
+    if text not in _TRUE + _FALSE:
+        raise SettingsError(f"{name} must be 1 or 0 (true/false)")
+    return text in _TRUE
+
+
+def _url(env: Mapping[str, str], name: str) -> str | None:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return None
+    if not text.startswith(("http://", "https://")) or any(c.isspace() for c in text):
+        raise SettingsError(f"{name} must be an http:// or https:// URL")
+    return text
+
+
+def _master_key(value: str | None) -> str | None:
+    """Base64 of exactly 32 bytes (vault/master.py reads it; checked here to fail at start)."""
+    if value is None:
+        return None
+    try:
+        key = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise SettingsError("NEMO_MASTER_KEY is not valid base64") from None
+    if len(key) != 32:
+        raise SettingsError("NEMO_MASTER_KEY must decode to exactly 32 bytes")
+    return value
+
+
+def _signing_secret(value: str | None) -> str | None:
+    """`whsec_` + base64 (service/outbox.py signs operator alerts with it)."""
+    if value is None:
+        return None
+    body = value.strip().removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise SettingsError("NEMO_OPERATOR_ALERT_SECRET must be `whsec_` followed by base64")
+    return value
+
+
+def trusted_proxies(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
+    """NEMO_TRUSTED_PROXIES: comma-separated addresses or CIDR blocks (e.g. `10.0.0.0/8, ::1`)."""
+    found = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            found.append(ip_network(part, strict=False))
+        except ValueError:
+            raise SettingsError(
+                f"NEMO_TRUSTED_PROXIES: {part[:60]!r} is not an IP address or CIDR block"
+            ) from None
+    return tuple(found)

@@ -42,6 +42,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
         return {}
     try:
         body = jsonx.loads_exact(raw)
+    except jsonx.TooDeep as exc:
+        raise InvalidRequest(str(exc)) from None
     except ValueError:
         raise InvalidRequest("the request body is not valid JSON") from None
     if not isinstance(body, dict):

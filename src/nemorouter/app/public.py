@@ -31,6 +31,8 @@ async def leaks(request: Request) -> Response:
     raw = await read_body(request, MAX_REPORT_BYTES)
     try:
         body = jsonx.loads(raw)
+    except jsonx.TooDeep as exc:
+        raise InvalidRequest(str(exc)) from None
     except ValueError:
         raise InvalidRequest("the request body is not valid JSON") from None
     received, _ = await report_leaks(services.store, body, client, services.clock)

@@ -60,6 +60,12 @@ class _Server(uvicorn.Server):
 
 
 def _config(settings: Settings, host: str, port: int) -> uvicorn.Config:
+    # The client address every throttle uses (auth failures, leak reports, console sign-ins) is the
+    # peer's, unless the peer is one of NEMO_TRUSTED_PROXIES: then the right-most address in its
+    # X-Forwarded-For that is not a trusted proxy (uvicorn's ProxyHeadersMiddleware, which also
+    # takes X-Forwarded-Proto from those peers only). None by default: uvicorn's own default would
+    # trust loopback (and FORWARDED_ALLOW_IPS), letting any local client pick its address.
+    trusted = [str(network) for network in settings.trusted_proxies]
     return uvicorn.Config(
         create_app(settings),
         host=host,
@@ -69,6 +75,8 @@ def _config(settings: Settings, host: str, port: int) -> uvicorn.Config:
             settings.client_header_timeout, settings.client_body_timeout, settings.max_header_bytes
         ),
         lifespan="on",
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=trusted or [],
         access_log=False,
         log_config=None,
         timeout_graceful_shutdown=int(settings.shutdown_grace),

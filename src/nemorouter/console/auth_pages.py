@@ -3,7 +3,7 @@
 A customer signs in with email and password (argon2id); the operator with the admin token.
 Failed sign-ins are throttled per client address and per email. The session token lives in
 the `nemo_session` cookie: HttpOnly, SameSite=Lax, Secure whenever the request came over
-HTTPS (directly, or through a proxy whose X-Forwarded-Proto uvicorn trusts), so that the
+HTTPS (directly, or through a proxy in NEMO_TRUSTED_PROXIES that sets X-Forwarded-Proto), so that the
 console also works over plain HTTP on loopback, as in the tests and `make run`.
 """
 

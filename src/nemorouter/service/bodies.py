@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from nemorouter import jsonx
 from nemorouter.errors import InvalidRequest
 from nemorouter.money import parse_per_million
 from nemorouter.money.amounts import MoneyFormatError
@@ -19,8 +18,10 @@ def _object(raw: bytes) -> dict[str, Any]:
     if not raw:
         raise InvalidRequest("the request body is empty; send a JSON object")
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        body = jsonx.loads(raw)
+    except jsonx.TooDeep as exc:
+        raise InvalidRequest(str(exc)) from None
+    except ValueError:
         raise InvalidRequest("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object")

@@ -55,8 +55,10 @@ async def messages(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply | Str
     if not raw:
         raise InvalidRequest("the request body is empty; send a JSON object")
     try:
-        request = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        request = jsonx.loads(raw)
+    except jsonx.TooDeep as exc:
+        raise InvalidRequest(str(exc)) from None
+    except ValueError:
         raise InvalidRequest("the request body is not valid JSON") from None
     try:
         body = chat_body(request)
