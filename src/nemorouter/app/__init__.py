@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
 from collections.abc import AsyncIterator
 
-from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -21,10 +19,11 @@ from nemorouter.app import admin, inference, management, public, webhooks
 from nemorouter.app.fast import FastPath
 from nemorouter.app.headers import SecurityHeaders
 from nemorouter.app.http import json_response, on_http_error, on_nemo_error, on_unexpected
+from nemorouter.app.metrics_route import metrics
 from nemorouter.app.openapi import docs_html
 from nemorouter.app.openapi import document as openapi_document
 from nemorouter.app.ready import Readiness
-from nemorouter.errors import AuthError, NemoError
+from nemorouter.errors import NemoError
 from nemorouter.service.background import start_background, stop_background
 from nemorouter.service.container import Services, close_services, open_services, start_gateway
 from nemorouter.settings import Settings
@@ -35,18 +34,6 @@ log = logging.getLogger("nemorouter")
 
 async def healthz(request: Request) -> Response:
     return json_response({"ok": True})
-
-
-async def metrics(request: Request) -> Response:
-    """Prometheus text format; behind a bearer token when NEMO_METRICS_TOKEN is set."""
-    services: Services = request.app.state.services
-    token = services.settings.metrics_token
-    if token is not None:
-        given = (request.headers.get("authorization") or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            raise AuthError("the metrics need the NEMO_METRICS_TOKEN bearer token")
-    assert services.gateway is not None
-    return Response(services.gateway.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 async def openapi(request: Request) -> Response:

@@ -15,6 +15,7 @@ from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
 from nemorouter.service import alerts, audit, fields
 from nemorouter.service.keyformat import display_hint, hash_key, new_key
+from nemorouter.service.provider_secret import checked_secret
 from nemorouter.service.views import key_view
 from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import Account, ApiKey, Credit, Model, Provider, ProviderKey
@@ -80,15 +81,13 @@ class Admin:
 
     async def add_provider_key(self, provider_name: str, body: dict[str, Any]) -> ProviderKey:
         provider = await self.provider(provider_name)
-        secret = body.get("secret")
-        if not isinstance(secret, str) or not secret.strip():
-            raise InvalidRequest("`secret` must be a non-empty string")
+        secret = checked_secret(body.get("secret"))
         label = fields.text(body, "label", required=False, maximum=100) or "default"
         weight = fields.positive_int(body, "weight", 1)
         key_id = new_id("pk_", 8)
-        envelope = self.vault.encrypt(provider.name, key_id, secret.strip())
+        envelope = self.vault.encrypt(provider.name, key_id, secret)
         added = await self.store.add_provider_key(
-            provider.id, key_id, label, weight, fingerprint(secret.strip()), envelope
+            provider.id, key_id, label, weight, fingerprint(secret), envelope
         )
         await self._audit(
             "provider_key.add",

@@ -22,6 +22,7 @@ from nemorouter.service.outbox import OutboxWorker
 from nemorouter.service.routing import RoutingTable
 from nemorouter.settings import Settings
 from nemorouter.store.base import Store, open_store
+from nemorouter.store.file_modes import secure_data_dir, secure_sqlite_files
 from nemorouter.timeutil import utcnow
 from nemorouter.vault import Vault, load_master_key
 
@@ -65,6 +66,8 @@ async def open_services(
     settings: Settings, *, create: bool = False, clock: Callable[[], datetime] = utcnow
 ) -> Services:
     """Store + vault + admin (what the CLI needs). `create` makes the master key if missing."""
+    secure_data_dir(settings.data_dir, create=create)  # 0700; the SQLite files 0600 (store/file_modes.py)
+    secure_sqlite_files(settings.database_url, create=create)
     store = open_store(settings.database_url, settings.db_pool)
     master = load_master_key(settings.master_key, settings.data_dir, create=create)
     vault = Vault(master)

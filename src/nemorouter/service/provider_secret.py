@@ -1,0 +1,31 @@
+"""What a provider secret may be: it is sent in an HTTP header, so printable ASCII only.
+
+A CR or LF in a header value could split the upstream request (header injection), a NUL or
+other control character breaks it, and a space inside is a paste mistake ("Bearer sk-..."):
+refused when the secret is added (API, CLI, console), never stored. Surrounding whitespace,
+such as the newline `echo` adds on the CLI's stdin, is dropped.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from nemorouter.errors import InvalidRequest
+
+MAX_LENGTH = 8192
+
+
+def checked_secret(value: object) -> str:
+    """The secret, stripped, or InvalidRequest naming what is wrong (never echoing the secret)."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidRequest("`secret` must be a non-empty string")
+    secret = value.strip()
+    if len(secret) > MAX_LENGTH:
+        raise InvalidRequest(f"`secret` is longer than {MAX_LENGTH} characters")
+    if any(unicodedata.category(c) == "Cc" for c in secret):  # C0, DEL and C1
+        raise InvalidRequest(
+            "`secret` contains a control character (CR, LF, NUL, tab, DEL or similar): paste the key alone"
+        )
+    if not all("!" <= c <= "~" for c in secret):
+        raise InvalidRequest("`secret` must be printable ASCII without spaces (it is sent in an HTTP header)")
+    return secret
