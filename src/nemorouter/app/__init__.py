@@ -88,6 +88,7 @@ def create_app(settings: Settings) -> FastPath:
             tracing.instrument(services)
         app.state.services = services
         app.state.readiness = Readiness(settings.redis_url)
+        app.state.leak_limits = public.LeakLimits()
         stopping = asyncio.Event()
         maintenance = asyncio.create_task(_checkpoints(services.store, stopping))
         background = start_background(services)  # sealer, alert watcher, alert delivery

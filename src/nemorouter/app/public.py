@@ -1,6 +1,16 @@
-"""Public endpoints (no key): the leaked-key report for secret scanners."""
+"""Public endpoints (no key): the leaked-key report for secret scanners.
+
+Anyone may call it, so what it may cost is budgeted before the work is done, per client address
+(app/throttle.py's address: the peer, or the client a trusted proxy names) and for all
+addresses together, so that no flood of reports, from one address or many, can take the event
+loop or the store from inference: reports are counted before the body is read, and the
+database lookups a report needs (its distinct well-formed keys) before any is made.
+"""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Callable
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -10,24 +20,59 @@ from nemorouter import jsonx
 from nemorouter.app.http import json_response, read_body
 from nemorouter.app.state import services_of
 from nemorouter.errors import InvalidRequest, RateLimited
-from nemorouter.limits.local import LimitExceeded
-from nemorouter.service.leaks import report_leaks
+from nemorouter.limits.gcra import gcra
+from nemorouter.service.leaks import MAX_ITEMS, parse_report, report_leaks
 
 REPORTS_PER_MINUTE = 30  # per client address
+LOOKUPS_PER_MINUTE = MAX_ITEMS  # well-formed keys looked up, per client address: one full report
+ALL_REPORTS_PER_MINUTE = 300  # every address together
+ALL_LOOKUPS_PER_MINUTE = 10_000
 MAX_REPORT_BYTES = 2 * 1024 * 1024
+_MINUTE = 60.0
+_PRUNE_AT = 100_000  # addresses remembered before the drained ones are forgotten
+_ALL = "*"
+
+
+class _Budget:
+    """GCRA buckets of `per_minute` units, by address and for everyone (`_ALL`)."""
+
+    def __init__(self, per_address: int, overall: int, clock: Callable[[], float]) -> None:
+        self._limits = {False: per_address, True: overall}
+        self._clock = clock
+        self._tat: dict[str, float] = {}
+
+    def take(self, address: str, cost: int, what: str) -> None:
+        """Charge `cost` (at most the per-address rate) to the address and to everyone, or raise
+        RateLimited charging nothing."""
+        assert 1 <= cost <= self._limits[False], cost
+        now = self._clock()
+        if len(self._tat) > _PRUNE_AT:
+            self._tat = {a: t for a, t in self._tat.items() if t > now}
+        decided = []
+        for bucket in (address, _ALL):
+            rate = self._limits[bucket == _ALL]
+            decision, tat = gcra(self._tat.get(bucket, now), now, rate, _MINUTE, cost)
+            if not decision.allowed:
+                scope = "from all addresses" if bucket == _ALL else "from this address"
+                raise RateLimited(
+                    f"too many {what} {scope}; retry later",
+                    retry_after=max(1, int(decision.retry_after + 0.999)),
+                )
+            decided.append((bucket, tat))
+        self._tat.update(decided)
+
+
+class LeakLimits:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.reports = _Budget(REPORTS_PER_MINUTE, ALL_REPORTS_PER_MINUTE, clock)
+        self.lookups = _Budget(LOOKUPS_PER_MINUTE, ALL_LOOKUPS_PER_MINUTE, clock)
 
 
 async def leaks(request: Request) -> Response:
     services = services_of(request)
+    limits: LeakLimits = request.app.state.leak_limits
     client = request.client.host if request.client else "unknown"
-    try:
-        ticket = services.public_limiter.admit(f"leaks:{client}", REPORTS_PER_MINUTE, None, None, 0)
-        services.public_limiter.finish(ticket, None)
-    except LimitExceeded as exc:
-        raise RateLimited(
-            "too many leak reports from this address; retry later",
-            retry_after=max(1, int(exc.decision.retry_after + 0.999)),
-        ) from None
+    limits.reports.take(client, 1, "leak reports")
     raw = await read_body(request, MAX_REPORT_BYTES)
     try:
         body = jsonx.loads(raw)
@@ -35,10 +80,13 @@ async def leaks(request: Request) -> Response:
         raise InvalidRequest(str(exc)) from None
     except ValueError:
         raise InvalidRequest("the request body is not valid JSON") from None
-    received, _ = await report_leaks(services.store, body, client, services.clock)
-    if services.routes is not None:
+    report = parse_report(body)
+    if report.candidates:
+        limits.lookups.take(client, len(report.candidates), "keys reported")
+    revoked = await report_leaks(services.store, report, client, services.clock)
+    if revoked and services.routes is not None:
         await services.routes.refresh(force=True)  # revoked keys leave this replica's cache now
-    return json_response({"received": received}, status=202)
+    return json_response({"received": report.received}, status=202)
 
 
 routes = [Route("/v1/leaks", leaks, methods=["POST"])]

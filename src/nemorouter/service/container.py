@@ -7,7 +7,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -50,7 +50,6 @@ class Services:
     gateway: Gateway | None = None
     auth: Authenticates | None = None  # an Authenticator (tracing may wrap it)
     client: UpstreamClient | None = None
-    public_limiter: LocalLimiter = field(default_factory=LocalLimiter)
     alerts: AlertWatcher | None = None  # alerts out (server only)
     outbox: OutboxWorker | None = None
     invalidation: Invalidation | None = None  # with Redis: config changes announced to every replica
