@@ -48,7 +48,7 @@ class DbPool:
         timeout = _seconds(env, "NEMO_DB_COMMAND_TIMEOUT", 0)
         if not 0 <= sizes[0] <= sizes[1] or sizes[1] < 1:
             raise SettingsError(
-                f"bad pool size: min {sizes[0]}, max {sizes[1]} (need 0 <= min <= max, max >= 1)"
+                f"bad NEMO_DB_POOL_MIN {sizes[0]} / NEMO_DB_POOL_MAX {sizes[1]} (need 0 <= min <= max, max >= 1)"
             )
         return cls(sizes[0], sizes[1], timeout or None)
 
