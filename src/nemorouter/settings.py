@@ -48,7 +48,8 @@ class DbPool:
         timeout = _seconds(env, "NEMO_DB_COMMAND_TIMEOUT", 0)
         if not 0 <= sizes[0] <= sizes[1] or sizes[1] < 1:
             raise SettingsError(
-                f"bad NEMO_DB_POOL_MIN {sizes[0]} / NEMO_DB_POOL_MAX {sizes[1]} (need 0 <= min <= max, max >= 1)"
+                f"bad pool size: NEMO_DB_POOL_MIN {sizes[0]}, NEMO_DB_POOL_MAX {sizes[1]}"
+                " (need 0 <= min <= max, max >= 1)"
             )
         return cls(sizes[0], sizes[1], timeout or None)
 
@@ -95,8 +96,8 @@ class Settings:
         """Every NEMO_* value checked here, so a bad one is one line at start (cli/main.py), never a
         traceback or a server that starts and fails later."""
         env = os.environ if env is None else env
-        lease = _seconds(env, "NEMO_PROCESS_LEASE", 15, positive=True)
-        renew = _seconds(env, "NEMO_PROCESS_LEASE_RENEW", 5, positive=True)
+        lease = _seconds(env, "NEMO_PROCESS_LEASE", 15, signed=True)
+        renew = _seconds(env, "NEMO_PROCESS_LEASE_RENEW", 5, signed=True)
         if not 0 < renew < lease:
             raise SettingsError(
                 "need 0 < NEMO_PROCESS_LEASE_RENEW < NEMO_PROCESS_LEASE (seconds; defaults 5 and 15)"
@@ -170,8 +171,11 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float, *, positive: bool = False) -> float:
-    """A finite number of seconds, >= 0 (or > 0 with `positive`)."""
+def _seconds(
+    env: Mapping[str, str], name: str, default: float, *, positive: bool = False, signed: bool = False
+) -> float:
+    """A finite number of seconds, >= 0 (> 0 with `positive`; any sign with `signed`, for values
+    the caller checks against each other)."""
     text = (env.get(name) or "").strip()
     if not text:
         return float(default)
@@ -179,6 +183,8 @@ def _seconds(env: Mapping[str, str], name: str, default: float, *, positive: boo
         value = float(text)
     except ValueError:
         raise SettingsError(f"{name} must be a number of seconds (got {text[:40]!r})") from None
+    if signed and math.isfinite(value):
+        return value
     if not math.isfinite(value) or value < 0 or (positive and value == 0) or value > 10**9:
         raise SettingsError(f"{name} must be a number of seconds {'above' if positive else 'at least'} 0")
     return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import re
 import secrets
 import stat
 import subprocess
@@ -89,6 +90,30 @@ def test_a_trusted_proxy_names_the_client_for_the_leak_limit(behind_proxy: Gatew
     answers = [report("203.0.113.20") for _ in range(40)]
     assert answers[:30] == [202] * 30 and 429 in answers
     assert report("203.0.113.21") == 202
+
+
+def _sign_in(client: httpx.Client, email: str) -> int:
+    """One failed console sign-in, as a browser makes it (the login CSRF cookie and field)."""
+    page = client.get("/console/login")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None, page.text[:200]
+    form = {"csrf": csrf.group(1), "mode": "user", "email": email, "password": "not the password"}
+    return client.post("/console/login", data=form).status_code
+
+
+def test_a_trusted_proxy_names_the_client_for_the_console_sign_in_throttle(behind_proxy: Gateway) -> None:
+    url = behind_proxy.url
+    with (
+        httpx.Client(base_url=url, headers={"X-Forwarded-For": "203.0.113.30"}, timeout=30) as guesser,
+        httpx.Client(base_url=url, headers={"X-Forwarded-For": "203.0.113.31"}, timeout=30) as other,
+    ):
+        statuses = []
+        for i in range(45):  # a different email each time: only the address counts them all
+            statuses.append(_sign_in(guesser, f"guess-{i}@example.com"))
+            if statuses[-1] == 429:
+                break
+        assert statuses[-1] == 429 and statuses.count(401) >= 30, statuses
+        assert _sign_in(other, "someone@example.com") == 401
 
 
 def test_an_untrusted_peer_cannot_choose_its_address(direct: Gateway) -> None:
@@ -312,6 +337,27 @@ def test_a_leak_flood_leaves_inference_answering(flooded: Gateway) -> None:
     assert max(latencies) < 5.0, max(latencies)  # loose: a blocked loop would show as many seconds
     assert set(leaks) <= {202, 429} and leaks[429] > 0 and leaks[202] >= 1, leaks
     assert gateway.verify()["ok"] is True
+
+
+def test_many_addresses_together_meet_the_overall_leak_budgets() -> None:
+    """Addresses are cheap (IPv6, botnets): the all-address budgets bound the total."""
+    from nemorouter.app.public import ALL_LOOKUPS_PER_MINUTE, ALL_REPORTS_PER_MINUTE, LeakLimits
+    from nemorouter.errors import RateLimited
+
+    now = [1000.0]
+    limits = LeakLimits(clock=lambda: now[0])
+    for i in range(ALL_REPORTS_PER_MINUTE):
+        limits.reports.take(f"2001:db8::{i:x}", 1, "leak reports")
+    with pytest.raises(RateLimited, match="from all addresses"):
+        limits.reports.take("2001:db8::ffff", 1, "leak reports")
+    for i in range(ALL_LOOKUPS_PER_MINUTE // 2000):
+        limits.lookups.take(f"198.51.100.{i}", 2000, "keys reported")
+    with pytest.raises(RateLimited, match="from all addresses") as refused:
+        limits.lookups.take("198.51.100.200", 1, "keys reported")
+    assert refused.value.status == 429
+    now[0] += 60  # a minute later both budgets are whole again
+    limits.reports.take("2001:db8::ffff", 1, "leak reports")
+    limits.lookups.take("198.51.100.200", 2000, "keys reported")
 
 
 # -- 5. file modes --------------------------------------------------------------------------------

@@ -30,36 +30,37 @@ ALL_LOOKUPS_PER_MINUTE = 10_000
 MAX_REPORT_BYTES = 2 * 1024 * 1024
 _MINUTE = 60.0
 _PRUNE_AT = 100_000  # addresses remembered before the drained ones are forgotten
-_ALL = "*"
 
 
 class _Budget:
-    """GCRA buckets of `per_minute` units, by address and for everyone (`_ALL`)."""
+    """GCRA buckets of units per minute: one per address, and one for all addresses together."""
 
     def __init__(self, per_address: int, overall: int, clock: Callable[[], float]) -> None:
-        self._limits = {False: per_address, True: overall}
+        self._per_address = per_address
+        self._overall = overall
         self._clock = clock
         self._tat: dict[str, float] = {}
+        self._all_tat = 0.0
 
     def take(self, address: str, cost: int, what: str) -> None:
         """Charge `cost` (at most the per-address rate) to the address and to everyone, or raise
         RateLimited charging nothing."""
-        assert 1 <= cost <= self._limits[False], cost
+        assert 1 <= cost <= self._per_address, cost
         now = self._clock()
         if len(self._tat) > _PRUNE_AT:
             self._tat = {a: t for a, t in self._tat.items() if t > now}
-        decided = []
-        for bucket in (address, _ALL):
-            rate = self._limits[bucket == _ALL]
-            decision, tat = gcra(self._tat.get(bucket, now), now, rate, _MINUTE, cost)
-            if not decision.allowed:
-                scope = "from all addresses" if bucket == _ALL else "from this address"
-                raise RateLimited(
-                    f"too many {what} {scope}; retry later",
-                    retry_after=max(1, int(decision.retry_after + 0.999)),
-                )
-            decided.append((bucket, tat))
-        self._tat.update(decided)
+        mine, mine_tat = gcra(self._tat.get(address, now), now, self._per_address, _MINUTE, cost)
+        if not mine.allowed:
+            raise _refused(f"too many {what} from this address", mine.retry_after)
+        everyone, all_tat = gcra(self._all_tat, now, self._overall, _MINUTE, cost)
+        if not everyone.allowed:
+            raise _refused(f"too many {what} from all addresses", everyone.retry_after)
+        self._tat[address] = mine_tat
+        self._all_tat = all_tat
+
+
+def _refused(message: str, retry_after: float) -> RateLimited:
+    return RateLimited(f"{message}; retry later", retry_after=max(1, int(retry_after + 0.999)))
 
 
 class LeakLimits:

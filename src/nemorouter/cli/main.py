@@ -62,11 +62,14 @@ def serve(
 ) -> None:
     """Serve every HTTP API."""
     from nemorouter.cli.server import serve as run_server
-    from nemorouter.cli.server import serve_workers, shared_state_problem
+    from nemorouter.cli.server import serve_workers, shared_state_problem, startup_problem
 
     settings = Settings.from_env()
     if workers < 1:
         fail("--workers must be at least 1")
+    problem = startup_problem(settings)
+    if problem is not None:
+        fail(problem)
     if workers == 1:
         run_server(settings, host, port)
         return
