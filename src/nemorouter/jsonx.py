@@ -40,11 +40,26 @@ def loads(data: bytes | str) -> Any:
     return orjson.loads(data)
 
 
-def loads_exact(data: bytes | str) -> Any:
+def loads_exact(data: bytes | str, *, int64: bool = False) -> Any:
     """Parse a body that may carry money: number literals with a fraction become Decimal. Raises
-    `TooDeep` (a ValueError) past MAX_DEPTH, before the parser could recurse that far."""
+    `TooDeep` (a ValueError) past MAX_DEPTH, before the parser could recurse that far; with
+    `int64` (a client's body), `OutOfRange` for an integer no store column can hold."""
     check_depth(data)
-    return json.loads(data, parse_float=Decimal)
+    return json.loads(data, parse_float=Decimal, parse_int=_int64 if int64 else None)
+
+
+INT64_MAX = 2**63 - 1
+
+
+class OutOfRange(ValueError):
+    """An integer literal outside the signed 64-bit range (the message is shown to the client)."""
+
+
+def _int64(text: str) -> int:
+    value = int(text) if len(text) <= 20 else INT64_MAX + 1
+    if not -INT64_MAX - 1 <= value <= INT64_MAX:
+        raise OutOfRange(f"the number {text[:30]}{'...' if len(text) > 30 else ''} is out of range")
+    return value
 
 
 # -- nesting depth ---------------------------------------------------------------------------------

@@ -188,6 +188,34 @@ def test_deep_json_is_a_400_on_every_json_entry_point(gateway: Gateway, depth: i
     assert _chat(gateway, key) == 200  # still serving
 
 
+def test_integers_no_column_can_hold_are_a_400_on_the_admin_and_management_apis(gateway: Gateway) -> None:
+    account = gateway.account("1.00")
+    management = gateway.management_key(account)
+    huge = "1" + "0" * 26
+    cases = [
+        ("PATCH", f"/admin/v1/accounts/{account}", gateway.admin_token, '{"rpm": ' + huge + "}"),
+        (
+            "POST",
+            f"/admin/v1/accounts/{account}/keys",
+            gateway.admin_token,
+            '{"name": "k", "rpm": ' + huge + "}",
+        ),
+        ("POST", "/v1/keys", management, '{"name": "k", "tpm": -' + huge + "}"),
+        ("POST", "/admin/v1/accounts", gateway.admin_token, '{"name": "n", "rpm": 9223372036854775808}'),
+    ]
+    for method, path, token, body in cases:
+        answer = httpx.request(
+            method,
+            f"{gateway.url}{path}",
+            content=body,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert answer.status_code == 400, (path, answer.text)
+        assert answer.json()["error"]["type"] == "invalid_request" and "out of range" in answer.text
+    assert httpx.get(f"{gateway.url}/readyz").status_code == 200
+
+
 def test_nesting_up_to_the_limit_is_not_refused_for_depth(gateway: Gateway) -> None:
     key = gateway.key(gateway.account("1.00"))
     # 128 levels in all: the body, `tools`, a tool, its `function`, and a schema 124 deep.

@@ -41,8 +41,8 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     if not raw.strip():
         return {}
     try:
-        body = jsonx.loads_exact(raw)
-    except jsonx.TooDeep as exc:
+        body = jsonx.loads_exact(raw, int64=True)
+    except (jsonx.TooDeep, jsonx.OutOfRange) as exc:
         raise InvalidRequest(str(exc)) from None
     except ValueError:
         raise InvalidRequest("the request body is not valid JSON") from None
