@@ -70,7 +70,7 @@ class Settings:
     metrics_public_money: bool = False
     sse_keepalive: float = 10.0
     auth_failures_per_minute: int = 30  # per client address; then 429 (app/throttle.py)
-    # Peers whose X-Forwarded-For names the client (app/client_address.py); none by default.
+    # Peers whose X-Forwarded-For names the client (cli/server.py); none by default.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
     # -- slow or oversized clients (cli/guarded_http.py) ----------------------------------------
@@ -167,7 +167,7 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
     except ValueError:
         raise SettingsError(f"{name} must be a whole number (got {text[:40]!r})") from None
     if not 1 <= value <= _MAX_COUNT:
-        raise SettingsError(f"{name} must be at least 1 (got {value})")
+        raise SettingsError(f"{name} must be a whole number from 1 to {_MAX_COUNT} (got {value})")
     return value
 
 

@@ -1,7 +1,7 @@
 """Public endpoints (no key): the leaked-key report for secret scanners.
 
 Anyone may call it, so what it may cost is budgeted before the work is done, per client address
-(app/throttle.py's address: the peer, or the client a trusted proxy names) and for all
+(the peer, or the client a proxy in NEMO_TRUSTED_PROXIES names: cli/server.py) and for all
 addresses together, so that no flood of reports, from one address or many, can take the event
 loop or the store from inference: reports are counted before the body is read, and the
 database lookups a report needs (its distinct well-formed keys) before any is made.

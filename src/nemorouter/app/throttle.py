@@ -3,7 +3,8 @@
 An address may fail authentication FAILURES_PER_MINUTE times in a burst, then once every
 60 / FAILURES_PER_MINUTE seconds (GCRA). Past that, every request from it that carries
 credentials is answered 429 until the bucket drains: guessing keys from one address is slow,
-and other addresses are not affected.
+and other addresses are not affected. The address is the peer's, or the client a proxy in
+NEMO_TRUSTED_PROXIES names in X-Forwarded-For (cli/server.py): never one a client chose.
 """
 
 from __future__ import annotations
