@@ -331,7 +331,10 @@ async def _flood_while_serving(
 
         async def flood() -> None:
             while time.monotonic() < stop_at:
-                answer = await client.post("/v1/leaks", json=report)
+                # Each report from another address (a botnet, or IPv6): only the all-address
+                # budgets stand between the flood and the event loop.
+                forwarded = {"X-Forwarded-For": f"2001:db8::{secrets.randbits(32):x}"}
+                answer = await client.post("/v1/leaks", json=report, headers=forwarded)
                 leaks[answer.status_code] += 1
 
         async def infer() -> None:
@@ -350,8 +353,9 @@ async def _flood_while_serving(
 
 @pytest.fixture
 def flooded(tmp_path: Path, sim: Sim) -> Iterator[Gateway]:
-    """Its own gateway: the flood uses up loopback's leak budgets for a minute."""
-    gw = _started(new_gateway(tmp_path, sim))
+    """Its own gateway (the flood uses up the leak budgets for a minute), behind a "proxy" on
+    loopback so that every report can claim another client address."""
+    gw = _started(new_gateway(tmp_path, sim), NEMO_TRUSTED_PROXIES="127.0.0.1")
     yield gw
     assert gw.stop() == 0
 
@@ -361,7 +365,7 @@ def test_a_leak_flood_leaves_inference_answering(flooded: Gateway) -> None:
     key = gateway.key(gateway.account("5.00"))
     latencies, statuses, leaks = asyncio.run(_flood_while_serving(gateway, key, 6.0))
     assert statuses and set(statuses) == {200}, Counter(statuses)
-    assert len(statuses) >= 20  # inference kept flowing through the flood
+    assert len(statuses) >= 8  # inference kept flowing through the flood
     assert max(latencies) < 5.0, max(latencies)  # loose: a blocked loop would show as many seconds
     assert set(leaks) <= {202, 429} and leaks[429] > 0 and leaks[202] >= 1, leaks
     assert gateway.verify()["ok"] is True
