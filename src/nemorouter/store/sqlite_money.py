@@ -32,6 +32,7 @@ from nemorouter.store.money_mirror import (
     MoneyMirror,
     outcome_row,
 )
+from nemorouter.store.money_values import check_generation, check_total
 from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
 from nemorouter.store.sqlite_conn import SqliteConnection
 from nemorouter.store.sqlite_seals import seal_problems
@@ -69,42 +70,70 @@ class SqliteMoney(SqliteConnection):
         checking in the same step that the key is live. Not awaited to durability: the hold
         binds every later operation at once, and a hold lost in a crash is one the next start
         would have released anyway."""
-        return self._mirror.reserve(self._in_batch(asyncio.get_running_loop()), hold, now)
+        mirror = self._mirror
+        result, _ = self._batched(asyncio.get_running_loop(), lambda db: mirror.reserve(db, hold, now))
+        return result
 
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
         """Replace the hold with the exact charge and complete the record; once per request.
 
-        `generation.hold` is the amount that was reserved for `request_id`.
+        `generation.hold` is the amount that was reserved for `request_id`. A record SQL cannot
+        hold, or a charge past the range of a total, is refused (StoreError) and changes nothing.
         """
-        loop = asyncio.get_running_loop()
-        if not self._mirror.settle(self._in_batch(loop), request_id, generation, window):
-            return await self._settle_unknown(generation, window)
-        await self._committed(loop)
-        return True
-
-    async def _settle_unknown(self, generation: Generation, window: str) -> bool:
-        """A hold this connection did not make (or already closed): settle it by its record."""
+        mirror = self._mirror
 
         def op(db: sqlite3.Connection) -> bool:
-            if not db.execute(COMPLETE, outcome_row(generation)).rowcount:
-                return False  # settled or released already
-            held, cost = generation.hold, generation.cost
-            db.execute(ACCOUNT_CHANGED, (-held, cost, generation.account_id))
-            db.execute(KEY_CHARGED, (-held, cost, window, generation.key_id))
-            self._mirror.forget_rows(generation.key_id, generation.account_id)
-            return True
+            return mirror.settle(db, request_id, generation, window) or self._settle_by_record(
+                db, generation, window
+            )
 
-        self._apply_buffered(self._db)  # what memory owes the rows, before their mirrors are dropped
-        return await self._write(op)
+        loop = asyncio.get_running_loop()
+        settled, entry = self._batched(loop, op)
+        await self._committed(loop, entry)
+        return settled
+
+    def _settle_by_record(self, db: sqlite3.Connection, generation: Generation, window: str) -> bool:
+        """A hold this connection did not make (or already closed): settle it by its record."""
+        row = outcome_row(generation)
+        check_generation(generation, row)
+        self._apply_buffered(db)  # what memory owes the rows, before their mirrors are dropped
+        found = db.execute(
+            "SELECT a.total_usage, k.usage FROM accounts a, api_keys k WHERE a.id = ? AND k.id = ?",
+            (generation.account_id, generation.key_id),
+        ).fetchone()
+        if found is not None:
+            check_total(generation.id, "account's usage", found[0], generation.cost)
+            check_total(generation.id, "key's usage", found[1], generation.cost)
+        if not db.execute(COMPLETE, row).rowcount:
+            return False  # settled or released already
+        held, cost = generation.hold, generation.cost
+        db.execute(ACCOUNT_CHANGED, (-held, cost, generation.account_id))
+        db.execute(KEY_CHARGED, (-held, cost, window, generation.key_id))
+        self._mirror.forget_rows(generation.key_id, generation.account_id)
+        return True
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.
 
         `generation`, when given, carries the failure's details (its cost must be 0).
         """
-        db = self._in_batch(asyncio.get_running_loop())
-        if self._mirror.release(db, request_id, generation):
-            return True
+        mirror = self._mirror
+
+        def op(db: sqlite3.Connection) -> bool:
+            return mirror.release(db, request_id, generation) or self._release_by_record(
+                db, request_id, generation
+            )
+
+        released, _ = self._batched(asyncio.get_running_loop(), op)
+        return released
+
+    def _release_by_record(
+        self, db: sqlite3.Connection, request_id: str, generation: Generation | None
+    ) -> bool:
+        row = None
+        if generation is not None:
+            row = outcome_row(generation)
+            check_generation(generation, row)
         self._apply_buffered(db)
         found = db.execute(
             "SELECT hold, account_id, key_id FROM generations WHERE id = ? AND status = 'pending'",
@@ -112,8 +141,8 @@ class SqliteMoney(SqliteConnection):
         ).fetchone()
         if found is None:
             return False
-        if generation is not None:
-            db.execute(COMPLETE, outcome_row(generation))
+        if row is not None:
+            db.execute(COMPLETE, row)
         else:
             db.execute("UPDATE generations SET status = 'error' WHERE id = ?", (request_id,))
         db.execute(ACCOUNT_CHANGED, (-found[0], 0, found[1]))
