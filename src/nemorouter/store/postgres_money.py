@@ -11,6 +11,7 @@ import asyncpg
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.ledger import LedgerSums, check
+from nemorouter.store.money_values import check_amount_of, check_columns, check_generation
 from nemorouter.store.postgres_conn import Conn, PostgresConnection
 from nemorouter.store.postgres_seals import seal_problems
 from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
@@ -44,7 +45,10 @@ class PostgresMoney(PostgresConnection):
     async def reserve(self, hold: Hold, now: str) -> ReserveResult:
         """Hold `hold.amount` against the key's window limit and the account's balance, atomically,
         checking in the same step that the key is live."""
-
+        # Values the driver could not bind fail here, as a StoreError of this request alone.
+        check_amount_of(hold.request_id, "hold", hold.amount)
+        check_columns(hold.request_id, (hold.request_id, hold.account_id, hold.key_id, hold.model))
+        check_columns(hold.request_id, (hold.endpoint, hold.owner, hold.created_at))
         try:
             # nemo_reserve: key, then account, then the pending record, in one transaction that
             # does not wait to durability (a hold lost in a crash of the server is one no charge
@@ -95,14 +99,20 @@ class PostgresMoney(PostgresConnection):
 
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
         """Replace the hold with the exact charge and complete the record; once per request
-        (false when it has no open hold: settled, released or recovered already)."""
-        return bool(await self._call(_SETTLE, request_id, window, *_OUTCOME_VALUES(generation)))
+        (false when it has no open hold: settled, released or recovered already). A record
+        the columns cannot hold is refused (StoreError) before anything is sent; the running
+        totals are NUMERIC, so no sum of charges overflows them."""
+        values = _OUTCOME_VALUES(generation)
+        check_generation(generation, values)
+        return bool(await self._call(_SETTLE, request_id, window, *values))
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.
 
         `generation`, when given, carries the failure's details (its cost must be 0).
         """
+        if generation is not None:
+            check_generation(generation, _OUTCOME_VALUES(generation))
 
         async def op(conn: Conn) -> bool:
             if generation is not None:
