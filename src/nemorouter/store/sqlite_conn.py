@@ -59,7 +59,7 @@ class SqliteConnection:
         self._db.row_factory = sqlite3.Row
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000"):
             self._db.execute(f"PRAGMA {pragma}")
-        self._batch: list[asyncio.Future[None]] | None = None
+        self._batch: list[_Entry] | None = None
         self._checkpointer: sqlite3.Connection | None = None
 
     # -- hooks for the money path (sqlite_money) ------------------------------------------------
@@ -234,8 +234,9 @@ class SqliteConnection:
             return
         entries, self._batch = self._batch, None
         for entry in entries:
-            if entry.done is not None and not entry.done.done():
-                entry.done.set_result(None)
+            done = entry.done
+            if done is not None and not done.done():
+                done.set_result(None)
 
     def _abort(self, exc: BaseException) -> None:
         """Roll the shared transaction back and fail everyone who was waiting on it."""
@@ -244,8 +245,9 @@ class SqliteConnection:
             self._db.execute("ROLLBACK")
         self._batch_rolled_back()
         for entry in entries or ():
-            if entry.done is not None and not entry.done.done():
-                entry.done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("write aborted"))
+            done = entry.done
+            if done is not None and not done.done():
+                done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("write aborted"))
 
     # -- maintenance ----------------------------------------------------------------------
 
