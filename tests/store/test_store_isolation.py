@@ -233,3 +233,17 @@ async def test_any_statement_that_raises_fails_its_request_alone(
             await _ddl(
                 store_url, raw_sql, "DROP TRIGGER boom ON generations", "DROP FUNCTION nemo_test_boom()"
             )
+
+
+async def test_a_hold_past_the_range_is_refused_like_any_unaffordable_hold(
+    admin: Admin, store: Store
+) -> None:
+    """A hold no balance or limit can afford is a refusal (402/403 to the client), not an error."""
+    key = await make_key(admin, "10")
+    refused = await store.reserve(hold(key, 2**70), NOW_TEXT)
+    assert (refused.reason, refused.available) == ("insufficient_credits", 10 * USD)
+    _, limited = await admin.create_key(key.account_id, {"name": "capped", "limit": "1"})
+    refused = await store.reserve(hold(limited, MAX_AMOUNT + 1), NOW_TEXT)
+    assert (refused.reason, refused.available) == ("key_limit_exceeded", USD)
+    account, _ = await state(store, key)
+    assert (account.held, await store.open_holds()) == (0, [])

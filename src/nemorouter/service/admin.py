@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from nemorouter.errors import Conflict, InvalidRequest, NotFound
 from nemorouter.money import LIMIT_RESETS, Prices, window_start
-from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.money.amounts import AmountRangeError, MoneyFormatError
 from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
 from nemorouter.service import alerts, audit, fields
@@ -298,7 +298,10 @@ class Admin:
         amount = fields.money(body["amount"], "amount", positive=True)
         reason = fields.text(body, "reason", required=False, maximum=500) or "credit"
         idem = fields.text(body, "idempotency_key", required=False, maximum=200)
-        credit, created = await self.store.add_credit(account_id, amount, reason, idem)
+        try:
+            credit, created = await self.store.add_credit(account_id, amount, reason, idem)
+        except AmountRangeError as exc:  # the account's total would pass what the ledger holds
+            raise InvalidRequest(f"`amount`: {exc}") from None
         if created:  # a repeated idempotency key changes nothing
             await self._audit(
                 "credit.add",

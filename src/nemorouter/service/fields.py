@@ -22,7 +22,12 @@ KEY_FIELDS = (
 )
 
 
+_MAX_INT = 2**63 - 1  # what an INTEGER/BIGINT column holds
+
+
 def money(value: Any, name: str, *, positive: bool = False) -> int:
+    """A USD amount from a request field: exact pico-USD within the ledger's range (MAX_AMOUNT),
+    else a 400 naming the field and the maximum."""
     try:
         amount = parse_usd(
             str(value) if not isinstance(value, (str, int)) or isinstance(value, bool) else value
@@ -37,8 +42,8 @@ def money(value: Any, name: str, *, positive: bool = False) -> int:
 def _optional_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidRequest(f"`{name}` must be a positive integer or null")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= _MAX_INT:
+        raise InvalidRequest(f"`{name}` must be a positive integer (at most {_MAX_INT}) or null")
     return value
 
 
@@ -99,6 +104,6 @@ def text(body: dict[str, Any], name: str, *, required: bool = True, maximum: int
 
 def positive_int(body: dict[str, Any], name: str, default: int) -> int:
     value = body.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidRequest(f"`{name}` must be a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_INT:
+        raise InvalidRequest(f"`{name}` must be a non-negative integer (at most {_MAX_INT})")
     return value

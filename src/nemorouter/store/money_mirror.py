@@ -289,7 +289,9 @@ class MoneyMirror:
         refused = key.refusal(now)
         if refused is not None:
             return ReserveResult(refused)
-        amount = check_amount_of(hold.request_id, "hold", hold.amount)
+        amount = hold.amount
+        if not isinstance(amount, int) or amount < 0:  # past MAX_AMOUNT: no room affords it, refused below
+            check_amount_of(hold.request_id, "hold", amount)
         room = key.room(hold.window)
         if room is not None and amount > room:
             return ReserveResult("key_limit_exceeded", max(0, room))
@@ -301,6 +303,7 @@ class MoneyMirror:
         request_id = hold.request_id
         if request_id in self.open:
             raise StoreError(f"request {request_id} already has a record")
+        check_amount_of(request_id, "hold", amount)
         check_columns(request_id, (request_id, hold.account_id, hold.key_id, hold.model, hold.endpoint))
         check_columns(request_id, (hold.owner, hold.created_at))
         try:

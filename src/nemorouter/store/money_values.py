@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nemorouter.money.amounts import MAX_AMOUNT, format_usd
+from nemorouter.money.amounts import MAX_AMOUNT, AmountRangeError, format_usd, max_amount_text
 from nemorouter.store.base import StoreError
 from nemorouter.store.records import Generation
 
@@ -56,4 +56,16 @@ def check_total(request_id: str, what: str, total: int, change: int) -> None:
         raise StoreError(
             f"request {request_id}: charging {format_usd(change)} USD would take the {what} past"
             f" {format_usd(MAX_AMOUNT)} USD, the most the ledger holds; nothing was written"
+        )
+
+
+def check_credit_total(total: int, amount: int) -> None:
+    """A credit of `amount` onto an account whose total credits are `total`: refused
+    (AmountRangeError, a 400) if the total would pass MAX_AMOUNT. Charges never exceed credits,
+    so keeping this one total in range keeps every other running total in range too."""
+    if total + amount > MAX_AMOUNT:
+        room = max(0, MAX_AMOUNT - total)
+        raise AmountRangeError(
+            f"this credit would take the account's total credits past {max_amount_text()}, the most"
+            f" the ledger holds; at most ${format_usd(room)} more can be credited to this account"
         )

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 import asyncpg
 
+from nemorouter.money.amounts import MAX_AMOUNT
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.ledger import LedgerSums, check
@@ -45,7 +46,10 @@ class PostgresMoney(PostgresConnection):
     async def reserve(self, hold: Hold, now: str) -> ReserveResult:
         """Hold `hold.amount` against the key's window limit and the account's balance, atomically,
         checking in the same step that the key is live."""
-        # Values the driver could not bind fail here, as a StoreError of this request alone.
+        # Values the driver could not bind fail here, as a StoreError of this request alone; an
+        # amount past MAX_AMOUNT is more than any limit or balance affords: refused as SQL would.
+        if isinstance(hold.amount, int) and hold.amount > MAX_AMOUNT:
+            return await self._why_refused(hold, now, "key")
         check_amount_of(hold.request_id, "hold", hold.amount)
         check_columns(hold.request_id, (hold.request_id, hold.account_id, hold.key_id, hold.model))
         check_columns(hold.request_id, (hold.endpoint, hold.owner, hold.created_at))
@@ -92,7 +96,8 @@ class PostgresMoney(PostgresConnection):
             return ReserveResult("key_disabled")
         if key.expires_at is not None and key.expires_at <= now:
             return ReserveResult("key_expired")
-        assert key.limit is not None
+        if key.limit is None:  # (an amount past MAX_AMOUNT on a key without a limit)
+            return await self._why_refused(hold, now, "account")
         return ReserveResult(
             "key_limit_exceeded", max(0, key.limit - key.usage_in_window(hold.window) - key.held)
         )

@@ -17,6 +17,7 @@ import orjson
 from nemorouter.money import Prices
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
+from nemorouter.store.money_values import check_credit_total
 from nemorouter.store.records import (
     Account,
     ApiKey,
@@ -388,8 +389,10 @@ class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAu
                 ).fetchone()
                 if prior is not None:
                     return rows.credit(prior), False
-            if db.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+            found = db.execute("SELECT total_credits FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            if found is None:
                 raise StoreError(f"no account {account_id}")
+            check_credit_total(found[0], amount)
             cid = new_id("cr_", 10)
             db.execute(
                 "INSERT INTO credits VALUES (?, ?, ?, ?, ?, ?)",
