@@ -32,10 +32,11 @@ class _Entry:
     """One operation of the open batch: redone if the batch must be rebuilt (`_rebuild`), and
     the future its caller awaits to durability (None: the caller did not wait)."""
 
-    __slots__ = ("done", "op")
+    __slots__ = ("done", "op", "result")
 
-    def __init__(self, op: Callable[[sqlite3.Connection], object]) -> None:
+    def __init__(self, op: Callable[[sqlite3.Connection], object], result: object) -> None:
         self.op = op
+        self.result = result  # what it answered its caller: redone, it must answer the same
         self.done: asyncio.Future[None] | None = None
 
     def fail(self, exc: Exception) -> None:
@@ -154,7 +155,7 @@ class SqliteConnection:
             self._abort(exc)
             raise
         assert self._batch is not None
-        entry = _Entry(op)
+        entry = _Entry(op, result)
         self._batch.append(entry)
         return result, entry
 
@@ -204,12 +205,18 @@ class SqliteConnection:
                 self._batch = []
                 for i, entry in enumerate(entries):
                     try:
-                        entry.op(db)
+                        answer = entry.op(db)
                         self._apply_buffered(db)
                     except Exception as exc:
                         del entries[i]
                         entry.fail(exc)
                         break
+                    if answer != entry.result:  # possible only after a dropped operation
+                        log.critical(
+                            "an operation redone after a failed one decided otherwise; its caller"
+                            " acts on its first answer",
+                            extra={"error": f"{entry.result!r} then {answer!r}"},
+                        )
                 else:
                     self._batch = entries
                     return
