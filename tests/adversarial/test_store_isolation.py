@@ -83,7 +83,9 @@ def test_a_tenant_whose_writes_fail_does_not_stop_the_others(gw: Gateway) -> Non
             answers = [f.result() for f in futures]
         others = [(r, t) for i, (r, t) in enumerate(answers) if not i % 2]
         culprits = [r for i, (r, _) in enumerate(answers) if i % 2]
-        assert all(r.status_code == 200 for r, _ in others), [r.text for r, _ in others if r.status_code != 200]
+        assert all(r.status_code == 200 for r, _ in others), [
+            r.text for r, _ in others if r.status_code != 200
+        ]
         assert max(t for _, t in others) < 5.0
         # Each culprit request failed alone and cleanly (an error in the contract's shape).
         for r in culprits:

@@ -98,13 +98,17 @@ async def test_a_cost_out_of_range_fails_alone(admin: Admin, store: Store, bad_c
     await _settled_together(store, admin, bad_cost)
 
 
-async def test_a_count_past_64_bits_fails_alone(admin: Admin, store: Store) -> None:
+@pytest.mark.parametrize("bad_count", [2**64, -(2**63) - 1, 1.5, "12"])
+async def test_a_count_sql_cannot_hold_exactly_fails_alone(
+    admin: Admin, store: Store, bad_count: Any
+) -> None:
+    """Past 64 bits SQLite refuses it; a float it would store as REAL, silently."""
     key = await make_key(admin, "10")
     other = await make_key(admin, "10")
     bad, good = hold(key, USD), hold(other, USD)
     assert (await store.reserve(bad, NOW_TEXT)).ok and (await store.reserve(good, NOW_TEXT)).ok
     results = await asyncio.gather(
-        store.settle(bad.request_id, outcome(bad, 10, completion_tokens=2**64), "all"),
+        store.settle(bad.request_id, outcome(bad, 10, completion_tokens=bad_count), "all"),
         store.settle(good.request_id, outcome(good, 10, completion_tokens=5), "all"),
         return_exceptions=True,
     )
@@ -247,3 +251,22 @@ async def test_a_hold_past_the_range_is_refused_like_any_unaffordable_hold(
     assert (refused.reason, refused.available) == ("key_limit_exceeded", USD)
     account, _ = await state(store, key)
     assert (account.held, await store.open_holds()) == (0, [])
+
+
+async def test_a_settle_with_text_sql_cannot_bind_fails_alone(admin: Admin, store: Store) -> None:
+    """Text columns are not checked on the hot path: the database's own refusal fails the one
+    request (SQLite: its batch is rebuilt without it), and its hold stays open."""
+    key = await make_key(admin, "10")
+    bad, good = hold(key, USD), hold(key, USD)
+    assert (await store.reserve(bad, NOW_TEXT)).ok and (await store.reserve(good, NOW_TEXT)).ok
+    odd: Any = ["stop"]
+    results = await asyncio.gather(
+        store.settle(bad.request_id, outcome(bad, 10, finish_reason=odd), "all"),
+        store.settle(good.request_id, outcome(good, 20, finish_reason="stop"), "all"),
+        return_exceptions=True,
+    )
+    assert isinstance(results[0], StoreError) and results[1] is True
+    account, found = await state(store, key)
+    assert (account.total_usage, account.held, found.usage) == (20, USD, 20)
+    assert [h.request_id for h in await store.open_holds()] == [bad.request_id]
+    assert (await store.verify_ledger()).ok

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 
+from nemorouter.money.amounts import MAX_AMOUNT
 from nemorouter.store.base import StoreError
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation, check_total
 from nemorouter.store.records import Generation, Hold, ReserveResult
@@ -304,8 +305,6 @@ class MoneyMirror:
         if request_id in self.open:
             raise StoreError(f"request {request_id} already has a record")
         check_amount_of(request_id, "hold", amount)
-        check_columns(request_id, (request_id, hold.account_id, hold.key_id, hold.model, hold.endpoint))
-        check_columns(request_id, (hold.owner, hold.created_at))
         try:
             db.execute(
                 _OPEN_HOLD,
@@ -356,17 +355,15 @@ class MoneyMirror:
         found = self.open.get(request_id)
         if found is None:
             return False
-        row = outcome_row(generation)
-        check_generation(generation, row)  # before anything changes: a refusal leaves the hold open
+        check_generation(generation)  # before anything changes: a refusal leaves the hold open
         cost = generation.cost
-        before = self.key(db, found.key_id), self.account(db, found.account_id)
-        assert before[0] is not None and before[1] is not None
-        check_total(request_id, "key's usage", before[0].usage, cost)
-        check_total(request_id, "account's usage", before[1].usage, cost)
-        closed = self._close(db, request_id)
-        assert closed is not None
-        key, account = closed
-        self.completions.append(row)
+        key, account = self.key(db, found.key_id), self.account(db, found.account_id)
+        assert key is not None and account is not None
+        if key.usage > MAX_AMOUNT - cost or account.usage > MAX_AMOUNT - cost:
+            check_total(request_id, "key's usage", key.usage, cost)
+            check_total(request_id, "account's usage", account.usage, cost)
+        self._close(db, request_id)
+        self.completions.append(outcome_row(generation))
         key.charge(window, cost)
         account.available -= cost
         account.usage += cost
@@ -379,9 +376,10 @@ class MoneyMirror:
         if request_id not in self.open:
             return False
         row = None
-        if generation is not None:
+        if generation is not None:  # checked whole: the caller does not wait for the commit
             row = outcome_row(generation)
-            check_generation(generation, row)  # before anything changes
+            check_generation(generation)
+            check_columns(request_id, row)
         self._close(db, request_id)
         if row is not None:
             self.completions.append(row)

@@ -107,9 +107,11 @@ class PostgresMoney(PostgresConnection):
         (false when it has no open hold: settled, released or recovered already). A record
         the columns cannot hold is refused (StoreError) before anything is sent; the running
         totals are NUMERIC, so no sum of charges overflows them."""
-        values = _OUTCOME_VALUES(generation)
-        check_generation(generation, values)
-        return bool(await self._call(_SETTLE, request_id, window, *values))
+        check_generation(generation)
+        try:
+            return bool(await self._call(_SETTLE, request_id, window, *_OUTCOME_VALUES(generation)))
+        except asyncpg.DataError as exc:  # a value the driver or a column refused: all rolled back
+            raise StoreError(f"request {request_id}: {exc}; nothing was written") from None
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.
@@ -117,7 +119,7 @@ class PostgresMoney(PostgresConnection):
         `generation`, when given, carries the failure's details (its cost must be 0).
         """
         if generation is not None:
-            check_generation(generation, _OUTCOME_VALUES(generation))
+            check_generation(generation)
 
         async def op(conn: Conn) -> bool:
             if generation is not None:
@@ -132,7 +134,10 @@ class PostgresMoney(PostgresConnection):
             return True
 
         # A release lost in a crash of the server leaves the hold open, to be recovered.
-        return await self._atomic(op, durable=False)
+        try:
+            return await self._atomic(op, durable=False)
+        except asyncpg.DataError as exc:  # a value the driver or a column refused: all rolled back
+            raise StoreError(f"request {request_id}: {exc}; nothing was written") from None
 
     async def recover_holds(self, owner: str | None) -> list[Hold]:
         """Release the holds of `owner` (every open hold when None: only safe when no other

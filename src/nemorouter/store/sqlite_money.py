@@ -32,7 +32,7 @@ from nemorouter.store.money_mirror import (
     MoneyMirror,
     outcome_row,
 )
-from nemorouter.store.money_values import check_generation, check_total
+from nemorouter.store.money_values import check_columns, check_generation, check_total
 from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
 from nemorouter.store.sqlite_conn import SqliteConnection
 from nemorouter.store.sqlite_seals import seal_problems
@@ -95,7 +95,7 @@ class SqliteMoney(SqliteConnection):
     def _settle_by_record(self, db: sqlite3.Connection, generation: Generation, window: str) -> bool:
         """A hold this connection did not make (or already closed): settle it by its record."""
         row = outcome_row(generation)
-        check_generation(generation, row)
+        check_generation(generation)
         self._apply_buffered(db)  # what memory owes the rows, before their mirrors are dropped
         found = db.execute(
             "SELECT a.total_usage, k.usage FROM accounts a, api_keys k WHERE a.id = ? AND k.id = ?",
@@ -133,7 +133,8 @@ class SqliteMoney(SqliteConnection):
         row = None
         if generation is not None:
             row = outcome_row(generation)
-            check_generation(generation, row)
+            check_generation(generation)
+            check_columns(request_id, row)
         self._apply_buffered(db)
         found = db.execute(
             "SELECT hold, account_id, key_id FROM generations WHERE id = ? AND status = 'pending'",
