@@ -260,3 +260,29 @@ def test_a_stripe_top_up_past_the_range_is_refused(sqlite_gateway: Gateway) -> N
     assert_refused(_checkout(gw, account, 30_000_000), "amount_total")  # past the range in total
     assert exact(gw.admin("GET", f"/accounts/{account}"))["data"]["total_credits"] == Decimal("9000000")
     assert_books_readable(gw)
+
+
+def test_the_console_forms_refuse_amounts_past_the_range(sqlite_gateway: Gateway) -> None:
+    from console.console_client import Browser, new_user  # tests/console: the console over plain HTTP
+
+    gw = sqlite_gateway
+    operator = Browser(gw)
+    try:
+        assert operator.sign_in_operator(gw.admin_token).status_code == 303
+        account = gw.account("9223372")
+        granted = operator.post(
+            f"/console/admin/accounts/{account}/credits",
+            {"amount": "$1", "reason": "goodwill"},  # past the maximum in total
+            csrf_from="/console/admin/accounts",
+        )
+        assert granted.status_code == 400 and MAX in granted.text, granted.text[:500]
+        assert exact(gw.admin("GET", f"/accounts/{account}"))["data"]["total_credits"] == Decimal("9223372")
+    finally:
+        operator.close()
+    _, _, customer = new_user(gw)
+    try:
+        made = customer.post("/console/keys", {"name": "big", "limit": PAST_MAX}, csrf_from="/console/keys")
+        assert made.status_code == 400 and MAX in made.text, made.text[:500]
+    finally:
+        customer.close()
+    assert_books_readable(gw)
