@@ -23,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from nemorouter.store import rows
+from nemorouter.store.base import StoreError
 from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.money_mirror import (
     ACCOUNT_CHANGED,
@@ -96,7 +97,7 @@ class SqliteMoney(SqliteConnection):
         """A hold this connection did not make (or already closed): settle it by its record."""
         row = outcome_row(generation)
         check_generation(generation)
-        self._apply_buffered(db)  # what memory owes the rows, before their mirrors are dropped
+        self._owed_rows_written()  # what memory owes the rows, before their mirrors are dropped
         found = db.execute(
             "SELECT a.total_usage, k.usage FROM accounts a, api_keys k WHERE a.id = ? AND k.id = ?",
             (generation.account_id, generation.key_id),
@@ -111,6 +112,13 @@ class SqliteMoney(SqliteConnection):
         db.execute(KEY_CHARGED, (-held, cost, window, generation.key_id))
         self._mirror.forget_rows(generation.key_id, generation.account_id)
         return True
+
+    def _owed_rows_written(self) -> None:
+        """Write what the batch buffered before a statement reads the rows it owes; a failure
+        there is another operation's, whose request alone is dropped (`_write_buffered`)."""
+        self._write_buffered()
+        if self._batch is None:
+            raise StoreError("the database is failing: the batch was rolled back")
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.
@@ -135,7 +143,7 @@ class SqliteMoney(SqliteConnection):
             row = outcome_row(generation)
             check_generation(generation)
             check_columns(request_id, row)
-        self._apply_buffered(db)
+        self._owed_rows_written()
         found = db.execute(
             "SELECT hold, account_id, key_id FROM generations WHERE id = ? AND status = 'pending'",
             (request_id,),
