@@ -286,3 +286,27 @@ def test_the_console_forms_refuse_amounts_past_the_range(sqlite_gateway: Gateway
     finally:
         customer.close()
     assert_books_readable(gw)
+
+
+def test_counts_past_64_bits_are_a_400_not_a_500(sqlite_gateway: Gateway) -> None:
+    """Not money, but the same columns: a rate limit or a model size past 64 bits is refused."""
+    gw = sqlite_gateway
+    account = gw.account("1")
+    for path, body in (
+        (f"/accounts/{account}", {"rpm": 2**64}),
+        (f"/accounts/{account}/keys", {"name": "k", "tpm": 2**70}),
+    ):
+        resp = gw.admin("PATCH" if path.endswith(account) else "POST", path, body)
+        assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request", resp.text
+    model = {
+        "id": f"test/huge-{secrets.token_hex(3)}",
+        "name": "huge",
+        "context_length": 2**64,
+        "max_output": 10,
+        "pricing": {"input": "1", "output": "1"},
+        "deployments": [{"provider": "sim", "upstream_model": "gpt-4o-mini"}],
+    }
+    for change in ({}, {"context_length": 1000, "max_output": 2**63}):
+        resp = gw.admin("POST", "/models", {**model, **change})
+        assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request", resp.text
+    assert gw.admin("GET", "/accounts").status_code == 200

@@ -22,7 +22,7 @@ KEY_FIELDS = (
 )
 
 
-_MAX_INT = 2**63 - 1  # what an INTEGER/BIGINT column holds
+MAX_INT = 2**63 - 1  # what an INTEGER/BIGINT column holds
 
 
 def money(value: Any, name: str, *, positive: bool = False) -> int:
@@ -39,11 +39,11 @@ def money(value: Any, name: str, *, positive: bool = False) -> int:
     return amount
 
 
-def _optional_int(value: Any, name: str) -> int | None:
+def optional_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= _MAX_INT:
-        raise InvalidRequest(f"`{name}` must be a positive integer (at most {_MAX_INT}) or null")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_INT:
+        raise InvalidRequest(f"`{name}` must be a positive integer (at most {MAX_INT}) or null")
     return value
 
 
@@ -80,7 +80,7 @@ def key_fields(body: dict[str, Any], *, creating: bool, now: str) -> dict[str, A
             out["expires_at"] = stored
     for name in ("rpm", "tpm", "max_concurrency"):
         if name in body:
-            out[name] = _optional_int(body[name], name)
+            out[name] = optional_int(body[name], name)
     if "allowed_models" in body:
         value = body["allowed_models"]
         if value is not None and (not isinstance(value, list) or not all(isinstance(m, str) for m in value)):
@@ -104,6 +104,6 @@ def text(body: dict[str, Any], name: str, *, required: bool = True, maximum: int
 
 def positive_int(body: dict[str, Any], name: str, default: int) -> int:
     value = body.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_INT:
-        raise InvalidRequest(f"`{name}` must be a non-negative integer (at most {_MAX_INT})")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_INT:
+        raise InvalidRequest(f"`{name}` must be a non-negative integer (at most {MAX_INT})")
     return value
