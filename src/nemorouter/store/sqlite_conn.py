@@ -9,7 +9,9 @@ WAL pages) serves many requests; at one request at a time it is an ordinary tran
 Every transaction is BEGIN IMMEDIATE: while a batch is open no other connection can write,
 which is what lets the money path (sqlite_money) decide from counters it mirrors in memory.
 Changes a batch buffers in memory are written into its transaction before it commits, and
-before any query of this connection reads (`_read`).
+before any query of this connection reads (`_read`). One operation that fails never fails the
+batch: the batch keeps a journal of its operations and is rebuilt without the culprit
+(`_batched`, `_rebuild`); only a failing COMMIT fails everyone in it.
 """
 
 from __future__ import annotations
@@ -193,7 +195,9 @@ class SqliteConnection:
         Redone in order from the same start, each operation decides as it first did; only those
         after a dropped one could decide otherwise (logged if one that held money now cannot).
         """
-        entries = list(self._batch or ())
+        if self._batch is None:  # aborted already (the database is failing): nothing to redo
+            return
+        entries = list(self._batch)
         db = self._db
         try:
             while True:
