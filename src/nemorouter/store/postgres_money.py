@@ -105,8 +105,8 @@ class PostgresMoney(PostgresConnection):
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
         """Replace the hold with the exact charge and complete the record; once per request
         (false when it has no open hold: settled, released or recovered already). A record
-        the columns cannot hold is refused (StoreError) before anything is sent; the running
-        totals are NUMERIC, so no sum of charges overflows them."""
+        the columns cannot hold is refused (StoreError) and changes nothing; the running totals
+        are NUMERIC, so no sum of charges overflows them."""
         check_generation(generation)
         try:
             return bool(await self._call(_SETTLE, request_id, window, *_OUTCOME_VALUES(generation)))
