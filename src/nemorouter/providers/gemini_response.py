@@ -164,6 +164,10 @@ def chat_response(data: Any) -> Completion:
     return Completion(body=body, usage=usage, finish_reason=reasons[0], raw_usage=raw)
 
 
+# The input side of usageMetadata (promptTokenCount already includes the cached part).
+_PROMPT_FIELDS = ("promptTokenCount", "cachedContentTokenCount", "toolUsePromptTokenCount")
+
+
 class StreamDecoder:
     """Each event is a whole GenerateContentResponse holding the next parts. usageMetadata holds
     running totals, not deltas: the last one wins, and it is reported only once a candidate has
@@ -198,6 +202,11 @@ class StreamDecoder:
         }
         if isinstance(data.get("usageMetadata"), dict):
             self._raw = data["usageMetadata"]
+            # Google sends running totals on every chunk: the prompt part is known from the
+            # first one, and is what a client that leaves before the end still pays for.
+            prompt = {k: self._raw[k] for k in _PROMPT_FIELDS if k in self._raw}
+            if "promptTokenCount" in prompt:
+                step.prompt_usage, step.raw_prompt_usage = parse_usage(prompt), prompt
         candidates = _candidates(data)
         if not candidates and _blocked(data):  # one empty choice, filtered (any filter reason will do)
             candidates = [(0, {"finishReason": "SAFETY"})]

@@ -174,7 +174,8 @@ class Gateway:
                     self.client, call.targets, adapter_of, build, self._on_failure, timeouts_of
                 )
                 self._on_success(target, call)
-                return StreamReply(self._headers(call), relay(self, call, target, handle, first, decode))
+                chunks = relay(self, call, target, handle, first, decode, body)
+                return StreamReply(self._headers(call), chunks)
             target, completion, _ = await send_first(
                 self.client,
                 call.targets,
@@ -447,9 +448,13 @@ class Gateway:
         self.metrics.released(gen.model)
         self._log(gen)
 
-    def estimate_usage(self, call: Call, output_tokens: int) -> Usage:
-        """When the provider reported no usage: prompt ~ a quarter of the byte bound, output as counted."""
-        return Usage(prompt_tokens=max(1, call.input_bound // 4), completion_tokens=output_tokens)
+    def estimate_usage(self, call: Call, output_tokens: int, prompt_tokens: int | None = None) -> Usage:
+        """When the provider reported no usage: the prompt as counted by the model family's
+        tokenizer, else the hold's own prompt bound (it never undercounts what the provider
+        bills, and never passes the hold); the output as counted."""
+        bound = max(1, call.input_bound)
+        prompt = bound if prompt_tokens is None else max(1, min(prompt_tokens, bound))
+        return Usage(prompt_tokens=prompt, completion_tokens=output_tokens)
 
     async def _reply(self, call: Call, target: Target, completion: Completion, chat: bool) -> JsonReply:
         usage = completion.usage
