@@ -26,6 +26,7 @@ import openai
 import pytest
 
 from conftest import Gateway, Sim, new_gateway, wait_until
+from nemorouter.providers.bounds import chat_input_bound
 from nemorouter.providers.tokenizers import count_chat_prompt
 
 M = Decimal(10**6)
@@ -130,6 +131,30 @@ def test_hanging_up_n_times_costs_n_prompts(gateway: Gateway) -> None:
         request_id = hang_up_after_first_event(gateway, key, "/v1/chat/completions", body)
         assert settled_record(gateway, key, request_id)["tokens"]["prompt"] == expected
     assert spent(gateway, account) == n * expected * GPT_IN / M
+    assert gateway.verify()["ok"] is True
+
+
+def test_a_family_without_an_offline_tokenizer_pays_the_prompt_bound(gateway: Gateway, sim: Sim) -> None:
+    """No provider count, no tokenizer (a Llama on an OpenAI-format upstream): the hold's prompt
+    bound, which never undercounts (every token is at least one byte) and never passes the hold."""
+    model = {
+        "id": "adv/llama-abandoned",
+        "context_length": 8000,
+        "max_output": 100,
+        "pricing": {"input": "1", "output": "2"},
+        "deployments": [{"provider": "sim", "upstream_model": "llama-3.1-8b-instruct"}],
+    }
+    made = gateway.admin("POST", "/models", model)
+    assert made.status_code == 201, made.text
+    account = gateway.account("1.00")
+    key = gateway.key(account)
+    body = chat("adv/llama-abandoned", f"Count me without a tokenizer, then leave. [sim:{SLOW},tokens=50]")
+    request_id = hang_up_after_first_event(gateway, key, "/v1/chat/completions", body)
+    record = settled_record(gateway, key, request_id)
+    assert record["status"] == "cancelled"
+    bound = chat_input_bound(body)
+    assert record["tokens"]["prompt"] == bound >= sim_prompt_tokens(sim, {**body, "model": "x/gpt-4o-mini"})
+    assert spent(gateway, account) == bound * 1 / M
     assert gateway.verify()["ok"] is True
 
 
