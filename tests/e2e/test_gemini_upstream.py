@@ -92,7 +92,10 @@ def stream(gem: Gateway, key: str, **body: Any) -> tuple[list[dict[str, Any]], s
         assert response.status_code == 200, response.read()
         frames = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
         request_id = response.headers["x-nemo-request-id"]
-    assert frames[-1] == "[DONE]"  # the gateway's own, though Gemini sends none
+    if frames[-1] != "[DONE]":  # a failure: the usage chunk, then the error chunk ends the stream
+        assert '"error"' in frames[-1] and '"usage"' in frames[-2]
+        return [json.loads(f, parse_float=Decimal) for f in frames], request_id
+    # [DONE] is the gateway's own, though Gemini sends none
     return [json.loads(f, parse_float=Decimal) for f in frames[:-1]], request_id
 
 
@@ -442,8 +445,8 @@ def test_error_inside_the_stream_is_forwarded_and_output_charged(gem: Gateway) -
     )
     assert len(streamed_text(chunks).split()) == 4
     errors = [c for c in chunks if "error" in c]
-    assert len(errors) == 1 and errors[0]["choices"][0]["finish_reason"] == "error"
-    usage = chunks[-1]["usage"]
+    assert errors == [chunks[-1]] and errors[0]["choices"][0]["finish_reason"] == "error"
+    usage = chunks[-2]["usage"]
     assert usage["completion_tokens"] == 4 and usage["cost"] == spent(gem, account) > 0
     assert gem.verify()["ok"] is True
 

@@ -162,6 +162,10 @@ def chat_response(data: Any) -> Completion:
     return Completion(body=body, usage=usage, finish_reason=reasons[0], raw_usage=raw)
 
 
+# The input side of usageMetadata (promptTokenCount already includes the cached part).
+_PROMPT_FIELDS = ("promptTokenCount", "cachedContentTokenCount", "toolUsePromptTokenCount")
+
+
 class StreamDecoder:
     """Each event is a whole GenerateContentResponse holding the next parts. usageMetadata holds
     running totals, not deltas: the last one wins, and it is reported only once a candidate has
@@ -172,6 +176,7 @@ class StreamDecoder:
         self._started: set[int] = set()
         self._calls: dict[int, int] = {}
         self._raw: dict[str, Any] | None = None
+        self._prompt_known = False
         self._finished = False
 
     def __call__(self, event: SseEvent) -> StreamStep:
@@ -196,6 +201,12 @@ class StreamDecoder:
         }
         if isinstance(data.get("usageMetadata"), dict):
             self._raw = data["usageMetadata"]
+            # Google sends running totals on every chunk: the prompt part is known from the
+            # first one (and stays), and is what a client that leaves before the end still pays.
+            if not self._prompt_known and "promptTokenCount" in self._raw:
+                prompt = {k: self._raw[k] for k in _PROMPT_FIELDS if k in self._raw}
+                step.prompt_usage, step.raw_prompt_usage = parse_usage(prompt), prompt
+                self._prompt_known = True
         candidates = _candidates(data)
         if not candidates and _blocked(data):  # one empty choice, filtered (any filter reason will do)
             candidates = [(0, {"finishReason": "SAFETY"})]

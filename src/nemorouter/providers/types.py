@@ -101,11 +101,18 @@ class Completion:
 
 @dataclass(slots=True)
 class StreamStep:
-    """What one upstream stream event contributes: chunks to forward, usage seen, an error, the end."""
+    """What one upstream stream event contributes: chunks to forward, usage seen, an error, the end.
+
+    `prompt_usage` is the provider's own count of the prompt sent before the stream's end
+    (Anthropic's `message_start`, Gemini's running usageMetadata): input counts only, output 0.
+    It is what a client that hangs up early still pays for; `usage` is the final report.
+    """
 
     chunks: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage | None = None
     raw_usage: dict[str, Any] | None = None
+    prompt_usage: Usage | None = None
+    raw_prompt_usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     error: Failure | None = None
     done: bool = False

@@ -37,6 +37,7 @@ from nemorouter.money import Usage, Usd, charge_for, format_usd, overrun_reason,
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.registry import Adapter
+from nemorouter.providers.tokenizers import count_chat_prompt
 from nemorouter.providers.types import Completion, Failure, UnsupportedContent, UpstreamRequest
 from nemorouter.service import billing, failures
 from nemorouter.service.bodies import (
@@ -179,7 +180,8 @@ class Gateway:
                     self.client, call.targets, adapter_of, build, self._on_failure, timeouts_of
                 )
                 self._on_success(target, call)
-                return StreamReply(self._headers(call), relay(self, call, target, handle, first, decode))
+                chunks = relay(self, call, target, handle, first, decode, body)
+                return StreamReply(self._headers(call), chunks)
             target, completion, _ = await send_first(
                 self.client,
                 call.targets,
@@ -195,7 +197,7 @@ class Gateway:
         except BaseException:
             await self.release(call, error="the request was interrupted")
             raise
-        return await self._reply(call, target, completion, chat=True)
+        return await self._reply(call, target, completion, chat=body)
 
     async def embeddings(self, key: ApiKey, raw: bytes) -> JsonReply:
         body, ids = parse_embeddings(raw)
@@ -224,7 +226,7 @@ class Gateway:
         except BaseException:
             await self.release(call, error="the request was interrupted")
             raise
-        return await self._reply(call, target, completion, chat=False)
+        return await self._reply(call, target, completion, chat=None)
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -501,11 +503,31 @@ class Gateway:
         self.metrics.released(gen.model)
         self._log(gen)
 
-    def estimate_usage(self, call: Call, output_tokens: int) -> Usage:
-        """When the provider reported no usage: prompt ~ a quarter of the byte bound, output as counted."""
-        return Usage(prompt_tokens=max(1, call.input_bound // 4), completion_tokens=output_tokens)
+    def estimate_usage(self, call: Call, output_tokens: int, prompt_tokens: int | None = None) -> Usage:
+        """When the provider reported no usage: the prompt as counted by the model family's
+        tokenizer, else the hold's own prompt bound (it never undercounts what the provider
+        bills, and never passes the hold); the output as counted."""
+        bound = max(1, call.input_bound)
+        prompt = bound if prompt_tokens is None else max(1, min(prompt_tokens, bound))
+        return Usage(prompt_tokens=prompt, completion_tokens=output_tokens)
 
-    async def _reply(self, call: Call, target: Target, completion: Completion, chat: bool) -> JsonReply:
+    async def counted_prompt(self, call: Call, target: Target, body: dict[str, Any] | None) -> int | None:
+        """The prompt of a chat `body` by its model family's offline tokenizer, at most the bound;
+        None when no tokenizer fits (docs/money-trail.md, "A stream cut short")."""
+        if body is None:
+            return None
+        names = (target.model.id, target.deployment.upstream_model)
+        try:
+            # Off the event loop: the first use loads the tokenizer (~0.5 s), a long prompt takes ms.
+            return await asyncio.to_thread(count_chat_prompt, body, names, call.input_bound)
+        except Exception:  # no tokenizer at hand (or no executor at shutdown): the bound, never less
+            log.exception("prompt count failed; charging the prompt bound", extra={"request_id": call.id})
+            return None
+
+    async def _reply(
+        self, call: Call, target: Target, completion: Completion, chat: dict[str, Any] | None
+    ) -> JsonReply:
+        """The answer to a non-stream request (`chat`: its body; None for embeddings), settled."""
         usage = completion.usage
         raw_usage = completion.raw_usage
         if usage is None:
@@ -518,10 +540,11 @@ class Gateway:
                         "raw_usage": _raw_text(raw_usage),
                     },
                 )
-            usage = self.estimate_usage(call, _content_tokens(completion.body) if chat else 0)
-            raw_usage = (
-                {"estimated": True, "reported": raw_usage} if raw_usage is not None else {"estimated": True}
-            )
+            prompt = await self.counted_prompt(call, target, chat)
+            output = _content_tokens(completion.body) if chat is not None else 0
+            usage = self.estimate_usage(call, output, prompt)
+            how = {"estimated": True, "prompt": "bound" if prompt is None else "tokenizer"}
+            raw_usage = {**how, "reported": raw_usage} if raw_usage is not None else how
         cost, usage = await self.settle(
             call,
             target,
@@ -533,7 +556,7 @@ class Gateway:
         body["id"] = call.id
         body["model"] = target.model.id
         body["created"] = int(time.time())
-        if chat:
+        if chat is not None:
             body["usage"] = {**usage_to_openai(usage), "cost": Usd(cost)}
         else:
             body["usage"] = {
