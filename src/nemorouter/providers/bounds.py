@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -62,22 +62,18 @@ _UNBILLED_FIELDS = frozenset(
         "parallel_tool_calls", "reasoning_effort", "verbosity", "modalities", "tool_choice",
     }
 )  # fmt: skip
-_TOOL_FIELDS = ("tools", "functions", "response_format")
-# Message fields counted on their own below; any other message field counts by its JSON bytes.
-_MESSAGE_FIELDS = frozenset(
-    {"role", "content", "name", "tool_call_id", "tool_calls", "function_call", "refusal", "audio"}
-)
+_TOOL_FIELDS = frozenset({"tools", "functions", "response_format"})
 _MEDIA_WORDS = ("image", "audio", "file", "video", "document", "pdf")
 
 
-@dataclass(frozen=True, slots=True)
-class PromptRules:
+class PromptRules(NamedTuple):
     """How the upstreams that may serve a request bill media, and the most any of them bills."""
 
     image: int  # tokens one image can cost on the candidate that bills images most
     ceiling: int  # the largest context window among the candidates
 
 
+@lru_cache(maxsize=1024)
 def image_tokens(kind: str, upstream_model: str) -> int:
     """One image's worst case on this provider kind and model (rules above), or UNBOUNDED."""
     model = upstream_model.lower()
@@ -95,17 +91,24 @@ def prompt_rules(candidates: Iterable[tuple[str, str, int]]) -> PromptRules:
     image = 0
     ceiling = 0
     for kind, model, context in candidates:
-        image = max(image, image_tokens(kind, model))
-        ceiling = max(ceiling, context)
-    return PromptRules(image=image, ceiling=ceiling or UNBOUNDED)
+        tokens = image_tokens(kind, model)
+        if tokens > image:
+            image = tokens
+        if context > ceiling:
+            ceiling = context
+    return PromptRules(image, ceiling or UNBOUNDED)
 
 
 # Without candidates (tests, tools): every kind's worst image, no context cap.
 ANY_PROVIDER = PromptRules(image=UNBOUNDED, ceiling=UNBOUNDED)
 
 
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
 def _text_bytes(value: Any) -> int:
-    return len(value.encode()) if isinstance(value, str) else 0
+    return _utf8_len(value) if isinstance(value, str) else 0
 
 
 def _json_bytes(value: Any) -> int:
@@ -118,7 +121,7 @@ def _json_bytes(value: Any) -> int:
 def _arguments_bytes(value: Any) -> int:
     """Arguments as sent (OpenAI) or parsed and re-serialised (Anthropic, Gemini)."""
     if isinstance(value, str):
-        return len(value.encode()) + EXPONENT_GROWTH * len(_EXPONENT.findall(value))
+        return _utf8_len(value) + EXPONENT_GROWTH * len(_EXPONENT.findall(value))
     return _json_bytes(value) if value is not None else 0
 
 
@@ -186,27 +189,30 @@ def _content_tokens(content: Any, rules: PromptRules) -> int:
     if content is None:
         return 0
     if isinstance(content, str):
-        return len(content.encode())
+        return _utf8_len(content)
     if isinstance(content, list):
         return sum(_part_tokens(part, rules) for part in content)
     return _json_bytes(content)
 
 
 def _message_tokens(message: dict[str, Any], rules: PromptRules) -> int:
-    total = MESSAGE_ALLOWANCE + _content_tokens(message.get("content"), rules)
-    total += _text_bytes(message.get("name")) + _text_bytes(message.get("tool_call_id"))
-    total += _text_bytes(message.get("refusal"))
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        total += sum(_call_bytes(call) for call in calls)
-    elif calls is not None:
-        total += _json_bytes(calls)
-    if message.get("function_call") is not None:
-        total += _call_bytes(message["function_call"])
-    if message.get("audio") is not None:  # an earlier audio answer, by id: billed as audio input
-        total += UNBOUNDED
+    """Every field of a message: content, tool calls, the legacy function_call, and any string
+    (name, tool_call_id, refusal, reasoning_content…) or other value by its bytes."""
+    total = MESSAGE_ALLOWANCE
     for name, value in message.items():
-        if name not in _MESSAGE_FIELDS and value is not None:  # thinking_blocks, reasoning_content…
+        if value is None or name == "role":
+            continue
+        if name == "content":
+            total += _content_tokens(value, rules)
+        elif isinstance(value, str):
+            total += _utf8_len(value)
+        elif name == "tool_calls" and isinstance(value, list):
+            total += sum(_call_bytes(call) for call in value)
+        elif name == "function_call":
+            total += _call_bytes(value)
+        elif name == "audio":  # an earlier audio answer, by id: billed as audio input
+            total += UNBOUNDED
+        else:  # thinking_blocks and the like
             total += _json_bytes(value)
     return total
 
@@ -214,15 +220,19 @@ def _message_tokens(message: dict[str, Any], rules: PromptRules) -> int:
 def chat_input_bound(body: dict[str, Any], rules: PromptRules = ANY_PROVIDER) -> int:
     """Upper bound of prompt tokens for a chat request, never above `rules.ceiling`."""
     total = REQUEST_ALLOWANCE
-    for message in body.get("messages") or ():
-        total += _message_tokens(message, rules) if isinstance(message, dict) else _json_bytes(message)
-        if total >= rules.ceiling:
-            return rules.ceiling
-    if any(body.get(field) for field in _TOOL_FIELDS):
-        total += TOOLS_ALLOWANCE
     for name, value in body.items():
-        if name not in _UNBILLED_FIELDS and value is not None:
-            total += _json_bytes(value)
+        if value is None or name in _UNBILLED_FIELDS:
+            if name == "messages" and isinstance(value, list):
+                for message in value:
+                    total += (
+                        _message_tokens(message, rules) if isinstance(message, dict) else _json_bytes(message)
+                    )
+                    if total >= rules.ceiling:
+                        return rules.ceiling
+            continue
+        total += _json_bytes(value)
+        if name in _TOOL_FIELDS and value:
+            total += TOOLS_ALLOWANCE
     return min(total, rules.ceiling)
 
 
