@@ -110,6 +110,28 @@ def test_the_two_field_trick_on_a_renaming_vendor_sends_exactly_the_held_limit(g
     assert_capped(gw, account, key, Decimal("0.01"))
 
 
+def test_the_two_field_trick_streamed_sends_the_same_limit(gw: Gateway, sim: Sim) -> None:
+    account = gw.account("1.00")
+    key = gw.key(account, limit="0.01")
+    marker = f"trick-stream-{secrets.token_hex(4)}"
+    body = {
+        "model": "adv/mistral",
+        "messages": [{"role": "user", "content": f"stream a lot {marker} [sim:tokens=5000]"}],
+        "max_tokens": 200_000,
+        "max_output_tokens": 2,
+        "stream": True,
+    }
+    answer = chat(gw, key, body)
+    assert answer.status_code == 200, answer.text
+    events = [json.loads(line[6:], parse_float=Decimal) for line in answer.text.splitlines()
+              if line.startswith("data: {")]  # fmt: skip
+    usage = [e["usage"] for e in events if e.get("usage")][-1]
+    assert usage["completion_tokens"] <= 2
+    [seen] = sent_upstream(sim, marker)
+    assert seen["max_tokens"] == 2 and "max_output_tokens" not in seen and seen["stream"] is True
+    assert_capped(gw, account, key, Decimal("0.01"))
+
+
 async def _forty(gw: Gateway, key: str, body: dict[str, Any]) -> list[httpx.Response]:
     async with httpx.AsyncClient(base_url=gw.url, timeout=60) as client:
         return await asyncio.gather(
