@@ -54,6 +54,7 @@ MODULES = (
     "nemorouter/money/windows.py",
     "nemorouter/providers/bounds.py",
     "nemorouter/providers/openai_wire.py",
+    "nemorouter/providers/output_limit.py",
     "nemorouter/providers/types.py",
     "nemorouter/service/auth.py",
     "nemorouter/service/billing.py",

@@ -140,7 +140,11 @@ def test_text_non_stream_exact_cost_and_what_google_receives(gem: Gateway, sim: 
     assert seen["headers"]["x-goog-api-key"] == SECRET and "authorization" not in seen["headers"]
     assert "key=" not in seen["query"]
     assert seen["headers"]["user-agent"] == f"NemoRouter/{nemorouter.__version__}"  # not aiohttp's
-    assert seen["body"] == {"contents": [{"role": "user", "parts": [{"text": "Hello, world! e2e-text"}]}]}
+    # No limit asked: the model's max_output, the one the hold was sized from, is still sent.
+    assert seen["body"] == {
+        "contents": [{"role": "user", "parts": [{"text": "Hello, world! e2e-text"}]}],
+        "generationConfig": {"maxOutputTokens": 65536},
+    }
     assert gem.verify()["ok"] is True
 
 
@@ -309,7 +313,10 @@ def test_stop_and_max_tokens(gem: Gateway, sim: Sim, client: openai.OpenAI) -> N
     assert stopped.choices[0].message.content.split() == words[: words.index(words[5])]
     chunks, _ = stream(gem, client.api_key, model=FLASH, messages=messages, stop=[words[5]])
     assert streamed_text(chunks) == stopped.choices[0].message.content and finishes(chunks) == ["stop"]
-    assert last_request(sim, "Count words")["body"]["generationConfig"] == {"stopSequences": [words[5]]}
+    assert last_request(sim, "Count words")["body"]["generationConfig"] == {
+        "maxOutputTokens": 65536,  # the model's max_output, held and always sent
+        "stopSequences": [words[5]],
+    }
     capped, usage = create(client, model=FLASH, messages=messages, max_tokens=7)
     assert capped.choices[0].finish_reason == "length" and usage["completion_tokens"] == 7
     assert capped.choices[0].message.content.split() == words[:7]

@@ -35,7 +35,9 @@ def chat_url(upstream: Upstream, stream: bool) -> str:
 def chat_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
     stream = bool(body.get("stream"))
     headers = {"x-goog-api-key": upstream.secret, "Content-Type": "application/json"}
-    return UpstreamRequest(chat_url(upstream, stream), headers, orjson.dumps(gemini_body(body)), stream)
+    return UpstreamRequest(
+        chat_url(upstream, stream), headers, orjson.dumps(gemini_body(body, upstream.max_output)), stream
+    )
 
 
 def _details(error: dict[str, Any]) -> tuple[set[str], int | None]:

@@ -1,8 +1,9 @@
 """The OpenAI wire format (kinds `openai` and `openai-compatible`): pure translation.
 
 Requests pass through with every field the client sent, minus the gateway's own routing
-fields; streams always ask upstream for usage (`stream_options.include_usage`, OpenAI's
-only way to get usage on a stream).
+fields and the client's output-limit fields, replaced by the request's one limit in the field
+the vendor obeys (`providers.output_limit`); streams always ask upstream for usage
+(`stream_options.include_usage`, OpenAI's only way to get usage on a stream).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import orjson
 
 from nemorouter.money import Usage
 from nemorouter.providers.counts import count, lenient
+from nemorouter.providers.output_limit import OUTPUT_LIMIT_FIELDS, output_limit
 from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
-from nemorouter.providers.vendors import apply_quirks
+from nemorouter.providers.vendors import apply_quirks, limit_field
 
 # Fields that steer NemoRouter (OpenRouter's conventions); never sent upstream.
 GATEWAY_FIELDS = frozenset({"models", "provider", "route", "transforms", "usage", "plugins"})
@@ -53,9 +55,12 @@ def _openai_message(message: Any) -> Any:
 
 
 def chat_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
-    out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS and k not in OUTPUT_LIMIT_FIELDS}
     out["model"] = upstream.model
-    out = apply_quirks(out, upstream.config.get("vendor"))
+    vendor = upstream.config.get("vendor")
+    # The request's one limit (the hold's), in the one field this vendor obeys; always sent.
+    out[limit_field(vendor)] = output_limit(body, upstream.max_output)
+    out = apply_quirks(out, vendor)
     if any(
         (isinstance(m, dict) and not _FOREIGN_MESSAGE_FIELDS.isdisjoint(m)) or _has_cache_control(m)
         for m in out.get("messages") or ()

@@ -42,8 +42,10 @@ from nemorouter.providers.types import Completion, Failure, UnsupportedContent, 
 from nemorouter.service import billing, failures
 from nemorouter.service.bodies import (
     ProviderPrefs,
+    held_output,
     parse_chat,
     parse_embeddings,
+    prompt_rules_of,
     provider_prefs,
     requested_output,
 )
@@ -162,11 +164,10 @@ class Gateway:
         body, ids = parse_chat(raw)
         routes = await self._resolve(key, ids, "chat")
         n = body.get("n") or 1
-        requested = requested_output(body)
-        max_output = (requested or max(r.model.max_output for r in routes)) * n
-        bound = chat_input_bound(body)
+        max_output = held_output(requested_output(body), [r.model.max_output for r in routes], n)
         stream = bool(body.get("stream"))
         targets = self._candidates(routes, provider_prefs(body))
+        bound = chat_input_bound(body, prompt_rules_of(targets))
         call = await self._admit(
             key, "chat", routes, targets, bound, max_output, n, stream, bound // 4 + max_output
         )
