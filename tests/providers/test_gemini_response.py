@@ -222,11 +222,25 @@ def test_not_a_generate_content_response_is_a_protocol_error() -> None:
         ),
         # a blocked prompt, or garbage values
         ({"promptTokenCount": 7}, Usage(7, 0)),
-        ({"promptTokenCount": -1, "candidatesTokenCount": "x"}, Usage()),
+        ({"promptTokenCount": 7, "candidatesTokenCount": 0}, Usage(7, 0)),
     ],
 )
 def test_usage_categories(raw: dict[str, Any], usage: Usage) -> None:
     assert parse_usage(raw) == usage
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"promptTokenCount": -1, "candidatesTokenCount": 3},
+        {"promptTokenCount": 7, "candidatesTokenCount": "x"},
+        {"promptTokenCount": 7, "candidatesTokenCount": 2.5},
+        {"promptTokenCount": True},
+    ],
+)
+def test_impossible_counts_make_the_report_unreadable(raw: dict[str, Any]) -> None:
+    """Not believed, and not read as zero: the gateway bills an estimate and logs a provider fault."""
+    assert parse_usage(raw) is None
 
 
 # -- streams ------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from nemorouter.money import Usage
+from nemorouter.providers.counts import count, lenient
 from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
 from nemorouter.providers.vendors import apply_quirks
 
@@ -76,10 +77,7 @@ def embeddings_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequ
     )
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
+@lenient
 def parse_usage(raw: dict[str, Any]) -> Usage:
     """OpenAI-style usage -> normalized Usage (OpenAI's conventions: cached and reasoning tokens
     are parts of prompt and completion tokens). Two vendor conventions are recognised from the
@@ -89,17 +87,17 @@ def parse_usage(raw: dict[str, Any]) -> Usage:
     - xAI counts `reasoning_tokens` outside `completion_tokens`; its `total_tokens` is then
       prompt + completion + reasoning (LiteLLM's check), and reasoning is added to completion.
     """
-    prompt = _int(raw.get("prompt_tokens"))
-    completion = _int(raw.get("completion_tokens"))
+    prompt = count(raw.get("prompt_tokens"))
+    completion = count(raw.get("completion_tokens"))
     pdet = raw.get("prompt_tokens_details") or {}
     cdet = raw.get("completion_tokens_details") or {}
-    outside = _int(cdet.get("reasoning_tokens"))
-    if outside and _int(raw.get("total_tokens")) == prompt + completion + outside:
+    outside = count(cdet.get("reasoning_tokens"))
+    if outside and count(raw.get("total_tokens")) == prompt + completion + outside:
         completion += outside
     hits = pdet.get("cached_tokens") if "cached_tokens" in pdet else raw.get("prompt_cache_hit_tokens")
-    cached = min(_int(hits), prompt)
-    writes = min(_int(pdet.get("cache_write_tokens")), prompt - cached)
-    reasoning = min(_int(cdet.get("reasoning_tokens")), completion)
+    cached = min(count(hits), prompt)
+    writes = min(count(pdet.get("cache_write_tokens")), prompt - cached)
+    reasoning = min(count(cdet.get("reasoning_tokens")), completion)
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -125,12 +123,15 @@ def embeddings_response(data: Any) -> Completion:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ValueError("upstream answered 200 without embeddings")
     raw = data.get("usage")
-    usage = None
-    if isinstance(raw, dict):
-        usage = Usage(prompt_tokens=_int(raw.get("prompt_tokens")) or _int(raw.get("total_tokens")))
+    usage = _embeddings_usage(raw) if isinstance(raw, dict) else None
     return Completion(
         body=data, usage=usage, finish_reason=None, raw_usage=raw if isinstance(raw, dict) else None
     )
+
+
+@lenient
+def _embeddings_usage(raw: dict[str, Any]) -> Usage:
+    return Usage(prompt_tokens=count(raw.get("prompt_tokens")) or count(raw.get("total_tokens")))
 
 
 def stream_decoder() -> Callable[[SseEvent], StreamStep]:

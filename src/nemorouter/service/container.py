@@ -123,7 +123,13 @@ async def start_gateway(services: Services, owner: str) -> None:
         owner,
         keepalive_seconds=services.settings.sse_keepalive,
     )
-    services.alerts = AlertWatcher(store, services.settings, services.clock, services.gateway.refusals)
+    services.alerts = AlertWatcher(
+        store,
+        services.settings,
+        services.clock,
+        services.gateway.refusals,
+        overruns=services.gateway.overruns,
+    )
     services.outbox = OutboxWorker(store, services.vault, services.settings, services.clock)
 
 

@@ -7,6 +7,7 @@ async generator of SSE frames) plus headers.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
@@ -32,7 +33,7 @@ from nemorouter.errors import (
 )
 from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket
 from nemorouter.logs import RequestLog
-from nemorouter.money import Usage, Usd, cost_of, format_usd, window_start
+from nemorouter.money import Usage, Usd, charge_for, format_usd, overrun_reason, window_start
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.registry import Adapter
@@ -51,7 +52,7 @@ from nemorouter.service.routing import Route, RoutingTable, Target, adapter_of
 from nemorouter.service.selection import candidates, health_names
 from nemorouter.settings import Timeouts
 from nemorouter.store.base import Store
-from nemorouter.store.records import ApiKey, Generation, Hold, Outcome
+from nemorouter.store.records import ApiKey, Generation, Hold, Outcome, Overrun
 from nemorouter.timeutil import iso, time_ordered_id
 
 log = logging.getLogger("nemorouter.gateway")
@@ -91,6 +92,7 @@ class Call:
     targets: list[Target]
     hold: int
     input_bound: int
+    max_output: int
     ticket: Ticket
     started: float
     created_at: str
@@ -106,6 +108,7 @@ class Call:
         targets: list[Target],
         hold: int,
         input_bound: int,
+        max_output: int,
         ticket: Ticket,
         started: float,
         created_at: str,
@@ -118,6 +121,7 @@ class Call:
         self.targets = targets
         self.hold = hold
         self.input_bound = input_bound
+        self.max_output = max_output
         self.ticket = ticket
         self.started = started
         self.created_at = created_at
@@ -149,6 +153,7 @@ class Gateway:
         self._rng = random.Random()
         self._background: set[asyncio.Task[None]] = set()
         self.refusals: set[tuple[str, str]] = set()  # (key id, reason) of refused reserves; alerts drain it
+        self.overruns: list[Overrun] = []  # operator overruns not yet alerted; alerts drain it
 
     # -- use cases ------------------------------------------------------------------------
 
@@ -278,6 +283,7 @@ class Gateway:
             targets=targets,
             hold=hold,
             input_bound=bound,
+            max_output=max_output,
             ticket=ticket,
             started=time.monotonic(),
             created_at=stamp,
@@ -393,23 +399,71 @@ class Gateway:
             latency_ms=int((time.monotonic() - call.started) * 1000),
             cancelled=outcome.cancelled,
             finish_reason=outcome.finish_reason,
-            raw_usage=orjson.dumps(raw_usage).decode() if raw_usage else None,  # parsed JSON: no Usd
+            raw_usage=_raw_text(raw_usage) if raw_usage else None,
             error=outcome.error,
         )
 
-    async def settle(self, call: Call, target: Target, usage: Usage, status: str, outcome: Outcome) -> int:
-        """Charge the exact cost of `usage` at the serving deployment's prices; returns it."""
-        cost = cost_of(usage, target.prices).total
-        gen = self.generation(call, target, usage, cost, status, outcome)
+    async def settle(
+        self, call: Call, target: Target, usage: Usage, status: str, outcome: Outcome
+    ) -> tuple[int, Usage]:
+        """Charge `usage` at the serving deployment's prices, never more than the hold: what a
+        provider reports beyond it is the operator's overrun (docs/money-trail.md). Returns the
+        charge and the counts it was billed for."""
+        charge = charge_for(usage, target.prices, call.hold, call.input_bound, call.max_output)
+        gen = self.generation(call, target, charge.usage, charge.cost, status, outcome)
         reset = call.key.limit_reset
         window = "all" if reset is None else window_start(reset, self.clock())
         if not await self.store.settle(call.id, gen, window):
             log.error("settle found no open hold", extra={"request_id": call.id})
-        self.limiter.finish(call.ticket, usage.total_tokens)
+        elif charge.overrun:
+            self._overrun(call, target, gen, usage, charge.reported_cost)
+        self.limiter.finish(call.ticket, charge.usage.total_tokens)
         self.metrics.open_holds -= 1
-        self.metrics.settled(target.model.id, target.provider.name, status, usage, cost)
+        self.metrics.settled(target.model.id, target.provider.name, status, charge.usage, charge.cost)
         self._log(gen)
-        return cost
+        return charge.cost, charge.usage
+
+    def _overrun(self, call: Call, target: Target, gen: Generation, reported: Usage, cost: int) -> None:
+        """A provider reported more than the request allowed: log it as the provider's fault,
+        count it, and keep it (off the request's path) for reconciliation and the operator."""
+        found = Overrun(
+            request_id=call.id,
+            account_id=call.key.account_id,
+            key_id=call.key.id,
+            model=target.model.id,
+            provider=target.provider.name,
+            provider_key_id=target.key.id,
+            deployment_id=target.deployment.id,
+            hold=call.hold,
+            charged=gen.cost,
+            reported_cost=cost,
+            overrun=cost - gen.cost,
+            reason=overrun_reason(reported, call.input_bound, call.max_output),
+            raw_usage=gen.raw_usage,
+            created_at=call.created_at,
+        )
+        log.error(
+            "operator overrun: the provider reported more than the request's hold covers",
+            extra={
+                "request_id": call.id,
+                "provider": target.provider.name,
+                "provider_key": target.key.id,
+                "reason": found.reason,
+                "hold": format_usd(call.hold),
+                "charged": format_usd(gen.cost),
+                "reported_cost": format_usd(cost),
+                "raw_usage": gen.raw_usage,
+            },
+        )
+        self.metrics.overrun(target.provider.name, target.key.id, found.overrun)
+        self.overruns.append(found)
+        self._spawn(self._keep_overrun(found))
+
+    async def _keep_overrun(self, found: Overrun) -> None:
+        try:
+            await self.store.record_overrun(found)
+        except Exception:
+            log.exception("could not record an operator overrun", extra={"request_id": found.request_id})
 
     def _log(self, gen: Generation) -> None:
         """The one line per request operators search: ids, route, outcome, tokens, money, time."""
@@ -455,9 +509,20 @@ class Gateway:
         usage = completion.usage
         raw_usage = completion.raw_usage
         if usage is None:
+            if raw_usage is not None:  # present but impossible (negative, fractional, text counts)
+                log.error(
+                    "provider fault: unreadable usage report; billed an estimate within the hold",
+                    extra={
+                        "request_id": call.id,
+                        "provider": target.provider.name,
+                        "raw_usage": _raw_text(raw_usage),
+                    },
+                )
             usage = self.estimate_usage(call, _content_tokens(completion.body) if chat else 0)
-            raw_usage = {"estimated": True}
-        cost = await self.settle(
+            raw_usage = (
+                {"estimated": True, "reported": raw_usage} if raw_usage is not None else {"estimated": True}
+            )
+        cost, usage = await self.settle(
             call,
             target,
             usage,
@@ -479,6 +544,15 @@ class Gateway:
         headers = self._headers(call)
         headers["x-nemo-cost"] = format_usd(cost)
         return JsonReply(jsonx.dumps(body), headers)
+
+
+def _raw_text(raw: dict[str, Any]) -> str:
+    """A provider's usage report as JSON text (parsed JSON: no Usd). orjson refuses integers
+    beyond 64 bits, which an untrusted report may carry; the standard library keeps them."""
+    try:
+        return orjson.dumps(raw).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(raw, default=repr)
 
 
 def _content_tokens(body: dict[str, Any]) -> int:

@@ -130,7 +130,7 @@ async def _finish(gateway: Gateway, call: Call, target: Target, state: _State) -
     status = "cancelled" if state.cancelled else ("error" if state.error else "success")
     if status == "error":
         status = "partial"  # output was produced and is charged; "error" means no charge
-    cost = await gateway.settle(
+    cost, usage = await gateway.settle(
         call,
         target,
         usage,
