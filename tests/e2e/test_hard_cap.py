@@ -63,7 +63,9 @@ def check_outcome(
     assert charged <= cap
     assert balance["held"] == 0
     report = gateway.verify()
-    assert report["ok"] is True and report["overruns"] == 0, report
+    # No overrun of this account's (the session's gateway keeps other tests' operator overruns).
+    assert report["ok"] is True, report
+    assert not [o for o in report["overrun_requests"] if o["account_id"] == account], report
 
 
 @pytest.mark.parametrize("round_", range(2))
