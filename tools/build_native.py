@@ -49,6 +49,7 @@ MODULES = (
     "nemorouter/money/cost.py",
     "nemorouter/money/holds.py",
     "nemorouter/money/prices.py",
+    "nemorouter/money/settlement.py",
     "nemorouter/money/usage.py",
     "nemorouter/money/windows.py",
     "nemorouter/providers/bounds.py",

@@ -62,10 +62,8 @@ def check_outcome(
     assert Decimal(str(balance["total_usage"])) == charged
     assert charged <= cap
     assert balance["held"] == 0
-    report = gateway.verify()
-    # No overrun of this account's (the session's gateway keeps other tests' operator overruns).
-    assert report["ok"] is True, report
-    assert not [o for o in report["overrun_requests"] if o["account_id"] == account], report
+    report = gateway.verify()  # the session's gateway: other tests' overruns may be listed, not ours
+    assert report["ok"] is True and not [o for o in report["overrun_requests"] if o["account_id"] == account]
 
 
 @pytest.mark.parametrize("round_", range(2))

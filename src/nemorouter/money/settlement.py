@@ -12,15 +12,21 @@ from nemorouter.money.prices import Prices
 from nemorouter.money.usage import PLAUSIBLE_TOKENS, Usage, within_limits, within_output_limit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False)
 class Charge:
     """What a request is charged (`cost`, never above its hold) for which counts (`usage`, what
     its record shows), and the cost of the report as the provider sent it (`reported_cost`):
-    the excess, when there is one, is the operator's overrun."""
+    the excess, when there is one, is the operator's overrun. A value: never changed once made."""
 
     usage: Usage
     cost: int
     reported_cost: int
+
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
+    def __init__(self, usage: Usage, cost: int, reported_cost: int) -> None:
+        self.usage = usage
+        self.cost = cost
+        self.reported_cost = reported_cost
 
     @property
     def overrun(self) -> int:
