@@ -172,6 +172,10 @@ def test_600_concurrent_requests_over_three_replicas_never_pass_a_cap(cluster: C
     assert served_by == {0, 1, 2}
     report = first.verify()
     assert report["ok"] is True, report
+    overruns = {o["request_id"] for o in report["overrun_requests"]}  # the lies are the operator's
+    for b, r in zip((b for _, b in jobs), responses, strict=True):
+        if r.status_code == 200:
+            assert (r.headers["x-nemo-request-id"] in overruns) == (b is LYING), r.text
     assert first.cli_json("ledger", "verify")["ok"] is True
 
 

@@ -64,7 +64,7 @@ async def one(
 class Storm:
     outcomes: list[str]
     served: dict[str, bool]  # request id -> whether its provider lied about usage
-    lies_completed: int  # lying requests read to their end (the inflated report reached settle)
+    lies_read: set[str]  # lying requests read to their end: the inflated report reached settle
 
 
 async def storm(url: str, key: str, seed: int) -> Storm:
@@ -81,8 +81,8 @@ async def storm(url: str, key: str, seed: int) -> Storm:
             jobs.append(one(session, url, key, stream, lying[-1], leave))
         results = list(await asyncio.gather(*jobs))
     served = {rid: liar for (_, rid), liar in zip(results, lying, strict=True) if rid is not None}
-    completed = sum(1 for (outcome, _), liar in zip(results, lying, strict=True) if liar and outcome == "ok")
-    return Storm([outcome for outcome, _ in results], served, completed)
+    read = {rid for (outcome, rid), liar in zip(results, lying, strict=True) if liar and outcome == "ok"}
+    return Storm([outcome for outcome, _ in results], served, {rid for rid in read if rid is not None})
 
 
 def exact(text: str) -> Any:
@@ -130,6 +130,15 @@ def assert_each_charged_at_most_its_hold(
     assert sum(costs.values(), Decimal(0)) == total_usage
 
 
+def assert_overruns_are_the_lies(gateway: Gateway, run: Storm) -> None:
+    """Verify is ok; every lie read to its end is an operator overrun, and no honest request is."""
+    report = gateway.verify()
+    assert report["ok"] is True, report
+    overruns = {o["request_id"] for o in report["overrun_requests"]}
+    assert run.lies_read <= overruns
+    assert not {rid for rid, lying in run.served.items() if not lying} & overruns
+
+
 @pytest.mark.parametrize("round_", range(5))
 def test_key_limit_under_500_mixed_requests(gateway: Gateway, round_: int) -> None:
     holds = holds_of(gateway)
@@ -140,13 +149,12 @@ def test_key_limit_under_500_mixed_requests(gateway: Gateway, round_: int) -> No
     outcomes = run.outcomes
     served = len(outcomes) - outcomes.count("refused")
     assert outcomes.count("refused") > 0 and served >= 60 and outcomes.count("left") > 0
-    assert run.lies_completed > 0
+    assert run.lies_read
     balance = settle_down(gateway, account)
     assert balance["total_usage"] <= cap
     assert balance["balance"] == Decimal("100") - balance["total_usage"]
     assert_each_charged_at_most_its_hold(gateway, key, run, holds, balance["total_usage"])
-    report = gateway.verify()
-    assert report["ok"] is True, report
+    assert_overruns_are_the_lies(gateway, run)
 
 
 @pytest.mark.parametrize("round_", range(5))
@@ -159,11 +167,10 @@ def test_account_balance_under_500_mixed_requests(gateway: Gateway, round_: int)
     outcomes = run.outcomes
     served = len(outcomes) - outcomes.count("refused")
     assert outcomes.count("refused") > 0 and served >= 60 and outcomes.count("left") > 0
-    assert run.lies_completed > 0
+    assert run.lies_read
     balance = settle_down(gateway, account)
     assert balance["total_usage"] <= credits
     assert balance["balance"] >= 0
     assert balance["balance"] == credits - balance["total_usage"]
     assert_each_charged_at_most_its_hold(gateway, key, run, holds, balance["total_usage"])
-    report = gateway.verify()
-    assert report["ok"] is True, report
+    assert_overruns_are_the_lies(gateway, run)
