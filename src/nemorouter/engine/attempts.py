@@ -4,7 +4,6 @@ failure, a bounded number of times; never after the first byte has reached the c
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
@@ -47,8 +46,6 @@ class _KeyBlame:
     at the request, so no further key is tried (and none quarantined) for it.
     """
 
-    __slots__ = ("blamed",)
-
     def __init__(self) -> None:
         self.blamed = False
 
@@ -56,7 +53,14 @@ class _KeyBlame:
         if not failure.blames_key:
             return failure
         if self.blamed:
-            return replace(failure, against_key=False, retryable=failure.kind != "auth")
+            return Failure(
+                failure.kind,
+                failure.status,
+                failure.message,
+                retryable=failure.kind != "auth",
+                retry_after=failure.retry_after,
+                against_key=False,
+            )
         self.blamed = True
         return failure
 
