@@ -372,14 +372,24 @@ KEY_INVALID = [
     }
 ]
 
+KEY_BLOCKED = [
+    {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "API_KEY_SERVICE_BLOCKED",
+        "domain": "googleapis.com",
+    }
+]
+
 
 @pytest.mark.parametrize(
     ("status", "body", "header", "kind", "retryable", "retry_after"),
     [
         (400, google(400, "INVALID_ARGUMENT", KEY_INVALID), None, "auth", True, None),
-        (403, google(403, "PERMISSION_DENIED"), None, "auth", True, None),
         (401, google(401, "UNAUTHENTICATED"), None, "auth", True, None),
-        (400, google(400, "FAILED_PRECONDITION"), None, "auth", True, None),
+        (403, google(403, "PERMISSION_DENIED", KEY_BLOCKED), None, "auth", True, None),
+        # A 403 without a key reason is this request's (a file it may not read), never the key's.
+        (403, google(403, "PERMISSION_DENIED"), None, "forbidden", False, None),
+        (400, google(400, "FAILED_PRECONDITION"), None, "forbidden", False, None),
         (
             429,
             google(

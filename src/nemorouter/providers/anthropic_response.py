@@ -173,8 +173,12 @@ def failure(status: int, body: Any, retry_after: int | None = None) -> Failure:
         return Failure("rate_limited", status, message, retryable=True, retry_after=retry_after)
     if status == 529:
         return Failure("overloaded", status, message, retryable=True, retry_after=retry_after)
-    if status in (401, 403):
+    if status == 401:
+        # authentication_error: the key itself is bad.
         return Failure("auth", status, message, retryable=True)
+    if status == 403:
+        # permission_error: the key may not do what this request asks; the request's failure.
+        return Failure("forbidden", status, message, retryable=False)
     if status == 402:
         # billing_error: our provider account is out of funds; another deployment may serve.
         return Failure("server", status, message, retryable=True)

@@ -217,8 +217,13 @@ def error_from_body(status: int, body: Any, retry_after: int | None = None) -> F
             status = code
     if status == 429:
         return Failure("rate_limited", status, message, retryable=True, retry_after=retry_after)
-    if status in (401, 403):
+    if status == 401:
+        # OpenAI's AuthenticationError (`invalid_api_key`): the key itself is bad.
         return Failure("auth", status, message, retryable=True)
+    if status == 403:
+        # PermissionDeniedError: this request may not do this (a file, a model, a policy, a
+        # region). The request's failure, not the key's; another key would be refused alike.
+        return Failure("forbidden", status, message, retryable=False)
     if status == 529:
         return Failure("overloaded", status, message, retryable=True, retry_after=retry_after)
     if status == 408 or status >= 500:

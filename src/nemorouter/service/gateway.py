@@ -337,7 +337,14 @@ class Gateway:
         return {"x-nemo-request-id": call.id}
 
     def _on_failure(self, target: Target, failure: Failure) -> None:
-        """Teach the breakers; quarantine a vault key its provider refuses."""
+        """Teach the breakers; quarantine a vault key its provider refuses as invalid.
+
+        Only a failure the attempt loop held against the key (`against_key`, at most one per
+        request) touches the key: a 429 cools down that key on that deployment, a refused key is
+        quarantined. A refusal puts no in-memory cool-down on the key: the quarantine (a store
+        row every replica routes by) is the whole effect, so releasing it clears it everywhere.
+        A 403 (`forbidden`) is the request's failure and leaves key and deployment alone.
+        """
         deployment, key = health_names(target)
         self.metrics.upstream_failures.labels(target.provider.name, failure.kind).inc()
         log.warning(
@@ -348,12 +355,13 @@ class Gateway:
                 "provider_key": target.key.id,
                 "kind": failure.kind,
                 "status": failure.status,
+                "against_key": failure.against_key,
             },
         )
         if failure.kind == "rate_limited":
-            self.health.cool_down(key, failure.retry_after if failure.retry_after is not None else 1)
-        elif failure.kind == "auth":
-            self.health.cool_down(key, 3600)
+            if failure.against_key:
+                self.health.cool_down(key, failure.retry_after if failure.retry_after is not None else 1)
+        elif failure.key_rejected:
             self._spawn(self._quarantine(target, failure))
         elif failure.kind in ("server", "overloaded", "timeout", "connect", "protocol"):
             self.health.failure(deployment)
@@ -361,12 +369,25 @@ class Gateway:
                 self.health.cool_down(deployment, failure.retry_after)
 
     async def _quarantine(self, target: Target, failure: Failure) -> None:
-        await self.store.update_provider_key(target.key.id, {"quarantined_at": iso(self.clock())})
-        log.error(
-            "provider key quarantined: its provider refused it; fix it and PATCH quarantined=false",
-            extra={"provider": target.provider.name, "provider_key": target.key.id, "status": failure.status},
-        )
-        await self.routes.refresh(force=True)
+        """Mark the key quarantined in the store (kept out of routing by every replica until an
+        operator releases it). Requests in flight may see the same refusal: the first one's
+        time stays, so the operator is alerted once."""
+        try:
+            current = {k.id: k for k in await self.store.list_provider_keys(target.provider.id)}
+            found = current.get(target.key.id)
+            if found is not None and found.quarantined_at is None:
+                await self.store.update_provider_key(target.key.id, {"quarantined_at": iso(self.clock())})
+                log.error(
+                    "provider key quarantined: its provider refused it; fix it and PATCH quarantined=false",
+                    extra={
+                        "provider": target.provider.name,
+                        "provider_key": target.key.id,
+                        "status": failure.status,
+                    },
+                )
+            await self.routes.refresh(force=True)
+        except Exception:
+            log.exception("provider key not quarantined", extra={"provider_key": target.key.id})
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)
