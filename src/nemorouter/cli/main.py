@@ -12,6 +12,8 @@ from nemorouter.cli import admin_cmds, audit_cmds, migrate_cmds, report_cmds
 from nemorouter.cli.common import emit, fail, run
 from nemorouter.service.container import Services, close_services, initialize, open_services
 from nemorouter.settings import Settings, SettingsError
+from nemorouter.store.base import StoreError
+from nemorouter.vault import VaultError
 
 app = typer.Typer(
     help="NemoRouter: one key, one bill, every model.",
@@ -67,6 +69,7 @@ def serve(
     settings = Settings.from_env()
     if workers < 1:
         fail("--workers must be at least 1")
+    check_vault(settings)
     if workers == 1:
         run_server(settings, host, port)
         return
@@ -74,6 +77,21 @@ def serve(
     if problem is not None:
         fail(problem)
     serve_workers(settings, host, port, workers)
+
+
+def check_vault(settings: Settings) -> None:
+    """Before serving: a master key that does not open the vault (or none at all) is one
+    `error:` line and exit 1, not a traceback and a server with no providers."""
+
+    async def check() -> None:
+        await close_services(await open_services(settings))
+
+    try:
+        asyncio.run(check())
+    except (VaultError, StoreError) as exc:
+        fail(str(exc))
+    except Exception:  # anything else: the server's own start reports it as it always has
+        return
 
 
 @app.command()
@@ -105,7 +123,10 @@ def demo(port: int = typer.Option(4000), sim_port: int = typer.Option(4010)) -> 
             await close_services(services)
 
     try:
-        key, token = asyncio.run(setup())
+        try:
+            key, token = asyncio.run(setup())
+        except (VaultError, StoreError) as exc:
+            fail(str(exc))
         text = demo_mod.banner(key, "127.0.0.1", port, token)
         run_server(settings, "127.0.0.1", port, on_ready=lambda: print(text, flush=True))
     finally:

@@ -196,6 +196,13 @@ class PostgresAccounts(PostgresMoney):
         async def op(conn: Conn) -> None:
             sql = f"UPDATE api_keys SET {self._sets(columns)} WHERE id = ${len(columns) + 1}"
             await conn.execute(sql, *values.values(), key_id)
+            if "limit" in fields:  # `ledger verify` tells a lowered limit from a breach by this
+                await conn.execute(
+                    "INSERT INTO key_limit_changes VALUES ($1, $2, $3)",
+                    key_id,
+                    values["updated_at"],
+                    fields["limit"],
+                )
             await self._bump(conn)
 
         await self._atomic(op)

@@ -11,12 +11,9 @@ import asyncpg
 from nemorouter.money.amounts import MAX_AMOUNT
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
-from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation
 from nemorouter.store.postgres_conn import Conn, PostgresConnection
-from nemorouter.store.postgres_seals import seal_problems
-from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
-from nemorouter.timeutil import utcnow
+from nemorouter.store.records import Generation, Hold, ReserveResult
 
 # Everything a settle or release fills in on the pending row. `hold` stays as reserved: the
 # amount taken off the key and the account is the one that was put on them.
@@ -159,49 +156,6 @@ class PostgresMoney(PostgresConnection):
         )
         assert total is not None
         return int(total[0])
-
-    async def verify_ledger(self) -> LedgerReport:
-        async with self._tx(snapshot=True) as conn:  # one consistent snapshot
-            accounts = [rows.account(r) for r in await conn.fetch("SELECT * FROM accounts")]
-            keys = [rows.api_key(r) for r in await conn.fetch("SELECT * FROM api_keys")]
-            credits = {
-                r[0]: r[1]
-                for r in await conn.fetch("SELECT account_id, SUM(amount) FROM credits GROUP BY account_id")
-            }
-            groups = await conn.fetch(
-                "SELECT account_id, key_id, COALESCE(SUM(hold) FILTER (WHERE status = 'pending'), 0),"
-                " COALESCE(SUM(cost) FILTER (WHERE status <> 'pending'), 0),"
-                " COUNT(*) FILTER (WHERE status <> 'pending' AND cost > hold)"
-                " FROM generations GROUP BY account_id, key_id"
-            )
-            failed = await conn.fetch(
-                "SELECT id FROM generations WHERE status IN ('error', 'orphaned') AND cost <> 0 ORDER BY id"
-            )
-            sealed = await seal_problems(conn)  # entries changed, removed or reordered since they were sealed
-        holds_acct: dict[str, int] = defaultdict(int)
-        holds_key: dict[str, int] = defaultdict(int)
-        charges: dict[str, int] = defaultdict(int)
-        key_charges: dict[str, int] = defaultdict(int)
-        overruns = 0
-        for acct, kid, held, charged, over in groups:
-            holds_acct[acct] += held
-            holds_key[kid] += held
-            charges[acct] += charged
-            key_charges[kid] += charged
-            overruns += over
-        sums = LedgerSums(
-            accounts,
-            keys,
-            credits,
-            charges,
-            holds_acct,
-            holds_key,
-            key_charges,
-            [r[0] for r in failed],
-            overruns,
-        )
-        report = check(sums, utcnow())
-        return LedgerReport(report.problems + sealed, report.overruns)
 
 
 async def orphan_holds(conn: Conn, where: str, params: tuple[object, ...]) -> list[Hold]:

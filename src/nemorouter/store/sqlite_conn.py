@@ -28,6 +28,7 @@ from nemorouter.store.base import StoreError
 
 T = TypeVar("T")
 log = logging.getLogger("nemorouter.store")
+_UNCHECKED = object()  # an entry whose answer is not compared when redone (a plain `_write`)
 
 
 class _Entry:
@@ -129,13 +130,17 @@ class SqliteConnection:
         except RuntimeError:
             with self._tx() as db:
                 return op(db)
-        result, entry = self._batched(loop, op)
+        result, entry = self._batched(loop, op, check_answer=False)
         if durable:
             await self._committed(loop, entry)
         return result
 
     def _batched(
-        self, loop: asyncio.AbstractEventLoop, op: Callable[[sqlite3.Connection], T]
+        self,
+        loop: asyncio.AbstractEventLoop,
+        op: Callable[[sqlite3.Connection], T],
+        *,
+        check_answer: bool = True,
     ) -> tuple[T, _Entry]:
         """Run `op` in the shared transaction and keep it in the batch's journal, so that it
         can be redone if another operation of the batch fails.
@@ -157,7 +162,7 @@ class SqliteConnection:
             self._abort(exc)
             raise
         assert self._batch is not None
-        entry = _Entry(op, result)
+        entry = _Entry(op, result if check_answer else _UNCHECKED)
         self._batch.append(entry)
         return result, entry
 
@@ -215,7 +220,7 @@ class SqliteConnection:
                         del entries[i]
                         entry.fail(exc)
                         break
-                    if answer != entry.result:  # possible only after a dropped operation
+                    if entry.result is not _UNCHECKED and answer != entry.result:  # only after a dropped one
                         log.critical(
                             "an operation redone after a failed one decided otherwise; its caller"
                             " acts on its first answer",

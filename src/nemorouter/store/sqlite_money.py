@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections import defaultdict
 from collections.abc import Sequence
 
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
-from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.money_mirror import (
     ACCOUNT_CHANGED,
     COMPLETE,
@@ -34,10 +32,8 @@ from nemorouter.store.money_mirror import (
     outcome_row,
 )
 from nemorouter.store.money_values import check_columns, check_generation, check_total
-from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
+from nemorouter.store.records import Generation, Hold, ReserveResult
 from nemorouter.store.sqlite_conn import SqliteConnection
-from nemorouter.store.sqlite_seals import seal_problems
-from nemorouter.timeutil import utcnow
 
 
 class SqliteMoney(SqliteConnection):
@@ -183,37 +179,6 @@ class SqliteMoney(SqliteConnection):
         ):
             total += cost
         return total
-
-    async def verify_ledger(self) -> LedgerReport:
-        with self._tx() as db:  # one consistent snapshot
-            accounts = [rows.account(r) for r in db.execute("SELECT * FROM accounts")]
-            keys = [rows.api_key(r) for r in db.execute("SELECT * FROM api_keys")]
-            credits: dict[str, int] = defaultdict(int)
-            for acct, amount in db.execute("SELECT account_id, amount FROM credits"):
-                credits[acct] += amount
-            charges: dict[str, int] = defaultdict(int)
-            key_charges: dict[str, int] = defaultdict(int)
-            failed_charged, overruns = [], 0
-            holds_acct: dict[str, int] = defaultdict(int)
-            holds_key: dict[str, int] = defaultdict(int)
-            for gid, acct, kid, cost, hold, status in db.execute(
-                "SELECT id, account_id, key_id, cost, hold, status FROM generations"
-            ):
-                if status == "pending":
-                    holds_acct[acct] += hold
-                    holds_key[kid] += hold
-                    continue
-                charges[acct] += cost
-                key_charges[kid] += cost
-                overruns += cost > hold
-                if status in ("error", "orphaned") and cost:
-                    failed_charged.append(gid)
-            sealed = seal_problems(db)  # entries changed, removed or reordered since they were sealed
-        sums = LedgerSums(
-            accounts, keys, credits, charges, holds_acct, holds_key, key_charges, failed_charged, overruns
-        )
-        report = check(sums, utcnow())
-        return LedgerReport(report.problems + sealed, report.overruns)
 
 
 def orphan_holds(db: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[Hold]:
