@@ -6,7 +6,7 @@ from typing import Any
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.money import LIMIT_RESETS, parse_usd
-from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.money.amounts import MAX_AMOUNT, MoneyFormatError
 from nemorouter.timeutil import iso, parse_iso
 
 KEY_FIELDS = (
@@ -22,7 +22,7 @@ KEY_FIELDS = (
 )
 
 
-MAX_INT = 2**63 - 1  # what an INTEGER/BIGINT column holds
+MAX_INT = MAX_AMOUNT  # a count (rate limit, size) is held in the same 64-bit columns as an amount
 
 
 def money(value: Any, name: str, *, positive: bool = False) -> int:

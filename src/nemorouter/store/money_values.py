@@ -17,7 +17,7 @@ from nemorouter.money.amounts import MAX_AMOUNT, AmountRangeError, format_usd, m
 from nemorouter.store.base import StoreError
 from nemorouter.store.records import Generation
 
-_INT64_MIN = -(2**63)
+_INT64_MIN = -MAX_AMOUNT - 1  # the least a 64-bit column holds
 
 
 def check_amount_of(request_id: str, what: str, value: object) -> int:
