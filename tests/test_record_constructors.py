@@ -14,6 +14,7 @@ from nemorouter.engine.http import RawResponse
 from nemorouter.limits.gcra import Decision
 from nemorouter.limits.local import Ticket
 from nemorouter.money.cost import CostBreakdown
+from nemorouter.money.settlement import Charge
 from nemorouter.money.usage import Usage
 from nemorouter.providers.types import Completion, Upstream, UpstreamRequest
 from nemorouter.service.gateway import Call, JsonReply
@@ -34,6 +35,7 @@ HAND_WRITTEN = [
     Decision,
     CostBreakdown,
     Usage,
+    Charge,
 ]
 
 

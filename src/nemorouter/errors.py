@@ -4,7 +4,7 @@
     ├── InvalidRequest             400 invalid_request
     ├── AuthError                  401 invalid_key | key_revoked | key_expired | key_disabled
     ├── PaymentRequired            402 insufficient_credits | key_limit_exceeded
-    ├── Forbidden                  403 forbidden | model_not_allowed
+    ├── Forbidden                  403 forbidden | model_not_allowed | upstream_forbidden
     ├── NotFound                   404 not_found | model_not_found
     ├── Conflict                   409 conflict
     ├── RequestTooLarge            413 request_too_large

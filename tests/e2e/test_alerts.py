@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -279,6 +280,40 @@ def test_a_quarantined_provider_key_alerts_the_operator(gw: Gateway, receiver: R
     data = alert.event["data"]
     assert data["provider"] == "flaky" and data["provider_key_id"] == added.json()["data"]["id"]
     assert b"sk-flaky" not in alert.body
+
+
+def test_an_operator_overrun_alerts_the_operator(gw: Gateway, receiver: Receiver) -> None:
+    """A provider reporting 10M output tokens for max_tokens 10: the customer pays within the hold,
+    the operator hears about the difference, once, signed."""
+    account = gw.account("1.00")
+    answer = httpx.post(
+        f"{gw.url}/v1/chat/completions",
+        json={
+            "model": "openai/gpt-4o",
+            "messages": [{"role": "user", "content": "hi [sim:report_output=10000000]"}],
+            "max_tokens": 10,
+        },
+        headers={"Authorization": f"Bearer {gw.key(account)}"},
+    )
+    assert answer.status_code == 200, answer.text
+    request_id = answer.headers["x-nemo-request-id"]
+
+    def arrived() -> list[Any]:
+        return [
+            a
+            for a in receiver.acknowledged("/operator", "provider.overrun")
+            if a.event["data"]["request_id"] == request_id
+        ]
+
+    assert wait_until(arrived, timeout=5)
+    (alert,) = arrived()
+    check_signature(OPERATOR_SECRET, alert)
+    data = alert.event["data"]
+    assert data["provider"] == "sim" and data["reason"] == "10000000 output tokens reported for a limit of 10"
+    charged = json.loads(answer.text, parse_float=Decimal)["usage"]["cost"]
+    assert Decimal(str(data["charged"])) == charged
+    assert Decimal(str(data["reported_cost"])) > Decimal(100)  # 10M tokens at $10/1M
+    assert Decimal(str(data["overrun"])) == Decimal(str(data["reported_cost"])) - charged
 
 
 def test_an_alert_survives_a_receiver_outage_and_a_restart(tmp_path: Path, sim: Sim) -> None:

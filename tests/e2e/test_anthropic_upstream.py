@@ -115,13 +115,16 @@ def post(gw: Gateway, key: str, **body: Any) -> httpx.Response:
 
 
 def stream(gw: Gateway, key: str, **body: Any) -> tuple[list[dict[str, Any]], httpx.Response]:
-    """The chunks of a streamed request (exact decimals), checking the stream ends with usage and [DONE]."""
+    """The chunks of a streamed request (exact decimals), checking the stream ends with usage and
+    [DONE], or (after a failure) with usage and then the error chunk."""
     response = post(gw, key, stream=True, **body)
     assert response.status_code == 200, response.text
     frames = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
-    assert frames[-1] == "[DONE]"
-    chunks = [json.loads(f, parse_float=Decimal) for f in frames[:-1]]
-    assert chunks[-1]["choices"] == [] and "cost" in chunks[-1]["usage"]
+    failed = frames[-1] != "[DONE]"
+    chunks = [json.loads(f, parse_float=Decimal) for f in (frames if failed else frames[:-1])]
+    usage = chunks[-2] if failed else chunks[-1]
+    assert usage["choices"] == [] and "cost" in usage["usage"]
+    assert not failed or "error" in chunks[-1]
     return chunks, response
 
 
@@ -344,11 +347,11 @@ def test_error_inside_a_200_stream_charges_only_the_output_so_far(
     messages = [{"role": "user", "content": "Fail midway [sim:tokens=20,error_after=4]"}]
     chunks, response = stream(anth, client.api_key, messages=messages)
     errors = [c for c in chunks if "error" in c]
-    assert len(errors) == 1 and errors[0]["choices"][0]["finish_reason"] == "error"
+    assert errors == [chunks[-1]] and errors[0]["choices"][0]["finish_reason"] == "error"
     assert errors[0]["error"]["type"] == "upstream_error" and errors[0]["error"]["code"] == 529
     assert len(text_of(chunks).split(" ")) == 4
     u = anthropic_usage(sim, upstream_calls(sim)[-1]["body"])
-    usage = chunks[-1]["usage"]
+    usage = chunks[-2]["usage"]  # the usage comes before the error chunk, which ends the stream
     # the input Anthropic reported at message_start, and the four words that reached the client
     assert usage["prompt_tokens"] == u["input_tokens"] and usage["completion_tokens"] == 4
     assert usage["cost"] == (u["input_tokens"] * IN + 4 * OUT) / M

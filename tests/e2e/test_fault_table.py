@@ -145,8 +145,9 @@ def test_protocol_faults(gw: Gateway, directive: str, stream: bool, outcome: str
         return
     assert answer.status_code == 200
     frames = [line for line in answer.text.splitlines() if line.startswith("data: ")]
-    assert frames[-1] == "data: [DONE]"
-    assert any('"finish_reason":"error"' in f for f in frames)
+    # The usage chunk, then the error as the final chunk (no [DONE] after an error).
+    assert '"finish_reason":"error"' in frames[-1] and '"usage":{' in frames[-2]
+    assert not any(f == "data: [DONE]" for f in frames)
     if outcome == "free":
         assert charged(gw, account) == 0
         return

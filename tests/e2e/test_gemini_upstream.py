@@ -92,7 +92,10 @@ def stream(gem: Gateway, key: str, **body: Any) -> tuple[list[dict[str, Any]], s
         assert response.status_code == 200, response.read()
         frames = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
         request_id = response.headers["x-nemo-request-id"]
-    assert frames[-1] == "[DONE]"  # the gateway's own, though Gemini sends none
+    if frames[-1] != "[DONE]":  # a failure: the usage chunk, then the error chunk ends the stream
+        assert '"error"' in frames[-1] and '"usage"' in frames[-2]
+        return [json.loads(f, parse_float=Decimal) for f in frames], request_id
+    # [DONE] is the gateway's own, though Gemini sends none
     return [json.loads(f, parse_float=Decimal) for f in frames[:-1]], request_id
 
 
@@ -137,7 +140,11 @@ def test_text_non_stream_exact_cost_and_what_google_receives(gem: Gateway, sim: 
     assert seen["headers"]["x-goog-api-key"] == SECRET and "authorization" not in seen["headers"]
     assert "key=" not in seen["query"]
     assert seen["headers"]["user-agent"] == f"NemoRouter/{nemorouter.__version__}"  # not aiohttp's
-    assert seen["body"] == {"contents": [{"role": "user", "parts": [{"text": "Hello, world! e2e-text"}]}]}
+    # No limit asked: the model's max_output, the one the hold was sized from, is still sent.
+    assert seen["body"] == {
+        "contents": [{"role": "user", "parts": [{"text": "Hello, world! e2e-text"}]}],
+        "generationConfig": {"maxOutputTokens": 65536},
+    }
     assert gem.verify()["ok"] is True
 
 
@@ -306,7 +313,10 @@ def test_stop_and_max_tokens(gem: Gateway, sim: Sim, client: openai.OpenAI) -> N
     assert stopped.choices[0].message.content.split() == words[: words.index(words[5])]
     chunks, _ = stream(gem, client.api_key, model=FLASH, messages=messages, stop=[words[5]])
     assert streamed_text(chunks) == stopped.choices[0].message.content and finishes(chunks) == ["stop"]
-    assert last_request(sim, "Count words")["body"]["generationConfig"] == {"stopSequences": [words[5]]}
+    assert last_request(sim, "Count words")["body"]["generationConfig"] == {
+        "maxOutputTokens": 65536,  # the model's max_output, held and always sent
+        "stopSequences": [words[5]],
+    }
     capped, usage = create(client, model=FLASH, messages=messages, max_tokens=7)
     assert capped.choices[0].finish_reason == "length" and usage["completion_tokens"] == 7
     assert capped.choices[0].message.content.split() == words[:7]
@@ -362,25 +372,42 @@ def test_thinking_tokens_are_billed_as_output(gem: Gateway) -> None:
     assert gem.verify()["ok"] is True
 
 
-def test_long_context_tier_and_its_overrun(gem: Gateway) -> None:
-    account = gem.account("5.00")
+def test_long_context_tier_and_an_overrun_charged_at_its_hold(gem: Gateway) -> None:
+    account = gem.account("10.00")
     client = gem.openai(gem.key(account))
     before = gem.verify()["overruns"]
-    messages = [{"role": "user", "content": "Pretend this is long [sim:prompt_tokens=250000]"}]
-    _, usage = create(client, model=PRO, messages=messages, max_tokens=20)
-    assert usage["prompt_tokens"] == 250000
-    assert usage["cost"] == cost(PRO_LONG, 250000, usage["completion_tokens"])
-    # At the boundary (not above 200k) the base rates apply; streamed this time.
-    at_limit = [{"role": "user", "content": "Pretend this is long [sim:prompt_tokens=200000]"}]
-    chunks, _ = stream(gem, client.api_key, model=PRO, messages=at_limit, max_tokens=20)
-    boundary = chunks[-1]["usage"]
-    assert boundary["cost"] == cost(PRO_PRICES, 200000, boundary["completion_tokens"])
-    assert spent(gem, account) == usage["cost"] + boundary["cost"]
-    # The holds were sized from the real (short) requests, so both charges exceeded them:
-    # the ledger records the overruns and still verifies.
+    # A real prompt past the 200k-token tier (the simulator counts each word as a token).
+    long_prompt = [{"role": "user", "content": "word " * 201_000}]
+    _, usage = create(client, model=PRO, messages=long_prompt, max_tokens=20)
+    assert usage["prompt_tokens"] > 200_000
+    assert usage["cost"] == cost(PRO_LONG, usage["prompt_tokens"], usage["completion_tokens"])
+    # A provider that reports 250k prompt tokens for a short prompt is not charged past the hold:
+    # the customer pays the hold, the rest is the operator's overrun (streamed this time).
+    short = [{"role": "user", "content": "Pretend this is long [sim:prompt_tokens=250000]"}]
+    hold = hold_of(gem, PRO, short, max_tokens=20)
+    chunks, request_id = stream(gem, client.api_key, model=PRO, messages=short, max_tokens=20)
+    capped = chunks[-1]["usage"]
+    assert capped["cost"] == hold
+    assert capped["prompt_tokens"] < 250_000  # the record shows what the hold covered
+    assert spent(gem, account) == usage["cost"] + hold
     report = gem.verify()
     assert report["ok"] is True and report["problems"] == []
-    assert report["overruns"] == before + 2
+    assert report["overruns"] == before + 1
+    [listed] = [o for o in report["overrun_requests"] if o["request_id"] == request_id]
+    assert Decimal(str(listed["charged"])) == hold
+    assert Decimal(str(listed["reported_cost"])) == cost(PRO_LONG, 250_000, capped["completion_tokens"])
+
+
+def hold_of(gem: Gateway, model: str, messages: list[dict[str, Any]], max_tokens: int) -> Decimal:
+    """The hold of a request, from the 402 of a key that affords nothing."""
+    probe = gem.key(gem.account("1.00"), limit="0.000000000001")
+    refused = httpx.post(
+        f"{gem.url}/v1/chat/completions",
+        json={"model": model, "messages": messages, "max_tokens": max_tokens},
+        headers={"Authorization": f"Bearer {probe}"},
+    )
+    assert refused.status_code == 402, refused.text
+    return Decimal(str(json.loads(refused.text, parse_float=Decimal)["error"]["needed"]))
 
 
 # -- failures ---------------------------------------------------------------------------------
@@ -425,8 +452,8 @@ def test_error_inside_the_stream_is_forwarded_and_output_charged(gem: Gateway) -
     )
     assert len(streamed_text(chunks).split()) == 4
     errors = [c for c in chunks if "error" in c]
-    assert len(errors) == 1 and errors[0]["choices"][0]["finish_reason"] == "error"
-    usage = chunks[-1]["usage"]
+    assert errors == [chunks[-1]] and errors[0]["choices"][0]["finish_reason"] == "error"
+    usage = chunks[-2]["usage"]
     assert usage["completion_tokens"] == 4 and usage["cost"] == spent(gem, account) > 0
     assert gem.verify()["ok"] is True
 

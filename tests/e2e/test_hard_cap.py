@@ -62,8 +62,8 @@ def check_outcome(
     assert Decimal(str(balance["total_usage"])) == charged
     assert charged <= cap
     assert balance["held"] == 0
-    report = gateway.verify()
-    assert report["ok"] is True and report["overruns"] == 0, report
+    report = gateway.verify()  # the session's gateway: other tests' overruns may be listed, not ours
+    assert report["ok"] is True and not [o for o in report["overrun_requests"] if o["account_id"] == account]
 
 
 @pytest.mark.parametrize("round_", range(2))

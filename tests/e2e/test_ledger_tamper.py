@@ -44,7 +44,13 @@ def test_the_server_seals_within_a_second_and_the_cli_names_an_edited_row(tmp_pa
         ]
         assert [a.status_code for a in answers] == [200] * 3
         assert wait_until(lambda: _sealed(db) == 4, timeout=3)  # one credit, three charges
-        assert gw.verify() == {"ok": True, "problems": [], "overruns": 0}
+        assert gw.verify() == {
+            "ok": True,
+            "problems": [],
+            "overruns": 0,
+            "overrun_requests": [],
+            "notes": [],
+        }
     finally:
         assert gw.stop() == 0
     gen_id = answers[1].headers["x-nemo-request-id"]

@@ -142,7 +142,10 @@ def test_text_with_system_prompt_exact_usage_cost_and_balance(gateway: Gateway, 
         {"role": "system", "content": "You are terse. fd-system"},
         {"role": "user", "content": "Hello there fd-text"},
     ]
-    assert seen["max_tokens"] == 200 and seen["model"] == "gpt-4o-mini"
+    # The one held limit, in the field OpenAI obeys (`max_tokens` is refused by its o-series).
+    assert (
+        seen["max_completion_tokens"] == 200 and "max_tokens" not in seen and seen["model"] == "gpt-4o-mini"
+    )
     assert gateway.verify()["ok"] is True
 
 
@@ -298,17 +301,27 @@ def test_error_mid_stream_is_an_error_event_and_output_is_charged(gateway: Gatew
         gateway, key, messages=[{"role": "user", "content": "Fail soon fd-err [sim:tokens=20,error_after=3]"}]
     )
     names = [name for name, _ in frames]
-    assert names == ["message_start", "ping", "content_block_start"] + ["content_block_delta"] * 3 + ["error"]
+    # The block closes, the usage (with cost) arrives as a message_delta, then the error ends it.
+    assert names == (
+        ["message_start", "ping", "content_block_start"]
+        + ["content_block_delta"] * 3
+        + ["content_block_stop", "message_delta", "error"]
+    )
     error = frames[-1][1]
     assert error["error"]["type"] == "api_error" and error["error"]["nemo_type"] == "upstream_error"
+    delta = frames[-2][1]
+    assert delta["delta"]["stop_reason"] is None and delta["usage"]["output_tokens"] == 3
     found = record(gateway, key, request_id)
     assert found["status"] == "partial" and found["tokens"]["completion"] == 3
-    assert spent(gateway, account) == Decimal(str(found["total_cost"])) > 0
+    assert spent(gateway, account) == Decimal(str(found["total_cost"])) == delta["usage"]["cost"] > 0
     assert gateway.verify()["ok"] is True
     again = [{"role": "user", "content": "again [sim:tokens=20,error_after=2]"}]
+    seen: list[str] = []
     stream = sdk(gateway, key).messages.stream(model=GPT, max_tokens=50, messages=again)
     with pytest.raises(anthropic.APIStatusError, match="api_error"), stream as events:
-        events.get_final_message()
+        for event in events:
+            seen.append(event.type)
+    assert "message_delta" in seen  # the SDK saw the usage before it raised on the error
 
 
 def test_client_leaving_mid_stream_settles(gateway: Gateway) -> None:

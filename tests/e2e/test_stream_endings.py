@@ -39,12 +39,13 @@ def test_provider_error_mid_stream_is_sent_in_the_stream_and_output_is_charged(g
     response = _post_stream(gateway, key, "Fail after a few words [sim:tokens=20,error_after=4]")
     assert response.status_code == 200
     frames = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
-    assert frames[-1] == "[DONE]"
-    chunks = [json.loads(f, parse_float=Decimal) for f in frames[:-1]]
+    assert "[DONE]" not in frames  # CONTRACT: after a stream has started, an error is the final chunk
+    chunks = [json.loads(f, parse_float=Decimal) for f in frames]
     errors = [c for c in chunks if "error" in c]
-    assert len(errors) == 1 and errors[0]["choices"][0]["finish_reason"] == "error"
+    assert errors == [chunks[-1]] and errors[0]["choices"][0]["finish_reason"] == "error"
     assert errors[0]["error"]["type"] == "upstream_error"
-    usage = chunks[-1]["usage"]
+    usage = chunks[-2]["usage"]  # the usage chunk comes just before the error, so SDKs see it
+    assert chunks[-2]["choices"] == []
     assert usage["completion_tokens"] == 4  # four words reached the client, no usage came from the provider
     record = _record(gateway, key, response.headers["x-nemo-request-id"])
     assert record["status"] == "partial" and record["finish_reason"] == "error"

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nemorouter.money import PICO_PER_USD, Usd, format_usd, parse_usd
-from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.money.amounts import MAX_AMOUNT, AmountRangeError, MoneyFormatError, check_amount
 
 PROPERTY = settings(max_examples=200, deadline=None, database=None)
 
@@ -37,7 +37,7 @@ def test_one_usd_is_ten_to_the_twelve_pico() -> None:
         (".5", 500_000_000_000),
         ("7.", 7_000_000_000_000),
         ("9223372.036854775807", 9_223_372_036_854_775_807),  # the largest int64 amount
-        ("10000000000000000000000", 10**34),  # far beyond int64: Python ints do not overflow
+        ("9223372.036854775807", 2**63 - 1),  # the most the ledger holds, to the pico-dollar
     ],
 )
 def test_parse_decimal_strings_exactly(text: str, pico: int) -> None:
@@ -49,7 +49,9 @@ def test_sum_of_tenths_is_exact() -> None:
     assert parse_usd("0.1") + parse_usd("0.2") == parse_usd("0.3")
 
 
-@pytest.mark.parametrize(("value", "pico"), [(0, 0), (1, 10**12), (-7, -7 * 10**12), (10**20, 10**32)])
+@pytest.mark.parametrize(
+    ("value", "pico"), [(0, 0), (1, 10**12), (-7, -7 * 10**12), (9_223_372, 9_223_372 * 10**12)]
+)
 def test_parse_ints(value: int, pico: int) -> None:
     assert parse_usd(value) == pico
 
@@ -157,7 +159,7 @@ def test_format_is_exact_trimmed_with_at_least_one_decimal(pico: int, text: str)
 
 
 @PROPERTY
-@given(st.integers(min_value=-(10**27), max_value=10**27))
+@given(st.integers(min_value=-MAX_AMOUNT, max_value=MAX_AMOUNT))
 def test_format_then_parse_round_trips(pico: int) -> None:
     text = format_usd(pico)
     assert parse_usd(text) == pico
@@ -171,7 +173,9 @@ def test_format_then_parse_round_trips(pico: int) -> None:
 
 
 @PROPERTY
-@given(st.decimals(min_value=-(10**9), max_value=10**9, places=12, allow_nan=False, allow_infinity=False))
+@given(
+    st.decimals(min_value=-(9 * 10**6), max_value=9 * 10**6, places=12, allow_nan=False, allow_infinity=False)
+)
 def test_parse_then_format_preserves_the_value(value: Decimal) -> None:
     pico = parse_usd(format(value, "f"))
     assert Decimal(format_usd(pico)) == value
@@ -181,13 +185,37 @@ def test_parse_then_format_preserves_the_value(value: Decimal) -> None:
 @pytest.mark.parametrize(
     ("value", "pico"),
     [
-        ("10000000000000000.000000000001", 10**28 + 1),  # format_usd(10**28 + 1): round trip breaks
-        (Decimal("10000000000000000.000000000001"), 10**28 + 1),
+        ("9223372.036854775806", MAX_AMOUNT - 1),  # past a float's 53 bits: no pico-dollar lost
+        (Decimal("9223372.036854775806"), MAX_AMOUNT - 1),
     ],
 )
 def test_large_amounts_parse_exactly(value: object, pico: int) -> None:
-    assert format_usd(pico) == "10000000000000000.000000000001"
-    assert parse_usd(value) == pico  # actual: 10**28, one pico-USD lost
+    assert format_usd(pico) == "9223372.036854775806"
+    assert parse_usd(value) == pico
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "9223372.036854775808",
+        "-9223372.036854775808",
+        "10000000000000000000000",
+        9_223_373,
+        -(10**20),
+        Decimal("1E+40"),
+        Decimal("-1E+999999"),
+    ],
+)
+def test_amounts_past_the_range_are_refused_naming_the_maximum(value: object) -> None:
+    with pytest.raises(AmountRangeError, match=r"\$9223372\.036854775807"):
+        parse_usd(value)
+
+
+def test_the_range_is_a_signed_64_bit_integer_of_pico_usd() -> None:
+    assert MAX_AMOUNT == 2**63 - 1 == parse_usd("9223372.036854775807")
+    assert check_amount(MAX_AMOUNT) == MAX_AMOUNT and check_amount(-MAX_AMOUNT) == -MAX_AMOUNT
+    with pytest.raises(AmountRangeError):
+        check_amount(MAX_AMOUNT + 1)
 
 
 @pytest.mark.parametrize("text", ["1234567890123456.0000000000001", "99999999999999999.9999999999999"])

@@ -228,7 +228,7 @@ def _error(kind: str, message: str = "boom", **extra: Any) -> bytes:
     [
         (400, "invalid_request_error", ("invalid", False)),
         (401, "authentication_error", ("auth", True)),
-        (403, "permission_error", ("auth", True)),
+        (403, "permission_error", ("forbidden", False)),  # the request's refusal, not the key's
         (404, "not_found_error", ("invalid", False)),
         (413, "request_too_large", ("invalid", False)),
         (402, "billing_error", ("server", True)),

@@ -43,10 +43,14 @@ def test_urls_and_key_header_never_the_query() -> None:
     assert ADAPTER is not None and ADAPTER.embeddings_request is None
 
 
-def test_minimal_body_has_no_generation_config_and_no_max_tokens() -> None:
+def test_minimal_body_still_sends_the_model_max_as_the_output_limit() -> None:
+    # Omitted, Gemini would allow the model's own maximum, which the hold never covered.
     assert body_of(
         {"messages": HI, "stream": True, "user": "u1", "stream_options": {"include_usage": True}}
-    ) == {"contents": [{"role": "user", "parts": [{"text": "Hi"}]}]}
+    ) == {
+        "contents": [{"role": "user", "parts": [{"text": "Hi"}]}],
+        "generationConfig": {"maxOutputTokens": UP.max_output},
+    }
 
 
 def test_system_roles_merging_and_model_role() -> None:
@@ -247,7 +251,7 @@ def test_generation_config_mapping() -> None:
         "frequencyPenalty": 0.25,
         "stopSequences": ["END"],
         "responseMimeType": "application/json",
-        "thinkingConfig": {"thinkingBudget": 1024},
+        "thinkingConfig": {"thinkingBudget": 50},  # low's 1024, never above the limit
     }
     assert body_of({"messages": HI, "max_tokens": 12, "stop": ["a", "b"]})["generationConfig"] == {
         "maxOutputTokens": 12,
@@ -259,8 +263,8 @@ def test_generation_config_mapping() -> None:
     ("effort", "budget"), [("none", 0), ("minimal", 0), ("low", 1024), ("medium", 8192), ("high", 24576)]
 )
 def test_reasoning_effort_budgets(effort: str, budget: int) -> None:
-    config = body_of({"messages": HI, "reasoning_effort": effort})["generationConfig"]
-    assert config == {"thinkingConfig": {"thinkingBudget": budget}}
+    config = body_of({"messages": HI, "reasoning_effort": effort, "max_tokens": 30_000})["generationConfig"]
+    assert config == {"maxOutputTokens": 30_000, "thinkingConfig": {"thinkingBudget": budget}}
 
 
 def test_json_schema_response_format_keeps_json_schema() -> None:
@@ -272,7 +276,11 @@ def test_json_schema_response_format_keeps_json_schema() -> None:
     }
     fmt = {"type": "json_schema", "json_schema": {"name": "x", "strict": True, "schema": schema}}
     config = body_of({"messages": HI, "response_format": fmt})["generationConfig"]
-    assert config == {"responseMimeType": "application/json", "responseJsonSchema": schema}
+    assert config == {
+        "maxOutputTokens": UP.max_output,
+        "responseMimeType": "application/json",
+        "responseJsonSchema": schema,
+    }
 
 
 @pytest.mark.parametrize(

@@ -222,11 +222,25 @@ def test_not_a_generate_content_response_is_a_protocol_error() -> None:
         ),
         # a blocked prompt, or garbage values
         ({"promptTokenCount": 7}, Usage(7, 0)),
-        ({"promptTokenCount": -1, "candidatesTokenCount": "x"}, Usage()),
+        ({"promptTokenCount": 7, "candidatesTokenCount": 0}, Usage(7, 0)),
     ],
 )
 def test_usage_categories(raw: dict[str, Any], usage: Usage) -> None:
     assert parse_usage(raw) == usage
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"promptTokenCount": -1, "candidatesTokenCount": 3},
+        {"promptTokenCount": 7, "candidatesTokenCount": "x"},
+        {"promptTokenCount": 7, "candidatesTokenCount": 2.5},
+        {"promptTokenCount": True},
+    ],
+)
+def test_impossible_counts_make_the_report_unreadable(raw: dict[str, Any]) -> None:
+    """Not believed, and not read as zero: the gateway bills an estimate and logs a provider fault."""
+    assert parse_usage(raw) is None
 
 
 # -- streams ------------------------------------------------------------------------------------
@@ -358,14 +372,24 @@ KEY_INVALID = [
     }
 ]
 
+KEY_BLOCKED = [
+    {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": "API_KEY_SERVICE_BLOCKED",
+        "domain": "googleapis.com",
+    }
+]
+
 
 @pytest.mark.parametrize(
     ("status", "body", "header", "kind", "retryable", "retry_after"),
     [
         (400, google(400, "INVALID_ARGUMENT", KEY_INVALID), None, "auth", True, None),
-        (403, google(403, "PERMISSION_DENIED"), None, "auth", True, None),
         (401, google(401, "UNAUTHENTICATED"), None, "auth", True, None),
-        (400, google(400, "FAILED_PRECONDITION"), None, "auth", True, None),
+        (403, google(403, "PERMISSION_DENIED", KEY_BLOCKED), None, "auth", True, None),
+        # A 403 without a key reason is this request's (a file it may not read), never the key's.
+        (403, google(403, "PERMISSION_DENIED"), None, "forbidden", False, None),
+        (400, google(400, "FAILED_PRECONDITION"), None, "forbidden", False, None),
         (
             429,
             google(

@@ -570,6 +570,36 @@ def test_error_chunk_becomes_an_error_event_and_ends_the_stream() -> None:
     assert converter.feed(chunk(None, usage=USAGE)) == [] and converter.end() == []
 
 
+def test_usage_before_the_error_chunk_becomes_a_message_delta_before_the_error_event() -> None:
+    """The relay sends the usage (with cost) first, then the error: the client sees the cost in
+    a message_delta (no stop reason) and then the error event, which ends the stream."""
+    converter = MessagesStream("gen-1", "m")
+    events = converter.feed(chunk({"role": "assistant", "content": ""}))
+    events += converter.feed(chunk({"content": "partial"}))
+    events += converter.feed(chunk(None, usage=USAGE))
+    error = {"code": 502, "type": "upstream_error", "message": "the provider failed"}
+    events += converter.feed(chunk({}, "error", error=error))
+    assert names(events) == [
+        "message_start",
+        "ping",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "error",
+    ]
+    delta = events[-2][1]
+    assert delta["delta"] == {"stop_reason": None, "stop_sequence": None}
+    assert delta["usage"] == {
+        "input_tokens": 40,
+        "cache_creation_input_tokens": 30,
+        "cache_read_input_tokens": 50,
+        "output_tokens": 9,
+        "cost": Usd(parse_usd("0.000012345")),
+    }
+    assert converter.ended and converter.end() == []
+
+
 def test_empty_stream_still_opens_and_closes_the_message() -> None:
     events = run([])
     assert names(events) == ["message_start", "ping", "message_delta", "message_stop"]

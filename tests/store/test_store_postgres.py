@@ -1,4 +1,4 @@
-"""PostgreSQL only: what the SQLite store cannot show (totals beyond 64 bits, replicas migrating
+"""PostgreSQL only: what the SQLite store cannot show (sums beyond 64 bits, replicas migrating
 at once) and how the store opens: lazily, with its pool sized from the environment, and with a
 clear error when the server cannot be reached."""
 
@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from nemorouter.money.amounts import MAX_AMOUNT, AmountRangeError
 from nemorouter.settings import DbPool, Settings
 from nemorouter.store.base import StoreError, open_store
 from nemorouter.store.postgres import PostgresStore
@@ -21,32 +22,46 @@ NOW_TEXT = iso(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
 BIG = 9 * 10**18  # near the largest single amount (BIGINT): about 9 million USD
 
 
-async def test_totals_grow_beyond_64_bits(pg_url: str) -> None:
+async def test_sums_grow_beyond_64_bits_and_each_account_stays_in_range(pg_url: str) -> None:
+    """An account's total credits stop at MAX_AMOUNT (as on SQLite: one contract); sums over
+    many accounts (a provider's usage) pass 64 bits and stay exact, as plain ints."""
     store = PostgresStore(pg_url)
     try:
-        account = await store.create_account("whale", None)
+        accounts, keys, pendings = [], [], []
         for i in range(3):
+            account = await store.create_account(f"whale{i}", None)
             await store.add_credit(account.id, BIG, "wire", f"w{i}")
-        found = await store.get_account(account.id)
-        assert found is not None and found.total_credits == 3 * BIG > 2**64
-        key = await _key(store, account.id)
-        for _ in range(3):
-            h = Hold(new_id("gen_"), account.id, key, BIG, "all", "p", NOW_TEXT)
+            await store.add_credit(account.id, MAX_AMOUNT - BIG, "wire", f"top{i}")  # exactly the maximum
+            with pytest.raises(AmountRangeError, match=r"9223372\.036854775807"):
+                await store.add_credit(account.id, 1, "wire", f"past{i}")
+            key = await _key(store, account.id)
+            h = Hold(new_id("gen_"), account.id, key, MAX_AMOUNT, "all", "p", NOW_TEXT)
             assert (await store.reserve(h, NOW_TEXT)).ok
             pending = await store.get_generation(h.request_id)
             assert pending is not None
-            assert await store.settle(h.request_id, replace(pending, status="success", cost=BIG), "all")
-        found = await store.get_account(account.id)
-        stored_key = await store.get_key(key)
+            done = replace(pending, status="success", cost=MAX_AMOUNT, provider="sim")
+            assert await store.settle(h.request_id, done, "all")
+            accounts.append(account.id)
+            keys.append(key)
+            pendings.append(pending)
+        found = await store.get_account(accounts[0])
+        stored_key = await store.get_key(keys[0])
         assert found is not None and stored_key is not None
-        assert (found.total_usage, found.balance, found.held) == (3 * BIG, 0, 0)
-        assert stored_key.usage == stored_key.window_usage == 3 * BIG
-        assert await store.key_spend_since(key, "2000-01-01") == 3 * BIG
-        assert await store.charges_before(account.id, "2100-01-01") == 3 * BIG
-        [row] = await store.usage_rows(account.id, "2026-01-01", "2027-01-01")
-        assert (row.requests, row.cost) == (3, 3 * BIG)
+        assert (found.total_credits, found.total_usage, found.balance, found.held) == (
+            MAX_AMOUNT,
+            MAX_AMOUNT,
+            0,
+            0,
+        )
+        assert stored_key.usage == stored_key.window_usage == MAX_AMOUNT
+        assert await store.key_spend_since(keys[0], "2000-01-01") == MAX_AMOUNT
+        assert await store.charges_before(accounts[0], "2100-01-01") == MAX_AMOUNT
+        [row] = await store.usage_rows(accounts[0], "2026-01-01", "2027-01-01")
+        assert (row.requests, row.cost) == (1, MAX_AMOUNT)
+        [by_provider] = await store.provider_usage_rows("sim", "2026-01-01", "2027-01-01")
+        assert (by_provider.requests, by_provider.cost) == (3, 3 * MAX_AMOUNT) and 3 * MAX_AMOUNT > 2**64
         # Plain ints everywhere: no Decimal, no driver record leaves the store.
-        for record in (found, stored_key, row, pending):
+        for record in (found, stored_key, row, by_provider, *pendings):
             for f in fields(record):
                 value = getattr(record, f.name)
                 assert value is None or type(value) in (int, str, bool, tuple), (f.name, type(value))

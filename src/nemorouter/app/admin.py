@@ -185,8 +185,12 @@ async def reconciliation(request: Request, services: Services, body: dict[str, A
     month = request.query_params.get("month")
     if not provider or not month:
         raise InvalidRequest("`provider` and `month` (YYYY-MM) are required")
-    rows = await reconcile.provider_month(services.store, provider, month, services.clock().date())
-    return json_response({"data": reconcile.by_key_and_day(rows), "provider": provider, "month": month})
+    today = services.clock().date()
+    rows = await reconcile.provider_month(services.store, provider, month, today)
+    overruns = await reconcile.provider_overruns(services.store, provider, month, today)
+    return json_response(
+        {"data": reconcile.by_key_and_day(rows), "overruns": overruns, "provider": provider, "month": month}
+    )
 
 
 async def audit_log(request: Request, services: Services, body: dict[str, Any]) -> Response:
@@ -225,7 +229,7 @@ async def audit_verify(request: Request, services: Services, body: dict[str, Any
 
 async def verify(request: Request, services: Services, body: dict[str, Any]) -> Response:
     report = await services.store.verify_ledger()
-    return json_response({"ok": report.ok, "problems": report.problems, "overruns": report.overruns})
+    return json_response(report.as_json())
 
 
 P = "/admin/v1"

@@ -359,7 +359,7 @@ def ledger_verify() -> None:
 
     async def act(s: Services) -> bool:
         report = await s.store.verify_ledger()
-        emit({"ok": report.ok, "problems": report.problems, "overruns": report.overruns})
+        emit(report.as_json())
         return report.ok
 
     if not run(act):

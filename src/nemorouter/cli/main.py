@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 
 import typer
 from typer.exceptions import TyperException
 
+from nemorouter import logs
 from nemorouter.cli import admin_cmds, audit_cmds, migrate_cmds, report_cmds
 from nemorouter.cli.common import emit, fail, run
 from nemorouter.service.container import Services, close_services, initialize, open_services
 from nemorouter.settings import Settings, SettingsError
+from nemorouter.store.base import StoreError
+from nemorouter.vault import VaultError
 
 app = typer.Typer(
     help="NemoRouter: one key, one bill, every model.",
@@ -62,14 +66,12 @@ def serve(
 ) -> None:
     """Serve every HTTP API."""
     from nemorouter.cli.server import serve as run_server
-    from nemorouter.cli.server import serve_workers, shared_state_problem, startup_problem
+    from nemorouter.cli.server import serve_workers, shared_state_problem
 
     settings = Settings.from_env()
     if workers < 1:
         fail("--workers must be at least 1")
-    problem = startup_problem(settings)
-    if problem is not None:
-        fail(problem)
+    check_vault(settings)
     if workers == 1:
         run_server(settings, host, port)
         return
@@ -77,6 +79,25 @@ def serve(
     if problem is not None:
         fail(problem)
     serve_workers(settings, host, port, workers)
+
+
+def check_vault(settings: Settings) -> None:
+    """Before serving: a master key that does not open the vault (or none at all) is one
+    `error:` line and exit 1, not a traceback and a server with no providers."""
+
+    logs.configure(settings.log_level)  # what opening says (a tightened file mode) is a log line
+
+    async def check() -> None:
+        await close_services(await open_services(settings))
+
+    try:
+        asyncio.run(check())
+    except (VaultError, StoreError) as exc:
+        fail(str(exc))
+    except (OSError, sqlite3.Error) as exc:  # e.g. a SQLite path that cannot be created
+        fail(f"cannot open the database {settings.database_url.split('@')[-1]}: {exc}")
+    except Exception:  # anything else: the server's own start reports it as it always has
+        return
 
 
 @app.command()
@@ -108,7 +129,10 @@ def demo(port: int = typer.Option(4000), sim_port: int = typer.Option(4010)) -> 
             await close_services(services)
 
     try:
-        key, token = asyncio.run(setup())
+        try:
+            key, token = asyncio.run(setup())
+        except (VaultError, StoreError) as exc:
+            fail(str(exc))
         text = demo_mod.banner(key, "127.0.0.1", port, token)
         run_server(settings, "127.0.0.1", port, on_ready=lambda: print(text, flush=True))
     finally:

@@ -109,6 +109,7 @@ def reconcile_command(
     async def act(s: Services) -> None:
         rows = await reconcile.provider_month(s.store, provider, month, s.clock().date())
         out: dict[str, Any] = {"provider": provider, "month": month, "data": reconcile.by_key_and_day(rows)}
+        out["overruns"] = await reconcile.provider_overruns(s.store, provider, month, s.clock().date())
         if invoice_text is not None:
             ours = await reconcile.our_lines(s.store, rows)
             out["differences"] = reconcile.differences(ours, reconcile.parse_invoice(invoice_text))

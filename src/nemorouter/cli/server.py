@@ -10,7 +10,6 @@ import multiprocessing
 import os
 import signal
 import socket
-import sqlite3
 import sys
 import time
 from collections.abc import Callable, Generator
@@ -21,10 +20,7 @@ import uvicorn
 from nemorouter import _native, logs
 from nemorouter.app import create_app
 from nemorouter.cli.guarded_http import guarded_protocol, sweep
-from nemorouter.service.container import close_services, open_services
 from nemorouter.settings import Settings
-from nemorouter.store.base import StoreError
-from nemorouter.vault import VaultError
 
 
 class _Server(uvicorn.Server):
@@ -108,25 +104,6 @@ def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None]
     server.run()
     if not server.started:
         sys.exit(1)
-
-
-def startup_problem(settings: Settings) -> str | None:
-    """Open the store and the vault once before serving: a database file that cannot be opened or
-    a master key that cannot be loaded is one line from `serve`, not a traceback in the log."""
-
-    logs.configure(settings.log_level)  # what opening says (a tightened file mode) is a log line
-
-    async def check() -> None:
-        services = await open_services(settings)
-        await close_services(services)
-
-    try:
-        asyncio.run(check())
-    except (StoreError, VaultError) as exc:
-        return str(exc)
-    except (OSError, sqlite3.Error) as exc:
-        return f"cannot open the database {settings.database_url.split('@')[-1]}: {exc}"
-    return None
 
 
 def shared_state_problem(settings: Settings) -> str | None:

@@ -36,6 +36,35 @@ def _protocol(message: str) -> Failure:
     return Failure("protocol", 502, message, retryable=True)
 
 
+class _KeyBlame:
+    """At most one vault key per request is held to account (quarantined or cooled down).
+
+    A customer's request can draw key-like failures from every key it reaches (a prompt over a
+    key's per-minute token limit draws a 429 from each); if each counted, one request could take
+    every key of a model out. The first counts; later ones are reported with `against_key`
+    False, and a second refused key ends the attempts: two keys refused for one request point
+    at the request, so no further key is tried (and none quarantined) for it.
+    """
+
+    def __init__(self) -> None:
+        self.blamed = False
+
+    def judge(self, failure: Failure) -> Failure:
+        if not failure.blames_key:
+            return failure
+        if self.blamed:
+            return Failure(
+                failure.kind,
+                failure.status,
+                failure.message,
+                retryable=failure.kind != "auth",
+                retry_after=failure.retry_after,
+                against_key=False,
+            )
+        self.blamed = True
+        return failure
+
+
 def _build(build: Callable[[T], UpstreamRequest], target: T) -> UpstreamRequest | Failure:
     """The request for one target, or why this target cannot take it (another one may)."""
     try:
@@ -54,6 +83,7 @@ async def send_first(
     timeouts_of: Callable[[T], Timeouts | None] = lambda _: None,
 ) -> tuple[T, Completion, list[Failure]]:
     failures: list[Failure] = []
+    blame = _KeyBlame()
     for target in targets:
         adapter = adapter_of(target)
         request = _build(build, target)
@@ -72,7 +102,7 @@ async def send_first(
             except (ValueError, TypeError, KeyError):
                 failure = _protocol("the provider sent an unreadable response")
         else:
-            failure = adapter.error_from_response(raw.status, raw.body, raw.retry_after)
+            failure = blame.judge(adapter.error_from_response(raw.status, raw.body, raw.retry_after))
         on_failure(target, failure)
         if not failure.retryable:
             raise AttemptsFailed(failures, final=failure)
@@ -90,6 +120,7 @@ async def stream_first(
 ) -> tuple[T, StreamHandle, StreamStep, Callable[[SseEvent], StreamStep]]:
     """Open a stream on the first target whose first event is not an error."""
     failures: list[Failure] = []
+    blame = _KeyBlame()
     for target in targets:
         adapter = adapter_of(target)
         request = _build(build, target)
@@ -120,6 +151,7 @@ async def stream_first(
             failure = (
                 step.error if step is not None and step.error else _protocol("the provider closed the stream")
             )
+        failure = blame.judge(failure)
         on_failure(target, failure)
         if not failure.retryable:
             raise AttemptsFailed(failures, final=failure)

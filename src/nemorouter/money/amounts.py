@@ -12,19 +12,45 @@ _PLAIN_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 _EXACT = Context(prec=1000, Emax=10**6, Emin=-(10**6))
 
 
+# The largest amount the store holds: a signed 64-bit integer of pico-USD (SQLite INTEGER,
+# PostgreSQL BIGINT), about 9.2 million USD. Every amount that enters (a credit, a key limit, a
+# price, a threshold, a charge) and every running total (an account's credits, so its usage and
+# holds, which never pass its credits) stays within it.
+MAX_AMOUNT = 2**63 - 1
+
+
 class MoneyFormatError(ValueError):
     """A money literal that is not an exact, finite decimal with at most 12 places."""
+
+
+class AmountRangeError(MoneyFormatError):
+    """An amount (or a total it would make) outside what the store holds: +/- MAX_AMOUNT."""
+
+
+def max_amount_text() -> str:
+    """The maximum as operators read it: `$9223372.036854775807`."""
+    return "$" + format_usd(MAX_AMOUNT)
+
+
+def check_amount(pico: int) -> int:
+    """`pico` if the store can hold it (|pico| <= MAX_AMOUNT); AmountRangeError otherwise."""
+    if -MAX_AMOUNT <= pico <= MAX_AMOUNT:
+        return pico
+    if pico > 0:
+        raise AmountRangeError(f"amount is too large: the most the ledger holds is {max_amount_text()}")
+    raise AmountRangeError(f"amount is too negative: the least the ledger holds is -{max_amount_text()}")
 
 
 def parse_usd(value: object) -> int:
     """Parse a USD amount given as a decimal string, int or Decimal into exact pico-USD.
 
-    Floats are refused: a float has already lost exactness before we see it.
+    Floats are refused: a float has already lost exactness before we see it; so is an amount
+    past MAX_AMOUNT either way (AmountRangeError), which the store could not hold.
     """
     if isinstance(value, (bool, float)):
         raise MoneyFormatError("amounts must be decimal strings or exact number literals, not floats")
     if isinstance(value, int):
-        return value * PICO_PER_USD
+        return check_amount(value * PICO_PER_USD)
     if isinstance(value, str):
         text = value.strip()
         if not _PLAIN_DECIMAL.fullmatch(text):
@@ -37,10 +63,12 @@ def parse_usd(value: object) -> int:
         raise MoneyFormatError(f"not an amount: {value!r}")
     if not value.is_finite():
         raise MoneyFormatError("amount must be finite")
+    if value.adjusted() > 30:  # far past the range: refused before scaling a huge exponent
+        return check_amount(MAX_AMOUNT + 1 if value > 0 else -MAX_AMOUNT - 1)
     scaled = value.scaleb(_PICO_DIGITS, context=_EXACT)
     if scaled != scaled.to_integral_value(context=_EXACT):
         raise MoneyFormatError("amount has more than 12 decimal places")
-    return int(scaled)
+    return check_amount(int(scaled))
 
 
 def format_usd(pico: int) -> str:

@@ -68,3 +68,54 @@ def _count(name: str, value: object) -> int:
     if type(value) is not int or value < 0:
         raise ValueError(f"usage field {name} must be a non-negative integer, got {value!r}")
     return value
+
+
+# More tokens than any request can hold by orders of magnitude: a count above it is a provider's
+# fault, and is recorded cut to the request's limits so that it fits a 64-bit column.
+PLAUSIBLE_TOKENS = 10**12
+
+
+def within_output_limit(usage: Usage, max_output: int) -> Usage:
+    """`usage` with at most `max_output` completion tokens, the limit sent upstream: output
+    beyond it cannot have been generated, so a report of more is the provider's fault and is
+    not billed. Returns `usage` itself when it is within the limit."""
+    if usage.completion_tokens <= max_output:
+        return usage
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=max_output,
+        cached_tokens=usage.cached_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        reasoning_tokens=min(usage.reasoning_tokens, max_output),
+    )
+
+
+def within_limits(usage: Usage, input_bound: int, max_output: int) -> Usage:
+    """`usage` cut to the request's limits: at most `input_bound` prompt tokens (the bound the
+    hold was sized from) and `max_output` completion tokens (the limit sent upstream). Its cost
+    never exceeds the hold. Returns `usage` itself when it is within both."""
+    if usage.prompt_tokens <= input_bound and usage.completion_tokens <= max_output:
+        return usage
+    prompt = min(usage.prompt_tokens, input_bound)
+    cached = min(usage.cached_tokens, prompt)
+    writes = min(usage.cache_write_tokens, prompt - cached)
+    completion = min(usage.completion_tokens, max_output)
+    return Usage(
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        cache_write_tokens=writes,
+        cache_write_1h_tokens=min(usage.cache_write_1h_tokens, writes),
+        reasoning_tokens=min(usage.reasoning_tokens, completion),
+    )
+
+
+def overrun_reason(usage: Usage, input_bound: int, max_output: int) -> str:
+    """Why a report cost more than the request's hold allowed, for the operator."""
+    reasons = []
+    if usage.completion_tokens > max_output:
+        reasons.append(f"{usage.completion_tokens} output tokens reported for a limit of {max_output}")
+    if usage.prompt_tokens > input_bound:
+        reasons.append(f"{usage.prompt_tokens} prompt tokens reported for a bound of {input_bound}")
+    return "; ".join(reasons) or "reported cost above the hold"

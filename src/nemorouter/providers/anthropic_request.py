@@ -13,6 +13,7 @@ from typing import Any
 
 from nemorouter.providers.anthropic_messages import conversation
 from nemorouter.providers.openai_wire import GATEWAY_FIELDS
+from nemorouter.providers.output_limit import OUTPUT_LIMIT_FIELDS, output_limit
 from nemorouter.providers.types import UnsupportedContent
 
 # The forced tool that carries `response_format` (the 2023-06-01 API has no JSON mode; the
@@ -29,8 +30,7 @@ MAPPED = frozenset(
     {
         "model",
         "messages",
-        "max_tokens",
-        "max_completion_tokens",
+        *OUTPUT_LIMIT_FIELDS,
         "stop",
         "temperature",
         "top_p",
@@ -79,7 +79,9 @@ def messages_body(body: dict[str, Any], model: str, default_max: int) -> dict[st
     system, turns = conversation(body.get("messages") or [])
     if not turns:
         raise UnsupportedContent("Anthropic needs at least one user or assistant message")
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or default_max
+    # The request's one limit (the hold's): Anthropic's max_tokens, which also bounds thinking
+    # (budget_tokens must stay below it: `_thinking`).
+    max_tokens = output_limit(body, default_max)
     out.update(model=model, max_tokens=max_tokens, messages=turns)
     if system:
         out["system"] = system

@@ -13,6 +13,7 @@ import orjson
 
 from nemorouter.money import Usage
 from nemorouter.providers.anthropic_request import JSON_TOOL
+from nemorouter.providers.counts import count, lenient
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.types import Completion, Failure
 
@@ -52,10 +53,7 @@ def finish_reason(stop_reason: Any, json_answer: bool = False) -> str | None:
     return FINISH.get(stop_reason, stop_reason)
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
+@lenient
 def parse_usage(raw: dict[str, Any]) -> Usage:
     """Anthropic usage -> normalized Usage.
 
@@ -63,18 +61,18 @@ def parse_usage(raw: dict[str, Any]) -> Usage:
     `prompt_tokens`; thinking is already inside `output_tokens`. Without the per-TTL
     breakdown every write is a 5-minute write (providers.md section 4).
     """
-    read = _int(raw.get("cache_read_input_tokens"))
-    writes = _int(raw.get("cache_creation_input_tokens"))
+    read = count(raw.get("cache_read_input_tokens"))
+    writes = count(raw.get("cache_creation_input_tokens"))
     one_hour = 0
     breakdown = raw.get("cache_creation")
     if isinstance(breakdown, dict):
-        one_hour = _int(breakdown.get("ephemeral_1h_input_tokens"))
-        writes = max(writes, one_hour + _int(breakdown.get("ephemeral_5m_input_tokens")))
-    output = _int(raw.get("output_tokens"))
+        one_hour = count(breakdown.get("ephemeral_1h_input_tokens"))
+        writes = max(writes, one_hour + count(breakdown.get("ephemeral_5m_input_tokens")))
+    output = count(raw.get("output_tokens"))
     details = raw.get("output_tokens_details")
-    thinking = _int(details.get("thinking_tokens")) if isinstance(details, dict) else 0
+    thinking = count(details.get("thinking_tokens")) if isinstance(details, dict) else 0
     return Usage(
-        prompt_tokens=_int(raw.get("input_tokens")) + read + writes,
+        prompt_tokens=count(raw.get("input_tokens")) + read + writes,
         completion_tokens=output,
         cached_tokens=read,
         cache_write_tokens=writes,
@@ -175,8 +173,12 @@ def failure(status: int, body: Any, retry_after: int | None = None) -> Failure:
         return Failure("rate_limited", status, message, retryable=True, retry_after=retry_after)
     if status == 529:
         return Failure("overloaded", status, message, retryable=True, retry_after=retry_after)
-    if status in (401, 403):
+    if status == 401:
+        # authentication_error: the key itself is bad.
         return Failure("auth", status, message, retryable=True)
+    if status == 403:
+        # permission_error: the key may not do what this request asks; the request's failure.
+        return Failure("forbidden", status, message, retryable=False)
     if status == 402:
         # billing_error: our provider account is out of funds; another deployment may serve.
         return Failure("server", status, message, retryable=True)

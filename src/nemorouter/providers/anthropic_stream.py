@@ -24,6 +24,9 @@ from nemorouter.providers.anthropic_response import (
 )
 from nemorouter.providers.types import Failure, SseEvent, StreamStep
 
+# The input side of Anthropic's usage: what message_start reports before any output.
+_INPUT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation")
+
 
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
@@ -104,7 +107,15 @@ class _Decoder:
         usage = message.get("usage")
         if isinstance(usage, dict):
             self.usage.update({k: v for k, v in usage.items() if v is not None})
+            self._prompt(step)
         step.chunks.append(self._chunk({"role": "assistant", "content": ""}))
+
+    def _prompt(self, step: StreamStep) -> None:
+        """The prompt as Anthropic counted it (cache reads and writes included), for a stream
+        the client leaves before the end: Anthropic bills the prompt once it has answered."""
+        raw = {k: self.usage[k] for k in _INPUT_FIELDS if k in self.usage}
+        if "input_tokens" in raw:
+            step.prompt_usage, step.raw_prompt_usage = parse_usage(raw), raw
 
     def _block_start(self, data: dict[str, Any], step: StreamStep) -> None:
         block = _obj(data.get("content_block"))
@@ -166,6 +177,7 @@ class _Decoder:
         if isinstance(usage, dict):
             # Cumulative counts: they replace what message_start said.
             self.usage.update({k: v for k, v in usage.items() if v is not None})
+            self._prompt(step)
             if isinstance(usage.get("output_tokens"), int):
                 self.final_output = usage["output_tokens"]
 

@@ -22,7 +22,16 @@ from nemorouter.providers.types import Failure, SseEvent, StreamStep, Upstream, 
 
 API_VERSION = "v1beta"
 _RETRY_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
-_AUTH_STATUSES = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
+# ErrorInfo reasons (google/api/error_reason.proto) that say the API key itself cannot be used:
+# invalid or deleted, or restricted (by API, caller IP or referrer) so that no request passes.
+_KEY_REASONS = frozenset(
+    {
+        "API_KEY_INVALID",
+        "API_KEY_SERVICE_BLOCKED",
+        "API_KEY_IP_ADDRESS_BLOCKED",
+        "API_KEY_HTTP_REFERRER_BLOCKED",
+    }
+)
 _SERVER_STATUSES = frozenset({"INTERNAL", "UNAVAILABLE", "DEADLINE_EXCEEDED", "UNKNOWN"})
 
 
@@ -35,7 +44,9 @@ def chat_url(upstream: Upstream, stream: bool) -> str:
 def chat_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
     stream = bool(body.get("stream"))
     headers = {"x-goog-api-key": upstream.secret, "Content-Type": "application/json"}
-    return UpstreamRequest(chat_url(upstream, stream), headers, orjson.dumps(gemini_body(body)), stream)
+    return UpstreamRequest(
+        chat_url(upstream, stream), headers, orjson.dumps(gemini_body(body, upstream.max_output)), stream
+    )
 
 
 def _details(error: dict[str, Any]) -> tuple[set[str], int | None]:
@@ -60,16 +71,15 @@ def error_from_body(status: int, body: Any, retry_after: int | None = None) -> F
     message = str(error.get("message") or "upstream error")[:500]
     rpc = error.get("status")
     reasons, delay = _details(error)
-    # Google answers an invalid key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID, not 401.
-    # FAILED_PRECONDITION is its answer when the key's project cannot use the API (billing off,
-    # unsupported region): also a fault of the key, not of the request.
-    if (
-        "API_KEY_INVALID" in reasons
-        or rpc in _AUTH_STATUSES
-        or rpc == "FAILED_PRECONDITION"
-        or status in (401, 403)
-    ):
+    # Google answers an invalid key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID, not 401;
+    # only that (or 401 UNAUTHENTICATED) is evidence against the key.
+    if reasons & _KEY_REASONS or rpc == "UNAUTHENTICATED" or status == 401:
         return Failure("auth", status, message, retryable=True)
+    # PERMISSION_DENIED (403) is this request's: a file or cached content it may not read. And
+    # FAILED_PRECONDITION (400) is a refusal of where or how it is asked (free tier not offered in
+    # the caller's region, billing off): neither blames the key nor lifts on another try.
+    if rpc in ("PERMISSION_DENIED", "FAILED_PRECONDITION") or status == 403:
+        return Failure("forbidden", status, message, retryable=False)
     if status == 429 or rpc == "RESOURCE_EXHAUSTED":
         return Failure("rate_limited", 429, message, retryable=True, retry_after=delay or retry_after)
     if status >= 500 or status == 408 or rpc in _SERVER_STATUSES:

@@ -13,6 +13,7 @@ import orjson
 
 from nemorouter.providers.gemini_schema import gemini_schema, is_empty_object
 from nemorouter.providers.openai_wire import GATEWAY_FIELDS
+from nemorouter.providers.output_limit import OUTPUT_LIMIT_FIELDS, output_limit
 from nemorouter.providers.types import UnsupportedContent
 
 # Steer nothing Gemini generates: identifiers, storage and routing hints, our own stream option.
@@ -26,8 +27,7 @@ MAPPED_FIELDS = frozenset(
         "model",
         "messages",
         "stream",
-        "max_tokens",
-        "max_completion_tokens",
+        *OUTPUT_LIMIT_FIELDS,
         "temperature",
         "top_p",
         "top_k",
@@ -72,7 +72,7 @@ _AUDIO_FORMATS = {
 }
 
 
-def gemini_body(body: dict[str, Any]) -> dict[str, Any]:
+def gemini_body(body: dict[str, Any], model_max: int = 8192) -> dict[str, Any]:
     """The Gemini request body for an OpenAI chat body; raises UnsupportedContent."""
     for name, value in body.items():
         if name in MAPPED_FIELDS or name in IGNORED_FIELDS or name in GATEWAY_FIELDS:
@@ -93,9 +93,7 @@ def gemini_body(body: dict[str, Any]) -> dict[str, Any]:
         out["tools"] = [{"functionDeclarations": declarations}]
         if config is not None:
             out["toolConfig"] = {"functionCallingConfig": config}
-    generation = _generation_config(body)
-    if generation:
-        out["generationConfig"] = generation
+    out["generationConfig"] = _generation_config(body, output_limit(body, model_max))
     return out
 
 
@@ -320,11 +318,12 @@ def _tool_config(
 # -- generation settings ----------------------------------------------------------------------
 
 
-def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
-    config: dict[str, Any] = {}
-    maximum = body.get("max_completion_tokens") or body.get("max_tokens")
-    if maximum is not None:
-        config["maxOutputTokens"] = maximum  # omitted otherwise: Gemini then allows the model's maximum
+def _generation_config(body: dict[str, Any], limit: int) -> dict[str, Any]:
+    # The request's one limit (the hold's), always sent: omitted, Gemini allows the model's own
+    # maximum. maxOutputTokens caps thoughts and answer together (observed on 2.5 and 3.x:
+    # googleapis/python-genai#782 and #2062), and thinkingBudget is only guidance that the model
+    # may overrun (ai.google.dev, "Gemini thinking"), so the hold never relies on the budget.
+    config: dict[str, Any] = {"maxOutputTokens": limit}
     for ours, theirs in (
         ("temperature", "temperature"),
         ("top_p", "topP"),
@@ -356,5 +355,6 @@ def _generation_config(body: dict[str, Any]) -> dict[str, Any]:
     if effort is not None:
         if effort not in THINKING_BUDGETS:
             raise UnsupportedContent(f"reasoning_effort {effort!r} has no Gemini thinking budget")
-        config["thinkingConfig"] = {"thinkingBudget": THINKING_BUDGETS[effort]}
+        # Never a budget above the limit: the limit is the ceiling either way.
+        config["thinkingConfig"] = {"thinkingBudget": min(THINKING_BUDGETS[effort], limit)}
     return config

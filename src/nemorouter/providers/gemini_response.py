@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from nemorouter.money import Usage
+from nemorouter.providers.counts import count, lenient
 from nemorouter.providers.gemini_request import THOUGHT_MARK
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep
@@ -41,10 +42,7 @@ def finish_reason(reason: Any, called: bool) -> str:
     return "tool_calls" if called and mapped == "stop" else mapped
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
+@lenient
 def parse_usage(raw: dict[str, Any]) -> Usage:
     """usageMetadata -> Usage in OpenAI's conventions.
 
@@ -54,10 +52,10 @@ def parse_usage(raw: dict[str, Any]) -> Usage:
     toolUse == total the thoughts are already inside candidates (LiteLLM's check) and are not added
     twice.
     """
-    prompt_count = _int(raw.get("promptTokenCount"))
-    tool_use = _int(raw.get("toolUsePromptTokenCount"))
-    candidates = _int(raw.get("candidatesTokenCount"))
-    thoughts = _int(raw.get("thoughtsTokenCount"))
+    prompt_count = count(raw.get("promptTokenCount"))
+    tool_use = count(raw.get("toolUsePromptTokenCount"))
+    candidates = count(raw.get("candidatesTokenCount"))
+    thoughts = count(raw.get("thoughtsTokenCount"))
     total = raw.get("totalTokenCount")
     inside = thoughts > 0 and isinstance(total, int) and prompt_count + candidates + tool_use == total
     completion = candidates if inside else candidates + thoughts
@@ -65,7 +63,7 @@ def parse_usage(raw: dict[str, Any]) -> Usage:
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
-        cached_tokens=min(_int(raw.get("cachedContentTokenCount")), prompt),
+        cached_tokens=min(count(raw.get("cachedContentTokenCount")), prompt),
         reasoning_tokens=min(thoughts, completion),
     )
 
@@ -164,6 +162,10 @@ def chat_response(data: Any) -> Completion:
     return Completion(body=body, usage=usage, finish_reason=reasons[0], raw_usage=raw)
 
 
+# The input side of usageMetadata (promptTokenCount already includes the cached part).
+_PROMPT_FIELDS = ("promptTokenCount", "cachedContentTokenCount", "toolUsePromptTokenCount")
+
+
 class StreamDecoder:
     """Each event is a whole GenerateContentResponse holding the next parts. usageMetadata holds
     running totals, not deltas: the last one wins, and it is reported only once a candidate has
@@ -174,6 +176,7 @@ class StreamDecoder:
         self._started: set[int] = set()
         self._calls: dict[int, int] = {}
         self._raw: dict[str, Any] | None = None
+        self._prompt_known = False
         self._finished = False
 
     def __call__(self, event: SseEvent) -> StreamStep:
@@ -198,6 +201,12 @@ class StreamDecoder:
         }
         if isinstance(data.get("usageMetadata"), dict):
             self._raw = data["usageMetadata"]
+            # Google sends running totals on every chunk: the prompt part is known from the
+            # first one (and stays), and is what a client that leaves before the end still pays.
+            if not self._prompt_known and "promptTokenCount" in self._raw:
+                prompt = {k: self._raw[k] for k in _PROMPT_FIELDS if k in self._raw}
+                step.prompt_usage, step.raw_prompt_usage = parse_usage(prompt), prompt
+                self._prompt_known = True
         candidates = _candidates(data)
         if not candidates and _blocked(data):  # one empty choice, filtered (any filter reason will do)
             candidates = [(0, {"finishReason": "SAFETY"})]

@@ -7,8 +7,8 @@ Whatever OpenAI's shape cannot carry raises `UnsupportedContent`; a body that is
 well-formed Messages request raises `MalformedRequest`. Both are answered 400.
 
 Choices where the two APIs differ:
-- `max_tokens` (required) -> `max_tokens`, the cap every OpenAI-wire vendor honours (a vendor that
-  ignored `max_completion_tokens` could outrun the hold; OpenAI's o-series refuse this one, loudly).
+- `max_tokens` (required) -> `max_tokens`; the adapters send it upstream as the request's one
+  output limit, in the field each provider obeys (`providers.output_limit`).
 - `thinking.budget_tokens` -> `reasoning_effort`: <= 2048 low, <= 8192 medium, above high
   (OpenAI's effort levels; the bands bracket Anthropic's common budgets 1024-2048, 4096-8192, 16k+).
 - `top_k` is dropped: OpenAI has no equivalent, and Anthropic documents it as an advanced

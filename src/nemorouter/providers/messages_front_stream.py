@@ -8,7 +8,8 @@ Usage: an OpenAI stream tells its counts only at the end, so `message_start` car
 and `message_delta.usage` the final counts with `cost`. Anthropic documents those counts as
 cumulative and its SDK lets them replace `message_start`'s, so the final message is exact.
 An error chunk (a top-level `error`, finish_reason "error") becomes an `error` event, which
-ends the stream as Anthropic's does.
+ends the stream as Anthropic's does; the usage chunk before it (the relay sends the usage
+first) becomes a `message_delta` with no stop reason, so the cost is seen before the error.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ class MessagesStream:
         error = chunk.get("error")
         if error is not None:
             self.ended = True
+            if self.usage is not None:
+                # The relay sends the usage (with cost) before the error chunk: it becomes a
+                # message_delta with no stop reason, so a client sees what it paid before the
+                # error event ends the stream (the SDK raises on it).
+                self._close(events)
+                delta = {"stop_reason": None, "stop_sequence": None}
+                usage = anthropic_usage(self.usage)
+                events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}))
             events.append(("error", _error(error)))
             return events
         if chunk.get("usage") is not None:

@@ -1,8 +1,9 @@
 """The OpenAI wire format (kinds `openai` and `openai-compatible`): pure translation.
 
 Requests pass through with every field the client sent, minus the gateway's own routing
-fields; streams always ask upstream for usage (`stream_options.include_usage`, OpenAI's
-only way to get usage on a stream).
+fields and the client's output-limit fields, replaced by the request's one limit in the field
+the vendor obeys (`providers.output_limit`); streams always ask upstream for usage
+(`stream_options.include_usage`, OpenAI's only way to get usage on a stream).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 import orjson
 
 from nemorouter.money import Usage
+from nemorouter.providers.counts import count, lenient
+from nemorouter.providers.output_limit import OUTPUT_LIMIT_FIELDS, output_limit
 from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
-from nemorouter.providers.vendors import apply_quirks
+from nemorouter.providers.vendors import apply_quirks, limit_field
 
 # Fields that steer NemoRouter (OpenRouter's conventions); never sent upstream.
 GATEWAY_FIELDS = frozenset({"models", "provider", "route", "transforms", "usage", "plugins"})
@@ -52,9 +55,12 @@ def _openai_message(message: Any) -> Any:
 
 
 def chat_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
-    out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS and k not in OUTPUT_LIMIT_FIELDS}
     out["model"] = upstream.model
-    out = apply_quirks(out, upstream.config.get("vendor"))
+    vendor = upstream.config.get("vendor")
+    # The request's one limit (the hold's), in the one field this vendor obeys; always sent.
+    out[limit_field(vendor)] = output_limit(body, upstream.max_output)
+    out = apply_quirks(out, vendor)
     if any(
         (isinstance(m, dict) and not _FOREIGN_MESSAGE_FIELDS.isdisjoint(m)) or _has_cache_control(m)
         for m in out.get("messages") or ()
@@ -76,10 +82,7 @@ def embeddings_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequ
     )
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
+@lenient
 def parse_usage(raw: dict[str, Any]) -> Usage:
     """OpenAI-style usage -> normalized Usage (OpenAI's conventions: cached and reasoning tokens
     are parts of prompt and completion tokens). Two vendor conventions are recognised from the
@@ -89,17 +92,17 @@ def parse_usage(raw: dict[str, Any]) -> Usage:
     - xAI counts `reasoning_tokens` outside `completion_tokens`; its `total_tokens` is then
       prompt + completion + reasoning (LiteLLM's check), and reasoning is added to completion.
     """
-    prompt = _int(raw.get("prompt_tokens"))
-    completion = _int(raw.get("completion_tokens"))
+    prompt = count(raw.get("prompt_tokens"))
+    completion = count(raw.get("completion_tokens"))
     pdet = raw.get("prompt_tokens_details") or {}
     cdet = raw.get("completion_tokens_details") or {}
-    outside = _int(cdet.get("reasoning_tokens"))
-    if outside and _int(raw.get("total_tokens")) == prompt + completion + outside:
+    outside = count(cdet.get("reasoning_tokens"))
+    if outside and count(raw.get("total_tokens")) == prompt + completion + outside:
         completion += outside
     hits = pdet.get("cached_tokens") if "cached_tokens" in pdet else raw.get("prompt_cache_hit_tokens")
-    cached = min(_int(hits), prompt)
-    writes = min(_int(pdet.get("cache_write_tokens")), prompt - cached)
-    reasoning = min(_int(cdet.get("reasoning_tokens")), completion)
+    cached = min(count(hits), prompt)
+    writes = min(count(pdet.get("cache_write_tokens")), prompt - cached)
+    reasoning = min(count(cdet.get("reasoning_tokens")), completion)
     return Usage(
         prompt_tokens=prompt,
         completion_tokens=completion,
@@ -125,12 +128,15 @@ def embeddings_response(data: Any) -> Completion:
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         raise ValueError("upstream answered 200 without embeddings")
     raw = data.get("usage")
-    usage = None
-    if isinstance(raw, dict):
-        usage = Usage(prompt_tokens=_int(raw.get("prompt_tokens")) or _int(raw.get("total_tokens")))
+    usage = _embeddings_usage(raw) if isinstance(raw, dict) else None
     return Completion(
         body=data, usage=usage, finish_reason=None, raw_usage=raw if isinstance(raw, dict) else None
     )
+
+
+@lenient
+def _embeddings_usage(raw: dict[str, Any]) -> Usage:
+    return Usage(prompt_tokens=count(raw.get("prompt_tokens")) or count(raw.get("total_tokens")))
 
 
 def stream_decoder() -> Callable[[SseEvent], StreamStep]:
@@ -211,8 +217,13 @@ def error_from_body(status: int, body: Any, retry_after: int | None = None) -> F
             status = code
     if status == 429:
         return Failure("rate_limited", status, message, retryable=True, retry_after=retry_after)
-    if status in (401, 403):
+    if status == 401:
+        # OpenAI's AuthenticationError (`invalid_api_key`): the key itself is bad.
         return Failure("auth", status, message, retryable=True)
+    if status == 403:
+        # PermissionDeniedError: this request may not do this (a file, a model, a policy, a
+        # region). The request's failure, not the key's; another key would be refused alike.
+        return Failure("forbidden", status, message, retryable=False)
     if status == 529:
         return Failure("overloaded", status, message, retryable=True, retry_after=retry_after)
     if status == 408 or status >= 500:

@@ -62,18 +62,32 @@ class UpstreamRequest:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """A classified upstream failure. `retryable` means another key or deployment may serve."""
+    """A classified upstream failure. `retryable` means another key or deployment may serve.
 
-    kind: str  # rate_limited | overloaded | server | timeout | connect | auth | invalid | protocol
+    Kinds: rate_limited | overloaded | server | timeout | connect | protocol | invalid, and
+    `auth` (evidence that the vault key itself is bad: a 401, or a provider's own invalid-key
+    code) apart from `forbidden` (a 403 or a policy/region refusal: the request's failure, never
+    held against the key). `against_key` is False when the attempt loop has already held one
+    failure of this request against a vault key (a request may blame at most one key).
+    """
+
+    kind: str
     status: int
     message: str
     retryable: bool
     retry_after: int | None = None
+    against_key: bool = True
 
     @property
     def key_rejected(self) -> bool:
-        """The provider refused our vault key itself (quarantine it)."""
-        return self.kind == "auth"
+        """The provider refused our vault key itself, and this request may blame it (quarantine it)."""
+        return self.kind == "auth" and self.against_key
+
+    @property
+    def blames_key(self) -> bool:
+        """Does this failure, taken at face value, say something about the vault key (its
+        validity or its rate limit)? Such failures are charged to at most one key per request."""
+        return self.kind in ("auth", "rate_limited")
 
 
 @dataclass(slots=True, init=False)
@@ -101,11 +115,18 @@ class Completion:
 
 @dataclass(slots=True)
 class StreamStep:
-    """What one upstream stream event contributes: chunks to forward, usage seen, an error, the end."""
+    """What one upstream stream event contributes: chunks to forward, usage seen, an error, the end.
+
+    `prompt_usage` is the provider's own count of the prompt sent before the stream's end
+    (Anthropic's `message_start`, Gemini's running usageMetadata): input counts only, output 0.
+    It is what a client that hangs up early still pays for; `usage` is the final report.
+    """
 
     chunks: list[dict[str, Any]] = field(default_factory=list)
     usage: Usage | None = None
     raw_usage: dict[str, Any] | None = None
+    prompt_usage: Usage | None = None
+    raw_prompt_usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     error: Failure | None = None
     done: bool = False

@@ -23,6 +23,10 @@ class Vendor:
     rename: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))  # our field -> theirs
     refuse: frozenset[str] = frozenset()  # fields the vendor answers with a 400
     notes: str = ""
+    # The one output-limit field the vendor obeys; the request's limit is always sent in it
+    # (providers.output_limit). OpenAI's `max_completion_tokens` caps reasoning too, and its
+    # o-series refuse `max_tokens`; servers that predate it know only `max_tokens`.
+    limit_field: str = "max_completion_tokens"
 
 
 def _row(name: str, base_url: str, notes: str = "", **quirks: Any) -> tuple[str, Vendor]:
@@ -37,11 +41,19 @@ VENDORS: Mapping[str, Vendor] = MappingProxyType(
             _row(
                 "mistral",
                 "https://api.mistral.ai/v1",
-                rename=MappingProxyType({"seed": "random_seed", "max_completion_tokens": "max_tokens"}),
+                rename=MappingProxyType({"seed": "random_seed"}),
+                limit_field="max_tokens",
             ),
-            # DeepSeek reports prompt_cache_hit_tokens / prompt_cache_miss_tokens (read by parse_usage).
-            _row("deepseek", "https://api.deepseek.com", notes="cache hit/miss usage fields"),
-            # Groq rejects these with a 400 (console.groq.com/docs/openai).
+            # DeepSeek reports prompt_cache_hit_tokens / prompt_cache_miss_tokens (read by parse_usage);
+            # its API documents only `max_tokens` (api-docs.deepseek.com, create chat completion).
+            _row(
+                "deepseek",
+                "https://api.deepseek.com",
+                notes="cache hit/miss usage fields",
+                limit_field="max_tokens",
+            ),
+            # Groq rejects these with a 400 (console.groq.com/docs/openai); it takes
+            # `max_completion_tokens` (`max_tokens` is its deprecated alias).
             _row(
                 "groq",
                 "https://api.groq.com/openai/v1",
@@ -49,14 +61,22 @@ VENDORS: Mapping[str, Vendor] = MappingProxyType(
             ),
             # xAI counts reasoning outside completion_tokens (recognised by parse_usage from total_tokens).
             _row("xai", "https://api.x.ai/v1", notes="reasoning tokens outside completion tokens"),
-            _row("together", "https://api.together.xyz/v1"),
-            _row("fireworks", "https://api.fireworks.ai/inference/v1"),
-            _row("openrouter", "https://openrouter.ai/api/v1"),
-            _row("vllm", "http://127.0.0.1:8000/v1", notes="self-hosted"),
-            _row("ollama", "http://127.0.0.1:11434/v1", notes="self-hosted"),
+            # These document `max_tokens` as their output limit (their chat-completions references;
+            # vLLM and Ollama servers older than OpenAI's rename ignore `max_completion_tokens`).
+            _row("together", "https://api.together.xyz/v1", limit_field="max_tokens"),
+            _row("fireworks", "https://api.fireworks.ai/inference/v1", limit_field="max_tokens"),
+            _row("openrouter", "https://openrouter.ai/api/v1", limit_field="max_tokens"),
+            _row("vllm", "http://127.0.0.1:8000/v1", notes="self-hosted", limit_field="max_tokens"),
+            _row("ollama", "http://127.0.0.1:11434/v1", notes="self-hosted", limit_field="max_tokens"),
         ]
     )
 )
+
+
+def limit_field(vendor_name: str | None) -> str:
+    """The output-limit field this vendor obeys; OpenAI's (no row: kinds openai and azure-openai)."""
+    vendor = VENDORS.get(vendor_name or "")
+    return vendor.limit_field if vendor is not None else "max_completion_tokens"
 
 
 def apply_quirks(body: dict[str, Any], vendor_name: str | None) -> dict[str, Any]:

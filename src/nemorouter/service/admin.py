@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 
 from nemorouter.errors import Conflict, InvalidRequest, NotFound
 from nemorouter.money import LIMIT_RESETS, Prices, window_start
-from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.money.amounts import AmountRangeError, MoneyFormatError
 from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
 from nemorouter.service import alerts, audit, fields
@@ -157,10 +157,9 @@ class Admin:
             raise InvalidRequest("`mode` must be chat or embedding")
         context = body.get("context_length", existing.context_length if existing else None)
         max_output = body.get("max_output", existing.max_output if existing else None)
-        if not isinstance(context, int) or isinstance(context, bool) or context < 1:
-            raise InvalidRequest("`context_length` must be a positive integer")
-        if not isinstance(max_output, int) or isinstance(max_output, bool) or max_output < 0:
-            raise InvalidRequest("`max_output` must be a non-negative integer")
+        if not isinstance(context, int) or isinstance(context, bool) or not 1 <= context <= fields.MAX_INT:
+            raise InvalidRequest(f"`context_length` must be a positive integer (at most {fields.MAX_INT})")
+        max_output = fields.positive_int({"max_output": max_output}, "max_output", 0)
         if "pricing" in body:
             prices = self._prices(body["pricing"], "pricing")
         elif existing is not None:
@@ -277,10 +276,7 @@ class Admin:
                 changes[name] = fields.text(body, name, required=name == "name", maximum=320)
         for name in ("rpm", "tpm"):
             if name in body:
-                value = body[name]
-                if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                    raise InvalidRequest(f"`{name}` must be a positive integer or null")
-                changes[name] = value
+                changes[name] = fields.optional_int(body[name], name)
         if not changes:
             raise InvalidRequest("nothing to change")
         updated = await self.store.update_account(account_id, changes)
@@ -297,7 +293,10 @@ class Admin:
         amount = fields.money(body["amount"], "amount", positive=True)
         reason = fields.text(body, "reason", required=False, maximum=500) or "credit"
         idem = fields.text(body, "idempotency_key", required=False, maximum=200)
-        credit, created = await self.store.add_credit(account_id, amount, reason, idem)
+        try:
+            credit, created = await self.store.add_credit(account_id, amount, reason, idem)
+        except AmountRangeError as exc:  # the account's total would pass what the ledger holds
+            raise InvalidRequest(f"`amount`: {exc}") from None
         if created:  # a repeated idempotency key changes nothing
             await self._audit(
                 "credit.add",

@@ -12,6 +12,8 @@ Events, each a JSON body `{"type", "timestamp", "data": {...}}` (Standard Webhoo
 - `key.leaked` — a leak report revoked a key (sent with its `key.revoked`); once per key.
 - `provider_key.quarantined` — operator alert (to NEMO_OPERATOR_ALERT_URL): a provider refused
   a vault key; once per quarantine.
+- `provider.overrun` — operator alert: a provider reported more than a request's hold covered;
+  the customer was charged the hold and the difference is the operator's (once per request).
 
 An account's alerts are queued only while it has a webhook (`PUT /v1/alerts`). One-off facts
 get ids derived from the fact, so a fact noticed twice (two replicas, a retry) queues once.
@@ -37,7 +39,7 @@ from nemorouter.service.outbox import VAULT_PROVIDER, new_secret
 from nemorouter.settings import Settings
 from nemorouter.store.alert_records import Alert, AlertSettings
 from nemorouter.store.base import Store
-from nemorouter.store.records import ApiKey
+from nemorouter.store.records import ApiKey, Overrun
 from nemorouter.timeutil import iso, to_api
 from nemorouter.vault import Vault
 
@@ -163,11 +165,13 @@ class AlertWatcher:
         clock: Callable[[], datetime],
         refusals: set[tuple[str, str]],
         every: float = 1.0,
+        overruns: list[Overrun] | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
         self.refusals = refusals  # (key id, reason) of refused reserves, filled by the gateway
+        self.overruns = [] if overruns is None else overruns  # operator overruns, filled by the gateway
         self.every = every
         self._queued: set[str] = set()  # facts this process has queued (the store dedupes across processes)
 
@@ -195,6 +199,9 @@ class AlertWatcher:
         await self._limits_reached(now)
         if self.settings.operator_alert_url:
             await self._quarantines(now)
+            await self._overruns(now)
+        else:
+            self.overruns.clear()  # logged and counted already; nowhere to send them
 
     async def _low_balances(self, now: datetime) -> None:
         for found, balance in await self.store.low_balance_watch():
@@ -232,6 +239,23 @@ class AlertWatcher:
                 await self.store.enqueue_alert(
                     make_alert("key.limit_reached", key.account_id, now, data, fact)
                 )
+
+    async def _overruns(self, now: datetime) -> None:
+        found, self.overruns[:] = list(self.overruns), []
+        for o in found:
+            data = {
+                "request_id": o.request_id,
+                "provider": o.provider,
+                "provider_key_id": o.provider_key_id,
+                "model": o.model,
+                "hold": Usd(o.hold),
+                "charged": Usd(o.charged),
+                "reported_cost": Usd(o.reported_cost),
+                "overrun": Usd(o.overrun),
+                "reason": o.reason,
+            }
+            fact = _fact_id("overrun", o.request_id)
+            await self.store.enqueue_alert(make_alert("provider.overrun", None, now, data, fact))
 
     async def _quarantines(self, now: datetime) -> None:
         names = {p.id: p.name for p in await self.store.list_providers()}

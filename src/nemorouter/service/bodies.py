@@ -3,13 +3,19 @@ field passes through untouched for the provider to judge."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nemorouter import jsonx
 from nemorouter.errors import InvalidRequest
 from nemorouter.money import parse_per_million
 from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.providers.bounds import PromptRules, prompt_rules
+from nemorouter.providers.output_limit import OUTPUT_LIMIT_FIELDS, requested_limit
+
+if TYPE_CHECKING:
+    from nemorouter.service.routing import Target
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 
@@ -74,8 +80,8 @@ def parse_chat(raw: bytes) -> tuple[dict[str, Any], list[str]]:
         raise InvalidRequest("`stream` must be a boolean")
     if body.get("stream_options") is not None and not isinstance(body["stream_options"], dict):
         raise InvalidRequest("`stream_options` must be an object")
-    _positive_int(body, "max_tokens")
-    _positive_int(body, "max_completion_tokens")
+    for name in OUTPUT_LIMIT_FIELDS:
+        _positive_int(body, name)
     _positive_int(body, "n", maximum=128)
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         raise InvalidRequest("`tools` must be a list")
@@ -142,9 +148,25 @@ def provider_prefs(body: dict[str, Any]) -> ProviderPrefs | None:
 
 
 def requested_output(body: dict[str, Any]) -> int | None:
-    """`max_completion_tokens` wins over the deprecated `max_tokens` (OpenAI's rule)."""
-    value = body.get("max_completion_tokens") or body.get("max_tokens")
-    return value if isinstance(value, int) else None
+    """The client's output limit: the smallest of its limit fields (each can only lower it; the
+    adapters send exactly this, `providers.output_limit`), or None when it sent none."""
+    return requested_limit(body)
+
+
+def held_output(requested: int | None, model_maxes: list[int], n: int) -> int:
+    """Output tokens the hold covers: n choices of the client's limit, else of the largest
+    `max_output` among the models that may serve (each upstream is sent its own, never more)."""
+    limit = requested if requested is not None else max(model_maxes, default=0)
+    if limit < 1:
+        raise InvalidRequest("this model has no known output limit; send `max_completion_tokens`")
+    return limit * n
+
+
+def prompt_rules_of(targets: Iterable[Target]) -> PromptRules:
+    """The prompt-bound rules of the deployments that may serve: worst image, largest window."""
+    return prompt_rules(
+        (t.provider.kind, t.deployment.upstream_model, t.model.context_length) for t in targets
+    )
 
 
 def parse_embeddings(raw: bytes) -> tuple[dict[str, Any], list[str]]:

@@ -24,7 +24,8 @@ from nemorouter.settings import Settings
 from nemorouter.store.base import Store, open_store
 from nemorouter.store.file_modes import secure_data_dir, secure_sqlite_files
 from nemorouter.timeutil import utcnow
-from nemorouter.vault import Vault, load_master_key
+from nemorouter.vault import Vault, VaultError, load_master_key
+from nemorouter.vault.check import vault_in_use, verify_master_key
 
 if TYPE_CHECKING:  # Redis is imported only by gateways configured with it
     from nemorouter.limits.redis import RedisLimiter
@@ -53,6 +54,7 @@ class Services:
     alerts: AlertWatcher | None = None  # alerts out (server only)
     outbox: OutboxWorker | None = None
     invalidation: Invalidation | None = None  # with Redis: config changes announced to every replica
+    master_source: str = "NEMO_MASTER_KEY"  # where the master key came from, for error lines
 
     def admin_token_ok(self, token: str | None) -> bool:
         """Constant-time check of the operator token against its stored hash."""
@@ -64,13 +66,29 @@ class Services:
 async def open_services(
     settings: Settings, *, create: bool = False, clock: Callable[[], datetime] = utcnow
 ) -> Services:
-    """Store + vault + admin (what the CLI needs). `create` makes the master key if missing."""
+    """Store + vault + admin (what the CLI needs). `create` makes the master key if missing.
+
+    The master key must open the database's vault (vault/check.py): a wrong one is refused here,
+    before any command or server can use it; and `create` never mints a master key over a
+    database that already holds a vault sealed under another one.
+    """
     secure_data_dir(settings.data_dir, create=create)  # 0700; the SQLite files 0600 (store/file_modes.py)
     secure_sqlite_files(settings.database_url, create=create)
     store = open_store(settings.database_url, settings.db_pool)
-    master = load_master_key(settings.master_key, settings.data_dir, create=create)
-    vault = Vault(master)
-    services = Services(settings, store, vault, Admin(store, vault, clock), clock)
+    key_file = settings.data_dir / "master.key"
+    source = "NEMO_MASTER_KEY" if settings.master_key else str(key_file)
+    try:
+        if create and not settings.master_key and not key_file.exists() and await vault_in_use(store):
+            raise VaultError(
+                f"refusing to create a new master key: {key_file} is missing but this database already"
+                " holds a vault sealed under one; restore master.key or set NEMO_MASTER_KEY"
+            )
+        vault = Vault(load_master_key(settings.master_key, settings.data_dir, create=create))
+        await verify_master_key(store, vault, source)
+    except BaseException:
+        await store.close()
+        raise
+    services = Services(settings, store, vault, Admin(store, vault, clock), clock, master_source=source)
     if settings.admin_token:
         services.admin_token_hash = _token_hash(settings.admin_token)
     return services
@@ -83,6 +101,7 @@ async def initialize(services: Services) -> tuple[list[int], int, str | None]:
     (shown once; only its hash is kept) or None.
     """
     applied = await services.store.migrate()
+    await verify_master_key(services.store, services.vault, services.master_source)  # seals the check
     loaded = await services.store.load_catalog(bundled_catalog())
     new_token = None
     if services.settings.admin_token is None and await services.store.get_meta(ADMIN_TOKEN_META) is None:
@@ -95,6 +114,7 @@ async def start_gateway(services: Services, owner: str) -> None:
     """Everything the HTTP server needs on top of the CLI's services."""
     store = services.store
     await store.migrate()
+    await verify_master_key(store, services.vault, services.master_source)  # a never-initialized database
     if services.admin_token_hash is None:
         services.admin_token_hash = await store.get_meta(ADMIN_TOKEN_META)
     # One SQLite file serves one process, so every open hold at start belongs to a dead one.
@@ -125,7 +145,13 @@ async def start_gateway(services: Services, owner: str) -> None:
         owner,
         keepalive_seconds=services.settings.sse_keepalive,
     )
-    services.alerts = AlertWatcher(store, services.settings, services.clock, services.gateway.refusals)
+    services.alerts = AlertWatcher(
+        store,
+        services.settings,
+        services.clock,
+        services.gateway.refusals,
+        overruns=services.gateway.overruns,
+    )
     services.outbox = OutboxWorker(store, services.vault, services.settings, services.clock)
 
 

@@ -6,6 +6,7 @@ import re
 
 from nemorouter.engine.attempts import AttemptsFailed
 from nemorouter.errors import (
+    Forbidden,
     InvalidRequest,
     NemoError,
     NoDeploymentAvailable,
@@ -32,6 +33,13 @@ def client_message(failure: Failure) -> str:
 
 def to_error(exc: AttemptsFailed) -> NemoError:
     final = exc.final
+    if final is not None and final.kind == "forbidden":
+        # The provider refused this request (a 403: a file, a model or a policy it may not use):
+        # this client's failure, answered as such; no other key or deployment was tried for it.
+        return Forbidden(
+            f"the provider refused this request: {scrub(final.message)} (status {final.status})",
+            type="upstream_forbidden",
+        )
     if final is not None:
         text = f"the provider rejected the request: {client_message(final)}"
         if final.status in (400, 422):

@@ -6,7 +6,7 @@ from typing import Any
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.money import LIMIT_RESETS, parse_usd
-from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.money.amounts import MAX_AMOUNT, MoneyFormatError
 from nemorouter.timeutil import iso, parse_iso
 
 KEY_FIELDS = (
@@ -22,7 +22,12 @@ KEY_FIELDS = (
 )
 
 
+MAX_INT = MAX_AMOUNT  # a count (rate limit, size) is held in the same 64-bit columns as an amount
+
+
 def money(value: Any, name: str, *, positive: bool = False) -> int:
+    """A USD amount from a request field: exact pico-USD within the ledger's range (MAX_AMOUNT),
+    else a 400 naming the field and the maximum."""
     try:
         amount = parse_usd(
             str(value) if not isinstance(value, (str, int)) or isinstance(value, bool) else value
@@ -34,11 +39,11 @@ def money(value: Any, name: str, *, positive: bool = False) -> int:
     return amount
 
 
-def _optional_int(value: Any, name: str) -> int | None:
+def optional_int(value: Any, name: str) -> int | None:
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise InvalidRequest(f"`{name}` must be a positive integer or null")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_INT:
+        raise InvalidRequest(f"`{name}` must be a positive integer (at most {MAX_INT}) or null")
     return value
 
 
@@ -75,7 +80,7 @@ def key_fields(body: dict[str, Any], *, creating: bool, now: str) -> dict[str, A
             out["expires_at"] = stored
     for name in ("rpm", "tpm", "max_concurrency"):
         if name in body:
-            out[name] = _optional_int(body[name], name)
+            out[name] = optional_int(body[name], name)
     if "allowed_models" in body:
         value = body["allowed_models"]
         if value is not None and (not isinstance(value, list) or not all(isinstance(m, str) for m in value)):
@@ -99,6 +104,6 @@ def text(body: dict[str, Any], name: str, *, required: bool = True, maximum: int
 
 def positive_int(body: dict[str, Any], name: str, default: int) -> int:
     value = body.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidRequest(f"`{name}` must be a non-negative integer")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_INT:
+        raise InvalidRequest(f"`{name}` must be a non-negative integer (at most {MAX_INT})")
     return value

@@ -7,6 +7,7 @@ async generator of SSE frames) plus headers.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 import random
@@ -32,16 +33,19 @@ from nemorouter.errors import (
 )
 from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket
 from nemorouter.logs import RequestLog
-from nemorouter.money import Usage, Usd, cost_of, format_usd, window_start
+from nemorouter.money import Usage, Usd, charge_for, format_usd, overrun_reason, window_start
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.registry import Adapter
+from nemorouter.providers.tokenizers import count_chat_prompt
 from nemorouter.providers.types import Completion, Failure, UnsupportedContent, UpstreamRequest
 from nemorouter.service import billing, failures
 from nemorouter.service.bodies import (
     ProviderPrefs,
+    held_output,
     parse_chat,
     parse_embeddings,
+    prompt_rules_of,
     provider_prefs,
     requested_output,
 )
@@ -51,7 +55,7 @@ from nemorouter.service.routing import Route, RoutingTable, Target, adapter_of
 from nemorouter.service.selection import candidates, health_names
 from nemorouter.settings import Timeouts
 from nemorouter.store.base import Store
-from nemorouter.store.records import ApiKey, Generation, Hold, Outcome
+from nemorouter.store.records import ApiKey, Generation, Hold, Outcome, Overrun
 from nemorouter.timeutil import iso, time_ordered_id
 
 log = logging.getLogger("nemorouter.gateway")
@@ -91,6 +95,7 @@ class Call:
     targets: list[Target]
     hold: int
     input_bound: int
+    max_output: int
     ticket: Ticket
     started: float
     created_at: str
@@ -106,6 +111,7 @@ class Call:
         targets: list[Target],
         hold: int,
         input_bound: int,
+        max_output: int,
         ticket: Ticket,
         started: float,
         created_at: str,
@@ -118,6 +124,7 @@ class Call:
         self.targets = targets
         self.hold = hold
         self.input_bound = input_bound
+        self.max_output = max_output
         self.ticket = ticket
         self.started = started
         self.created_at = created_at
@@ -149,6 +156,7 @@ class Gateway:
         self._rng = random.Random()
         self._background: set[asyncio.Task[None]] = set()
         self.refusals: set[tuple[str, str]] = set()  # (key id, reason) of refused reserves; alerts drain it
+        self.overruns: list[Overrun] = []  # operator overruns not yet alerted; alerts drain it
 
     # -- use cases ------------------------------------------------------------------------
 
@@ -156,11 +164,10 @@ class Gateway:
         body, ids = parse_chat(raw)
         routes = await self._resolve(key, ids, "chat")
         n = body.get("n") or 1
-        requested = requested_output(body)
-        max_output = (requested or max(r.model.max_output for r in routes)) * n
-        bound = chat_input_bound(body)
+        max_output = held_output(requested_output(body), [r.model.max_output for r in routes], n)
         stream = bool(body.get("stream"))
         targets = self._candidates(routes, provider_prefs(body))
+        bound = chat_input_bound(body, prompt_rules_of(targets))
         call = await self._admit(
             key, "chat", routes, targets, bound, max_output, n, stream, bound // 4 + max_output
         )
@@ -174,7 +181,8 @@ class Gateway:
                     self.client, call.targets, adapter_of, build, self._on_failure, timeouts_of
                 )
                 self._on_success(target, call)
-                return StreamReply(self._headers(call), relay(self, call, target, handle, first, decode))
+                chunks = relay(self, call, target, handle, first, decode, body)
+                return StreamReply(self._headers(call), chunks)
             target, completion, _ = await send_first(
                 self.client,
                 call.targets,
@@ -190,7 +198,7 @@ class Gateway:
         except BaseException:
             await self.release(call, error="the request was interrupted")
             raise
-        return await self._reply(call, target, completion, chat=True)
+        return await self._reply(call, target, completion, chat=body)
 
     async def embeddings(self, key: ApiKey, raw: bytes) -> JsonReply:
         body, ids = parse_embeddings(raw)
@@ -219,7 +227,7 @@ class Gateway:
         except BaseException:
             await self.release(call, error="the request was interrupted")
             raise
-        return await self._reply(call, target, completion, chat=False)
+        return await self._reply(call, target, completion, chat=None)
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -278,6 +286,7 @@ class Gateway:
             targets=targets,
             hold=hold,
             input_bound=bound,
+            max_output=max_output,
             ticket=ticket,
             started=time.monotonic(),
             created_at=stamp,
@@ -328,7 +337,14 @@ class Gateway:
         return {"x-nemo-request-id": call.id}
 
     def _on_failure(self, target: Target, failure: Failure) -> None:
-        """Teach the breakers; quarantine a vault key its provider refuses."""
+        """Teach the breakers; quarantine a vault key its provider refuses as invalid.
+
+        Only a failure the attempt loop held against the key (`against_key`, at most one per
+        request) touches the key: a 429 cools down that key on that deployment, a refused key is
+        quarantined. A refusal puts no in-memory cool-down on the key: the quarantine (a store
+        row every replica routes by) is the whole effect, so releasing it clears it everywhere.
+        A 403 (`forbidden`) is the request's failure and leaves key and deployment alone.
+        """
         deployment, key = health_names(target)
         self.metrics.upstream_failures.labels(target.provider.name, failure.kind).inc()
         log.warning(
@@ -339,12 +355,13 @@ class Gateway:
                 "provider_key": target.key.id,
                 "kind": failure.kind,
                 "status": failure.status,
+                "against_key": failure.against_key,
             },
         )
         if failure.kind == "rate_limited":
-            self.health.cool_down(key, failure.retry_after if failure.retry_after is not None else 1)
-        elif failure.kind == "auth":
-            self.health.cool_down(key, 3600)
+            if failure.against_key:
+                self.health.cool_down(key, failure.retry_after if failure.retry_after is not None else 1)
+        elif failure.key_rejected:
             self._spawn(self._quarantine(target, failure))
         elif failure.kind in ("server", "overloaded", "timeout", "connect", "protocol"):
             self.health.failure(deployment)
@@ -352,12 +369,25 @@ class Gateway:
                 self.health.cool_down(deployment, failure.retry_after)
 
     async def _quarantine(self, target: Target, failure: Failure) -> None:
-        await self.store.update_provider_key(target.key.id, {"quarantined_at": iso(self.clock())})
-        log.error(
-            "provider key quarantined: its provider refused it; fix it and PATCH quarantined=false",
-            extra={"provider": target.provider.name, "provider_key": target.key.id, "status": failure.status},
-        )
-        await self.routes.refresh(force=True)
+        """Mark the key quarantined in the store (kept out of routing by every replica until an
+        operator releases it). Requests in flight may see the same refusal: the first one's
+        time stays, so the operator is alerted once."""
+        try:
+            current = {k.id: k for k in await self.store.list_provider_keys(target.provider.id)}
+            found = current.get(target.key.id)
+            if found is not None and found.quarantined_at is None:
+                await self.store.update_provider_key(target.key.id, {"quarantined_at": iso(self.clock())})
+                log.error(
+                    "provider key quarantined: its provider refused it; fix it and PATCH quarantined=false",
+                    extra={
+                        "provider": target.provider.name,
+                        "provider_key": target.key.id,
+                        "status": failure.status,
+                    },
+                )
+            await self.routes.refresh(force=True)
+        except Exception:
+            log.exception("provider key not quarantined", extra={"provider_key": target.key.id})
 
     def _spawn(self, job: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(job)
@@ -393,23 +423,71 @@ class Gateway:
             latency_ms=int((time.monotonic() - call.started) * 1000),
             cancelled=outcome.cancelled,
             finish_reason=outcome.finish_reason,
-            raw_usage=orjson.dumps(raw_usage).decode() if raw_usage else None,  # parsed JSON: no Usd
+            raw_usage=_raw_text(raw_usage) if raw_usage else None,
             error=outcome.error,
         )
 
-    async def settle(self, call: Call, target: Target, usage: Usage, status: str, outcome: Outcome) -> int:
-        """Charge the exact cost of `usage` at the serving deployment's prices; returns it."""
-        cost = cost_of(usage, target.prices).total
-        gen = self.generation(call, target, usage, cost, status, outcome)
+    async def settle(
+        self, call: Call, target: Target, usage: Usage, status: str, outcome: Outcome
+    ) -> tuple[int, Usage]:
+        """Charge `usage` at the serving deployment's prices, never more than the hold: what a
+        provider reports beyond it is the operator's overrun (docs/money-trail.md). Returns the
+        charge and the counts it was billed for."""
+        charge = charge_for(usage, target.prices, call.hold, call.input_bound, call.max_output)
+        gen = self.generation(call, target, charge.usage, charge.cost, status, outcome)
         reset = call.key.limit_reset
         window = "all" if reset is None else window_start(reset, self.clock())
         if not await self.store.settle(call.id, gen, window):
             log.error("settle found no open hold", extra={"request_id": call.id})
-        self.limiter.finish(call.ticket, usage.total_tokens)
+        elif charge.overrun:
+            self._overrun(call, target, gen, usage, charge.reported_cost)
+        self.limiter.finish(call.ticket, charge.usage.total_tokens)
         self.metrics.open_holds -= 1
-        self.metrics.settled(target.model.id, target.provider.name, status, usage, cost)
+        self.metrics.settled(target.model.id, target.provider.name, status, charge.usage, charge.cost)
         self._log(gen)
-        return cost
+        return charge.cost, charge.usage
+
+    def _overrun(self, call: Call, target: Target, gen: Generation, reported: Usage, cost: int) -> None:
+        """A provider reported more than the request allowed: log it as the provider's fault,
+        count it, and keep it (off the request's path) for reconciliation and the operator."""
+        found = Overrun(
+            request_id=call.id,
+            account_id=call.key.account_id,
+            key_id=call.key.id,
+            model=target.model.id,
+            provider=target.provider.name,
+            provider_key_id=target.key.id,
+            deployment_id=target.deployment.id,
+            hold=call.hold,
+            charged=gen.cost,
+            reported_cost=cost,
+            overrun=cost - gen.cost,
+            reason=overrun_reason(reported, call.input_bound, call.max_output),
+            raw_usage=gen.raw_usage,
+            created_at=call.created_at,
+        )
+        log.error(
+            "operator overrun: the provider reported more than the request's hold covers",
+            extra={
+                "request_id": call.id,
+                "provider": target.provider.name,
+                "provider_key": target.key.id,
+                "reason": found.reason,
+                "hold": format_usd(call.hold),
+                "charged": format_usd(gen.cost),
+                "reported_cost": format_usd(cost),
+                "raw_usage": gen.raw_usage,
+            },
+        )
+        self.metrics.overrun(target.provider.name, target.key.id, found.overrun)
+        self.overruns.append(found)
+        self._spawn(self._keep_overrun(found))
+
+    async def _keep_overrun(self, found: Overrun) -> None:
+        try:
+            await self.store.record_overrun(found)
+        except Exception:
+            log.exception("could not record an operator overrun", extra={"request_id": found.request_id})
 
     def _log(self, gen: Generation) -> None:
         """The one line per request operators search: ids, route, outcome, tokens, money, time."""
@@ -447,17 +525,49 @@ class Gateway:
         self.metrics.released(gen.model)
         self._log(gen)
 
-    def estimate_usage(self, call: Call, output_tokens: int) -> Usage:
-        """When the provider reported no usage: prompt ~ a quarter of the byte bound, output as counted."""
-        return Usage(prompt_tokens=max(1, call.input_bound // 4), completion_tokens=output_tokens)
+    def estimate_usage(self, call: Call, output_tokens: int, prompt_tokens: int | None = None) -> Usage:
+        """When the provider reported no usage: the prompt as counted by the model family's
+        tokenizer, else the hold's own prompt bound (it never undercounts what the provider
+        bills, and never passes the hold); the output as counted."""
+        bound = max(1, call.input_bound)
+        prompt = bound if prompt_tokens is None else max(1, min(prompt_tokens, bound))
+        return Usage(prompt_tokens=prompt, completion_tokens=output_tokens)
 
-    async def _reply(self, call: Call, target: Target, completion: Completion, chat: bool) -> JsonReply:
+    async def counted_prompt(self, call: Call, target: Target, body: dict[str, Any] | None) -> int | None:
+        """The prompt of a chat `body` by its model family's offline tokenizer, at most the bound;
+        None when no tokenizer fits (docs/money-trail.md, "A stream cut short")."""
+        if body is None:
+            return None
+        names = (target.model.id, target.deployment.upstream_model)
+        try:
+            # Off the event loop: the first use loads the tokenizer (~0.5 s), a long prompt takes ms.
+            return await asyncio.to_thread(count_chat_prompt, body, names, call.input_bound)
+        except Exception:  # no tokenizer at hand (or no executor at shutdown): the bound, never less
+            log.exception("prompt count failed; charging the prompt bound", extra={"request_id": call.id})
+            return None
+
+    async def _reply(
+        self, call: Call, target: Target, completion: Completion, chat: dict[str, Any] | None
+    ) -> JsonReply:
+        """The answer to a non-stream request (`chat`: its body; None for embeddings), settled."""
         usage = completion.usage
         raw_usage = completion.raw_usage
         if usage is None:
-            usage = self.estimate_usage(call, _content_tokens(completion.body) if chat else 0)
-            raw_usage = {"estimated": True}
-        cost = await self.settle(
+            if raw_usage is not None:  # present but impossible (negative, fractional, text counts)
+                log.error(
+                    "provider fault: unreadable usage report; billed an estimate within the hold",
+                    extra={
+                        "request_id": call.id,
+                        "provider": target.provider.name,
+                        "raw_usage": _raw_text(raw_usage),
+                    },
+                )
+            prompt = await self.counted_prompt(call, target, chat)
+            output = _content_tokens(completion.body) if chat is not None else 0
+            usage = self.estimate_usage(call, output, prompt)
+            how = {"estimated": True, "prompt": "bound" if prompt is None else "tokenizer"}
+            raw_usage = {**how, "reported": raw_usage} if raw_usage is not None else how
+        cost, usage = await self.settle(
             call,
             target,
             usage,
@@ -468,7 +578,7 @@ class Gateway:
         body["id"] = call.id
         body["model"] = target.model.id
         body["created"] = int(time.time())
-        if chat:
+        if chat is not None:
             body["usage"] = {**usage_to_openai(usage), "cost": Usd(cost)}
         else:
             body["usage"] = {
@@ -479,6 +589,15 @@ class Gateway:
         headers = self._headers(call)
         headers["x-nemo-cost"] = format_usd(cost)
         return JsonReply(jsonx.dumps(body), headers)
+
+
+def _raw_text(raw: dict[str, Any]) -> str:
+    """A provider's usage report as JSON text (parsed JSON: no Usd). orjson refuses integers
+    beyond 64 bits, which an untrusted report may carry; the standard library keeps them."""
+    try:
+        return orjson.dumps(raw).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(raw, default=repr)
 
 
 def _content_tokens(body: dict[str, Any]) -> int:

@@ -49,6 +49,8 @@ class Metrics:
         self._answers: dict[tuple[str, int], int] = {}
         # route -> [count per bucket (the last is +Inf)..., sum of seconds]
         self._durations: dict[str, list[Any]] = {}
+        # (provider, provider key id) -> [operator overruns, their amount in pico-USD]
+        self._overruns: dict[tuple[str, str], list[int]] = {}
         r.register(_HotSeries(self))
 
     def settled(self, model: str, provider: str, status: str, usage: Usage, cost: int) -> None:
@@ -62,6 +64,12 @@ class Metrics:
         found[4] += usage.cache_write_tokens
         found[5] += usage.reasoning_tokens
         found[6] += cost
+
+    def overrun(self, provider: str, provider_key: str, amount: int) -> None:
+        """A provider reported more than a hold covered: the difference is the operator's."""
+        found = self._overruns.setdefault((provider, provider_key), [0, 0])
+        found[0] += 1
+        found[1] += amount
 
     def released(self, model: str) -> None:
         """A request that failed before output: counted, never charged."""
@@ -120,7 +128,20 @@ class _HotSeries:
         for (model, provider), total in charged.items():
             cost.add_metric([model, provider], total)
         holds = GaugeMetricFamily("nemo_open_holds", "Requests holding money right now", value=m.open_holds)
-        yield from (http, duration, generations, tokens, cost, holds)
+        overruns = CounterMetricFamily(
+            "nemo_operator_overruns",
+            "Requests whose provider reported more than their hold covered (the operator's cost)",
+            labels=["provider", "provider_key"],
+        )
+        overrun_cost = CounterMetricFamily(
+            "nemo_operator_overrun_picousd",
+            "Reported cost above the holds, in pico-USD: absorbed by the operator, never charged",
+            labels=["provider", "provider_key"],
+        )
+        for (provider, provider_key), (count, amount) in m._overruns.items():
+            overruns.add_metric([provider, provider_key], count)
+            overrun_cost.add_metric([provider, provider_key], amount)
+        yield from (http, duration, generations, tokens, cost, holds, overruns, overrun_cost)
 
 
 def _le(bound: float) -> str:

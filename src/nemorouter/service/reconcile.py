@@ -41,6 +41,23 @@ async def provider_month(store: Store, provider: str, month: str, today: date) -
     return await store.provider_usage_rows(found.name, bound(start), bound(end))
 
 
+async def provider_overruns(store: Store, provider: str, month: str, today: date) -> list[dict[str, Any]]:
+    """Per vault key: the requests whose provider reported more than their hold covered. The
+    customer paid the hold (inside `cost` above); `overrun` is what the provider bills on top."""
+    start, end = parse_month(month, today)
+    found = await store.list_overruns(provider, bound(start), bound(end))
+    groups: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    for o in found:
+        totals = groups[o.provider_key_id or ""]
+        totals[0] += 1
+        totals[1] += o.reported_cost
+        totals[2] += o.overrun
+    return [
+        {"provider_key_id": key_id, "requests": t[0], "reported_cost": Usd(t[1]), "overrun": Usd(t[2])}
+        for key_id, t in sorted(groups.items())
+    ]
+
+
 def by_key_and_day(rows: list[UsageRow]) -> list[dict[str, Any]]:
     """The admin API's view: per vault key and day, requests, tokens by category, cost at list price."""
     groups: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0] * 7)

@@ -2,12 +2,20 @@
 
 Every path ends in exactly one settle: the stream finished, the provider failed after the
 first byte (the error goes into the stream), or the client left (the record says
-`cancelled`). The final usage chunk carries the exact cost, then `[DONE]`.
+`cancelled`). The relay starts only once the provider has answered (its first event), so a
+client that leaves is charged at least the prompt (the provider bills it): the provider's own
+count where it sent one, else the model family's tokenizer, else the hold's prompt bound.
+A provider failure before any output costs nothing.
+
+The stream ends with the usage chunk (exact cost), then `[DONE]`; after a failure, the usage
+chunk, then the error chunk, and nothing more (an SDK raises on the error chunk, so the
+usage must come first to be seen).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -27,6 +35,8 @@ from nemorouter.store.records import Outcome
 
 KEEPALIVE = b": keepalive\n\n"
 
+log = logging.getLogger("nemorouter.relay")
+
 if TYPE_CHECKING:
     from nemorouter.service.gateway import Call, Gateway
 
@@ -35,6 +45,8 @@ if TYPE_CHECKING:
 class _State:
     usage: Usage | None = None
     raw_usage: dict[str, Any] | None = None
+    prompt_usage: Usage | None = None
+    raw_prompt_usage: dict[str, Any] | None = None
     finish_reason: str | None = None
     output_seen: int = 0
     error: Failure | None = None
@@ -44,6 +56,8 @@ class _State:
     def absorb(self, step: StreamStep) -> None:
         if step.usage is not None:
             self.usage, self.raw_usage = step.usage, step.raw_usage
+        if step.prompt_usage is not None:
+            self.prompt_usage, self.raw_prompt_usage = step.prompt_usage, step.raw_prompt_usage
         if step.finish_reason:
             self.finish_reason = step.finish_reason
         self.output_seen += step.output_tokens_seen
@@ -58,7 +72,9 @@ async def relay(
     handle: StreamHandle,
     first: StreamStep,
     decode: Callable[[SseEvent], StreamStep],
+    body: dict[str, Any] | None = None,
 ) -> AsyncGenerator[bytes, None]:
+    """`body` is the OpenAI-shaped request, read only if the prompt must be counted here."""
     state = _State()
     created = int(time.time())
     try:
@@ -97,40 +113,44 @@ async def relay(
     except BaseException:
         state.cancelled = True  # the client went away (cancellation or generator close)
         handle.close()
-        await _finish(gateway, call, target, state)
+        await _finish(gateway, call, target, state, body)
         raise
     handle.close(finished=state.done and state.error is None)  # then its connection may be reused
-    cost, usage = await _finish(gateway, call, target, state)
+    cost, usage = await _finish(gateway, call, target, state, body)
     base = {"id": call.id, "object": "chat.completion.chunk", "created": created, "model": target.model.id}
-    if state.error is not None:
-        error = {"code": state.error.status, "type": "upstream_error", "message": client_message(state.error)}
-        yield encode(
-            jsonx.dumps(
-                {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], "error": error}
-            )
+    yield encode(jsonx.dumps({**base, "choices": [], "usage": {**usage_to_openai(usage), "cost": Usd(cost)}}))
+    if state.error is None:
+        yield DONE
+        return
+    # CONTRACT: after a stream has started, an error is the final chunk; no [DONE] follows.
+    error = {"code": state.error.status, "type": "upstream_error", "message": client_message(state.error)}
+    yield encode(
+        jsonx.dumps(
+            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], "error": error}
         )
-    usage_json = {**usage_to_openai(usage), "cost": Usd(cost)} if usage else None
-    yield encode(jsonx.dumps({**base, "choices": [], "usage": usage_json}))
-    yield DONE
+    )
 
 
-async def _finish(gateway: Gateway, call: Call, target: Target, state: _State) -> tuple[int, Usage | None]:
-    """Settle the stream: reported usage when the provider sent it, else what was seen;
-    nothing at all when no output was produced and the provider reported no usage."""
+async def _finish(
+    gateway: Gateway, call: Call, target: Target, state: _State, body: dict[str, Any] | None
+) -> tuple[int, Usage]:
+    """Settle the stream and return (cost, usage charged).
+
+    Reported usage when the provider sent its final count. Otherwise the provider has answered
+    (the relay starts at its first event) and bills the prompt: a client that left, or a
+    stream that ended without usage, pays the prompt plus the output seen. Only a provider
+    failure before any output is free (the hold is released)."""
     usage = state.usage
     raw = state.raw_usage
     if usage is None:
-        if state.output_seen == 0:
-            await gateway.release(
-                call, error=state.error.message if state.error else "cancelled before output"
-            )
-            return 0, None
-        usage = gateway.estimate_usage(call, state.output_seen)
-        raw = {"estimated": True}
+        if state.error is not None and state.output_seen == 0 and not state.cancelled:
+            await gateway.release(call, error=state.error.message)
+            return 0, Usage()
+        usage, raw = await _unreported(gateway, call, target, state, body)
     status = "cancelled" if state.cancelled else ("error" if state.error else "success")
     if status == "error":
         status = "partial"  # output was produced and is charged; "error" means no charge
-    cost = await gateway.settle(
+    cost, usage = await gateway.settle(
         call,
         target,
         usage,
@@ -143,3 +163,23 @@ async def _finish(gateway: Gateway, call: Call, target: Target, state: _State) -
         ),
     )
     return cost, usage
+
+
+async def _unreported(
+    gateway: Gateway, call: Call, target: Target, state: _State, body: dict[str, Any] | None
+) -> tuple[Usage, dict[str, Any]]:
+    """Usage of a stream that ended before the provider's final count: the provider's own early
+    prompt count where it sent one, else a count (docs/money-trail.md, "A stream cut short")."""
+    early = state.prompt_usage
+    if early is not None:
+        usage = Usage(
+            prompt_tokens=early.prompt_tokens,
+            completion_tokens=state.output_seen,
+            cached_tokens=early.cached_tokens,
+            cache_write_tokens=early.cache_write_tokens,
+            cache_write_1h_tokens=early.cache_write_1h_tokens,
+        )
+        return usage, {**(state.raw_prompt_usage or {}), "output_estimated": state.output_seen}
+    prompt = await gateway.counted_prompt(call, target, body)
+    usage = gateway.estimate_usage(call, state.output_seen, prompt)
+    return usage, {"estimated": True, "prompt": "bound" if prompt is None else "tokenizer"}

@@ -6,6 +6,7 @@ every `check_interval` seconds), so admin changes made by any process reach ever
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections import defaultdict
@@ -22,6 +23,8 @@ from nemorouter.store.records import Deployment, Model, Provider
 from nemorouter.vault import Secret, Vault, VaultError
 
 T = TypeVar("T")
+log = logging.getLogger("nemorouter.routing")
+_KEYLESS = "keyless"  # a deployment whose provider has no usable vault key (logged per provider)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,33 +145,44 @@ class RoutingTable:
             try:
                 secret = self._vault.decrypt(provider.name, pk.id, pk.envelope)
             except VaultError as exc:
-                problems.append(str(exc))
+                problems.append(f"provider {provider.name}: {exc}; the key is not used")
                 continue
             keys[pk.provider_id].append(VaultKey(pk.id, max(1, pk.weight), secret))
         routes: dict[str, Route] = {}
         models = await self._store.list_models()
+        keyless: dict[str, list[str]] = defaultdict(list)  # provider name -> models it cannot serve
         for model in models:
-            usable = tuple(
-                (dep, providers[dep.provider_id], tuple(keys[dep.provider_id]))
-                for dep in model.deployments
-                if not dep.disabled
-                and dep.provider_id in providers
-                and not providers[dep.provider_id].disabled
-                and adapter_for(providers[dep.provider_id].kind) is not None
-                and keys[dep.provider_id]
-            )
+            usable = []
+            for dep in model.deployments:
+                if dep.disabled:
+                    continue
+                problem = _unusable(model, dep, providers, keys)
+                if problem is None:
+                    usable.append((dep, providers[dep.provider_id], tuple(keys[dep.provider_id])))
+                elif problem == _KEYLESS:
+                    keyless[providers[dep.provider_id].name].append(model.id)
+                elif problem:
+                    problems.append(problem)
             if usable:
-                route = Route(model, usable)
+                route = Route(model, tuple(usable))
                 fixed = None
                 if len(usable) == 1 and len(usable[0][2]) == 1:
                     fixed = tuple(route.targets(random.Random()))
-                routes[model.id] = Route(model, usable, fixed, tuple(route.all_prices()))
+                routes[model.id] = Route(model, tuple(usable), fixed, tuple(route.all_prices()))
             elif model.deployments:
                 # Deployed, but nothing can serve it now (keys quarantined or disabled, providers
                 # off): the model exists, and requests for it get 503, not 404.
                 routes[model.id] = Route(model, (), (), ())
+        for name, model_ids in sorted(keyless.items()):
+            problems.append(
+                f"provider {name} has no usable vault key (none added, or all disabled, quarantined or"
+                f" not decryptable): {len(model_ids)} deployment(s) cannot serve, e.g. model {model_ids[0]}"
+            )
         self._routes = routes
         self._models = models
+        for problem in problems:
+            if problem not in self.problems:  # each once while it lasts, not on every reload
+                log.warning(f"routing problem: {problem}")
         self.problems = problems
 
     def route(self, model_id: str) -> Route | None:
@@ -180,6 +194,28 @@ class RoutingTable:
             for m in self._models
             if m.id in self._routes and self._routes[m.id].deployments
         ]
+
+
+def _unusable(
+    model: Model,
+    dep: Deployment,
+    providers: Mapping[str, Provider],
+    keys: Mapping[str, list[VaultKey]],
+) -> str | None:
+    """Why an enabled deployment cannot serve: a problem to log, `_KEYLESS` (its provider has no
+    usable key, logged once per provider), "" for an operator's choice (its provider disabled),
+    or None when it can serve."""
+    where = f"deployment {dep.id} of model {model.id}"
+    provider = providers.get(dep.provider_id)
+    if provider is None:
+        return f"{where} names provider {dep.provider_id}, which does not exist"
+    if provider.disabled:
+        return ""
+    if adapter_for(provider.kind) is None:
+        return f"{where}: provider {provider.name} has kind {provider.kind}, which no adapter serves"
+    if not keys.get(dep.provider_id):
+        return _KEYLESS  # one line per provider, not per deployment
+    return None
 
 
 def adapter_of(target: Target) -> Adapter:

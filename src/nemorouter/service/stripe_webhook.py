@@ -11,7 +11,8 @@ refused). Decisions where the contract is silent:
   account that does not exist: 400 and nothing changes. Stripe shows the failed delivery in
   its dashboard and keeps retrying, so the operator can fix the cause and let it through.
 - `amount_total` is integer cents: credited exactly as cents x 10^10 pico-USD. A paid session
-  of 0 is acknowledged (200) and credits nothing.
+  of 0 is acknowledged (200) and credits nothing. An amount past what the ledger holds
+  (MAX_AMOUNT, alone or added to the account's total credits) is a 400 and credits nothing.
 - Other event types, and sessions not `paid` yet: 200, ignored.
 
 The credit's idempotency key is `stripe:<event id>`: the same event delivered again (Stripe
@@ -24,6 +25,7 @@ from typing import Any
 
 from nemorouter.errors import InvalidRequest, NemoError
 from nemorouter.money import PICO_PER_USD
+from nemorouter.money.amounts import AmountRangeError, check_amount
 from nemorouter.store.base import Store
 
 PICO_PER_CENT = PICO_PER_USD // 100
@@ -73,5 +75,9 @@ async def handle_event(store: Store, payload: bytes, signature: str | None, secr
     if cents == 0:
         return {"received": True, "credited": False, "ignored": "nothing to credit"}
     reason = f"Stripe Checkout {str(obj.get('id', ''))[:200]}".strip()
-    credit, created = await store.add_credit(account_id, cents * PICO_PER_CENT, reason, f"stripe:{event_id}")
+    try:
+        amount = check_amount(cents * PICO_PER_CENT)
+        credit, created = await store.add_credit(account_id, amount, reason, f"stripe:{event_id}")
+    except AmountRangeError as exc:  # past what the ledger holds, alone or in the account's total
+        raise InvalidRequest(f"`amount_total`: {exc}") from None
     return {"received": True, "credited": created, "credit_id": credit.id}

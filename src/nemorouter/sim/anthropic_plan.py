@@ -98,6 +98,7 @@ class Plan:
     stop_sequence: str | None
     usage: dict[str, Any]
     tool_json: str = ""  # the tool input as streamed (a prefix of it when max_tokens cut it)
+    start_output: Any = 0  # message_start's output_tokens (the real API sends 1 or so)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -261,11 +262,11 @@ def _usage(
     one_hour = min(extras.cache_write_1h, prompt - cached)
     five_min = min(faults.cache_write or 0, prompt - cached - one_hour)
     usage: dict[str, Any] = {
-        "input_tokens": prompt - cached - one_hour - five_min,
+        "input_tokens": faults.prompt_count(prompt - cached - one_hour - five_min),
         "cache_creation_input_tokens": five_min + one_hour,
         "cache_read_input_tokens": cached,
         "cache_creation": {"ephemeral_5m_input_tokens": five_min, "ephemeral_1h_input_tokens": one_hour},
-        "output_tokens": output,
+        "output_tokens": faults.output_count(output),
         "service_tier": "standard",
     }
     if version > CLASSIC_VERSION:  # newer API versions break out the thinking tokens
@@ -310,5 +311,6 @@ def plan_message(body: dict[str, Any], faults: Faults, extras: Extras, version: 
             stop_reason, stop_sequence = "stop_sequence", min(found)[1]
         if text or not blocks:
             blocks.append({"type": "text", "text": text})
-    usage = _usage(count_prompt_tokens(body), thinking + visible, thinking, faults, extras, version)
-    return Plan(blocks, stop_reason, stop_sequence, usage, tool_json)
+    output = thinking + visible
+    usage = _usage(count_prompt_tokens(body), output, thinking, faults, extras, version)
+    return Plan(blocks, stop_reason, stop_sequence, usage, tool_json, faults.output_count(min(1, output)))

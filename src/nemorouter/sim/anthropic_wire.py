@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from nemorouter.sim.anthropic_plan import Extras, Invalid, Plan, plan_message
 from nemorouter.sim.content import inband_directives, parse_pairs
-from nemorouter.sim.faults import NO_FAULTS, Faults, sleep_ms
+from nemorouter.sim.faults import NO_FAULTS, Faults, dumps, sleep_ms
 from nemorouter.sim.sse import CUT, SimStream
 from nemorouter.sim.state import SimState, bearer_key
 from nemorouter.sim.tokens import token_pieces
@@ -57,7 +57,12 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 def _fault_response(faults: Faults) -> Response:
     status = faults.status or 500
     headers = {"retry-after": str(faults.retry_after)} if faults.retry_after is not None else None
-    message = {429: "Number of requests has exceeded your rate limit (simulated).", 529: "Overloaded"}
+    message = {
+        401: "invalid x-api-key",
+        403: "Your API key does not have permission to use the specified resource.",
+        429: "Number of requests has exceeded your rate limit (simulated).",
+        529: "Overloaded",
+    }
     return error_response(status, message.get(status, f"Simulated error {status}."), headers)
 
 
@@ -100,7 +105,7 @@ def message_body(plan: Plan, model: str) -> dict[str, Any]:
 
 
 def _frame(name: str, payload: dict[str, Any]) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps({"type": name, **payload}) + b"\n\n"
+    return b"event: " + name.encode() + b"\ndata: " + dumps({"type": name, **payload}) + b"\n\n"
 
 
 def _block_frames(index: int, block: dict[str, Any], tool_json: str) -> list[tuple[bytes, bool]]:
@@ -134,7 +139,7 @@ async def stream_events(plan: Plan, model: str, faults: Faults) -> AsyncIterator
     """message_start, (block start, ping once, deltas, stop)..., message_delta, message_stop."""
     head = {**message_body(plan, model), "content": [], "stop_reason": None, "stop_sequence": None}
     usage = plan.usage
-    head["usage"] = {**usage, "output_tokens": min(1, usage["output_tokens"])}
+    head["usage"] = {**usage, "output_tokens": plan.start_output}
     head["usage"].pop("output_tokens_details", None)
     frames: list[tuple[bytes, bool]] = []
     for index, block in enumerate(plan.blocks):
@@ -197,6 +202,8 @@ async def messages(request: Request) -> Response:
         directives.update(parse_pairs(header))
     faults = Faults.from_directives(directives) if directives else NO_FAULTS
     await sleep_ms(faults.latency_ms)
+    if faults.bad_key:
+        return error_response(401, "invalid x-api-key")
     if faults.status is not None:
         return _fault_response(faults)
     try:
@@ -208,7 +215,7 @@ async def messages(request: Request) -> Response:
         return SimStream(
             stream_events(plan, body["model"], faults), headers={**headers, "cache-control": "no-cache"}
         )
-    payload = orjson.dumps(message_body(plan, body["model"]))
+    payload = dumps(message_body(plan, body["model"]))
     if faults.malformed:
         payload = payload[: len(payload) // 2]
     return Response(payload, media_type=JSON, headers=headers)

@@ -56,17 +56,45 @@ integers; ``1`` means on for the flags):
     ``prompt_tokens_details.cache_write_tokens = min(N, prompt_tokens - cached)``
     (the field is present only when this directive is given).
 
-Embeddings honour ``status``, ``retry_after``, ``latency_ms`` and ``malformed``.
+``bad_key=1``
+    Answer as the provider answers a key it does not know (OpenAI and Anthropic: 401; Gemini:
+    400 ``INVALID_ARGUMENT`` with reason ``API_KEY_INVALID``), whatever key was sent: the
+    evidence that the operator's key itself is bad.
+
+A misbehaving provider's usage report (every wire format, stream and not; applied to every
+usage the response carries, running totals and Anthropic's ``message_start`` included; the
+content generated is unchanged and still obeys the output limit sent):
+
+``usage_scale=K``
+    Report K times the output tokens generated (``usage_scale=10``: ten times over the limit).
+``report_output=N`` / ``report_prompt=N``
+    Report exactly N output / prompt tokens whatever was generated or sent. N is any integer:
+    negative, or far beyond 64 bits (``report_output=1000000000000000000000000000000``).
+``bad_usage=negative|float|string|huge`` / ``bad_prompt=...``
+    Spoil the output / prompt count after the above: ``negative`` its negation (``-1`` for 0),
+    ``float`` plus one half (``10.5``), ``string`` the number as a JSON string (``"10"``),
+    ``huge`` plus ``2**64`` (above every 64-bit integer). A total that cannot be summed
+    (a string) stays the honest total.
+
+Embeddings honour ``status``, ``retry_after``, ``latency_ms``, ``malformed`` and ``bad_key``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass, fields
+from typing import Any
+
+import orjson
 
 from nemorouter.sim.content import inband_directives, parse_pairs
 
 _MAX_DELAY_MS = 600_000
+SPOILERS = frozenset({"negative", "float", "string", "huge"})
+HUGE_COUNT = 2**64
+_SIGNED = frozenset({"report_output", "report_prompt"})  # directives that may be negative
+_WORDS = frozenset({"bad_usage", "bad_prompt"})  # directives whose value is a word
 
 
 @dataclass(frozen=True)
@@ -85,20 +113,27 @@ class Faults:
     reasoning: int = 0
     cached: int = 0
     cache_write: int | None = None
+    bad_key: bool = False
+    usage_scale: int = 1
+    report_output: int | None = None
+    report_prompt: int | None = None
+    bad_usage: str | None = None
+    bad_prompt: str | None = None
 
     @classmethod
     def from_directives(cls, directives: dict[str, str]) -> Faults:
         values: dict[str, int] = {}
         for f in fields(cls):
             raw = directives.get(f.name)
-            if raw is None:
+            if raw is None or f.name in _WORDS:
                 continue
             try:
-                number = int(raw)
+                number = int(raw)  # Python refuses past 4300 digits: ignored like any non-integer
             except ValueError:
                 continue
-            if number >= 0:
+            if number >= 0 or f.name in _SIGNED:
                 values[f.name] = number
+        words = {name: directives.get(name, "").lower() for name in _WORDS}
         status = values.get("status")
         return cls(
             status=status if status is not None and 400 <= status <= 599 else None,
@@ -113,7 +148,50 @@ class Faults:
             reasoning=values.get("reasoning", 0),
             cached=values.get("cached", 0),
             cache_write=values.get("cache_write"),
+            bad_key=values.get("bad_key", 0) > 0,
+            usage_scale=values.get("usage_scale", 1),
+            report_output=values.get("report_output"),
+            report_prompt=values.get("report_prompt"),
+            bad_usage=words["bad_usage"] if words["bad_usage"] in SPOILERS else None,
+            bad_prompt=words["bad_prompt"] if words["bad_prompt"] in SPOILERS else None,
         )
+
+    def output_count(self, generated: int) -> Any:
+        """The output count this provider reports for ``generated`` tokens (see the module doc)."""
+        value = self.report_output if self.report_output is not None else generated * self.usage_scale
+        return spoil(value, self.bad_usage)
+
+    def prompt_count(self, sent: int) -> Any:
+        """The prompt count this provider reports for ``sent`` tokens."""
+        return spoil(self.report_prompt if self.report_prompt is not None else sent, self.bad_prompt)
+
+
+def spoil(value: int, how: str | None) -> Any:
+    """An impossible count made from ``value``: what a broken usage report looks like."""
+    if how == "negative":
+        return -abs(value) or -1
+    if how == "float":
+        return value + 0.5
+    if how == "string":
+        return str(value)
+    if how == "huge":
+        return value + HUGE_COUNT
+    return value
+
+
+def total_count(parts: list[Any], honest: int) -> Any:
+    """The sum of reported counts, or the honest total when one of them cannot be added (a string)."""
+    if all(isinstance(p, int | float) for p in parts):
+        return sum(parts)
+    return honest
+
+
+def dumps(payload: Any) -> bytes:
+    """orjson, falling back to ``json`` for integers past 64 bits (a lying usage report)."""
+    try:
+        return orjson.dumps(payload)
+    except orjson.JSONEncodeError:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 def collect_faults(header: str | None, inband_texts: list[str]) -> Faults:

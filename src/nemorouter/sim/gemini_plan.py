@@ -40,7 +40,7 @@ from nemorouter.sim.content import (
     text_reply,
     tool_reply,
 )
-from nemorouter.sim.faults import Faults
+from nemorouter.sim.faults import Faults, total_count
 from nemorouter.sim.gemini_checks import get
 from nemorouter.sim.tokens import (
     IMAGE_PART_TOKENS,
@@ -187,6 +187,7 @@ class GeminiPlan:
     candidates: list[Candidate]
     usage: dict[str, Any]
     blocked: bool
+    prompt: int = 0  # the prompt tokens really sent (what the usage would say if honest)
 
 
 def plan(
@@ -225,24 +226,28 @@ def plan(
     produced = 0 if extra.blocked else sum(c.reply.tokens for c in candidates)
     thought_total = 0 if extra.blocked else thoughts * len(candidates)
     return GeminiPlan(
-        candidates, usage(prompt, produced, thought_total, faults.cached, extra.tool_use), extra.blocked
+        candidates, usage(prompt, produced, thought_total, faults, extra.tool_use), extra.blocked, prompt
     )
 
 
-def usage(prompt: int, candidates: int, thoughts: int, cached: int, tool_use: int) -> dict[str, Any]:
+def usage(prompt: int, candidates: int, thoughts: int, faults: Faults, tool_use: int) -> dict[str, Any]:
     """Google's conventions: promptTokenCount includes the cached tokens, thoughts are apart from
-    candidates, total = prompt + candidates + thoughts + toolUse; zero counts are omitted."""
-    out: dict[str, Any] = {"promptTokenCount": prompt}
-    if candidates:
-        out["candidatesTokenCount"] = candidates
+    candidates, total = prompt + candidates + thoughts + toolUse; zero counts are omitted.
+    A misbehaving provider's directives (``faults``) change the prompt and candidate counts."""
+    cached = faults.cached
+    reported_prompt, reported_output = faults.prompt_count(prompt), faults.output_count(candidates)
+    out: dict[str, Any] = {"promptTokenCount": reported_prompt}
+    if reported_output:
+        out["candidatesTokenCount"] = reported_output
     if cached:
         out["cachedContentTokenCount"] = min(cached, prompt)
     if tool_use:
         out["toolUsePromptTokenCount"] = tool_use
     if thoughts:
         out["thoughtsTokenCount"] = thoughts
-    out["totalTokenCount"] = prompt + candidates + thoughts + tool_use
-    out["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": prompt}]
+    honest_total = prompt + candidates + thoughts + tool_use
+    out["totalTokenCount"] = total_count([reported_prompt, reported_output, thoughts, tool_use], honest_total)
+    out["promptTokensDetails"] = [{"modality": "TEXT", "tokenCount": reported_prompt}]
     if cached:
         out["cacheTokensDetails"] = [{"modality": "TEXT", "tokenCount": min(cached, prompt)}]
     return out

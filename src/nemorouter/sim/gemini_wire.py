@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nemorouter.sim.faults import Faults, collect_faults, sleep_ms
+from nemorouter.sim.faults import Faults, collect_faults, dumps, sleep_ms, total_count
 from nemorouter.sim.gemini_checks import GeminiBadRequest, validate
 from nemorouter.sim.gemini_plan import Candidate, GeminiPlan, extra_directives, last_user_texts, plan
 from nemorouter.sim.sse import CUT, SimStream
@@ -82,6 +82,14 @@ def _fault(faults: Faults) -> Response:
         return google_error(429, "Resource has been exhausted (e.g. check quota) (simulated).", details)
     if code >= 500:
         return google_error(code, f"The service is currently unavailable (simulated {code}).")
+    if code == 401:
+        return google_error(
+            401,
+            "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie "
+            "or other valid authentication credential.",
+        )
+    if code == 403:  # e.g. a file or tuned model the caller may not read: the request's failure
+        return google_error(403, "The caller does not have permission")
     return google_error(code, f"Simulated error {code}.")
 
 
@@ -153,7 +161,7 @@ def stream_payloads(p: GeminiPlan, model: str, faults: Faults) -> list[bytes | N
     prompt = p.usage["promptTokenCount"]
     if p.blocked:
         last = whole_body(p, model, faults.no_usage)
-        return [None, orjson.dumps(last)]
+        return [None, dumps(last)]
     per = [_pieces(c) for c in p.candidates]
     events: list[bytes | None] = []
     seen = 0
@@ -163,9 +171,11 @@ def stream_payloads(p: GeminiPlan, model: str, faults: Faults) -> list[bytes | N
                 seen += 1 if "text" in pieces[k] and not pieces[k].get("thought") else 0
                 event: dict[str, Any] = {"candidates": [{"content": _content([pieces[k]]), "index": i}]}
                 if not faults.no_usage:  # running totals, as Google sends them
-                    running = {"promptTokenCount": prompt, "candidatesTokenCount": seen}
-                    event["usageMetadata"] = {**running, "totalTokenCount": prompt + seen}
-                events.append(orjson.dumps({**event, **head}))
+                    output = faults.output_count(seen)
+                    running = {"promptTokenCount": prompt, "candidatesTokenCount": output}
+                    total = total_count([prompt, output], p.prompt + seen)
+                    event["usageMetadata"] = {**running, "totalTokenCount": total}
+                events.append(dumps({**event, **head}))
     events.append(None)
     for i, c in enumerate(p.candidates):
         final: dict[str, Any] = {
@@ -173,7 +183,7 @@ def stream_payloads(p: GeminiPlan, model: str, faults: Faults) -> list[bytes | N
         }
         if i == len(p.candidates) - 1 and not faults.no_usage:
             final["usageMetadata"] = p.usage
-        events.append(orjson.dumps({**final, **head}))
+        events.append(dumps({**final, **head}))
     return events
 
 
@@ -224,6 +234,8 @@ async def _generate(request: Request, stream: bool) -> Response:
     faults = collect_faults(request.headers.get("x-sim"), texts)
     extra = extra_directives(request.headers.get("x-sim"), texts, faults)
     await sleep_ms(faults.latency_ms)
+    if faults.bad_key:
+        return _key_error(key or "")
     if faults.status is not None:
         return _fault(faults)
     try:
@@ -233,7 +245,7 @@ async def _generate(request: Request, stream: bool) -> Response:
     model = request.path_params["model"]
     p = plan(parsed, model, config, declarations, faults, extra)
     if not stream:
-        payload = orjson.dumps(whole_body(p, model, faults.no_usage))
+        payload = dumps(whole_body(p, model, faults.no_usage))
         return Response(payload[: len(payload) // 2] if faults.malformed else payload, media_type=JSON)
     payloads = stream_payloads(p, model, faults)
     if request.query_params.get("alt") != "sse":  # without alt=sse Google streams one JSON array

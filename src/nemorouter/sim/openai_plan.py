@@ -18,7 +18,7 @@ from nemorouter.sim.content import (
     text_reply,
     tool_reply,
 )
-from nemorouter.sim.faults import Faults
+from nemorouter.sim.faults import Faults, total_count
 from nemorouter.sim.tokens import count_chat_prompt_tokens
 
 MAX_CHOICES = 128
@@ -140,10 +140,11 @@ def plan_chat(body: dict[str, Any], faults: Faults) -> ChatPlan:
     prompt_details: dict[str, int] = {"cached_tokens": cached}
     if faults.cache_write is not None:
         prompt_details["cache_write_tokens"] = min(faults.cache_write, prompt - cached)
+    reported_prompt, reported_completion = faults.prompt_count(prompt), faults.output_count(completion)
     usage = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
+        "prompt_tokens": reported_prompt,
+        "completion_tokens": reported_completion,
+        "total_tokens": total_count([reported_prompt, reported_completion], prompt + completion),
         "prompt_tokens_details": prompt_details,
         "completion_tokens_details": {"reasoning_tokens": reasoning * n},
     }

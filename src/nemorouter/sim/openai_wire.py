@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from nemorouter.sim import embeddings as emb
 from nemorouter.sim.content import Reply, last_user_texts
-from nemorouter.sim.faults import NO_FAULTS, Faults, collect_faults, sleep_ms
+from nemorouter.sim.faults import NO_FAULTS, Faults, collect_faults, dumps, sleep_ms
 from nemorouter.sim.openai_plan import BadRequest, ChatPlan, plan_chat
 from nemorouter.sim.sse import CUT, SimStream
 from nemorouter.sim.state import SimState, bearer_key
@@ -67,10 +67,22 @@ def fault_response(faults: Faults) -> Response:
         return error_response(
             status, f"The server had an error (simulated {status}).", "server_error", headers=headers
         )
+    if status == 403:  # OpenAI's 403: the request's region or policy, not the key
+        return error_response(
+            403,
+            "Country, region, or territory not supported",
+            "request_forbidden",
+            "unsupported_country_region_territory",
+            headers=headers,
+        )
     code = {401: "invalid_api_key", 404: "model_not_found"}.get(status)
     return error_response(
         status, f"Simulated error {status}.", "invalid_request_error", code, headers=headers
     )
+
+
+def bad_key_response() -> Response:
+    return error_response(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
 
 
 @dataclass
@@ -94,9 +106,7 @@ async def prelude(request: Request, inband: Callable[[dict[str, Any]], list[str]
     # Azure OpenAI sends its key as `api-key`; everyone else as a bearer token.
     key = bearer_key(request.headers.get("authorization")) or request.headers.get("api-key")
     if not state.key_accepted(key):
-        return Prelude(
-            {}, error_response(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
-        )
+        return Prelude({}, bad_key_response())
     if not isinstance(parsed, dict):
         return Prelude(
             {},
@@ -104,6 +114,8 @@ async def prelude(request: Request, inband: Callable[[dict[str, Any]], list[str]
         )
     faults = collect_faults(request.headers.get("x-sim"), inband(parsed))
     await sleep_ms(faults.latency_ms)
+    if faults.bad_key:
+        return Prelude(parsed, bad_key_response())
     if faults.status is not None:
         return Prelude(parsed, fault_response(faults))
     return Prelude(parsed, faults=faults)
@@ -168,7 +180,7 @@ async def stream_events(plan: ChatPlan, body: dict[str, Any], faults: Faults) ->
     }
 
     def chunk(choices: list[dict[str, Any]], usage: Any = None) -> bytes:
-        return b"data: " + orjson.dumps({**head, "choices": choices, "usage": usage}) + b"\n\n"
+        return b"data: " + dumps({**head, "choices": choices, "usage": usage}) + b"\n\n"
 
     def choice(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
         return {"index": index, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -231,7 +243,7 @@ async def chat_completions(request: Request) -> Response:
     if pre.body.get("stream") is True:
         headers = {"cache-control": "no-cache", "x-request-id": "req_" + secrets.token_hex(12)}
         return SimStream(stream_events(plan, pre.body, faults), headers=headers)
-    payload = orjson.dumps(completion_body(plan, pre.body["model"]))
+    payload = dumps(completion_body(plan, pre.body["model"]))
     if faults.malformed:
         payload = payload[: len(payload) // 2]
     return Response(payload, media_type=JSON, headers={"x-request-id": "req_" + secrets.token_hex(12)})
@@ -256,7 +268,7 @@ async def embeddings(request: Request) -> Response:
 async def list_models(request: Request) -> Response:
     state: SimState = request.app.state.sim
     if not state.key_accepted(bearer_key(request.headers.get("authorization"))):
-        return error_response(401, "Incorrect API key provided", "invalid_request_error", "invalid_api_key")
+        return bad_key_response()
     data = [{"id": m, "object": "model", "created": 0, "owned_by": "nemorouter-sim"} for m in MODELS]
     return json_response({"object": "list", "data": data})
 

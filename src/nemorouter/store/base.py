@@ -21,6 +21,7 @@ from nemorouter.store.records import (
     Hold,
     LedgerReport,
     Model,
+    Overrun,
     Provider,
     ProviderKey,
     ReserveResult,
@@ -134,6 +135,10 @@ class Store(ConsoleStore, Protocol):
     async def list_leak_events(self, account_id: str) -> list[dict[str, Any]]: ...
     async def key_spend_since(self, key_id: str, since: str) -> int: ...
     async def verify_ledger(self) -> LedgerReport: ...
+    async def record_overrun(self, found: Overrun) -> None: ...
+    async def list_overruns(
+        self, provider: str | None = None, since: str | None = None, until: str | None = None
+    ) -> list[Overrun]: ...
 
     # billing reports (usage API, monthly statements): money summed as Python ints, never in SQL
     async def provider_usage_rows(self, provider: str, since: str, until: str) -> list[UsageRow]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 
+from nemorouter.money.amounts import MAX_AMOUNT
 from nemorouter.store.base import StoreError
+from nemorouter.store.money_values import check_amount_of, check_columns, check_generation, check_total
 from nemorouter.store.records import Generation, Hold, ReserveResult
 
 # Everything a settle or release fills in on the pending row, in the order `outcome_row` gives
@@ -49,10 +51,10 @@ _OPEN_HOLD = (
     " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
 )
 _KEY_MONEY = (
-    "SELECT limit_pico, window_start, window_usage, held, revoked_at, disabled, expires_at"
+    "SELECT limit_pico, window_start, window_usage, held, revoked_at, disabled, expires_at, usage"
     " FROM api_keys WHERE id = ?"
 )
-_ACCOUNT_MONEY = "SELECT total_credits - total_usage - held FROM accounts WHERE id = ?"
+_ACCOUNT_MONEY = "SELECT total_credits - total_usage - held, total_usage FROM accounts WHERE id = ?"
 KEY_HELD = "UPDATE api_keys SET held = held + ? WHERE id = ?"
 KEY_CHARGED = (
     "UPDATE api_keys SET held = held + ?1, usage = usage + ?2,"
@@ -104,8 +106,10 @@ class KeyMoney:
         revoked: bool,
         disabled: bool,
         expires_at: str | None,
+        usage: int,
     ) -> None:
         self.limit = limit
+        self.usage = usage  # all-time, as the row will hold it once the batch is written
         self.window_start = window_start
         self.window_usage = window_usage
         self.held = held
@@ -132,6 +136,7 @@ class KeyMoney:
         return self.limit - (self.window_usage if self.window_start == window else 0) - self.held
 
     def charge(self, window: str, cost: int) -> None:
+        self.usage += cost
         self.window_usage = (self.window_usage if self.window_start == window else 0) + cost
         self.window_start = window
         if self.charges and self.charges[-1][0] == window:
@@ -141,8 +146,9 @@ class KeyMoney:
 
 
 class AccountMoney:
-    def __init__(self, available: int) -> None:
+    def __init__(self, available: int, usage: int) -> None:
         self.available = available  # credits - usage - held
+        self.usage = usage  # total_usage, as the row will hold it once the batch is written
         self.held_change = 0
         self.usage_change = 0
 
@@ -163,6 +169,7 @@ class MoneyMirror:
         self.accounts: dict[str, AccountMoney | None] = {}
         self.open: dict[str, OpenHold] = {}  # this connection's holds
         self.opened_in_batch: list[str] = []
+        self.closed_in_batch: list[tuple[str, OpenHold]] = []
         self.completions: list[tuple[object, ...]] = []
         self.dirty_keys: set[str] = set()
         self.dirty_accounts: set[str] = set()
@@ -172,6 +179,7 @@ class MoneyMirror:
 
     def batch_began(self, db: sqlite3.Connection) -> None:
         self.opened_in_batch.clear()  # the batch before committed (or was rolled back)
+        self.closed_in_batch.clear()
         version = db.execute("PRAGMA data_version").fetchone()[0]
         if version != self.data_version:  # another connection committed: reload what we use
             self.data_version = version
@@ -205,6 +213,10 @@ class MoneyMirror:
         self.accounts.pop(account_id, None)
 
     def rolled_back(self) -> None:
+        """The batch was rolled back: the open holds are again those it began with."""
+        for request_id, found in reversed(self.closed_in_batch):  # their rows are pending again
+            self.open[request_id] = found
+        self.closed_in_batch.clear()
         for request_id in self.opened_in_batch:  # their pending rows are gone with the batch
             self.open.pop(request_id, None)
         self.opened_in_batch.clear()
@@ -228,7 +240,8 @@ class MoneyMirror:
         row = db.execute(_KEY_MONEY, (key_id,)).fetchone()
         loaded = None
         if row is not None:
-            loaded = KeyMoney(row[0], row[1], row[2], row[3], row[4] is not None, bool(row[5]), row[6])
+            revoked, disabled = row[4] is not None, bool(row[5])
+            loaded = KeyMoney(row[0], row[1], row[2], row[3], revoked, disabled, row[6], row[7])
         self.keys[key_id] = loaded
         return loaded
 
@@ -238,7 +251,7 @@ class MoneyMirror:
         except KeyError:
             pass
         row = db.execute(_ACCOUNT_MONEY, (account_id,)).fetchone()
-        loaded = AccountMoney(row[0]) if row is not None else None
+        loaded = AccountMoney(row[0], row[1]) if row is not None else None
         self.accounts[account_id] = loaded
         return loaded
 
@@ -278,6 +291,8 @@ class MoneyMirror:
         if refused is not None:
             return ReserveResult(refused)
         amount = hold.amount
+        if not isinstance(amount, int) or amount < 0:  # past MAX_AMOUNT: no room affords it, refused below
+            check_amount_of(hold.request_id, "hold", amount)
         room = key.room(hold.window)
         if room is not None and amount > room:
             return ReserveResult("key_limit_exceeded", max(0, room))
@@ -289,6 +304,8 @@ class MoneyMirror:
         request_id = hold.request_id
         if request_id in self.open:
             raise StoreError(f"request {request_id} already has a record")
+        if amount > MAX_AMOUNT:  # (afforded only by a total past the range: never written)
+            check_amount_of(request_id, "hold", amount)
         try:
             db.execute(
                 _OPEN_HOLD,
@@ -322,6 +339,7 @@ class MoneyMirror:
         found = self.open.pop(request_id, None)
         if found is None:
             return None
+        self.closed_in_batch.append((request_id, found))
         key, account = self.key(db, found.key_id), self.account(db, found.account_id)
         assert key is not None and account is not None
         key.held -= found.amount
@@ -335,24 +353,37 @@ class MoneyMirror:
     def settle(self, db: sqlite3.Connection, request_id: str, generation: Generation, window: str) -> bool:
         """Replace this connection's hold with the exact charge and buffer the completed record;
         False when the hold is not this connection's (the caller settles it by its record)."""
-        closed = self._close(db, request_id)
-        if closed is None:
+        found = self.open.get(request_id)
+        if found is None:
             return False
-        key, account = closed
+        check_generation(generation)  # before anything changes: a refusal leaves the hold open
         cost = generation.cost
+        key, account = self.key(db, found.key_id), self.account(db, found.account_id)
+        assert key is not None and account is not None
+        if key.usage > MAX_AMOUNT - cost or account.usage > MAX_AMOUNT - cost:
+            check_total(request_id, "key's usage", key.usage, cost)
+            check_total(request_id, "account's usage", account.usage, cost)
+        self._close(db, request_id)
         self.completions.append(outcome_row(generation))
         key.charge(window, cost)
         account.available -= cost
+        account.usage += cost
         account.usage_change += cost
         return True
 
     def release(self, db: sqlite3.Connection, request_id: str, generation: Generation | None) -> bool:
         """Drop this connection's hold without charge, recording `generation` (or just the
         error status); False when the hold is not this connection's."""
-        if self._close(db, request_id) is None:
+        if request_id not in self.open:
             return False
-        if generation is not None:
-            self.completions.append(outcome_row(generation))
+        row = None
+        if generation is not None:  # checked whole: the caller does not wait for the commit
+            row = outcome_row(generation)
+            check_generation(generation)
+            check_columns(request_id, row)
+        self._close(db, request_id)
+        if row is not None:
+            self.completions.append(row)
         else:
             db.execute(_ERRORED, (request_id,))
         return True

@@ -27,6 +27,7 @@ from nemorouter.store.postgres_audit import PostgresAudit
 from nemorouter.store.postgres_conn import Conn, Record
 from nemorouter.store.postgres_console import PostgresConsole
 from nemorouter.store.postgres_leases import PostgresLeases
+from nemorouter.store.postgres_ledger import PostgresLedger
 from nemorouter.store.postgres_seals import PostgresSeals
 from nemorouter.store.records import CatalogEntry, Deployment, Model, Provider, ProviderKey
 from nemorouter.timeutil import iso, new_id, utcnow
@@ -37,7 +38,13 @@ _MIGRATION_LOCK = 0x6E656D6F_6D696772  # "nemomigr"
 
 
 class PostgresStore(
-    PostgresAccounts, PostgresAlerts, PostgresSeals, PostgresLeases, PostgresAudit, PostgresConsole
+    PostgresAccounts,
+    PostgresLedger,
+    PostgresAlerts,
+    PostgresSeals,
+    PostgresLeases,
+    PostgresAudit,
+    PostgresConsole,
 ):
     """Implements `nemorouter.store.base.Store` on PostgreSQL."""
 

@@ -11,6 +11,7 @@ import orjson
 from nemorouter.money import Prices
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
+from nemorouter.store.money_values import check_credit_total
 from nemorouter.store.postgres_conn import Conn
 from nemorouter.store.postgres_money import PostgresMoney
 from nemorouter.store.records import Account, ApiKey, Credit, Generation, UsageRow
@@ -100,9 +101,13 @@ class PostgresAccounts(PostgresMoney):
                     idempotency_key,
                 )
                 return rows.credit(prior), False
-            await conn.execute(
-                "UPDATE accounts SET total_credits = total_credits + $1 WHERE id = $2", amount, account_id
+            total = await conn.fetchval(
+                "UPDATE accounts SET total_credits = total_credits + $1 WHERE id = $2 RETURNING total_credits",
+                amount,
+                account_id,
             )
+            if total is not None:  # past the range: refused, and the credit rolled back
+                check_credit_total(total - amount, amount)
             return rows.credit(row), True
 
         try:
@@ -191,6 +196,13 @@ class PostgresAccounts(PostgresMoney):
         async def op(conn: Conn) -> None:
             sql = f"UPDATE api_keys SET {self._sets(columns)} WHERE id = ${len(columns) + 1}"
             await conn.execute(sql, *values.values(), key_id)
+            if "limit" in fields:  # `ledger verify` tells a lowered limit from a breach by this
+                await conn.execute(
+                    "INSERT INTO key_limit_changes VALUES ($1, $2, $3)",
+                    key_id,
+                    values["updated_at"],
+                    fields["limit"],
+                )
             await self._bump(conn)
 
         await self._atomic(op)

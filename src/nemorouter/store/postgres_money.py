@@ -8,13 +8,12 @@ from collections import defaultdict
 
 import asyncpg
 
+from nemorouter.money.amounts import MAX_AMOUNT
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
-from nemorouter.store.ledger import LedgerSums, check
+from nemorouter.store.money_values import check_amount_of, check_columns, check_generation
 from nemorouter.store.postgres_conn import Conn, PostgresConnection
-from nemorouter.store.postgres_seals import seal_problems
-from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
-from nemorouter.timeutil import utcnow
+from nemorouter.store.records import Generation, Hold, ReserveResult
 
 # Everything a settle or release fills in on the pending row. `hold` stays as reserved: the
 # amount taken off the key and the account is the one that was put on them.
@@ -44,7 +43,13 @@ class PostgresMoney(PostgresConnection):
     async def reserve(self, hold: Hold, now: str) -> ReserveResult:
         """Hold `hold.amount` against the key's window limit and the account's balance, atomically,
         checking in the same step that the key is live."""
-
+        # Values the driver could not bind fail here, as a StoreError of this request alone; an
+        # amount past MAX_AMOUNT is more than any limit or balance affords: refused as SQL would.
+        if isinstance(hold.amount, int) and hold.amount > MAX_AMOUNT:
+            return await self._why_refused(hold, now, "key")
+        check_amount_of(hold.request_id, "hold", hold.amount)
+        check_columns(hold.request_id, (hold.request_id, hold.account_id, hold.key_id, hold.model))
+        check_columns(hold.request_id, (hold.endpoint, hold.owner, hold.created_at))
         try:
             # nemo_reserve: key, then account, then the pending record, in one transaction that
             # does not wait to durability (a hold lost in a crash of the server is one no charge
@@ -88,21 +93,30 @@ class PostgresMoney(PostgresConnection):
             return ReserveResult("key_disabled")
         if key.expires_at is not None and key.expires_at <= now:
             return ReserveResult("key_expired")
-        assert key.limit is not None
+        if key.limit is None:  # (an amount past MAX_AMOUNT on a key without a limit)
+            return await self._why_refused(hold, now, "account")
         return ReserveResult(
             "key_limit_exceeded", max(0, key.limit - key.usage_in_window(hold.window) - key.held)
         )
 
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
         """Replace the hold with the exact charge and complete the record; once per request
-        (false when it has no open hold: settled, released or recovered already)."""
-        return bool(await self._call(_SETTLE, request_id, window, *_OUTCOME_VALUES(generation)))
+        (false when it has no open hold: settled, released or recovered already). A record
+        the columns cannot hold is refused (StoreError) and changes nothing; the running totals
+        are NUMERIC, so no sum of charges overflows them."""
+        check_generation(generation)
+        try:
+            return bool(await self._call(_SETTLE, request_id, window, *_OUTCOME_VALUES(generation)))
+        except asyncpg.DataError as exc:  # a value the driver or a column refused: all rolled back
+            raise StoreError(f"request {request_id}: {exc}; nothing was written") from None
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.
 
         `generation`, when given, carries the failure's details (its cost must be 0).
         """
+        if generation is not None:
+            check_generation(generation)
 
         async def op(conn: Conn) -> bool:
             if generation is not None:
@@ -117,7 +131,10 @@ class PostgresMoney(PostgresConnection):
             return True
 
         # A release lost in a crash of the server leaves the hold open, to be recovered.
-        return await self._atomic(op, durable=False)
+        try:
+            return await self._atomic(op, durable=False)
+        except asyncpg.DataError as exc:  # a value the driver or a column refused: all rolled back
+            raise StoreError(f"request {request_id}: {exc}; nothing was written") from None
 
     async def recover_holds(self, owner: str | None) -> list[Hold]:
         """Release the holds of `owner` (every open hold when None: only safe when no other
@@ -139,49 +156,6 @@ class PostgresMoney(PostgresConnection):
         )
         assert total is not None
         return int(total[0])
-
-    async def verify_ledger(self) -> LedgerReport:
-        async with self._tx(snapshot=True) as conn:  # one consistent snapshot
-            accounts = [rows.account(r) for r in await conn.fetch("SELECT * FROM accounts")]
-            keys = [rows.api_key(r) for r in await conn.fetch("SELECT * FROM api_keys")]
-            credits = {
-                r[0]: r[1]
-                for r in await conn.fetch("SELECT account_id, SUM(amount) FROM credits GROUP BY account_id")
-            }
-            groups = await conn.fetch(
-                "SELECT account_id, key_id, COALESCE(SUM(hold) FILTER (WHERE status = 'pending'), 0),"
-                " COALESCE(SUM(cost) FILTER (WHERE status <> 'pending'), 0),"
-                " COUNT(*) FILTER (WHERE status <> 'pending' AND cost > hold)"
-                " FROM generations GROUP BY account_id, key_id"
-            )
-            failed = await conn.fetch(
-                "SELECT id FROM generations WHERE status IN ('error', 'orphaned') AND cost <> 0 ORDER BY id"
-            )
-            sealed = await seal_problems(conn)  # entries changed, removed or reordered since they were sealed
-        holds_acct: dict[str, int] = defaultdict(int)
-        holds_key: dict[str, int] = defaultdict(int)
-        charges: dict[str, int] = defaultdict(int)
-        key_charges: dict[str, int] = defaultdict(int)
-        overruns = 0
-        for acct, kid, held, charged, over in groups:
-            holds_acct[acct] += held
-            holds_key[kid] += held
-            charges[acct] += charged
-            key_charges[kid] += charged
-            overruns += over
-        sums = LedgerSums(
-            accounts,
-            keys,
-            credits,
-            charges,
-            holds_acct,
-            holds_key,
-            key_charges,
-            [r[0] for r in failed],
-            overruns,
-        )
-        report = check(sums, utcnow())
-        return LedgerReport(report.problems + sealed, report.overruns)
 
 
 async def orphan_holds(conn: Conn, where: str, params: tuple[object, ...]) -> list[Hold]:

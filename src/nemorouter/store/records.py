@@ -296,13 +296,50 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Overrun:
+    """A provider reported more than the request's hold covers: the customer was charged
+    `charged` (never above `hold`); `overrun` (reported cost minus charge) is the operator's.
+    `reported_cost` and `overrun` may exceed any 64-bit amount (an untrusted report)."""
+
+    request_id: str
+    account_id: str
+    key_id: str
+    model: str
+    provider: str | None
+    provider_key_id: str | None
+    deployment_id: str | None
+    hold: int
+    charged: int
+    reported_cost: int
+    overrun: int
+    reason: str
+    raw_usage: str | None
+    created_at: str
+
+
+@dataclass(frozen=True, slots=True)
 class LedgerReport:
+    """`problems` break an invariant; `overruns` (the operator's, by request) and `notes` (e.g. a
+    limit lowered below what its key had spent) are reported but are not problems."""
+
     problems: list[str]
     overruns: int
+    overrun_list: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        """The answer of `ledger verify` (admin API and CLI)."""
+        return {
+            "ok": self.ok,
+            "problems": self.problems,
+            "overruns": self.overruns,
+            "overrun_requests": self.overrun_list,
+            "notes": self.notes,
+        }
 
 
 @dataclass(frozen=True, slots=True)

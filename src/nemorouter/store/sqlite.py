@@ -17,6 +17,7 @@ import orjson
 from nemorouter.money import Prices
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
+from nemorouter.store.money_values import check_credit_total
 from nemorouter.store.records import (
     Account,
     ApiKey,
@@ -33,6 +34,7 @@ from nemorouter.store.sqlite_alerts import SqliteAlerts
 from nemorouter.store.sqlite_audit import SqliteAudit
 from nemorouter.store.sqlite_console import SqliteConsole
 from nemorouter.store.sqlite_leases import SqliteLeases
+from nemorouter.store.sqlite_ledger import SqliteLedger
 from nemorouter.store.sqlite_money import SqliteMoney
 from nemorouter.store.sqlite_seals import SqliteSeals
 from nemorouter.timeutil import iso, new_id, utcnow
@@ -52,7 +54,9 @@ _KEY_FIELDS = {
 _PROVIDER_KEY_FIELDS = {"disabled", "weight", "label", "quarantined_at"}
 
 
-class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAudit, SqliteConsole):
+class SqliteStore(
+    SqliteMoney, SqliteLedger, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAudit, SqliteConsole
+):
     """Implements `nemorouter.store.base.Store` on SQLite (alerts out and the ledger's hash chain
     in `sqlite_alerts` and `sqlite_seals`)."""
 
@@ -388,8 +392,10 @@ class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAu
                 ).fetchone()
                 if prior is not None:
                     return rows.credit(prior), False
-            if db.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone() is None:
+            found = db.execute("SELECT total_credits FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            if found is None:
                 raise StoreError(f"no account {account_id}")
+            check_credit_total(found[0], amount)
             cid = new_id("cr_", 10)
             db.execute(
                 "INSERT INTO credits VALUES (?, ?, ?, ?, ?, ?)",
@@ -476,7 +482,10 @@ class SqliteStore(SqliteMoney, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAu
                 if name == "disabled":
                     value = int(bool(value))
                 db.execute(f"UPDATE api_keys SET {_KEY_FIELDS[name]} = ? WHERE id = ?", (value, key_id))
-            db.execute("UPDATE api_keys SET updated_at = ? WHERE id = ?", (iso(utcnow()), key_id))
+            now = iso(utcnow())
+            if "limit" in fields:  # `ledger verify` tells a lowered limit from a breach by this
+                db.execute("INSERT INTO key_limit_changes VALUES (?, ?, ?)", (key_id, now, fields["limit"]))
+            db.execute("UPDATE api_keys SET updated_at = ? WHERE id = ?", (now, key_id))
             self._bump(db)
         return await self.get_key(key_id)
 

@@ -9,7 +9,9 @@ WAL pages) serves many requests; at one request at a time it is an ordinary tran
 Every transaction is BEGIN IMMEDIATE: while a batch is open no other connection can write,
 which is what lets the money path (sqlite_money) decide from counters it mirrors in memory.
 Changes a batch buffers in memory are written into its transaction before it commits, and
-before any query of this connection reads (`_read`).
+before any query of this connection reads (`_read`). One operation that fails never fails the
+batch: the batch keeps a journal of its operations and is rebuilt without the culprit
+(`_batched`, `_rebuild`); only a failing COMMIT fails everyone in it.
 """
 
 from __future__ import annotations
@@ -22,8 +24,34 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from nemorouter.store.base import StoreError
+
 T = TypeVar("T")
 log = logging.getLogger("nemorouter.store")
+_UNCHECKED = object()  # an entry whose answer is not compared when redone (a plain `_write`)
+
+
+class _Entry:
+    """One operation of the open batch: redone if the batch must be rebuilt (`_rebuild`), and
+    the future its caller awaits to durability (None: the caller did not wait)."""
+
+    __slots__ = ("done", "op", "result")
+
+    def __init__(self, op: Callable[[sqlite3.Connection], object], result: object) -> None:
+        self.op = op
+        self.result = result  # what it answered its caller: redone, it must answer the same
+        self.done: asyncio.Future[None] | None = None
+
+    def fail(self, exc: Exception) -> None:
+        """Redone, this operation raised: it is dropped from the batch, and its caller told."""
+        error = (
+            exc if isinstance(exc, StoreError) else StoreError(f"the write could not be made: {exc!r}"[:500])
+        )
+        log.error(
+            "a write failed when its batch was redone; it alone was rolled back", extra={"error": repr(exc)}
+        )
+        if self.done is not None and not self.done.done():
+            self.done.set_exception(error)
 
 
 class SqliteConnection:
@@ -35,7 +63,7 @@ class SqliteConnection:
         self._db.row_factory = sqlite3.Row
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000"):
             self._db.execute(f"PRAGMA {pragma}")
-        self._batch: list[asyncio.Future[None]] | None = None
+        self._batch: list[_Entry] | None = None
         self._checkpointer: sqlite3.Connection | None = None
 
     # -- hooks for the money path (sqlite_money) ------------------------------------------------
@@ -73,7 +101,7 @@ class SqliteConnection:
     def _read(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
         """A query that sees every change made so far, the batch's buffered ones included."""
         if self._batch is not None:
-            self._apply_buffered(self._db)
+            self._write_buffered()
         return self._db.execute(sql, params)
 
     def _one(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Row | None:
@@ -88,8 +116,9 @@ class SqliteConnection:
     async def _write(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Apply `op` in this iteration's shared transaction; return once it is committed.
 
-        An error means the database is failing: the batch is rolled back, every waiter fails,
-        and it is logged as critical.
+        If `op` raises, it alone fails: the batch is rebuilt without it (`_batched`) and the
+        caller gets a StoreError. If the COMMIT fails, the database is failing: every waiter
+        fails, and it is logged as critical.
 
         With `durable=False` the caller goes on at once: the change is already in force for
         every later operation of this process (one connection, one thread) and is committed
@@ -101,16 +130,41 @@ class SqliteConnection:
         except RuntimeError:
             with self._tx() as db:
                 return op(db)
+        result, entry = self._batched(loop, op, check_answer=False)
+        if durable:
+            await self._committed(loop, entry)
+        return result
+
+    def _batched(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        op: Callable[[sqlite3.Connection], T],
+        *,
+        check_answer: bool = True,
+    ) -> tuple[T, _Entry]:
+        """Run `op` in the shared transaction and keep it in the batch's journal, so that it
+        can be redone if another operation of the batch fails.
+
+        An `op` that raises fails alone: whatever it half did is undone by rolling the batch
+        back and redoing the journal (`_rebuild`), and its caller gets a StoreError (its own,
+        if it raised one). Nothing any one request sends can stop the others' commits.
+        """
         db = self._in_batch(loop)
         try:
             result = op(db)
+        except Exception as exc:
+            self._rebuild()
+            if isinstance(exc, StoreError):
+                raise
+            log.error("a write failed; it alone was rolled back", extra={"error": repr(exc)})
+            raise StoreError(f"the write could not be made and was rolled back: {exc!r}"[:500]) from exc
         except BaseException as exc:
-            log.critical("a write failed; the batch was rolled back", extra={"error": repr(exc)})
             self._abort(exc)
             raise
-        if durable:
-            await self._committed(loop)
-        return result
+        assert self._batch is not None
+        entry = _Entry(op, result if check_answer else _UNCHECKED)
+        self._batch.append(entry)
+        return result, entry
 
     def _in_batch(self, loop: asyncio.AbstractEventLoop) -> sqlite3.Connection:
         """The connection, inside this iteration's shared transaction (opened if need be)."""
@@ -122,39 +176,94 @@ class SqliteConnection:
             self._batch_began(db)
         return db
 
-    def _committed(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[None]:
-        """A future done once the open batch has committed (failed if it was rolled back)."""
-        assert self._batch is not None
-        done = loop.create_future()
-        self._batch.append(done)
+    def _committed(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> asyncio.Future[None]:
+        """A future done once `entry`'s batch has committed (failed if `entry` was rolled back)."""
+        done: asyncio.Future[None] = loop.create_future()
+        entry.done = done
         return done
+
+    def _write_buffered(self) -> None:
+        """Write what the open batch buffered; if that fails, find the operation whose writes
+        fail and rebuild the batch without it."""
+        try:
+            self._apply_buffered(self._db)
+        except Exception as exc:
+            log.error("buffered writes failed; finding the operation at fault", extra={"error": repr(exc)})
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Roll the open batch back and redo its journal in a fresh transaction, writing each
+        operation's buffered changes as it goes; an operation that raises is dropped and its
+        waiter fails, and the rest are redone from the start without it. Everything else in
+        the batch ends as it was, so only the culprit's own request is lost.
+
+        Redone in order from the same start, each operation decides as it first did; only those
+        after a dropped one could decide otherwise (logged if one that held money now cannot).
+        """
+        if self._batch is None:  # aborted already (the database is failing): nothing to redo
+            return
+        entries = list(self._batch)
+        db = self._db
+        try:
+            while True:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self._batch_rolled_back()
+                db.execute("BEGIN IMMEDIATE")
+                self._batch_began(db)
+                self._batch = []
+                for i, entry in enumerate(entries):
+                    try:
+                        answer = entry.op(db)
+                        self._apply_buffered(db)
+                    except Exception as exc:
+                        del entries[i]
+                        entry.fail(exc)
+                        break
+                    if entry.result is not _UNCHECKED and answer != entry.result:  # only after a dropped one
+                        log.critical(
+                            "an operation redone after a failed one decided otherwise; its caller"
+                            " acts on its first answer",
+                            extra={"error": f"{entry.result!r} then {answer!r}"},
+                        )
+                else:
+                    self._batch = entries
+                    return
+        except sqlite3.Error as exc:  # the database itself is failing: nobody can commit
+            log.critical("rebuilding the batch failed; it was rolled back", extra={"error": str(exc)})
+            self._batch = entries
+            self._abort(exc)
 
     def _flush(self) -> None:
         """Write the batch's buffered changes, commit the shared transaction, if one is open, and
         wake everyone in it."""
         if self._batch is None:
             return
+        self._write_buffered()
+        if self._batch is None:  # rebuilding found the database failing
+            return
         try:
-            self._apply_buffered(self._db)
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             log.critical("commit failed; the batch was rolled back", extra={"error": str(exc)})
             self._abort(exc)
             return
-        waiters, self._batch = self._batch, None
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        entries, self._batch = self._batch, None
+        for entry in entries:
+            done = entry.done
+            if done is not None and not done.done():
+                done.set_result(None)
 
     def _abort(self, exc: BaseException) -> None:
         """Roll the shared transaction back and fail everyone who was waiting on it."""
-        waiters, self._batch = self._batch, None
+        entries, self._batch = self._batch, None
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
         self._batch_rolled_back()
-        for waiter in waiters or ():
-            if not waiter.done():
-                waiter.set_exception(exc if isinstance(exc, Exception) else RuntimeError("write aborted"))
+        for entry in entries or ():
+            done = entry.done
+            if done is not None and not done.done():
+                done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("write aborted"))
 
     # -- maintenance ----------------------------------------------------------------------
 

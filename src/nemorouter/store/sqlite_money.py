@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections import defaultdict
 from collections.abc import Sequence
 
 from nemorouter.store import rows
-from nemorouter.store.ledger import LedgerSums, check
+from nemorouter.store.base import StoreError
 from nemorouter.store.money_mirror import (
     ACCOUNT_CHANGED,
     COMPLETE,
@@ -32,10 +31,9 @@ from nemorouter.store.money_mirror import (
     MoneyMirror,
     outcome_row,
 )
-from nemorouter.store.records import Generation, Hold, LedgerReport, ReserveResult
+from nemorouter.store.money_values import check_columns, check_generation, check_total
+from nemorouter.store.records import Generation, Hold, ReserveResult
 from nemorouter.store.sqlite_conn import SqliteConnection
-from nemorouter.store.sqlite_seals import seal_problems
-from nemorouter.timeutil import utcnow
 
 
 class SqliteMoney(SqliteConnection):
@@ -69,51 +67,87 @@ class SqliteMoney(SqliteConnection):
         checking in the same step that the key is live. Not awaited to durability: the hold
         binds every later operation at once, and a hold lost in a crash is one the next start
         would have released anyway."""
-        return self._mirror.reserve(self._in_batch(asyncio.get_running_loop()), hold, now)
+        mirror = self._mirror
+        result, _ = self._batched(asyncio.get_running_loop(), lambda db: mirror.reserve(db, hold, now))
+        return result
 
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
         """Replace the hold with the exact charge and complete the record; once per request.
 
-        `generation.hold` is the amount that was reserved for `request_id`.
+        `generation.hold` is the amount that was reserved for `request_id`. A record SQL cannot
+        hold, or a charge past the range of a total, is refused (StoreError) and changes nothing.
         """
-        loop = asyncio.get_running_loop()
-        if not self._mirror.settle(self._in_batch(loop), request_id, generation, window):
-            return await self._settle_unknown(generation, window)
-        await self._committed(loop)
-        return True
-
-    async def _settle_unknown(self, generation: Generation, window: str) -> bool:
-        """A hold this connection did not make (or already closed): settle it by its record."""
+        mirror = self._mirror
 
         def op(db: sqlite3.Connection) -> bool:
-            if not db.execute(COMPLETE, outcome_row(generation)).rowcount:
-                return False  # settled or released already
-            held, cost = generation.hold, generation.cost
-            db.execute(ACCOUNT_CHANGED, (-held, cost, generation.account_id))
-            db.execute(KEY_CHARGED, (-held, cost, window, generation.key_id))
-            self._mirror.forget_rows(generation.key_id, generation.account_id)
-            return True
+            return mirror.settle(db, request_id, generation, window) or self._settle_by_record(
+                db, generation, window
+            )
 
-        self._apply_buffered(self._db)  # what memory owes the rows, before their mirrors are dropped
-        return await self._write(op)
+        loop = asyncio.get_running_loop()
+        settled, entry = self._batched(loop, op)
+        await self._committed(loop, entry)
+        return settled
+
+    def _settle_by_record(self, db: sqlite3.Connection, generation: Generation, window: str) -> bool:
+        """A hold this connection did not make (or already closed): settle it by its record."""
+        row = outcome_row(generation)
+        check_generation(generation)
+        self._owed_rows_written()  # what memory owes the rows, before their mirrors are dropped
+        found = db.execute(
+            "SELECT a.total_usage, k.usage FROM accounts a, api_keys k WHERE a.id = ? AND k.id = ?",
+            (generation.account_id, generation.key_id),
+        ).fetchone()
+        if found is not None:
+            check_total(generation.id, "account's usage", found[0], generation.cost)
+            check_total(generation.id, "key's usage", found[1], generation.cost)
+        if not db.execute(COMPLETE, row).rowcount:
+            return False  # settled or released already
+        held, cost = generation.hold, generation.cost
+        db.execute(ACCOUNT_CHANGED, (-held, cost, generation.account_id))
+        db.execute(KEY_CHARGED, (-held, cost, window, generation.key_id))
+        self._mirror.forget_rows(generation.key_id, generation.account_id)
+        return True
+
+    def _owed_rows_written(self) -> None:
+        """Write what the batch buffered before a statement reads the rows it owes; a failure
+        there is another operation's, whose request alone is dropped (`_write_buffered`)."""
+        self._write_buffered()
+        if self._batch is None:
+            raise StoreError("the database is failing: the batch was rolled back")
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.
 
         `generation`, when given, carries the failure's details (its cost must be 0).
         """
-        db = self._in_batch(asyncio.get_running_loop())
-        if self._mirror.release(db, request_id, generation):
-            return True
-        self._apply_buffered(db)
+        mirror = self._mirror
+
+        def op(db: sqlite3.Connection) -> bool:
+            return mirror.release(db, request_id, generation) or self._release_by_record(
+                db, request_id, generation
+            )
+
+        released, _ = self._batched(asyncio.get_running_loop(), op)
+        return released
+
+    def _release_by_record(
+        self, db: sqlite3.Connection, request_id: str, generation: Generation | None
+    ) -> bool:
+        row = None
+        if generation is not None:
+            row = outcome_row(generation)
+            check_generation(generation)
+            check_columns(request_id, row)
+        self._owed_rows_written()
         found = db.execute(
             "SELECT hold, account_id, key_id FROM generations WHERE id = ? AND status = 'pending'",
             (request_id,),
         ).fetchone()
         if found is None:
             return False
-        if generation is not None:
-            db.execute(COMPLETE, outcome_row(generation))
+        if row is not None:
+            db.execute(COMPLETE, row)
         else:
             db.execute("UPDATE generations SET status = 'error' WHERE id = ?", (request_id,))
         db.execute(ACCOUNT_CHANGED, (-found[0], 0, found[1]))
@@ -145,37 +179,6 @@ class SqliteMoney(SqliteConnection):
         ):
             total += cost
         return total
-
-    async def verify_ledger(self) -> LedgerReport:
-        with self._tx() as db:  # one consistent snapshot
-            accounts = [rows.account(r) for r in db.execute("SELECT * FROM accounts")]
-            keys = [rows.api_key(r) for r in db.execute("SELECT * FROM api_keys")]
-            credits: dict[str, int] = defaultdict(int)
-            for acct, amount in db.execute("SELECT account_id, amount FROM credits"):
-                credits[acct] += amount
-            charges: dict[str, int] = defaultdict(int)
-            key_charges: dict[str, int] = defaultdict(int)
-            failed_charged, overruns = [], 0
-            holds_acct: dict[str, int] = defaultdict(int)
-            holds_key: dict[str, int] = defaultdict(int)
-            for gid, acct, kid, cost, hold, status in db.execute(
-                "SELECT id, account_id, key_id, cost, hold, status FROM generations"
-            ):
-                if status == "pending":
-                    holds_acct[acct] += hold
-                    holds_key[kid] += hold
-                    continue
-                charges[acct] += cost
-                key_charges[kid] += cost
-                overruns += cost > hold
-                if status in ("error", "orphaned") and cost:
-                    failed_charged.append(gid)
-            sealed = seal_problems(db)  # entries changed, removed or reordered since they were sealed
-        sums = LedgerSums(
-            accounts, keys, credits, charges, holds_acct, holds_key, key_charges, failed_charged, overruns
-        )
-        report = check(sums, utcnow())
-        return LedgerReport(report.problems + sealed, report.overruns)
 
 
 def orphan_holds(db: sqlite3.Connection, where: str, params: tuple[object, ...]) -> list[Hold]:
