@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -179,6 +180,19 @@ class Gateway:
     def balance(self, account_id: str) -> dict[str, Any]:
         found: dict[str, Any] = self.admin("GET", f"/accounts/{account_id}").json()["data"]
         return found
+
+    def hold_of(self, body: dict[str, Any]) -> Decimal:
+        """The worst case held for a chat `body`: the `needed` of the 402 of a key that affords nothing."""
+        probe = self.key(self.account("1.00"), limit="0.000000000001")
+        refused = httpx.post(
+            f"{self.url}/v1/chat/completions",
+            json=body,
+            headers={"Authorization": f"Bearer {probe}"},
+            timeout=30,
+        )
+        assert refused.status_code == 402, refused.text
+        needed: Decimal = json.loads(refused.text, parse_float=Decimal)["error"]["needed"]
+        return needed
 
     def verify(self) -> dict[str, Any]:
         report: dict[str, Any] = self.admin("GET", "/ledger/verify").json()

@@ -36,17 +36,6 @@ def body(content: str, stream: bool = False) -> dict[str, Any]:
     }
 
 
-def hold_of(gateway: Gateway, request: dict[str, Any]) -> Decimal:
-    """The worst case the gateway holds for `request`, from the 402 of a key that affords nothing."""
-    probe = gateway.key(gateway.account("1.00"), limit="0.000000000001")
-    refused = httpx.post(
-        f"{gateway.url}/v1/chat/completions", json=request, headers={"Authorization": f"Bearer {probe}"}
-    )
-    assert refused.status_code == 402, refused.text
-    needed: Decimal = exact(refused)["error"]["needed"]
-    return needed
-
-
 def send(gateway: Gateway, key: str, request: dict[str, Any]) -> tuple[Decimal, str]:
     """The charge and request id of one request (stream or not)."""
     headers = {"Authorization": f"Bearer {key}"}
@@ -80,7 +69,7 @@ def test_ten_million_tokens_for_max_tokens_10_is_charged_within_the_hold(
 ) -> None:
     """The reproduction: a $0.05 key spent $100.00 and its account went to -$99.90."""
     request = body("Lie about it [sim:report_output=10000000]", stream)
-    hold = hold_of(gateway, request)
+    hold = gateway.hold_of(request)
     account = gateway.account("0.10")
     key = gateway.key(account, limit=str(LIMIT))
     cost, request_id = send(gateway, key, request)
@@ -125,7 +114,7 @@ def test_ten_million_tokens_for_max_tokens_10_is_charged_within_the_hold(
 def test_forty_concurrent_lies_cannot_take_a_balance_below_zero(gateway: Gateway) -> None:
     """40 copies at once, each reporting 10x the output limit sent: the account never goes negative."""
     request = body("Ten times over [sim:usage_scale=10,tokens=10]")
-    hold = hold_of(gateway, request)
+    hold = gateway.hold_of(request)
     account = gateway.account("0.01")
     key = gateway.key(account)
 
@@ -155,7 +144,7 @@ def test_an_unreadable_usage_report_is_billed_an_estimate_within_the_hold(
     gateway: Gateway, spoil: str
 ) -> None:
     request = body(f"Garbled usage [sim:bad_usage={spoil}]")
-    hold = hold_of(gateway, request)
+    hold = gateway.hold_of(request)
     account = gateway.account("1.00")
     cost, _ = send(gateway, gateway.key(account), request)
     assert 0 < cost <= hold  # neither believed nor read as zero
@@ -170,7 +159,7 @@ def test_an_absurd_report_leaves_every_other_tenant_served(gateway: Gateway) -> 
     victim = gateway.key(gateway.account("1.00"))
     other = gateway.key(gateway.account("1.00"))
     cost, _ = send(gateway, victim, absurd)
-    assert cost <= hold_of(gateway, absurd)
+    assert cost <= gateway.hold_of(absurd)
     started = time.monotonic()
     answer = httpx.post(
         f"{gateway.url}/v1/chat/completions",

@@ -384,7 +384,7 @@ def test_long_context_tier_and_an_overrun_charged_at_its_hold(gem: Gateway) -> N
     # A provider that reports 250k prompt tokens for a short prompt is not charged past the hold:
     # the customer pays the hold, the rest is the operator's overrun (streamed this time).
     short = [{"role": "user", "content": "Pretend this is long [sim:prompt_tokens=250000]"}]
-    hold = hold_of(gem, PRO, short, max_tokens=20)
+    hold = gem.hold_of({"model": PRO, "messages": short, "max_tokens": 20})
     chunks, request_id = stream(gem, client.api_key, model=PRO, messages=short, max_tokens=20)
     capped = chunks[-1]["usage"]
     assert capped["cost"] == hold
@@ -396,18 +396,6 @@ def test_long_context_tier_and_an_overrun_charged_at_its_hold(gem: Gateway) -> N
     [listed] = [o for o in report["overrun_requests"] if o["request_id"] == request_id]
     assert Decimal(str(listed["charged"])) == hold
     assert Decimal(str(listed["reported_cost"])) == cost(PRO_LONG, 250_000, capped["completion_tokens"])
-
-
-def hold_of(gem: Gateway, model: str, messages: list[dict[str, Any]], max_tokens: int) -> Decimal:
-    """The hold of a request, from the 402 of a key that affords nothing."""
-    probe = gem.key(gem.account("1.00"), limit="0.000000000001")
-    refused = httpx.post(
-        f"{gem.url}/v1/chat/completions",
-        json={"model": model, "messages": messages, "max_tokens": max_tokens},
-        headers={"Authorization": f"Bearer {probe}"},
-    )
-    assert refused.status_code == 402, refused.text
-    return Decimal(str(json.loads(refused.text, parse_float=Decimal)["error"]["needed"]))
 
 
 # -- failures ---------------------------------------------------------------------------------

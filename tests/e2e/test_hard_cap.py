@@ -20,17 +20,6 @@ BODY = {
 }
 
 
-def hold_of(gateway: Gateway, body: dict[str, Any]) -> Decimal:
-    """The worst case the gateway holds for `body`, read from the 402 of a key that affords nothing."""
-    probe_key = gateway.key(gateway.account("1.00"), limit="0.000000000001")
-    refused = httpx.post(
-        f"{gateway.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {probe_key}"}
-    )
-    assert refused.status_code == 402, refused.text
-    needed: Decimal = json.loads(refused.text, parse_float=Decimal)["error"]["needed"]
-    return needed
-
-
 async def fire(gateway: Gateway, key: str, count: int) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
     async with httpx.AsyncClient(base_url=gateway.url, limits=limits, timeout=60) as client:
@@ -68,7 +57,7 @@ def check_outcome(
 
 @pytest.mark.parametrize("round_", range(2))
 def test_key_limit_holds_under_200_concurrent_requests(gateway: Gateway, round_: int) -> None:
-    hold = hold_of(gateway, BODY)
+    hold = gateway.hold_of(BODY)
     limit = hold * 10
     account = gateway.account("100.00")
     key = gateway.key(account, limit=str(limit))
@@ -80,7 +69,7 @@ def test_key_limit_holds_under_200_concurrent_requests(gateway: Gateway, round_:
 
 @pytest.mark.parametrize("round_", range(2))
 def test_account_balance_holds_under_200_concurrent_requests(gateway: Gateway, round_: int) -> None:
-    hold = hold_of(gateway, BODY)
+    hold = gateway.hold_of(BODY)
     credits = hold * 10
     account = gateway.account(str(credits))
     key = gateway.key(account)

@@ -89,19 +89,6 @@ def exact(text: str) -> Any:
     return json.loads(text, parse_float=Decimal)
 
 
-def hold_of(gateway: Gateway, stream: bool = False, lying: bool = False) -> Decimal:
-    """The worst case held for one request, read from the 402 of a key that affords nothing."""
-    probe = gateway.key(gateway.account("1.00"), limit="0.000000000001")
-    refused = httpx.post(
-        f"{gateway.url}/v1/chat/completions",
-        json=body(stream, lying),
-        headers={"Authorization": f"Bearer {probe}"},
-    )
-    assert refused.status_code == 402
-    needed: Decimal = exact(refused.text)["error"]["needed"]
-    return needed
-
-
 def settle_down(gateway: Gateway, account: str) -> dict[str, Any]:
     assert wait_until(lambda: gateway.balance(account)["held"] == 0, timeout=20), (
         "a hold outlived its request"
@@ -112,7 +99,7 @@ def settle_down(gateway: Gateway, account: str) -> dict[str, Any]:
 
 def holds_of(gateway: Gateway) -> dict[bool, Decimal]:
     """The hold of an honest and of a lying request (each: the larger of stream and not)."""
-    return {lying: max(hold_of(gateway, s, lying) for s in (False, True)) for lying in (False, True)}
+    return {lying: max(gateway.hold_of(body(s, lying)) for s in (False, True)) for lying in (False, True)}
 
 
 def assert_each_charged_at_most_its_hold(

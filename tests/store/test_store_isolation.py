@@ -9,8 +9,6 @@ checks that the bad one fails with a StoreError while the others commit, exactly
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -19,23 +17,11 @@ import pytest
 from nemorouter.money.amounts import MAX_AMOUNT
 from nemorouter.service.admin import Admin
 from nemorouter.store.base import Store, StoreError
-from nemorouter.store.records import Account, ApiKey, Generation, Hold
-from nemorouter.timeutil import iso, new_id
+from nemorouter.store.records import Generation, Hold
 
-USD = 10**12
-NOW_TEXT = iso(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
-RawSql = Callable[..., Awaitable[int]]  # the `raw_sql` fixture: one statement behind the store's back
-
-
-async def make_key(admin: Admin, credits: str) -> ApiKey:
-    account = await admin.create_account({"name": "acme"})
-    await admin.add_credit(account.id, {"amount": credits})
-    _, key = await admin.create_key(account.id, {"name": "k"})
-    return key
-
-
-def hold(key: ApiKey, amount: int) -> Hold:
-    return Hold(new_id("gen_"), key.account_id, key.id, amount, "all", "proc-a", NOW_TEXT, model="m/x")
+from .conftest import RawSql
+from .test_store_settle import NOW_TEXT, USD, hold, make_key, state
+from .test_store_settle import outcome as _outcome
 
 
 def outcome(h: Hold, cost: int, status: str = "success", **fields: Any) -> Generation:
@@ -43,29 +29,6 @@ def outcome(h: Hold, cost: int, status: str = "success", **fields: Any) -> Gener
         return _outcome(h, cost, status, **fields)
     except TypeError:  # the compiled record (tools/build_native.py) refuses a wrong type itself
         pytest.skip("the compiled Generation cannot even hold a value of this type")
-
-
-def _outcome(h: Hold, cost: int, status: str, **fields: Any) -> Generation:
-    return Generation(
-        id=h.request_id,
-        account_id=h.account_id,
-        key_id=h.key_id,
-        model=h.model,
-        endpoint="chat",
-        streamed=False,
-        status=status,
-        created_at=h.created_at,
-        cost=cost,
-        hold=h.amount,
-        **fields,
-    )
-
-
-async def state(store: Store, key: ApiKey) -> tuple[Account, ApiKey]:
-    account = await store.get_account(key.account_id)
-    found = await store.get_key(key.id)
-    assert account is not None and found is not None
-    return account, found
 
 
 async def _settled_together(store: Store, admin: Admin, bad_cost: int) -> None:
