@@ -5,6 +5,7 @@ Nothing here mocks NemoRouter's own code: tests drive the `nemorouter` command a
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -15,11 +16,14 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
@@ -222,6 +226,42 @@ def new_gateway(base: Path, sim: Sim | None) -> Gateway:
         gw.cli("providers", "add-key", "sim", "--label", "main", input=SIM_PROVIDER_SECRET + "\n")
         gw.cli("models", "import", "--vendor", "openai", "--provider", "sim")
     return gw
+
+
+POSTGRES_SERVER = os.environ.get("NEMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def on_postgres_server(sql: str) -> None:
+    """One statement on the test PostgreSQL server, on a loop of its own (whatever pytest-asyncio runs)."""
+
+    async def run() -> None:
+        try:
+            con = await asyncpg.connect(POSTGRES_SERVER, timeout=10)
+        except (OSError, asyncpg.PostgresError) as exc:
+            pytest.fail(
+                f"PostgreSQL is not reachable at {POSTGRES_SERVER} ({exc}); set NEMO_TEST_POSTGRES_URL"
+            )
+        try:
+            await con.execute(sql)
+        finally:
+            await con.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for a test's gateways; its URL. Dropped afterwards, once the
+    suite's secret scan has kept a dump of it."""
+    name = f"nemo_test_{secrets.token_hex(6)}"
+    on_postgres_server(f"CREATE DATABASE {name}")
+    url = POSTGRES_SERVER.rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        SECRET_SCAN.before_dropping_postgres(url)
+        on_postgres_server(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 SIM_PROVIDER_SECRET = "sk-sim-vault-secret-" + secrets.token_hex(8)

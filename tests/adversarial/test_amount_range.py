@@ -10,42 +10,26 @@ afterwards the admin list and `ledger verify` still answer 200, ok.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import secrets
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import stripe
 
-from conftest import SIM_PROVIDER_SECRET, Gateway, Sim, new_gateway
+from conftest import SIM_PROVIDER_SECRET, Gateway, Sim, new_gateway, postgres_database
 from secret_scan import SESSION as SECRET_SCAN
 
 MAX = "9223372.036854775807"  # MAX_AMOUNT in USD
 PAST_MAX = "9223372.036854775808"
 STRIPE_SECRET = "whsec_" + secrets.token_hex(16)
-SERVER = os.environ.get("NEMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-def _on_server(sql: str) -> None:
-    async def run() -> None:
-        con = await asyncpg.connect(SERVER, timeout=10)
-        try:
-            await con.execute(sql)
-        finally:
-            await con.close()
-
-    with ThreadPoolExecutor(1) as pool:  # a loop of its own, whatever pytest-asyncio runs
-        pool.submit(asyncio.run, run()).result()
 
 
 @pytest.fixture(scope="module")
@@ -59,33 +43,31 @@ def sqlite_gateway(tmp_path_factory: pytest.TempPathFactory, sim: Sim) -> Iterat
 
 @pytest.fixture(scope="module")
 def postgres_gateway(workdir: Path, sim: Sim) -> Iterator[Gateway]:
-    name = f"nemo_test_{secrets.token_hex(6)}"
-    _on_server(f"CREATE DATABASE {name}")
-    logs = workdir / f"logs-{name}"
-    logs.mkdir()
-    token = "test-admin-" + secrets.token_hex(8)
-    SECRET_SCAN.registry.add(token, "an admin token")
-    env = {
-        **os.environ,
-        "NEMO_DATA_DIR": str(workdir / f"empty-{name}"),
-        "NEMO_DATABASE_URL": SERVER.rsplit("/", 1)[0] + "/" + name,
-        "NEMO_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "NEMO_ADMIN_TOKEN": token,
-        "NEMO_AUTH_FAILURES_PER_MINUTE": "100000",
-    }
-    gw = Gateway(data_dir=logs, admin_token=token, env=env)
-    try:
-        gw.cli("init")
-        gw.cli("providers", "add", "sim", "--kind", "openai", "--base-url", f"{sim.url}/v1")
-        gw.cli("providers", "add-key", "sim", "--label", "main", input=SIM_PROVIDER_SECRET + "\n")
-        gw.cli("models", "import", "--vendor", "openai", "--provider", "sim")
-        gw.start()
-        yield gw
-        assert gw.stop() == 0
-    finally:
-        gw.stop()
-        SECRET_SCAN.before_dropping_postgres(env["NEMO_DATABASE_URL"])
-        _on_server(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with postgres_database() as url:
+        name = url.rsplit("/", 1)[-1]
+        logs = workdir / f"logs-{name}"
+        logs.mkdir()
+        token = "test-admin-" + secrets.token_hex(8)
+        SECRET_SCAN.registry.add(token, "an admin token")
+        env = {
+            **os.environ,
+            "NEMO_DATA_DIR": str(workdir / f"empty-{name}"),
+            "NEMO_DATABASE_URL": url,
+            "NEMO_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+            "NEMO_ADMIN_TOKEN": token,
+            "NEMO_AUTH_FAILURES_PER_MINUTE": "100000",
+        }
+        gw = Gateway(data_dir=logs, admin_token=token, env=env)
+        try:
+            gw.cli("init")
+            gw.cli("providers", "add", "sim", "--kind", "openai", "--base-url", f"{sim.url}/v1")
+            gw.cli("providers", "add-key", "sim", "--label", "main", input=SIM_PROVIDER_SECRET + "\n")
+            gw.cli("models", "import", "--vendor", "openai", "--provider", "sim")
+            gw.start()
+            yield gw
+            assert gw.stop() == 0
+        finally:
+            gw.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -8,7 +8,6 @@ admin API makes the key serve again at once, on every replica.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import secrets
@@ -16,13 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 
-from conftest import Gateway, Sim, new_gateway, wait_until
+from conftest import Gateway, Sim, new_gateway, postgres_database, wait_until
 
-POSTGRES = os.environ.get("NEMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("NEMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PRICES = {"input": "1", "output": "2"}
 # Where each wire format's simulator lives, the upstream model it is asked for, and the header
@@ -201,49 +198,36 @@ def test_releasing_a_quarantine_serves_again_at_once(gw: Gateway, sim: Sim, stre
     assert quarantined(gw, "only") == set()
 
 
-def _on_postgres(sql: str) -> None:
-    async def run() -> None:
-        con = await asyncpg.connect(POSTGRES, timeout=10)
-        try:
-            await con.execute(sql)
-        finally:
-            await con.close()
-
-    asyncio.run(run())
-
-
 @pytest.fixture
 def replicas(tmp_path: Path) -> Iterator[list[Gateway]]:
     """Two `serve` replicas on one PostgreSQL database and one Redis prefix."""
-    name = f"nemo_test_{secrets.token_hex(6)}"
-    _on_postgres(f"CREATE DATABASE {name}")
-    token = "test-admin-" + secrets.token_hex(8)
-    env: dict[str, Any] = {
-        **os.environ,
-        "NEMO_DATA_DIR": str(tmp_path / "data"),
-        "NEMO_DATABASE_URL": POSTGRES.rsplit("/", 1)[0] + "/" + name,
-        "NEMO_REDIS_URL": REDIS,
-        "NEMO_REDIS_PREFIX": f"nemo-test-{secrets.token_hex(6)}:",
-        "NEMO_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
-        "NEMO_ADMIN_TOKEN": token,
-        "NEMO_AUTH_FAILURES_PER_MINUTE": "100000",
-    }
-    gateways = []
-    for i in range(2):
-        logs = tmp_path / f"replica-{i}"
-        logs.mkdir()
-        gateways.append(Gateway(data_dir=logs, admin_token=token, env=env))
-    try:
-        gateways[0].cli("init")
-        for gateway in gateways:
-            gateway.start()
-        yield gateways
-        for gateway in gateways:
-            assert gateway.stop() == 0
-    finally:
-        for gateway in gateways:
-            gateway.stop()
-        _on_postgres(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    with postgres_database() as url:
+        token = "test-admin-" + secrets.token_hex(8)
+        env: dict[str, Any] = {
+            **os.environ,
+            "NEMO_DATA_DIR": str(tmp_path / "data"),
+            "NEMO_DATABASE_URL": url,
+            "NEMO_REDIS_URL": REDIS,
+            "NEMO_REDIS_PREFIX": f"nemo-test-{secrets.token_hex(6)}:",
+            "NEMO_MASTER_KEY": base64.b64encode(os.urandom(32)).decode(),
+            "NEMO_ADMIN_TOKEN": token,
+            "NEMO_AUTH_FAILURES_PER_MINUTE": "100000",
+        }
+        gateways = []
+        for i in range(2):
+            logs = tmp_path / f"replica-{i}"
+            logs.mkdir()
+            gateways.append(Gateway(data_dir=logs, admin_token=token, env=env))
+        try:
+            gateways[0].cli("init")
+            for gateway in gateways:
+                gateway.start()
+            yield gateways
+            for gateway in gateways:
+                assert gateway.stop() == 0
+        finally:
+            for gateway in gateways:
+                gateway.stop()
 
 
 def test_a_release_through_one_replica_serves_again_on_every_replica(
