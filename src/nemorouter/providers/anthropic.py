@@ -11,10 +11,10 @@ from typing import Any
 
 import orjson
 
+from nemorouter.providers.adapter import Adapter
 from nemorouter.providers.anthropic_request import messages_body
 from nemorouter.providers.anthropic_response import chat_response, error_from_response, parse_usage
 from nemorouter.providers.anthropic_stream import stream_decoder
-from nemorouter.providers.registry import Adapter
 from nemorouter.providers.types import Upstream, UpstreamRequest
 
 API_VERSION = "2023-06-01"

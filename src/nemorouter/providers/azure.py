@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import quote
 
 from nemorouter.providers import openai_wire
-from nemorouter.providers.registry import Adapter
+from nemorouter.providers.adapter import Adapter
 from nemorouter.providers.types import Upstream, UpstreamRequest
 
 API_VERSION = "2024-10-21"

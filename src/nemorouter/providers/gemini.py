@@ -15,9 +15,9 @@ from urllib.parse import quote
 
 import orjson
 
+from nemorouter.providers.adapter import Adapter
 from nemorouter.providers.gemini_request import gemini_body
 from nemorouter.providers.gemini_response import StreamDecoder, chat_response
-from nemorouter.providers.registry import Adapter
 from nemorouter.providers.types import Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
 
 API_VERSION = "v1beta"

@@ -10,18 +10,43 @@ providers or sealing new secrets under a second key.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 from nemorouter.vault.crypto import Vault, VaultError
-
-if TYPE_CHECKING:
-    from nemorouter.store.base import Store
 
 log = logging.getLogger("nemorouter.vault")
 
 CHECK_META = "vault_check"
 # Sealed like a provider secret, under names no provider key can have (ids are `pk_...`).
 _CHECK_PROVIDER, _CHECK_KEY_ID, _CHECK_TEXT = "nemorouter", "vault-check", "nemorouter vault check v1"
+
+
+class _Named(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+
+
+class _Sealed(Protocol):
+    @property
+    def id(self) -> str: ...
+    @property
+    def provider_id(self) -> str: ...
+    @property
+    def envelope(self) -> str: ...
+
+
+class Store(Protocol):
+    """What the check needs of the store (a part of `store.base.Store`): the vault sits below the
+    store in the layers, so it names only these methods."""
+
+    async def applied_migrations(self) -> Mapping[int, str]: ...
+    async def get_meta(self, key: str) -> str | None: ...
+    async def set_meta(self, key: str, value: str) -> None: ...
+    async def list_providers(self) -> Sequence[_Named]: ...
+    async def list_provider_keys(self) -> Sequence[_Sealed]: ...
 
 
 class WrongMasterKey(VaultError):

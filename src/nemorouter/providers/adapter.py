@@ -1,0 +1,33 @@
+"""The shape every upstream adapter fills: the pure functions of one wire format.
+
+Its own module so that the adapters and the registry that lists them import it without a circle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
+
+BuildRequest = Callable[[dict[str, Any], Upstream], UpstreamRequest]
+
+
+@dataclass(frozen=True, slots=True)
+class Adapter:
+    """The pure functions of one wire format.
+
+    - `chat_request(body, upstream)`: an OpenAI chat body -> the provider's request.
+    - `chat_response(parsed_json)`: the provider's 200 answer -> a `Completion` in OpenAI's shape.
+    - `stream_decoder()`: a fresh function for one stream, fed each decoded SSE event in turn,
+      returning the OpenAI chunks to forward and what the event said about usage and errors.
+    - `error_from_response(status, body, retry_after)`: a non-200 answer -> a classified `Failure`.
+    """
+
+    chat_request: BuildRequest
+    chat_response: Callable[[Any], Completion]
+    stream_decoder: Callable[[], Callable[[SseEvent], StreamStep]]
+    error_from_response: Callable[[int, bytes, int | None], Failure]
+    embeddings_request: BuildRequest | None = None
+    embeddings_response: Callable[[Any], Completion] | None = None
