@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import zlib
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import httptools
-
-if TYPE_CHECKING:
-    from nemorouter.engine.pool import OriginPool
 
 STREAM_BUFFER = 256 * 1024  # bytes of an unread stream held before reading from the socket pauses
 MAX_BODY = 256 * 1024 * 1024  # a whole answer larger than this is refused (a broken provider)
@@ -82,10 +79,19 @@ class Chunks:
         return chunk
 
 
+class Owner(Protocol):
+    """Where a connection goes back to, or says it closed: its origin's pool (engine/pool.py),
+    seen through this Protocol so that this module does not import the pool's."""
+
+    def put_back(self, conn: Connection) -> None: ...
+
+    def forget(self, conn: Connection) -> None: ...
+
+
 class Connection:
     """One keep-alive connection, and the asyncio protocol and parser callbacks of its exchange."""
 
-    def __init__(self, pool: OriginPool) -> None:
+    def __init__(self, pool: Owner) -> None:
         self.pool = pool
         self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
