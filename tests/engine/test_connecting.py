@@ -195,3 +195,34 @@ async def test_a_connection_the_provider_closed_while_idle_is_never_used() -> No
     assert up.connections == 3 and len(up.requests) == 3  # never sent on a closed one
     await client.close()
     await up.stop()
+
+
+async def test_a_connection_handed_to_a_waiting_request_and_closed_meanwhile_is_retried() -> None:
+    async def answers_then_closes(writer: asyncio.StreamWriter, request: bytes) -> None:
+        await answer(b"{}")(writer, request)  # keep-alive by the answer's headers, yet closed
+        writer.close()
+
+    up = await served(answers_then_closes)
+    client = capped(1)
+    got = await asyncio.gather(*(post(client, up, within=3.0) for _ in range(4)))
+    assert [r.body for r in got] == [b"{}"] * 4 and up.connections == 4 and up.most_open == 1
+    await client.close()
+    await up.stop()
+
+
+async def test_a_request_started_on_a_connection_already_closed_fails_at_once_as_broken() -> None:
+    """The hand-over above can also lose the race the other way: the close is seen before the
+    waiting request starts. Nothing is sent; `broken` before any answer, so it is retried."""
+    up = await served(answer(b"{}"))
+    client = capped(1)
+    await post(client, up)
+    (pool,) = client._pools.values()
+    conn = pool.idle[0]
+    conn.abort()
+    started = conn.start(b"POST / HTTP/1.1\r\n\r\n", b"", deadline(5.0), None)
+    with pytest.raises(HttpError) as caught:
+        await asyncio.wait_for(started, 1.0)
+    assert caught.value.kind == "broken" and conn.died_unanswered(caught.value)
+    assert len(up.requests) == 1
+    await client.close()
+    await up.stop()

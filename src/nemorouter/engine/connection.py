@@ -137,6 +137,9 @@ class Connection:
         self._waiter = waiter = self.loop.create_future()
         self._active = True
         self.exchanges += 1
+        if self.closed:  # the provider closed it as it passed from one request to the next
+            waiter.set_exception(HttpError("broken", "the provider closed the connection"))
+            return waiter
         if idle is not None:
             self._whole = False
             self._deadline, self._idle = deadline, idle

@@ -101,8 +101,10 @@ class Http1Client:
                 pool.discard(conn)
         if not pool.take_slot() and not (fresh and pool.take_slot_of_oldest_idle()):
             handed = await pool.wait(deadline)
-            if handed is not None:
+            if handed is not None and not fresh:
                 return handed
+            if handed is not None:
+                pool.take_slot_of(handed)
         try:
             conn = await self._dial(origin, connect_timeout, deadline)
         except BaseException:

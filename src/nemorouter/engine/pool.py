@@ -35,11 +35,14 @@ class OriginPool:
         """Close the longest-idle connection and take its slot (for a connection that must be new)."""
         if not self.idle:
             return False
-        oldest = self.idle.pop(0)
-        oldest.counted = False  # its slot moves over, not back to the pool
-        self.open.discard(oldest)
-        oldest.abort()
+        self.take_slot_of(self.idle.pop(0))
         return True
+
+    def take_slot_of(self, conn: Connection) -> None:
+        """Close a connection of this pool not in use, keeping its slot for a new one."""
+        conn.counted = False  # its slot moves over, not back to the pool
+        self.open.discard(conn)
+        conn.abort()
 
     async def wait(self, deadline: float) -> Connection | None:
         """Wait for a connection put back (returned) or a freed slot (None: dial one)."""
