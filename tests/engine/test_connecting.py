@@ -80,6 +80,12 @@ def capped(cap: int, keepalive: float = 30.0) -> Http1Client:
     return Http1Client(UA, keepalive=keepalive, outbound=Outbound(max_connections_per_origin=cap))
 
 
+async def slots_add_up(client: Http1Client) -> bool:
+    """At rest, each origin's slots are exactly its open connections: none lost, none doubled."""
+    await asyncio.sleep(0.05)  # closes are reported by the loop (connection_lost) a moment later
+    return all(pool.slots == len(pool.open) for pool in client._pools.values())
+
+
 async def test_the_per_origin_cap_queues_requests_and_never_opens_more_sockets() -> None:
     async def slowly(writer: asyncio.StreamWriter, request: bytes) -> None:
         await asyncio.sleep(0.05)
@@ -95,6 +101,7 @@ async def test_the_per_origin_cap_queues_requests_and_never_opens_more_sockets()
     closing = await served(answer(b"{}", extra="Connection: close\r\n"))
     got = await asyncio.gather(*(post(client, closing) for _ in range(6)))
     assert all(r.status == 200 for r in got) and closing.most_open <= 2 and closing.connections == 6
+    assert await slots_add_up(client)
     await client.close()
     await up.stop()
     await closing.stop()
@@ -120,6 +127,7 @@ async def test_a_queued_request_waits_no_longer_than_its_deadline_and_leaves_no_
     assert (await first).status == 200
     assert (await post(client, up)).status == 200  # the one connection, put back and reused
     assert up.connections == 1 and len(up.requests) == 2
+    assert await slots_add_up(client)
     await client.close()
     await up.stop()
 
@@ -157,6 +165,7 @@ async def test_a_reused_connection_closed_before_any_answer_is_retried_once_on_a
     stream = await post(client, up, idle=1.0)  # the same for a stream's request
     assert stream.status == 200 and up.connections == 3
     stream.close()
+    assert await slots_add_up(client)
     await client.close()
     await up.stop()
 
@@ -176,6 +185,7 @@ async def test_no_retry_on_a_new_connection_or_once_the_answer_has_begun() -> No
     with pytest.raises(HttpError) as caught:  # it began to answer: maybe it acted on the request
         await post(client, partial)
     assert caught.value.kind == "broken" and partial.connections == 1 and len(partial.requests) == 2
+    assert await slots_add_up(client)
     await client.close()
     await up.stop()
     await partial.stop()
@@ -206,6 +216,7 @@ async def test_a_connection_handed_to_a_waiting_request_and_closed_meanwhile_is_
     client = capped(1)
     got = await asyncio.gather(*(post(client, up, within=3.0) for _ in range(4)))
     assert [r.body for r in got] == [b"{}"] * 4 and up.connections == 4 and up.most_open == 1
+    assert await slots_add_up(client)
     await client.close()
     await up.stop()
 

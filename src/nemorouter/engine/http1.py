@@ -92,19 +92,24 @@ class Http1Client:
         else the first one put back or slot freed, within the deadline."""
         pool = origin.pool
         idle = pool.idle
-        if idle and not fresh:
-            now = asyncio.get_running_loop().time()
-            while idle:
-                conn = idle.pop()
-                if not conn.closed and now - conn.idle_since < self.keepalive:
-                    return conn
-                pool.discard(conn)
-        if not pool.take_slot() and not (fresh and pool.take_slot_of_oldest_idle()):
+        while True:
+            if idle and not fresh:
+                now = asyncio.get_running_loop().time()
+                while idle:
+                    conn = idle.pop()
+                    if not conn.closed and now - conn.idle_since < self.keepalive:
+                        return conn
+                    pool.discard(conn)
+            if pool.take_slot() or (fresh and pool.take_slot_of_oldest_idle()):
+                break
             handed = await pool.wait(deadline)
-            if handed is not None and not fresh:
+            if handed is None:  # a slot, handed over
+                break
+            if not fresh:
                 return handed
-            if handed is not None:
-                pool.take_slot_of(handed)
+            if pool.take_slot_of(handed):
+                break
+            # (it closed meanwhile, and its slot went back to the pool: wait again)
         try:
             conn = await self._dial(origin, connect_timeout, deadline)
         except BaseException:

@@ -33,16 +33,16 @@ class OriginPool:
 
     def take_slot_of_oldest_idle(self) -> bool:
         """Close the longest-idle connection and take its slot (for a connection that must be new)."""
-        if not self.idle:
-            return False
-        self.take_slot_of(self.idle.pop(0))
-        return True
+        return bool(self.idle) and self.take_slot_of(self.idle.pop(0))
 
-    def take_slot_of(self, conn: Connection) -> None:
-        """Close a connection of this pool not in use, keeping its slot for a new one."""
+    def take_slot_of(self, conn: Connection) -> bool:
+        """Close a connection of this pool not in use, keeping its slot for a new one; False if
+        it had closed already (its slot went back to the pool then)."""
+        held = conn.counted
         conn.counted = False  # its slot moves over, not back to the pool
         self.open.discard(conn)
         conn.abort()
+        return held
 
     async def wait(self, deadline: float) -> Connection | None:
         """Wait for a connection put back (returned) or a freed slot (None: dial one)."""
