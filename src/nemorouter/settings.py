@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
@@ -55,6 +56,66 @@ class DbPool:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyServer:
+    """An HTTP proxy for calls to providers (engine/proxy.py): host, port, and its credentials as
+    a ready `Proxy-Authorization` value, kept out of every repr and log."""
+
+    host: str
+    port: int
+    authorization: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """How calls to providers leave: through which proxy (the usual `HTTPS_PROXY`, `HTTP_PROXY`
+    and `NO_PROXY` variables, read once at start) and with how many connections per origin."""
+
+    https_proxy: ProxyServer | None = None  # https origins: a CONNECT tunnel, TLS inside it
+    http_proxy: ProxyServer | None = None  # http origins: requests in absolute form
+    no_proxy: tuple[str, ...] = ()  # hosts, domains, IPs, CIDR blocks (`*`: all) reached directly
+    max_connections_per_origin: int = 256  # more requests than this wait their turn
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Outbound:
+        """The lower-case variable wins over the upper-case one, as in curl and Python's urllib."""
+        no_proxy = env.get("no_proxy") or env.get("NO_PROXY") or ""
+        return cls(
+            https_proxy=_proxy(env, "https_proxy"),
+            http_proxy=_proxy(env, "http_proxy"),
+            no_proxy=tuple(part.strip().lower() for part in no_proxy.split(",") if part.strip()),
+            max_connections_per_origin=_count(env, "NEMO_UPSTREAM_MAX_CONNECTIONS", 256),
+        )
+
+
+def _proxy(env: Mapping[str, str], lower: str) -> ProxyServer | None:
+    """`http://[user:password@]host[:port]` (no scheme: http://, as curl reads it). The message of
+    a bad one names the variable, never its value (which may hold the password)."""
+    name = lower if env.get(lower) else lower.upper()
+    text = (env.get(name) or "").strip()
+    if not text:
+        return None
+    if "://" not in text:
+        text = "http://" + text
+    usage = f"{name} must be http://[user:password@]host[:port]"
+    try:
+        parts = urlsplit(text)
+        port = 80 if parts.port is None else parts.port
+        if port == 0:
+            raise ValueError("port 0")
+    except ValueError:
+        raise SettingsError(f"{usage} (its port is not a number from 1 to 65535)") from None
+    if parts.scheme != "http":
+        raise SettingsError(f"{usage}: only plain-HTTP proxies are supported (got {parts.scheme[:10]}://)")
+    if not parts.hostname or any(c.isspace() for c in text) or parts.path not in ("", "/"):
+        raise SettingsError(f"{usage} (no path, no spaces)")
+    authorization = None
+    if parts.username is not None:
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        authorization = "Basic " + base64.b64encode(pair.encode()).decode()
+    return ProxyServer(parts.hostname, port, authorization)
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
     database_url: str
@@ -73,6 +134,7 @@ class Settings:
     # Peers whose X-Forwarded-For names the client (cli/server.py); none by default.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)
+    outbound: Outbound = field(default_factory=Outbound)  # proxies and connections to providers
     # -- slow or oversized clients (cli/guarded_http.py) ----------------------------------------
     client_header_timeout: float = 10.0  # seconds to send a request's line and headers (else 408)
     client_body_timeout: float = 60.0  # seconds to send its whole body once the headers are in
@@ -126,6 +188,7 @@ class Settings:
             redis_url=redis_url,
             redis_prefix=env.get("NEMO_REDIS_PREFIX") or "nemo:",
             db_pool=DbPool.from_env(env),
+            outbound=Outbound.from_env(env),
             master_key=_master_key(env.get("NEMO_MASTER_KEY") or None),
             admin_token=env.get("NEMO_ADMIN_TOKEN") or None,
             max_body_bytes=_count(env, "NEMO_MAX_BODY_BYTES", 32 * 1024 * 1024),

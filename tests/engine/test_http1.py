@@ -5,85 +5,26 @@ its refusals, deadlines, broken answers, header injection, TLS. On both event lo
 from __future__ import annotations
 
 import asyncio
-import datetime
 import gzip
 import ssl
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
-from nemorouter.engine.http1 import DRAIN_SECONDS, STREAM_BUFFER, Http1Client, HttpError, Response
-
-UA = "NemoRouter/test"
-Reply = Callable[[asyncio.StreamWriter, bytes], Awaitable[None]]
-
-
-@dataclass
-class Upstream:
-    """A loopback server: reads each request whole, answers it with `reply`."""
-
-    reply: Reply
-    requests: list[bytes] = field(default_factory=list)
-    connections: int = 0
-    server: asyncio.Server | None = None
-    port: int = 0
-    tls: ssl.SSLContext | None = None
-    handlers: list[tuple[asyncio.Task[None], asyncio.StreamWriter]] = field(default_factory=list)
-
-    async def start(self) -> Upstream:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.tls else 'http'}://{'localhost' if self.tls else '127.0.0.1'}:{self.port}/v1/x?a=1"
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self.handlers.append((task, writer))
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length:")
-                )
-                request = head + await reader.readexactly(length)
-                self.requests.append(request)
-                await self.reply(writer, request)
-                if writer.is_closing():
-                    return
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for _, writer in self.handlers:  # each handler's read ends, and it returns
-            writer.close()
-        await asyncio.gather(*(task for task, _ in self.handlers), return_exceptions=True)
-        await self.server.wait_closed()
-
-
-def answer(body: bytes, status: str = "200 OK", extra: str = "") -> Reply:
-    async def reply(writer: asyncio.StreamWriter, request: bytes) -> None:
-        writer.write(f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body)
-        await writer.drain()
-
-    return reply
+from engine.loopback import UA, answer, certificate, deadline, post, served
+from nemorouter.engine.http import UpstreamClient
+from nemorouter.engine.http1 import (
+    DRAIN_SECONDS,
+    STREAM_BUFFER,
+    Http1Client,
+    HttpError,
+    InvalidHeader,
+)
+from nemorouter.errors import InvalidRequest
+from nemorouter.providers.types import UpstreamRequest
+from nemorouter.settings import Timeouts
 
 
 @pytest.fixture
@@ -91,19 +32,6 @@ async def client() -> AsyncIterator[Http1Client]:
     made = Http1Client(UA, keepalive=30.0)
     yield made
     await made.close()
-
-
-async def served(reply: Reply, tls: ssl.SSLContext | None = None) -> Upstream:
-    return await Upstream(reply, tls=tls).start()
-
-
-def deadline(seconds: float = 5.0) -> float:
-    return asyncio.get_running_loop().time() + seconds
-
-
-async def post(client: Http1Client, up: Upstream, body: bytes = b'{"q":1}', **kw: float) -> Response:
-    headers = {"Authorization": "Bearer sk-up", "Content-Type": "application/json"}
-    return await client.request(up.url, headers, body, 2.0, deadline(kw.pop("within", 5.0)), **kw)
 
 
 async def test_the_request_on_the_wire_and_a_content_length_answer(client: Http1Client) -> None:
@@ -277,12 +205,48 @@ async def test_bytes_on_an_idle_connection_get_it_dropped(client: Http1Client) -
     await up.stop()
 
 
-async def test_a_line_break_in_a_header_is_refused_before_anything_is_sent(client: Http1Client) -> None:
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        ({"Authorization": "Bearer sk\r\nX-Evil: 1"}, "Authorization"),  # a header of its own
+        ({"anthropic-beta": "tools\nX-Evil: 1"}, "anthropic-beta"),
+        ({"x-api-key": "sk\rX"}, "x-api-key"),
+        ({"x-api-key": "sk\x00"}, "x-api-key"),
+        ({"x-api-key": "sk\x7f"}, "x-api-key"),
+        ({"x-api-key": "snow\u2603"}, "x-api-key"),  # outside Latin-1: not one byte each
+        ({"X-A\nB": "v"}, "'X-A\\nB'"),
+        ({"X-A: B": "v"}, "'X-A: B'"),  # a colon would move the value into the name
+        ({"": "v"}, "''"),
+    ],
+)
+async def test_a_header_that_cannot_be_sent_is_refused_before_anything_is_sent(
+    client: Http1Client, headers: dict[str, str], named: str
+) -> None:
     up = await served(answer(b"{}"))
-    for headers in ({"Authorization": "Bearer sk\r\nX-Evil: 1"}, {"X-A\nB": "v"}):
-        with pytest.raises(ValueError, match="line break"):
-            await client.request(up.url, headers, b"{}", 2.0, deadline())
+    with pytest.raises(InvalidHeader) as caught:
+        await client.request(up.url, {"Content-Type": "application/json", **headers}, b"{}", 2.0, deadline())
+    assert named in str(caught.value) and "sk" not in str(caught.value).replace(named, "")
+    assert up.requests == [] and up.connections == 0
+    fine = {"X-Tab": "a\tb", "X-Latin": "caf\xe9", "X-Empty": ""}
+    assert (await client.request(up.url, fine, b"{}", 2.0, deadline())).body == b"{}"
+    assert b"X-Latin: caf\xe9\r\n" in up.requests[0]
+    await up.stop()
+
+
+async def test_the_upstream_client_answers_an_unsendable_header_as_the_requests_400() -> None:
+    up = await served(answer(b"{}"))
+    upstream = UpstreamClient(Timeouts())
+    await upstream.start()
+    bad = UpstreamRequest(up.url, {"anthropic-beta": "x\r\nX-Evil: 1"}, b"{}")
+    for send in (upstream.send, upstream.open_stream):
+        with pytest.raises(InvalidRequest) as caught:
+            await send(bad)
+        assert (caught.value.status, caught.value.type) == (400, "invalid_request")
+        assert "anthropic-beta" in caught.value.message and "Evil" not in caught.value.message
     assert up.requests == []
+    good = await upstream.send(UpstreamRequest(up.url, {"anthropic-beta": "x"}, b"{}"))
+    assert (good.status, good.body) == (200, b"{}")
+    await upstream.close()
     await up.stop()
 
 
@@ -353,7 +317,7 @@ async def test_a_stream_closed_after_its_last_event_keeps_its_connection_if_the_
     up.reply = answer(b"{}")
     assert (await post(client, up)).body == b"{}"
     assert up.connections == (1 if end_after is not None else 2)
-    assert len(client._open) == 1  # one that never ended was aborted when the wait ran out
+    assert client.open_connections() == 1  # one that never ended was aborted when the wait ran out
     await up.stop()
 
 
@@ -378,35 +342,9 @@ async def test_an_unread_stream_pauses_the_socket_and_loses_nothing(client: Http
     await up.stop()
 
 
-def _certificate(tmp: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp / "cert.pem", tmp / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file
-
-
 @pytest.fixture
 def tls_files(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
-    yield _certificate(tmp_path)
+    yield certificate(tmp_path)
 
 
 async def test_tls_is_verified_against_the_trusted_roots(tls_files: tuple[Path, Path]) -> None:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from nemorouter import __version__
-from nemorouter.engine.http1 import Http1Client, HttpError, Response
+from nemorouter.engine.http1 import Http1Client, HttpError, InvalidHeader, Response
 from nemorouter.engine.sse import decode
+from nemorouter.errors import InvalidRequest
 from nemorouter.providers.types import Failure, SseEvent, UpstreamRequest
-from nemorouter.settings import Timeouts
+from nemorouter.settings import Outbound, Timeouts
 
 USER_AGENT = f"NemoRouter/{__version__}"  # what every provider sees of us
 KEEPALIVE_SECONDS = 30.0  # an idle pooled connection older than this is closed, not reused
@@ -60,6 +61,12 @@ def _transport_failure(exc: HttpError) -> TransportFailure:
     return TransportFailure(_FAILURES[exc.kind])
 
 
+def _invalid(exc: InvalidHeader) -> InvalidRequest:
+    """A header that cannot be sent: the request's fault, answered 400 before any provider saw
+    it (and so never a failure of the provider's: no breaker, no other target tried)."""
+    return InvalidRequest(f"the request cannot be sent to the provider: {exc}")
+
+
 class StreamHandle:
     """An open 200 stream from a provider; `close()` ends it (client gone, or done)."""
 
@@ -95,12 +102,13 @@ class Transport(Protocol):
 class UpstreamClient:
     """Keep-alive pooled connections to every provider, shared by every request."""
 
-    def __init__(self, timeouts: Timeouts) -> None:
+    def __init__(self, timeouts: Timeouts, outbound: Outbound | None = None) -> None:
         self._timeouts = timeouts
+        self._outbound = outbound or Outbound()
         self._client: Http1Client | None = None
 
     async def start(self) -> None:
-        self._client = Http1Client(USER_AGENT, keepalive=KEEPALIVE_SECONDS)
+        self._client = Http1Client(USER_AGENT, keepalive=KEEPALIVE_SECONDS, outbound=self._outbound)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -128,6 +136,8 @@ class UpstreamClient:
             )
         except HttpError as exc:
             raise _transport_failure(exc) from None
+        except InvalidHeader as unsendable:  # its own name: compiled, `exc` has one type per function
+            raise _invalid(unsendable) from None
         return RawResponse(resp.status, _retry_after(resp.headers), resp.body)
 
     async def open_stream(
@@ -143,6 +153,8 @@ class UpstreamClient:
             )
         except HttpError as exc:
             raise _transport_failure(exc) from None
+        except InvalidHeader as unsendable:  # its own name: compiled, `exc` has one type per function
+            raise _invalid(unsendable) from None
         if resp.status != 200:
             try:
                 body = b"".join([chunk async for chunk in resp.chunks()])

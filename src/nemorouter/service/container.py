@@ -130,7 +130,7 @@ async def start_gateway(services: Services, owner: str) -> None:
         )
     services.routes = RoutingTable(store, services.vault)
     await services.routes.refresh(force=True)
-    services.client = UpstreamClient(services.settings.timeouts)
+    services.client = UpstreamClient(services.settings.timeouts, services.settings.outbound)
     await services.client.start()
     services.auth = Authenticator(store, services.clock, services.routes)
     limiter = LocalLimiter()
