@@ -6,7 +6,7 @@ its public functions only: the adapter builds the request, a real HTTP client se
 `nemorouter sim`, and the adapter parses the answer (the engine's own SSE parser splits streams).
 The cases are the same for all: plain text, a tool call and its round trip, an image part, the
 output limit, usage with cache and reasoning tokens, and error answers; each non-stream and
-stream. Expected numbers come from the simulator's own rules (its token count of the very body
+stream (and embeddings, on the wires that have them). Expected numbers come from the simulator's own rules (its token count of the very body
 the adapter sent, the words a directive asks for), never from the adapter under test.
 """
 
@@ -29,7 +29,7 @@ from nemorouter.providers import anthropic, azure, gemini
 from nemorouter.providers.registry import OPENAI, Adapter
 from nemorouter.providers.types import Completion, Failure, Upstream
 from nemorouter.sim import anthropic_plan, gemini_plan
-from nemorouter.sim.tokens import count_chat_prompt_tokens
+from nemorouter.sim.tokens import count_chat_prompt_tokens, count_text_tokens
 
 
 @dataclass(frozen=True)
@@ -379,3 +379,29 @@ async def test_an_error_inside_a_stream_ends_it_as_a_retryable_failure(sim: Sim,
     assert (answer.failure.kind, answer.failure.retryable) == (STREAM_ERROR_KIND.get(wire, "server"), True)
     assert answer.text.strip()  # what came before the error was passed on
     assert answer.finish_reason is None  # the stream never finished
+
+
+# -- embeddings (the wires that have them) ------------------------------------------------------
+
+
+@pytest.mark.parametrize("wire", [w for w in WIRE_IDS if WIRES[w].adapter.embeddings_request is not None])
+async def test_embeddings(sim: Sim, wire: str) -> None:
+    adapter = WIRES[wire].adapter
+    assert adapter.embeddings_request is not None and adapter.embeddings_response is not None
+    texts = ["the first text, to embed", "a second one"]
+    request = adapter.embeddings_request(
+        {"model": "ignored", "input": texts, "dimensions": 8}, WIRES[wire].upstream(sim.url)
+    )
+    async with httpx.AsyncClient(timeout=30) as client:
+        resp = await client.post(request.url, headers=request.headers, content=request.body)
+        failed = await client.post(
+            request.url,
+            headers={**request.headers, "x-sim": "status=429;retry_after=4"},
+            content=request.body,
+        )
+    assert resp.status_code == 200, resp.text
+    parsed = adapter.embeddings_response(orjson.loads(resp.content))
+    assert [len(item["embedding"]) for item in parsed.body["data"]] == [8, 8]
+    assert parsed.usage == Usage(prompt_tokens=sum(count_text_tokens(t) for t in texts))
+    failure = adapter.error_from_response(failed.status_code, failed.content, _retry_after(failed))
+    assert (failure.kind, failure.status, failure.retry_after) == ("rate_limited", 429, 4)
