@@ -7,16 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from fake_clock import FakeClock as Clock
 from nemorouter.limits.gcra import gcra
 from nemorouter.limits.local import LimitExceeded, LocalLimiter
-
-
-class Clock:
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _refusal(limiter: LocalLimiter, **kwargs: int | None) -> LimitExceeded:

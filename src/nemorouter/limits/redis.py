@@ -31,12 +31,20 @@ log = logging.getLogger("nemorouter.limits")
 
 _MINUTE_US = 60_000_000
 
+# Now, in microseconds: Redis's own clock, unless the last ARGV gives one (a test's fake clock;
+# RedisLimiter(redis_clock=...)). Every script below is registered after it.
+NOW = """
+local now = tonumber(ARGV[#ARGV])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+"""
+
 # KEYS: concurrency set, then one key per limit. ARGV: max concurrency (-1: none), slot id,
 # slot ttl (us), then per limit: rate, cost. Returns {allowed, refused index (0: concurrency),
 # then remaining, retry_us, reset_us per limit decided}.
 ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local maxc = tonumber(ARGV[1])
 if maxc >= 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
@@ -84,8 +92,6 @@ return out
 
 # KEYS: concurrency set (or ''), then token keys. ARGV: slot id (or ''), then a delta (us) per key.
 FINISH = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
 for i = 2, #KEYS do
   local v = redis.call('GET', KEYS[i])
@@ -103,10 +109,8 @@ return 1
 
 # KEYS: concurrency sets; ARGV: slot ttl (us), then `set index, slot id` pairs. Renews live slots.
 RENEW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local ttl = tonumber(ARGV[1])
-for i = 2, #ARGV, 2 do
+for i = 2, #ARGV - 1, 2 do
   local k = KEYS[tonumber(ARGV[i])]
   redis.call('ZADD', k, 'XX', now + ttl, ARGV[i + 1])
   redis.call('PEXPIRE', k, math.ceil(ttl / 1000) + 1000)
@@ -128,13 +132,17 @@ class RedisLimiter(LocalLimiter):
         client: aioredis.Redis,
         prefix: str = "nemo:",
         clock: Callable[[], float] = time.monotonic,
+        redis_clock: Callable[[], float] | None = None,
     ) -> None:
+        """`clock` times the fallback and its retries; `redis_clock` (seconds) replaces Redis's own
+        clock in the scripts, for tests that move time (None, always in service: Redis's TIME)."""
         super().__init__(clock)
+        self._redis_clock = redis_clock
         self.redis = client
         self.prefix = prefix
-        self._admit = client.register_script(ADMIT)
-        self._finish = client.register_script(FINISH)
-        self._renew = client.register_script(RENEW)
+        self._admit = client.register_script(NOW + ADMIT)
+        self._finish = client.register_script(NOW + FINISH)
+        self._renew = client.register_script(NOW + RENEW)
         self._slots: dict[str, str] = {}  # slot id -> concurrency set, for renewal
         self._down_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -143,7 +151,7 @@ class RedisLimiter(LocalLimiter):
     @property
     def degraded(self) -> bool:
         """True while Redis is unreachable and limits are per replica."""
-        return self._down_until > time.monotonic()
+        return self._down_until > self._clock()
 
     async def admit_shared(
         self,
@@ -173,12 +181,12 @@ class RedisLimiter(LocalLimiter):
                 token_buckets.append((keys[-1], tokens_per_minute))
         if max_concurrency is None and not plan:
             return Ticket(key_id, tokens_estimate, tpm, False)
-        if self._down_until > time.monotonic():
+        if self._down_until > self._clock():
             return self.admit(key_id, rpm, tpm, max_concurrency, tokens_estimate, account)
         slot = uuid.uuid4().hex if max_concurrency is not None else ""
         args[1] = slot
         try:
-            out = await self._admit(keys=keys, args=args)
+            out = await self._admit(keys=keys, args=[*args, self._now()])
         except RedisError as exc:
             self._went_down(exc)
             return self.admit(key_id, rpm, tpm, max_concurrency, tokens_estimate, account)
@@ -229,16 +237,20 @@ class RedisLimiter(LocalLimiter):
 
     async def _run_finish(self, keys: list[str], args: list[Any]) -> None:
         try:
-            await self._finish(keys=keys, args=args)
+            await self._finish(keys=keys, args=[*args, self._now()])
         except RedisError as exc:  # the slot lapses by itself; a token correction is lost
             self._went_down(exc)
 
+    def _now(self) -> str:
+        """The scripts' last argument: the fake time in microseconds, or '' for Redis's TIME."""
+        return "" if self._redis_clock is None else str(round(self._redis_clock() * 1e6))
+
     def _went_down(self, exc: Exception) -> None:
-        if self._down_until <= time.monotonic():
+        if self._down_until <= self._clock():
             log.warning(
                 "redis unreachable: rate limits are per replica until it is back", extra={"error": str(exc)}
             )
-        self._down_until = time.monotonic() + self.RETRY_AFTER
+        self._down_until = self._clock() + self.RETRY_AFTER
 
     def _spawn(self, job: Any) -> None:
         try:
@@ -268,7 +280,7 @@ class RedisLimiter(LocalLimiter):
             index = sets.setdefault(conc, len(sets) + 1)
             args += [index, slot]
         try:
-            await self._renew(keys=list(sets), args=args)
+            await self._renew(keys=list(sets), args=[*args, self._now()])
         except RedisError as exc:
             self._went_down(exc)
 
