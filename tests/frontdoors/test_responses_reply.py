@@ -8,9 +8,11 @@ from typing import Any
 
 from openai.types.responses import Response
 
+from nemorouter import jsonx
 from nemorouter.frontdoors.responses.reasoning import decode_blocks
 from nemorouter.frontdoors.responses.reply import response_from_completion, responses_usage
 from nemorouter.frontdoors.responses.request import translate
+from nemorouter.money import Usd
 
 USAGE = {
     "prompt_tokens": 120,
@@ -52,8 +54,9 @@ def test_a_text_answer_is_one_message_item_with_responses_usage_and_cost() -> No
         "output_tokens": 30,
         "output_tokens_details": {"reasoning_tokens": 12},
         "total_tokens": 150,
-        "cost": Decimal("0.000123456789"),
+        "cost": Usd(123_456_789),  # pico-USD, written as the exact number 0.000123456789
     }
+    assert b'"cost":0.000123456789' in jsonx.dumps(body["usage"])
     assert response.usage is not None and response.usage.input_tokens_details.cached_tokens == 100
 
 
@@ -131,7 +134,7 @@ def test_usage_without_details_counts_zero_and_never_more_than_the_totals() -> N
         "output_tokens": 2,
         "output_tokens_details": {"reasoning_tokens": 0},
         "total_tokens": 5,
-        "cost": "0",
+        "cost": Usd(0),
     }
     odd = responses_usage(
         {"prompt_tokens": 3, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 9}}

@@ -13,6 +13,7 @@ from nemorouter.frontdoors.responses.reasoning import decode_blocks
 from nemorouter.frontdoors.responses.reply import response_from_completion
 from nemorouter.frontdoors.responses.request import ResponsesRequest, translate
 from nemorouter.frontdoors.responses.stream import Event, ResponsesStream
+from nemorouter.money import Usd
 
 EVENT = TypeAdapter(ResponseStreamEvent)
 USAGE = {"prompt_tokens": 10, "completion_tokens": 4, "total_tokens": 14, "cost": Decimal("0.0000039")}
@@ -81,7 +82,7 @@ def test_a_text_stream_is_the_documented_sequence_ending_with_usage_and_cost() -
     final = Response.model_validate(events[-1][1]["response"])
     assert final.output_text == "Hello"
     assert final.status == "completed"
-    assert events[-1][1]["response"]["usage"]["cost"] == Decimal("0.0000039")
+    assert events[-1][1]["response"]["usage"]["cost"] == Usd(3_900_000)
     assert final.usage is not None and final.usage.total_tokens == 14
 
 
@@ -175,7 +176,7 @@ def test_an_upstream_failure_is_an_error_then_response_failed_with_what_was_char
     failed = events[-1][1]["response"]
     assert Response.model_validate(failed).status == "failed"
     assert failed["error"]["code"] == "server_error" and failed["error"]["nemo_type"] == "upstream_error"
-    assert failed["usage"]["cost"] == Decimal("0.0000039")
+    assert failed["usage"]["cost"] == Usd(3_900_000)
 
 
 def test_a_stream_ends_as_the_same_response_as_the_json_answer() -> None:

@@ -8,10 +8,12 @@ ends as the same Response. Its `id` is our request id (as `x-nemo-request-id` an
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from nemorouter.frontdoors.responses.reasoning import encode_blocks
 from nemorouter.frontdoors.responses.request import ResponsesRequest
+from nemorouter.money import Usd, parse_usd
 
 # A chat finish_reason that cut the answer short -> the Response's incomplete_details.reason.
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -19,6 +21,16 @@ INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
 
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def cost_of(value: Any) -> Usd:
+    """Our `cost` as exact money, written back as a JSON number: a Usd already, or a
+    Decimal/int/str parsed exactly (never a float)."""
+    if isinstance(value, Usd):
+        return value
+    if isinstance(value, Decimal | int | str) and not isinstance(value, bool):
+        return Usd(parse_usd(value))
+    raise ValueError(f"cost must be an exact amount, not {type(value).__name__}")
 
 
 def _details(usage: dict[str, Any], name: str) -> dict[str, Any]:
@@ -41,8 +53,8 @@ def responses_usage(usage: Any) -> dict[str, Any] | None:
         "output_tokens_details": {"reasoning_tokens": reasoning},
         "total_tokens": prompt + completion,
     }
-    if "cost" in usage:
-        out["cost"] = usage["cost"]
+    if usage.get("cost") is not None:
+        out["cost"] = cost_of(usage["cost"])
     return out
 
 
