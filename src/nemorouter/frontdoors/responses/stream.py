@@ -31,6 +31,11 @@ from nemorouter.frontdoors.responses.request import ResponsesRequest
 Event = tuple[str, dict[str, Any]]  # (event name, data object)
 
 
+def _list(value: Any) -> list[Any]:
+    """A chunk's list field, or none: what an upstream got wrong is skipped, not a crash."""
+    return value if isinstance(value, list) else []
+
+
 class _Call:
     """A function call being streamed: its output index and what has arrived."""
 
@@ -86,9 +91,9 @@ class ResponsesStream:
         if chunk.get("error") is not None:
             self._fail(chunk["error"], events)
             return events
-        if chunk.get("usage") is not None:
+        if isinstance(chunk.get("usage"), dict):
             self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
+        for choice in _list(chunk.get("choices")):
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 self._choice(choice, events)
         return events
@@ -121,10 +126,10 @@ class ResponsesStream:
             text = delta.get(key)
             if isinstance(text, str) and text:
                 self._text_delta("message", text, events)
-        for call in delta.get("tool_calls") or ():
+        for call in _list(delta.get("tool_calls")):
             if isinstance(call, dict):
                 self._tool_call(call, events)
-        if choice.get("finish_reason"):
+        if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
             self.finish = choice["finish_reason"]
             self._close_all(events)
 
@@ -196,6 +201,7 @@ class ResponsesStream:
 
     def _tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
         key = call.get("index", 0)
+        key = key if isinstance(key, int) else 0  # chat's index is an int; anything else is the first
         function = call.get("function")
         function = function if isinstance(function, dict) else {}
         found = self.calls.get(key)
