@@ -91,6 +91,7 @@ def test_codex_request_maps_every_field_and_names_what_it_left_out() -> None:
     for absent in ("store", "include", "client_metadata", "reasoning", "instructions", "input"):
         assert absent not in chat
     assert request.omitted == ["tools.web_search"]
+    assert [t["type"] for t in request.echo["tools"]] == ["function", "namespace"]
     assert request.namespaced == {"mcp__docs__search": ("mcp__docs", "search")}
     assert request.encrypted_reasoning is True
 
@@ -303,6 +304,10 @@ def test_stateful_requests_are_refused_naming_the_alternative(extra: dict[str, A
         ({"model": "m", "input": "x", "tools": [SHELL, SHELL]}, "same name"),
         ({"model": "m", "input": "x", "tools": [{"name": "f"}]}, "tools[0].type"),
         ({"model": "m", "input": "x", "instructions": ["x"]}, "instructions"),
+        ({"model": "m", "input": "x", "temperature": "hot"}, "temperature"),
+        ({"model": "m", "input": "x", "top_p": True}, "top_p"),
+        ({"model": "m", "input": "x", "metadata": {"run": 7}}, "metadata"),
+        ({"model": "m", "input": "x", "parallel_tool_calls": "no"}, "parallel_tool_calls"),
     ],
 )
 def test_malformed_requests_get_a_clear_400(body: dict[str, Any], needle: str) -> None:

@@ -78,6 +78,7 @@ def translate(body: dict[str, Any]) -> ResponsesRequest:
     chat: dict[str, Any] = {"model": model, "messages": messages}
     if body.get("stream") is True:
         chat["stream"] = True
+    _check_echoed(body)
     for name in SAME_NAME:
         if body.get(name) is not None:
             chat[name] = body[name]
@@ -103,7 +104,8 @@ def translate(body: dict[str, Any]) -> ResponsesRequest:
     echo = {
         "model": model,
         "instructions": instructions,
-        "tools": body.get("tools") or [],
+        # The tools the model was offered: the client's function and namespace tools, not the left-out ones.
+        "tools": [t for t in body.get("tools") or [] if t.get("type") in ("function", "namespace")],
         "tool_choice": body.get("tool_choice") or "auto",
         "parallel_tool_calls": body.get("parallel_tool_calls", True) is not False,
         "temperature": body.get("temperature"),
@@ -117,6 +119,22 @@ def translate(body: dict[str, Any]) -> ResponsesRequest:
     }
     encrypted = "reasoning.encrypted_content" in (include or [])
     return ResponsesRequest(chat, echo, omitted, namespaced, encrypted)
+
+
+def _check_echoed(body: dict[str, Any]) -> None:
+    """The fields a Response echoes must have the types the Response gives them (else the
+    client's own SDK could not read our answer)."""
+    for name in ("temperature", "top_p"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int | float) or isinstance(value, bool)):
+            raise InvalidRequest(f"`{name}` must be a number")
+    metadata = body.get("metadata")
+    if metadata is not None and (
+        not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values())
+    ):
+        raise InvalidRequest("`metadata` must be an object of strings")
+    if body.get("parallel_tool_calls") is not None and not isinstance(body["parallel_tool_calls"], bool):
+        raise InvalidRequest("`parallel_tool_calls` must be a boolean")
 
 
 def _refuse_stateful(body: dict[str, Any]) -> None:
