@@ -64,7 +64,7 @@ MODULES = (
     "nemorouter/service/metrics.py",
     "nemorouter/service/routing.py",
     "nemorouter/service/selection.py",
-    "nemorouter/store/money_mirror.py",
+    "nemorouter/store/sqlite/money_mirror.py",
     "nemorouter/store/records.py",
     "nemorouter/timeutil.py",
 )

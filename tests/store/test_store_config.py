@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 
 from nemorouter.money import Prices
-from nemorouter.store.base import Store, StoreError, open_store
+from nemorouter.store.base import Store, StoreError
 from nemorouter.store.migration_files import migration_names
+from nemorouter.store.open import open_store
 from nemorouter.store.records import CatalogEntry
 
 CHEAP = Prices.from_json({"input": "0.15", "output": "0.6"})

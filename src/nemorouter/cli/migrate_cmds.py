@@ -12,9 +12,10 @@ import typer
 
 from nemorouter.cli.common import emit, fail
 from nemorouter.settings import Settings
-from nemorouter.store.base import Store, StoreError, open_store
+from nemorouter.store.base import Store, StoreError
 from nemorouter.store.migration_files import backend_of, migration_names
-from nemorouter.store.postgres_conn import describe
+from nemorouter.store.open import open_store
+from nemorouter.store.postgres.conn import describe
 
 migrate = typer.Typer(
     help="The database schema: apply pending migrations (up) or list them (status).", no_args_is_help=True

@@ -1,13 +1,15 @@
-"""The store protocol: narrow, atomic operations. SQLite and PostgreSQL implement it alike."""
+"""The store protocol: narrow, atomic operations. SQLite and PostgreSQL implement it alike.
+
+This module imports no backend (`open.open_store` picks one), so every backend may import
+`StoreError` from here without an import circle.
+"""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 from nemorouter.money import Prices
-from nemorouter.settings import DbPool
 from nemorouter.store.alert_records import Alert, AlertSettings, OutboxItem
 from nemorouter.store.audit_records import AuditEntry, AuditRecord
 from nemorouter.store.console_records import ConsoleStore
@@ -217,25 +219,3 @@ class Store(ConsoleStore, Protocol):
     async def verify_audit(self) -> tuple[list[str], int]:
         """Problems of the audit chain (changed, removed or reordered entries) and the count checked."""
         ...
-
-
-def open_store(database_url: str, pool: DbPool | None = None) -> Store:
-    """The store for a `NEMO_DATABASE_URL`; PostgreSQL's pool per `pool` (default: from the
-    environment, NEMO_DB_POOL_MIN, NEMO_DB_POOL_MAX, NEMO_DB_COMMAND_TIMEOUT)."""
-    if database_url.startswith("sqlite:///"):
-        from nemorouter.store.sqlite import SqliteStore
-
-        return SqliteStore(database_url.removeprefix("sqlite:///"))
-    if database_url.startswith(("postgresql://", "postgres://")):
-        from nemorouter.store.postgres import PostgresStore
-
-        if pool is None:
-            try:
-                pool = DbPool.from_env(os.environ)
-            except ValueError as exc:
-                raise StoreError(str(exc)) from None
-        # The pool opens on first use (it needs the running event loop); sized per process.
-        return PostgresStore(
-            database_url, min_size=pool.min_size, max_size=pool.max_size, command_timeout=pool.command_timeout
-        )
-    raise StoreError(f"unsupported NEMO_DATABASE_URL scheme: {database_url.split(':', 1)[0]!r}")

@@ -12,8 +12,8 @@ before it opens any hold, so a hold without a lease is never a live process's.
 
 from __future__ import annotations
 
-from nemorouter.store.postgres_conn import Conn, PostgresConnection
-from nemorouter.store.postgres_money import orphan_holds
+from nemorouter.store.postgres.conn import Conn, PostgresConnection
+from nemorouter.store.postgres.money import orphan_holds
 from nemorouter.store.records import Hold
 
 _RENEW = (

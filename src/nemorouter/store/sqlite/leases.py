@@ -1,4 +1,4 @@
-"""Gateway process leases on SQLite (see postgres_leases for the rule). One SQLite file serves
+"""Gateway process leases on SQLite (see postgres.leases for the rule). One SQLite file serves
 one process, so in practice the only holds found dead are those of a process that stopped."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from nemorouter.store.records import Hold
-from nemorouter.store.sqlite_conn import SqliteConnection
-from nemorouter.store.sqlite_money import orphan_holds
+from nemorouter.store.sqlite.conn import SqliteConnection
+from nemorouter.store.sqlite.money import orphan_holds
 from nemorouter.timeutil import iso, utcnow
 
 

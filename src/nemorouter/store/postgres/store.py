@@ -1,10 +1,10 @@
 """The scale-out store: PostgreSQL, shared by any number of `nemorouter serve` replicas.
 
 This module holds migrations and configuration (catalog, providers, models). Accounts, keys,
-usage records and billing reports are in `postgres_accounts`, the money path in
-`postgres_money`, the pool and the locking rules in `postgres_conn`, alerts out in
-`postgres_alerts`, the ledger's hash chain in `postgres_seals`, the replicas' leases (whose
-holds are whose to release) in `postgres_leases`. Times are stored as the same fixed-width ISO text as in
+usage records and billing reports are in `postgres.accounts`, the money path in
+`postgres.money`, the pool and the locking rules in `postgres.conn`, alerts out in
+`postgres.alerts`, the ledger's hash chain in `postgres.seals`, the replicas' leases (whose
+holds are whose to release) in `postgres.leases`. Times are stored as the same fixed-width ISO text as in
 SQLite, so records and comparisons are identical in both stores.
 """
 
@@ -21,14 +21,14 @@ import orjson
 from nemorouter.money import Prices
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
-from nemorouter.store.postgres_accounts import PostgresAccounts
-from nemorouter.store.postgres_alerts import PostgresAlerts
-from nemorouter.store.postgres_audit import PostgresAudit
-from nemorouter.store.postgres_conn import Conn, Record
-from nemorouter.store.postgres_console import PostgresConsole
-from nemorouter.store.postgres_leases import PostgresLeases
-from nemorouter.store.postgres_ledger import PostgresLedger
-from nemorouter.store.postgres_seals import PostgresSeals
+from nemorouter.store.postgres.accounts import PostgresAccounts
+from nemorouter.store.postgres.alerts import PostgresAlerts
+from nemorouter.store.postgres.audit import PostgresAudit
+from nemorouter.store.postgres.conn import Conn, Record
+from nemorouter.store.postgres.console import PostgresConsole
+from nemorouter.store.postgres.leases import PostgresLeases
+from nemorouter.store.postgres.ledger import PostgresLedger
+from nemorouter.store.postgres.seals import PostgresSeals
 from nemorouter.store.records import CatalogEntry, Deployment, Model, Provider, ProviderKey
 from nemorouter.timeutil import iso, new_id, utcnow
 
@@ -50,7 +50,7 @@ class PostgresStore(
 
     @staticmethod
     def _migration_files() -> list[tuple[int, str]]:
-        folder = resources.files("nemorouter.store") / "migrations" / "postgres"
+        folder = resources.files("nemorouter.store.postgres") / "migrations"
         found = [
             (int(f.name.split("_", 1)[0]), f.read_text()) for f in folder.iterdir() if f.name.endswith(".sql")
         ]

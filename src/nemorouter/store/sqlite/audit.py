@@ -13,7 +13,7 @@ from nemorouter.store.audit_records import (
     encode,
     link,
 )
-from nemorouter.store.sqlite_conn import SqliteConnection
+from nemorouter.store.sqlite.conn import SqliteConnection
 
 
 class SqliteAudit(SqliteConnection):

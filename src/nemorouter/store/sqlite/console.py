@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from nemorouter.store.base import StoreError
 from nemorouter.store.console_records import ConsoleSession, ConsoleUser, user_of
-from nemorouter.store.sqlite_conn import SqliteConnection
+from nemorouter.store.sqlite.conn import SqliteConnection
 from nemorouter.timeutil import new_id
 
 

@@ -12,8 +12,8 @@ from nemorouter.money import Prices
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.money_values import check_credit_total
-from nemorouter.store.postgres_conn import Conn
-from nemorouter.store.postgres_money import PostgresMoney
+from nemorouter.store.postgres.conn import Conn
+from nemorouter.store.postgres.money import PostgresMoney
 from nemorouter.store.records import Account, ApiKey, Credit, Generation, UsageRow
 from nemorouter.timeutil import iso, new_id, utcnow
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from nemorouter.store.alert_records import Alert, AlertSettings, OutboxItem
-from nemorouter.store.postgres_conn import Conn, PostgresConnection, Record
+from nemorouter.store.postgres.conn import Conn, PostgresConnection, Record
 
 _INSERT = (
     "INSERT INTO outbox (id, account_id, event_type, payload, next_attempt_at, created_at)"

@@ -14,7 +14,7 @@ from nemorouter.store.audit_records import (
     encode,
     link,
 )
-from nemorouter.store.postgres_conn import Conn, PostgresConnection
+from nemorouter.store.postgres.conn import Conn, PostgresConnection
 
 _AUDIT_LOCK = 0x6E656D6F_61756469  # "nemoaudi": serializes appends across every replica
 

@@ -8,8 +8,8 @@ from nemorouter.store import rows
 from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.overrun_rows import OVERRUN_COLUMNS, overrun, overrun_params
 from nemorouter.store.records import LedgerReport, Overrun
-from nemorouter.store.sqlite_conn import SqliteConnection
-from nemorouter.store.sqlite_seals import seal_problems
+from nemorouter.store.sqlite.conn import SqliteConnection
+from nemorouter.store.sqlite.seals import seal_problems
 from nemorouter.timeutil import utcnow
 
 _INSERT_OVERRUN = (

@@ -1,6 +1,6 @@
 """The hard cap on SQLite: reserve, settle and release, decided under the write lock.
 
-A batch (one event-loop iteration's writes, `sqlite_conn`) holds SQLite's write lock from its
+A batch (one event-loop iteration's writes, `sqlite.conn`) holds SQLite's write lock from its
 `BEGIN IMMEDIATE` to its `COMMIT`, so while it is open nothing else can change the database.
 The money counters of the keys and accounts in use (held, usage, window, credits, state) are
 mirrored in memory and are exact there: they are loaded inside a batch, kept up to date by this
@@ -11,7 +11,7 @@ lock, exactly as the conditional updates they replace did, and write their effec
 batch: a hold's pending row at once (a duplicate request id is refused on the spot), each
 completed row and the counters' sums once per batch, before its COMMIT. Per request that is
 one INSERT and one UPDATE of its own record; the counters of a busy key are written once per
-batch, not twice per request. The mirror and the decisions are `money_mirror`'s (compiled);
+batch, not twice per request. The mirror and the decisions are `sqlite.money_mirror`'s (compiled);
 this class feeds it the batch's events and settles by its record what the mirror does not know.
 """
 
@@ -23,7 +23,10 @@ from collections.abc import Sequence
 
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
-from nemorouter.store.money_mirror import (
+from nemorouter.store.money_values import check_columns, check_generation, check_total
+from nemorouter.store.records import Generation, Hold, ReserveResult
+from nemorouter.store.sqlite.conn import SqliteConnection
+from nemorouter.store.sqlite.money_mirror import (
     ACCOUNT_CHANGED,
     COMPLETE,
     KEY_CHARGED,
@@ -31,13 +34,10 @@ from nemorouter.store.money_mirror import (
     MoneyMirror,
     outcome_row,
 )
-from nemorouter.store.money_values import check_columns, check_generation, check_total
-from nemorouter.store.records import Generation, Hold, ReserveResult
-from nemorouter.store.sqlite_conn import SqliteConnection
 
 
 class SqliteMoney(SqliteConnection):
-    """The connection's side of the money path: the batch hooks feed the mirror (`money_mirror`,
+    """The connection's side of the money path: the batch hooks feed the mirror (`sqlite.money_mirror`,
     compiled), which decides; what the mirror does not know is settled by its record here."""
 
     _mirror: MoneyMirror

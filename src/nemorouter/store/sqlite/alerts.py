@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from nemorouter.store.alert_records import Alert, AlertSettings, OutboxItem
-from nemorouter.store.sqlite_conn import SqliteConnection
+from nemorouter.store.sqlite.conn import SqliteConnection
 
 _INSERT = (
     "INSERT OR IGNORE INTO outbox (id, account_id, event_type, payload, next_attempt_at, created_at)"

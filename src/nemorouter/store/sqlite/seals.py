@@ -34,7 +34,7 @@ from nemorouter.store.seals import (
     check_chain,
     digest,
 )
-from nemorouter.store.sqlite_conn import SqliteConnection
+from nemorouter.store.sqlite.conn import SqliteConnection
 from nemorouter.timeutil import iso, utcnow
 
 BATCH = 5_000  # entries per kind per call, the rest next time: bounds one pause of the event loop

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nemorouter.store.postgres_conn import Conn, PostgresConnection
+from nemorouter.store.postgres.conn import Conn, PostgresConnection
 from nemorouter.store.seals import (
     CREDIT_FIELDS,
     GENERATION_FIELDS,

@@ -7,7 +7,7 @@ need durability resume only after that transaction's COMMIT (all of it or none o
 caller never acts on a change that is not durable. Under load one COMMIT (and one set of
 WAL pages) serves many requests; at one request at a time it is an ordinary transaction.
 Every transaction is BEGIN IMMEDIATE: while a batch is open no other connection can write,
-which is what lets the money path (sqlite_money) decide from counters it mirrors in memory.
+which is what lets the money path (sqlite.money) decide from counters it mirrors in memory.
 Changes a batch buffers in memory are written into its transaction before it commits, and
 before any query of this connection reads (`_read`). One operation that fails never fails the
 batch: the batch keeps a journal of its operations and is rebuilt without the culprit
@@ -66,7 +66,7 @@ class SqliteConnection:
         self._batch: list[_Entry] | None = None
         self._checkpointer: sqlite3.Connection | None = None
 
-    # -- hooks for the money path (sqlite_money) ------------------------------------------------
+    # -- hooks for the money path (sqlite.money) ------------------------------------------------
 
     def _apply_buffered(self, db: sqlite3.Connection) -> None:
         """Write what the batch has buffered in memory into the open transaction (no commit)."""

@@ -7,8 +7,8 @@ from collections import defaultdict
 from nemorouter.store import rows
 from nemorouter.store.ledger import LedgerSums, check
 from nemorouter.store.overrun_rows import OVERRUN_COLUMNS, overrun, overrun_params
-from nemorouter.store.postgres_conn import PostgresConnection
-from nemorouter.store.postgres_seals import seal_problems
+from nemorouter.store.postgres.conn import PostgresConnection
+from nemorouter.store.postgres.seals import seal_problems
 from nemorouter.store.records import LedgerReport, Overrun
 from nemorouter.timeutil import utcnow
 

@@ -1,6 +1,6 @@
 """The money counters one SQLite connection mirrors in memory, and the hard cap decided from them.
 
-`sqlite_money` explains when the mirror is exact (inside a batch, which holds SQLite's write
+`sqlite.money` explains when the mirror is exact (inside a batch, which holds SQLite's write
 lock) and when it is forgotten; this module is the part that runs on every request: reserve,
 settle and release decide here, in memory, and buffer what the batch must write. It is kept
 apart from the connection classes so that it can be compiled (tools/build_native.py): plain

@@ -1,7 +1,7 @@
 """The embedded store: one SQLite file in WAL mode.
 
 This module holds configuration and administration; the money path (reserve, settle,
-release, ledger checks) is in `sqlite_money`, the connection and group commit in `sqlite_conn`.
+release, ledger checks) is in `sqlite.money`, the connection and group commit in `sqlite.conn`.
 """
 
 from __future__ import annotations
@@ -30,13 +30,13 @@ from nemorouter.store.records import (
     ProviderKey,
     UsageRow,
 )
-from nemorouter.store.sqlite_alerts import SqliteAlerts
-from nemorouter.store.sqlite_audit import SqliteAudit
-from nemorouter.store.sqlite_console import SqliteConsole
-from nemorouter.store.sqlite_leases import SqliteLeases
-from nemorouter.store.sqlite_ledger import SqliteLedger
-from nemorouter.store.sqlite_money import SqliteMoney
-from nemorouter.store.sqlite_seals import SqliteSeals
+from nemorouter.store.sqlite.alerts import SqliteAlerts
+from nemorouter.store.sqlite.audit import SqliteAudit
+from nemorouter.store.sqlite.console import SqliteConsole
+from nemorouter.store.sqlite.leases import SqliteLeases
+from nemorouter.store.sqlite.ledger import SqliteLedger
+from nemorouter.store.sqlite.money import SqliteMoney
+from nemorouter.store.sqlite.seals import SqliteSeals
 from nemorouter.timeutil import iso, new_id, utcnow
 
 _KEY_FIELDS = {
@@ -58,7 +58,7 @@ class SqliteStore(
     SqliteMoney, SqliteLedger, SqliteAlerts, SqliteSeals, SqliteLeases, SqliteAudit, SqliteConsole
 ):
     """Implements `nemorouter.store.base.Store` on SQLite (alerts out and the ledger's hash chain
-    in `sqlite_alerts` and `sqlite_seals`)."""
+    in `sqlite.alerts` and `sqlite.seals`)."""
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
@@ -66,7 +66,7 @@ class SqliteStore(
         db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'")
 
     def _migration_files(self) -> list[tuple[int, str]]:
-        folder = resources.files("nemorouter.store") / "migrations" / "sqlite"
+        folder = resources.files("nemorouter.store.sqlite") / "migrations"
         found = [
             (int(f.name.split("_", 1)[0]), f.read_text()) for f in folder.iterdir() if f.name.endswith(".sql")
         ]

@@ -1,5 +1,5 @@
 """The hard cap on PostgreSQL: reserve, settle and release, each one transaction of conditional
-updates that any number of replicas may run at once (see `postgres_conn` for the locking)."""
+updates that any number of replicas may run at once (see `postgres.conn` for the locking)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from nemorouter.money.amounts import MAX_AMOUNT
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation
-from nemorouter.store.postgres_conn import Conn, PostgresConnection
+from nemorouter.store.postgres.conn import Conn, PostgresConnection
 from nemorouter.store.records import Generation, Hold, ReserveResult
 
 # Everything a settle or release fills in on the pending row. `hold` stays as reserved: the
