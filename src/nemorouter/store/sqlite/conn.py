@@ -66,6 +66,11 @@ class SqliteConnection:
         self._batch: list[_Entry] | None = None
         self._checkpointer: sqlite3.Connection | None = None
 
+    @staticmethod
+    def _bump(db: sqlite3.Connection) -> None:
+        """Config changed: every server's routing table reloads on its next version check."""
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'config_version'")
+
     # -- hooks for the money path (sqlite.money) ------------------------------------------------
 
     def _apply_buffered(self, db: sqlite3.Connection) -> None:
