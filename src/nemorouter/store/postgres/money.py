@@ -11,6 +11,7 @@ import asyncpg
 from nemorouter.money.amounts import MAX_AMOUNT
 from nemorouter.store import rows
 from nemorouter.store.base import StoreError
+from nemorouter.store.cap_rule import cap_decision
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation
 from nemorouter.store.postgres.conn import Conn, PostgresConnection
 from nemorouter.store.records import Generation, Hold, ReserveResult
@@ -79,25 +80,34 @@ class PostgresMoney(PostgresConnection):
         return await self._why_refused(hold, now, outcome)
 
     async def _why_refused(self, hold: Hold, now: str, what: str) -> ReserveResult:
-        if what == "account":
-            row = await self._one("SELECT * FROM accounts WHERE id = $1", hold.account_id)
-            acct = rows.account(row) if row else None
-            return ReserveResult("insufficient_credits", max(0, acct.balance - acct.held) if acct else 0)
+        """Why `nemo_reserve` refused (`what`: the key or the account), or this store did for an
+        amount past MAX_AMOUNT: the cap rule (`cap_rule`, which that function's conditions
+        mirror) on the rows as they are now. Rows changed since so that the rule would admit do
+        not undo the refusal: it stands, with nothing said to be available."""
         row = await self._one("SELECT * FROM api_keys WHERE id = $1", hold.key_id)
         if row is None:
             return ReserveResult("key_missing")
         key = rows.api_key(row)
-        if key.revoked_at is not None:
-            return ReserveResult("key_revoked")
-        if key.disabled:
-            return ReserveResult("key_disabled")
-        if key.expires_at is not None and key.expires_at <= now:
-            return ReserveResult("key_expired")
-        if key.limit is None:  # (an amount past MAX_AMOUNT on a key without a limit)
-            return await self._why_refused(hold, now, "account")
-        return ReserveResult(
-            "key_limit_exceeded", max(0, key.limit - key.usage_in_window(hold.window) - key.held)
+        found = await self._one("SELECT * FROM accounts WHERE id = $1", hold.account_id)
+        account = rows.account(found) if found else None
+        decided = cap_decision(
+            hold.amount,
+            now,
+            hold.window,
+            key.revoked_at is not None,
+            key.disabled,
+            key.expires_at,
+            key.limit,
+            key.window_start,
+            key.window_usage,
+            key.held,
+            None if account is None else account.balance - account.held,
         )
+        if decided.ok:
+            return ReserveResult(
+                "key_limit_exceeded" if what == "key" and key.limit is not None else "insufficient_credits"
+            )
+        return decided
 
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
         """Replace the hold with the exact charge and complete the record; once per request

@@ -13,6 +13,7 @@ import sqlite3
 
 from nemorouter.money.amounts import MAX_AMOUNT
 from nemorouter.store.base import StoreError
+from nemorouter.store.cap_rule import cap_decision
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation, check_total
 from nemorouter.store.records import Generation, Hold, ReserveResult
 
@@ -119,21 +120,6 @@ class KeyMoney:
         self.held_change = 0
         # Charges not written yet, in order, as (window, sum) runs (a window rolls over rarely).
         self.charges: list[tuple[str, int]] = []
-
-    def refusal(self, now: str) -> str | None:
-        if self.revoked:
-            return "key_revoked"
-        if self.disabled:
-            return "key_disabled"
-        if self.expires_at is not None and self.expires_at <= now:
-            return "key_expired"
-        return None
-
-    def room(self, window: str) -> int | None:
-        """What the limit still affords in `window` (None: no limit)."""
-        if self.limit is None:
-            return None
-        return self.limit - (self.window_usage if self.window_start == window else 0) - self.held
 
     def charge(self, window: str, cost: int) -> None:
         self.usage += cost
@@ -283,24 +269,30 @@ class MoneyMirror:
 
     def reserve(self, db: sqlite3.Connection, hold: Hold, now: str) -> ReserveResult:
         """Hold `hold.amount` against the key's window limit and the account's balance, checking
-        in the same step that the key is live; the pending record is written at once."""
+        in the same step that the key is live (the rule: `cap_rule`); the pending record is
+        written at once."""
         key = self.key(db, hold.key_id)
         if key is None:
             return ReserveResult("key_missing")
-        refused = key.refusal(now)
-        if refused is not None:
-            return ReserveResult(refused)
         amount = hold.amount
         if not isinstance(amount, int) or amount < 0:  # past MAX_AMOUNT: no room affords it, refused below
             check_amount_of(hold.request_id, "hold", amount)
-        room = key.room(hold.window)
-        if room is not None and amount > room:
-            return ReserveResult("key_limit_exceeded", max(0, room))
         account = self.account(db, hold.account_id)
-        if account is None:
-            return ReserveResult("insufficient_credits", 0)
-        if account.available < amount:
-            return ReserveResult("insufficient_credits", max(0, account.available))
+        decided = cap_decision(
+            amount,
+            now,
+            hold.window,
+            key.revoked,
+            key.disabled,
+            key.expires_at,
+            key.limit,
+            key.window_start,
+            key.window_usage,
+            key.held,
+            None if account is None else account.available,
+        )
+        if not decided.ok or account is None:
+            return decided
         request_id = hold.request_id
         if request_id in self.open:
             raise StoreError(f"request {request_id} already has a record")
@@ -331,7 +323,7 @@ class MoneyMirror:
         self.dirty_accounts.add(hold.account_id)
         self.open[request_id] = OpenHold(hold.account_id, hold.key_id, amount)
         self.opened_in_batch.append(request_id)
-        return ReserveResult("ok")
+        return decided
 
     def _close(self, db: sqlite3.Connection, request_id: str) -> tuple[KeyMoney, AccountMoney] | None:
         """Take `request_id`'s hold off the books of memory and return its key's and account's
