@@ -19,8 +19,8 @@ from nemorouter.store.records import ApiKey, Hold
 from nemorouter.timeutil import new_id
 
 from .conftest import RawSql
-from .test_store_leases import charge
-from .test_store_reserve import NOW_TEXT, USD, hold, make_key
+from .contract.test_leases_contract import charge
+from .contract.test_money_contract import NOW_TEXT, USD, hold, make_key
 
 
 async def settled_once(store: Store, key: ApiKey, cost: int = 1) -> Hold:

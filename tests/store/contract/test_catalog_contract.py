@@ -1,5 +1,5 @@
-"""Store contract (SQLite and PostgreSQL): migrations, meta and the config version, the bundled
-catalog, providers and their vault keys, models and deployments."""
+"""Store contract (SQLite and PostgreSQL), the schema and catalog roles: migrations, meta and the
+config version, the bundled catalog, providers and their vault keys, models and deployments."""
 
 from __future__ import annotations
 
@@ -194,3 +194,7 @@ async def test_models_and_deployments(store: Store) -> None:
     assert await store.delete_model("openai/gpt-x") is False
     assert await store.get_model("openai/gpt-x") is None
     assert [m.id for m in await store.list_models()] == ["a/embed"]
+
+
+async def test_migrate_is_idempotent(store: Store) -> None:
+    assert await store.migrate() == []

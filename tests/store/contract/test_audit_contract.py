@@ -13,7 +13,7 @@ from nemorouter.service.admin import Admin
 from nemorouter.store.audit_records import AuditEntry
 from nemorouter.store.base import Store
 
-from .conftest import RawSql
+from ..conftest import RawSql
 
 
 async def test_admin_actions_are_recorded_with_who_what_when(store: Store, admin: Admin) -> None:

@@ -1,19 +1,19 @@
-"""Store contract (SQLite and PostgreSQL): accounts, key administration and rotation, leak
-reports, usage records and the sums billing reports are made of."""
+"""Store contract (SQLite and PostgreSQL), the accounts and keys role: accounts and their credits,
+key administration and rotation, leak reports (usage records and report sums:
+test_reports_contract.py)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from nemorouter.service.admin import Admin
-from nemorouter.service.keyformat import hash_key
+from nemorouter.service.keyformat import hash_key, key_scope
 from nemorouter.store.base import Store, StoreError
-from nemorouter.store.records import ApiKey, Generation, Hold, UsageRow
-from nemorouter.timeutil import iso, new_id, time_ordered_id, utcnow
+from nemorouter.store.records import ApiKey, Hold
+from nemorouter.timeutil import iso, time_ordered_id, utcnow
 
 USD = 10**12
 NOW_TEXT = iso(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))
@@ -109,65 +109,80 @@ def hold(key: ApiKey, amount: int, created_at: str) -> Hold:
     return Hold(time_ordered_id("gen_"), key.account_id, key.id, amount, "all", "p", created_at, model="m/x")
 
 
-async def charge(store: Store, h: Hold, cost: int, **fields: Any) -> Generation:
-    assert (await store.reserve(h, NOW_TEXT)).ok
-    pending = await store.get_generation(h.request_id)
-    assert pending is not None
-    done = replace(pending, status="success", cost=cost, **fields)
-    assert await store.settle(h.request_id, done, "all")
-    return done
-
-
-async def test_usage_records_and_report_sums(admin: Admin, store: Store) -> None:
-    _, key = await make_key(admin)
-    _, second = await admin.create_key(key.account_id, {"name": "second"})
-    day1, day2, day3 = (
-        "2026-03-01T23:59:59.999999Z",
-        "2026-03-02T00:00:00.000000Z",
-        "2026-03-03T08:00:00.000000Z",
+async def test_new_account_is_empty(admin: Admin, store: Store) -> None:
+    account = await admin.create_account({"name": "acme", "email": "a@b.test"})
+    found = await store.get_account(account.id)
+    assert found is not None
+    assert (found.name, found.email, found.total_credits, found.total_usage, found.held) == (
+        "acme",
+        "a@b.test",
+        0,
+        0,
+        0,
     )
-    big = 4 * 10**18  # large single amounts (4 million USD); every total still fits 64 bits
-    await store.add_credit(key.account_id, big, "big", None)
-    await store.add_credit(key.account_id, big, "big", None)
-    a = await charge(store, hold(key, big, day1), big, prompt_tokens=10, completion_tokens=2, provider="sim")
-    b = await charge(store, hold(key, big, day2), big, prompt_tokens=20, completion_tokens=4, provider="sim")
-    c = await charge(store, hold(second, 7, day2), 5, prompt_tokens=1, cached_tokens=1, provider="sim")
-    failed = hold(key, 3, day2)
-    assert (await store.reserve(failed, NOW_TEXT)).ok
-    assert await store.release(failed.request_id, None)
-    open_ = hold(key, 4, day3)
-    assert (await store.reserve(open_, NOW_TEXT)).ok
+    assert found.balance == 0
 
-    newest_first = [open_.request_id, failed.request_id, c.id, b.id, a.id]
-    assert [g.id for g in await store.list_generations(key.account_id, None, 10)] == newest_first
-    assert [g.id for g in await store.list_generations(key.account_id, None, 2)] == newest_first[:2]
-    assert [g.id for g in await store.list_generations(key.account_id, second.id, 10)] == [c.id]
-    assert await store.list_generations("acct_missing", None, 10) == []
 
-    assert await store.key_spend_since(key.id, day2) == big
-    assert await store.key_spend_since(key.id, "2026-01-01") == 2 * big
-    assert await store.charges_before(key.account_id, day3) == 2 * big + 5
-    assert await store.charges_before(key.account_id, day2) == big
+async def test_credit_with_idempotency_key(admin: Admin, store: Store) -> None:
+    account = await admin.create_account({"name": "acme"})
+    first, created = await store.add_credit(account.id, 2_500_000_000_000, "stripe", "evt_1")
+    assert created is True
+    assert (first.amount, first.reason, first.idempotency_key) == (2_500_000_000_000, "stripe", "evt_1")
+    again, created_again = await store.add_credit(account.id, 2_500_000_000_000, "stripe", "evt_1")
+    assert created_again is False
+    assert again == first
+    # A different amount under the same key is still the same, already-applied credit.
+    other, _ = await store.add_credit(account.id, 9 * USD, "stripe", "evt_1")
+    assert other == first
+    found = await store.get_account(account.id)
+    assert found is not None and found.total_credits == found.balance == 2_500_000_000_000
+    assert len(await store.list_credits(account.id)) == 1
 
-    found = await store.usage_rows(key.account_id, "2026-03-01", "2026-03-04")
-    assert sorted(found, key=lambda r: (r.day, r.key_id)) == sorted(
-        [
-            UsageRow("2026-03-01", key.id, "m/x", "sim", None, 1, 10, 2, 0, 0, 0, big),
-            UsageRow("2026-03-02", key.id, "m/x", "sim", None, 1, 20, 4, 0, 0, 0, big),
-            UsageRow("2026-03-02", second.id, "m/x", "sim", None, 1, 1, 0, 1, 0, 0, 5),
-        ],
-        key=lambda r: (r.day, r.key_id),
+
+async def test_credit_through_admin_parses_exactly(admin: Admin, store: Store) -> None:
+    account = await admin.create_account({"name": "acme"})
+    entry, created = await admin.add_credit(account.id, {"amount": "0.1", "idempotency_key": "a"})
+    await admin.add_credit(account.id, {"amount": "0.2", "idempotency_key": "b"})
+    await admin.add_credit(account.id, {"amount": "0.2", "idempotency_key": "b"})
+    assert created and entry.amount == 100_000_000_000
+    found = await store.get_account(account.id)
+    assert found is not None and found.total_credits == 300_000_000_000  # exactly 0.3 USD
+
+
+async def test_credits_without_idempotency_key_all_apply(admin: Admin, store: Store) -> None:
+    account = await admin.create_account({"name": "acme"})
+    for _ in range(3):
+        assert (await store.add_credit(account.id, 7, "x", None))[1] is True
+    found = await store.get_account(account.id)
+    assert found is not None and found.total_credits == 21
+
+
+async def test_idempotency_keys_are_per_account(admin: Admin, store: Store) -> None:
+    one = await admin.create_account({"name": "one"})
+    two = await admin.create_account({"name": "two"})
+    await store.add_credit(one.id, 5, "x", "same")
+    _, created = await store.add_credit(two.id, 5, "x", "same")
+    assert created is True
+
+
+async def test_credit_to_unknown_account(store: Store) -> None:
+    with pytest.raises(StoreError):
+        await store.add_credit("acct_missing", 5, "x", None)
+    assert await store.list_credits("acct_missing") == []
+
+
+async def test_created_key_is_stored_by_hash(admin: Admin, store: Store) -> None:
+    account = await admin.create_account({"name": "acme"})
+    secret, key = await admin.create_key(account.id, {"name": "k", "limit": "1.5", "limit_reset": "weekly"})
+    assert key_scope(secret) == "inference"
+    assert (key.limit, key.limit_reset, key.usage, key.held, key.window_usage) == (
+        1_500_000_000_000,
+        "weekly",
+        0,
+        0,
+        0,
     )
-    assert await store.usage_rows(key.account_id, "2026-03-02", "2026-03-02") == []
-    assert (await store.verify_ledger()).ok
-
-
-async def test_a_second_reserve_of_a_request_is_refused(admin: Admin, store: Store) -> None:
-    _, key = await make_key(admin)
-    h = Hold(new_id("gen_"), key.account_id, key.id, 1 * USD, "all", "p", NOW_TEXT)
-    assert (await store.reserve(h, NOW_TEXT)).ok
-    with pytest.raises(StoreError, match="already has a record"):
-        await store.reserve(replace(h, amount=2 * USD), NOW_TEXT)
-    account = await store.get_account(key.account_id)
-    assert account is not None and account.held == 1 * USD
-    assert (await store.verify_ledger()).ok
+    found = await store.find_key(hash_key(secret))
+    assert found is not None and found[0] == key and found[1] is None
+    assert await store.find_key(hash_key(secret + "x")) is None
+    assert secret not in repr(key)

@@ -7,8 +7,8 @@ from nemorouter.service.admin import Admin
 from nemorouter.store.base import Store
 from nemorouter.store.records import Overrun
 
-from .conftest import RawSql
-from .test_store_settle import NOW_TEXT, USD, hold, make_key, outcome
+from ..conftest import RawSql
+from .test_money_settle_contract import NOW_TEXT, USD, hold, make_key, outcome
 
 
 def overrun_of(

@@ -1,5 +1,6 @@
-"""Store contract (SQLite and PostgreSQL): accounts, credits, keys, and `reserve` (DESIGN.md
-"Holds: the hard cap").
+"""Store contract (SQLite and PostgreSQL), the money role: `reserve` (DESIGN.md "Holds: the hard
+cap"). The rule's table of cases: test_cap_rule_contract.py; settle, release and recovery:
+test_money_settle_contract.py.
 
 Keys and accounts are made through `Admin`, as the API does; money is pico-USD (1 USD = 10**12).
 """
@@ -13,7 +14,6 @@ from typing import Any
 import pytest
 
 from nemorouter.service.admin import Admin
-from nemorouter.service.keyformat import hash_key, key_scope
 from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import ApiKey, Generation, Hold
 from nemorouter.timeutil import iso, new_id
@@ -41,89 +41,6 @@ async def held(store: Store, key: ApiKey) -> tuple[int, int, int]:
     found = await store.get_key(key.id)
     assert account is not None and found is not None
     return account.held, found.held, len(await store.open_holds())
-
-
-async def test_migrate_is_idempotent(store: Store) -> None:
-    assert await store.migrate() == []
-
-
-async def test_new_account_is_empty(admin: Admin, store: Store) -> None:
-    account = await admin.create_account({"name": "acme", "email": "a@b.test"})
-    found = await store.get_account(account.id)
-    assert found is not None
-    assert (found.name, found.email, found.total_credits, found.total_usage, found.held) == (
-        "acme",
-        "a@b.test",
-        0,
-        0,
-        0,
-    )
-    assert found.balance == 0
-
-
-async def test_credit_with_idempotency_key(admin: Admin, store: Store) -> None:
-    account = await admin.create_account({"name": "acme"})
-    first, created = await store.add_credit(account.id, 2_500_000_000_000, "stripe", "evt_1")
-    assert created is True
-    assert (first.amount, first.reason, first.idempotency_key) == (2_500_000_000_000, "stripe", "evt_1")
-    again, created_again = await store.add_credit(account.id, 2_500_000_000_000, "stripe", "evt_1")
-    assert created_again is False
-    assert again == first
-    # A different amount under the same key is still the same, already-applied credit.
-    other, _ = await store.add_credit(account.id, 9 * USD, "stripe", "evt_1")
-    assert other == first
-    found = await store.get_account(account.id)
-    assert found is not None and found.total_credits == found.balance == 2_500_000_000_000
-    assert len(await store.list_credits(account.id)) == 1
-
-
-async def test_credit_through_admin_parses_exactly(admin: Admin, store: Store) -> None:
-    account = await admin.create_account({"name": "acme"})
-    entry, created = await admin.add_credit(account.id, {"amount": "0.1", "idempotency_key": "a"})
-    await admin.add_credit(account.id, {"amount": "0.2", "idempotency_key": "b"})
-    await admin.add_credit(account.id, {"amount": "0.2", "idempotency_key": "b"})
-    assert created and entry.amount == 100_000_000_000
-    found = await store.get_account(account.id)
-    assert found is not None and found.total_credits == 300_000_000_000  # exactly 0.3 USD
-
-
-async def test_credits_without_idempotency_key_all_apply(admin: Admin, store: Store) -> None:
-    account = await admin.create_account({"name": "acme"})
-    for _ in range(3):
-        assert (await store.add_credit(account.id, 7, "x", None))[1] is True
-    found = await store.get_account(account.id)
-    assert found is not None and found.total_credits == 21
-
-
-async def test_idempotency_keys_are_per_account(admin: Admin, store: Store) -> None:
-    one = await admin.create_account({"name": "one"})
-    two = await admin.create_account({"name": "two"})
-    await store.add_credit(one.id, 5, "x", "same")
-    _, created = await store.add_credit(two.id, 5, "x", "same")
-    assert created is True
-
-
-async def test_credit_to_unknown_account(store: Store) -> None:
-    with pytest.raises(StoreError):
-        await store.add_credit("acct_missing", 5, "x", None)
-    assert await store.list_credits("acct_missing") == []
-
-
-async def test_created_key_is_stored_by_hash(admin: Admin, store: Store) -> None:
-    account = await admin.create_account({"name": "acme"})
-    secret, key = await admin.create_key(account.id, {"name": "k", "limit": "1.5", "limit_reset": "weekly"})
-    assert key_scope(secret) == "inference"
-    assert (key.limit, key.limit_reset, key.usage, key.held, key.window_usage) == (
-        1_500_000_000_000,
-        "weekly",
-        0,
-        0,
-        0,
-    )
-    found = await store.find_key(hash_key(secret))
-    assert found is not None and found[0] == key and found[1] is None
-    assert await store.find_key(hash_key(secret + "x")) is None
-    assert secret not in repr(key)
 
 
 async def test_reserve_holds_against_key_and_account(admin: Admin, store: Store) -> None:
@@ -241,3 +158,14 @@ async def test_unknown_key(admin: Admin, store: Store) -> None:
     ghost = Hold("gen_ghost", key.account_id, "key_missing", 1, "all", "proc-a", NOW_TEXT)
     assert (await store.reserve(ghost, NOW_TEXT)).reason == "key_missing"
     assert await held(store, key) == (0, 0, 0)
+
+
+async def test_a_second_reserve_of_a_request_is_refused(admin: Admin, store: Store) -> None:
+    key = await make_key(admin)
+    h = Hold(new_id("gen_"), key.account_id, key.id, 1 * USD, "all", "p", NOW_TEXT)
+    assert (await store.reserve(h, NOW_TEXT)).ok
+    with pytest.raises(StoreError, match="already has a record"):
+        await store.reserve(replace(h, amount=2 * USD), NOW_TEXT)
+    account = await store.get_account(key.account_id)
+    assert account is not None and account.held == 1 * USD
+    assert (await store.verify_ledger()).ok
