@@ -40,11 +40,6 @@ def _models_text(allowed: Sequence[str] | None) -> str | None:
 
 
 class PostgresAccounts(PostgresMoney):
-    @staticmethod
-    async def _bump(conn: Conn) -> None:
-        """Config changed: every server's routing table reloads on its next version check."""
-        await conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'config_version'")
-
     # -- accounts and credits -------------------------------------------------------------
 
     async def create_account(self, name: str, email: str | None) -> Account:

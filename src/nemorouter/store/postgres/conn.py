@@ -151,6 +151,11 @@ class PostgresConnection:
         raise AssertionError("unreachable")
 
     @staticmethod
+    async def _bump(conn: Conn) -> None:
+        """Config changed: every server's routing table reloads on its next version check."""
+        await conn.execute("UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'config_version'")
+
+    @staticmethod
     async def _matched(conn: Conn, sql: str, *params: Any) -> bool:
         """Run a conditional statement ending in `RETURNING 1`: did it touch a row?"""
         return await conn.fetchval(sql, *params) is not None
