@@ -69,8 +69,9 @@ MODULES = (
     "nemorouter/service/metrics.py",
     "nemorouter/service/routing.py",
     "nemorouter/service/selection.py",
-    "nemorouter/store/money_mirror.py",
+    "nemorouter/store/cap_rule.py",
     "nemorouter/store/records.py",
+    "nemorouter/store/sqlite/money_mirror.py",
     "nemorouter/timeutil.py",
 )
 

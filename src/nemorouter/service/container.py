@@ -21,8 +21,9 @@ from nemorouter.service.gateway import Gateway
 from nemorouter.service.outbox import OutboxWorker
 from nemorouter.service.routing import RoutingTable
 from nemorouter.settings import Settings
-from nemorouter.store.base import Store, open_store
+from nemorouter.store.base import Store
 from nemorouter.store.file_modes import secure_data_dir, secure_sqlite_files
+from nemorouter.store.open import open_store
 from nemorouter.timeutil import utcnow
 from nemorouter.vault import Vault, VaultError, load_master_key
 from nemorouter.vault.check import vault_in_use, verify_master_key
