@@ -78,7 +78,9 @@ def setup_nemorouter(
     _cli(env, "credits", "add", account_id, "1000000", "--reason", "bench", "--idempotency-key", "bench-1")
     limits = ["--limit", "900000", "--rpm", "100000000", "--tpm", "100000000000"]
     created = _cli(env, "keys", "create", account_id, "--name", "bench", *limits)
-    serve = [str(cli_path()), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # `python -m nemorouter` is the command with its entry point (cli/entry.py), which loads the
+    # compiled build for `serve`, whatever console script an older install left in the venv.
+    serve = [sys.executable, "-m", "nemorouter", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers != 1:
         serve += ["--workers", str(workers)]
     return NemoRouter(serve_argv=serve, env=env, api_key=created["key"])
