@@ -1,0 +1,244 @@
+"""Hold thousands of streaming chat requests open at once and time every event (bench/streams.py).
+
+Raw asyncio sockets on uvloop, one coroutine per stream and no HTTP library: a stream costs this
+process a socket, a small buffer and a counter, so it can hold the 2,000 streams the scenario asks
+for on the cores it shares with the proxy under test. The streams start evenly over `--ramp`
+seconds (so the upstream's fixed schedules fall at different instants). The *plateau* is the
+window in which every stream is open: from the moment the last one got its first event to the
+moment the first one finished. In it this process samples the server's resident memory and CPU
+time from /proc, and counts the events relayed; the gaps between consecutive events of a stream
+are kept for the whole run. One JSON document on stdout.
+
+    python bench/streams_client.py --url http://127.0.0.1:4000 --key sk-... --model m \
+        --streams 2000 --tokens 300 --ramp 5 --server-pid 1234
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from array import array
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+import uvloop
+
+MARK = b"data: "
+DONE = b"data: [DONE]"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Each stream is a socket here (and two in the proxy): lift the soft limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if hard != resource.RLIM_INFINITY and hard < needed:
+        sys.exit(f"need {needed} file descriptors, the hard limit is {hard} (ulimit -Hn)")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` (fields 14 and 15 of /proc/PID/stat, after the command in parentheses)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+@dataclass
+class Run:
+    streams: int
+    server_pid: int
+    started: float = field(default_factory=time.monotonic)
+    opened: int = 0  # streams that got their first event
+    first_event_s: array[float] = field(default_factory=lambda: array("d"))  # request to first event
+    finished: int = 0
+    events: int = 0  # every `data:` event received, all streams
+    gaps_ms: array[float] = field(default_factory=lambda: array("d"))
+    gap_ends: array[float] = field(default_factory=lambda: array("d"))  # when each gap closed
+    failures: list[str] = field(default_factory=list)
+    all_open_at: float | None = None
+    first_done_at: float | None = None
+    all_open: asyncio.Event = field(default_factory=asyncio.Event)
+    first_done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def request_bytes(url: str, key: str, model: str, tokens: int) -> tuple[str, int, bytes]:
+    parts = urlsplit(url)
+    body = json.dumps(
+        {
+            "model": model,
+            "stream": True,
+            "max_tokens": tokens,
+            "messages": [{"role": "user", "content": "Count slowly."}],
+        }
+    ).encode()
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+        f"Authorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return parts.hostname or "127.0.0.1", parts.port or 80, head.encode() + body
+
+
+async def one_stream(run: Run, host: str, port: int, request: bytes, delay: float, expect: int) -> None:
+    """Open one stream after `delay` s and read it to [DONE], timing each `data:` event it carries."""
+    await asyncio.sleep(delay)
+    seen, last, tail, opened = 0, 0.0, b"", False
+    sent = time.monotonic()
+    try:
+        reader, writer = await asyncio.open_connection(host, port, limit=1 << 16)
+        writer.write(request)
+        head = await reader.readuntil(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200"):
+            raise RuntimeError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
+        done = False
+        while not done:
+            data = await reader.read(1 << 16)
+            if not data:
+                break
+            now = time.monotonic()  # not loop.time(): uvloop's is libuv's cached millisecond clock
+            window = tail + data  # a `data: ` split over two reads is counted once, here
+            count = window.count(MARK)
+            done = DONE in window
+            tail = window[-(len(MARK) - 1) :]
+            for _ in range(count):
+                if seen:  # gaps between the role event and the content events only: the
+                    if seen <= expect:  # finish, usage and [DONE] follow the last token at once
+                        run.gaps_ms.append((now - last) * 1000.0)
+                        run.gap_ends.append(now)
+                else:
+                    opened = True
+                    run.first_event_s.append(now - sent)
+                    run.opened += 1
+                    if run.opened == run.streams:
+                        run.all_open_at = now
+                        if not run.first_done.is_set():
+                            run.all_open.set()
+                seen += 1
+                last = now
+            run.events += count
+        writer.close()
+        if not done:
+            raise RuntimeError(f"closed after {seen} events without [DONE]")
+        if seen < expect + 2:
+            raise RuntimeError(f"{seen} events, expected at least {expect + 2}")
+    except (OSError, RuntimeError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+        run.failures.append(f"{type(exc).__name__}: {exc}")
+        if not opened:  # never counted as open: count it, or the plateau would never start
+            run.opened += 1
+            if run.opened == run.streams and not run.first_done.is_set():
+                run.all_open.set()
+    run.finished += 1
+    if not run.first_done.is_set():
+        run.first_done_at = time.monotonic()
+    run.first_done.set()
+
+
+async def sample_plateau(run: Run, interval: float) -> dict[str, float] | None:
+    """CPU, events and peak RSS of the server between all-open and first-done (None: no plateau)."""
+    all_open = asyncio.ensure_future(run.all_open.wait())
+    first_done = asyncio.ensure_future(run.first_done.wait())
+    await asyncio.wait([all_open, first_done], return_when=asyncio.FIRST_COMPLETED)
+    if not run.all_open.is_set():  # a stream finished (or failed) before the last one opened
+        all_open.cancel()
+        return None
+    start, cpu0, events0 = time.monotonic(), cpu_seconds(run.server_pid), run.events
+    peak = rss_bytes(run.server_pid)
+    while not run.first_done.is_set():
+        await asyncio.wait([first_done], timeout=interval)
+        peak = max(peak, rss_bytes(run.server_pid))
+    end, cpu1, events1 = time.monotonic(), cpu_seconds(run.server_pid), run.events
+    return {
+        "start": start,
+        "end": end,
+        "seconds": end - start,
+        "server_cpu_seconds": cpu1 - cpu0,
+        "events": events1 - events0,
+        "peak_rss_bytes": peak,
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[round(q * 10) - 1]
+
+
+async def main_async(opts: argparse.Namespace) -> dict[str, object]:
+    run = Run(opts.streams, opts.server_pid)
+    host, port, request = request_bytes(opts.url, opts.key, opts.model, opts.tokens)
+    rss_before, cpu_before = rss_bytes(opts.server_pid), cpu_seconds(opts.server_pid)
+    own_before = time.process_time()
+    sampler = asyncio.ensure_future(sample_plateau(run, 0.25))
+    step = opts.ramp / opts.streams
+    await asyncio.gather(
+        *(one_stream(run, host, port, request, i * step, opts.tokens) for i in range(opts.streams))
+    )
+    plateau = await sampler
+    in_plateau = [
+        gap
+        for gap, end in zip(run.gaps_ms, run.gap_ends, strict=True)
+        if plateau is not None and plateau["start"] <= end <= plateau["end"]
+    ]
+    gaps = list(run.gaps_ms)
+    waits = list(run.first_event_s)
+    return {
+        # when (s from the first request) the last stream got its first event, and the first one ended
+        "all_open_after_s": None if run.all_open_at is None else round(run.all_open_at - run.started, 3),
+        "first_done_after_s": None
+        if run.first_done_at is None
+        else round(run.first_done_at - run.started, 3),
+        "first_event_p50_ms": round(1000 * statistics.median(waits), 3) if waits else None,
+        "first_event_max_ms": round(1000 * max(waits), 3) if waits else None,
+        "streams": opts.streams,
+        "tokens": opts.tokens,
+        "failures": len(run.failures),
+        "failure_examples": sorted(set(run.failures))[:5],
+        "events": run.events,
+        "rss_before_bytes": rss_before,
+        "server_cpu_seconds_total": cpu_seconds(opts.server_pid) - cpu_before,
+        "client_cpu_seconds": time.process_time() - own_before,
+        "plateau": plateau,
+        "gaps": {
+            "count": len(gaps),
+            "plateau_count": len(in_plateau),
+            **{
+                f"{name}_ms": round(percentile(values, q), 3) if len(values) > 1 else None
+                for values, prefix in ((gaps, "all"), (in_plateau, "plateau"))
+                for q, name in ((50, f"{prefix}_p50"), (99, f"{prefix}_p99"), (99.9, f"{prefix}_p999"))
+            },
+            "all_max_ms": round(max(gaps), 3) if gaps else None,
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--streams", type=int, default=2000)
+    parser.add_argument("--tokens", type=int, default=300, help="content events per stream")
+    parser.add_argument("--ramp", type=float, default=5.0, help="seconds over which the streams start")
+    parser.add_argument("--server-pid", type=int, required=True, help="the process to sample in /proc")
+    opts = parser.parse_args()
+    raise_fd_limit(opts.streams + 64)
+    print(json.dumps(uvloop.run(main_async(opts))), flush=True)
+
+
+if __name__ == "__main__":
+    main()
