@@ -219,6 +219,7 @@ async def main_async(opts: argparse.Namespace) -> dict[str, object]:
                 for values, prefix in ((gaps, "all"), (in_plateau, "plateau"))
                 for q, name in ((50, f"{prefix}_p50"), (99, f"{prefix}_p99"), (99.9, f"{prefix}_p999"))
             },
+            "all_mean_ms": round(statistics.fmean(gaps), 3) if gaps else None,
             "all_max_ms": round(max(gaps), 3) if gaps else None,
         },
     }
