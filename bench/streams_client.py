@@ -5,9 +5,10 @@ process a socket, a small buffer and a counter, so it can hold the 2,000 streams
 for on the cores it shares with the proxy under test. The streams start evenly over `--ramp`
 seconds (so the upstream's fixed schedules fall at different instants). The *plateau* is the
 window in which every stream is open: from the moment the last one got its first event to the
-moment the first one finished. In it this process samples the server's resident memory and CPU
-time from /proc, and counts the events relayed; the gaps between consecutive events of a stream
-are kept for the whole run. One JSON document on stdout.
+moment the first one finished (sample_plateau says what stands in when there is no such moment).
+In it this process samples the server's resident memory and CPU time from /proc, and counts the
+events relayed; the gaps between consecutive events of a stream are kept for the whole run. One
+JSON document on stdout.
 
     python bench/streams_client.py --url http://127.0.0.1:4000 --key sk-... --model m \
         --streams 2000 --tokens 300 --ramp 5 --server-pid 1234
@@ -25,6 +26,7 @@ import sys
 import time
 from array import array
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import uvloop
@@ -63,7 +65,10 @@ class Run:
     streams: int
     server_pid: int
     started: float = field(default_factory=time.monotonic)
+    requested: int = 0  # streams whose request was sent (or could not be)
     opened: int = 0  # streams that got their first event
+    open_now: int = 0  # got their first event, not finished
+    peak_open: int = 0
     first_event_s: array[float] = field(default_factory=lambda: array("d"))  # request to first event
     finished: int = 0
     events: int = 0  # every `data:` event received, all streams
@@ -72,6 +77,7 @@ class Run:
     failures: list[str] = field(default_factory=list)
     all_open_at: float | None = None
     first_done_at: float | None = None
+    all_requested: asyncio.Event = field(default_factory=asyncio.Event)
     all_open: asyncio.Event = field(default_factory=asyncio.Event)
     first_done: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -94,14 +100,22 @@ def request_bytes(url: str, key: str, model: str, tokens: int) -> tuple[str, int
     return parts.hostname or "127.0.0.1", parts.port or 80, head.encode() + body
 
 
+def _requested(run: Run) -> None:
+    run.requested += 1
+    if run.requested == run.streams:
+        run.all_requested.set()
+
+
 async def one_stream(run: Run, host: str, port: int, request: bytes, delay: float, expect: int) -> None:
     """Open one stream after `delay` s and read it to [DONE], timing each `data:` event it carries."""
     await asyncio.sleep(delay)
-    seen, last, tail, opened = 0, 0.0, b"", False
+    seen, last, tail, opened, requested = 0, 0.0, b"", False, False
     sent = time.monotonic()
     try:
         reader, writer = await asyncio.open_connection(host, port, limit=1 << 16)
         writer.write(request)
+        requested = True
+        _requested(run)
         head = await reader.readuntil(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             raise RuntimeError(head.split(b"\r\n", 1)[0].decode(errors="replace"))
@@ -124,6 +138,8 @@ async def one_stream(run: Run, host: str, port: int, request: bytes, delay: floa
                     opened = True
                     run.first_event_s.append(now - sent)
                     run.opened += 1
+                    run.open_now += 1
+                    run.peak_open = max(run.peak_open, run.open_now)
                     if run.opened == run.streams:
                         run.all_open_at = now
                         if not run.first_done.is_set():
@@ -138,36 +154,46 @@ async def one_stream(run: Run, host: str, port: int, request: bytes, delay: floa
             raise RuntimeError(f"{seen} events, expected at least {expect + 2}")
     except (OSError, RuntimeError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
         run.failures.append(f"{type(exc).__name__}: {exc}")
-        if not opened:  # never counted as open: count it, or the plateau would never start
-            run.opened += 1
-            if run.opened == run.streams and not run.first_done.is_set():
-                run.all_open.set()
+        if not requested:
+            _requested(run)
+    if opened:
+        run.open_now -= 1
     run.finished += 1
     if not run.first_done.is_set():
         run.first_done_at = time.monotonic()
     run.first_done.set()
 
 
-async def sample_plateau(run: Run, interval: float) -> dict[str, float] | None:
-    """CPU, events and peak RSS of the server between all-open and first-done (None: no plateau)."""
-    all_open = asyncio.ensure_future(run.all_open.wait())
+def snapshot(run: Run) -> dict[str, float]:
+    return {"at": time.monotonic(), "cpu": cpu_seconds(run.server_pid), "events": run.events}
+
+
+async def sample_plateau(run: Run, interval: float) -> dict[str, Any] | None:
+    """CPU, events and peak RSS of the server in the plateau: from the moment every stream is open
+    (got its first event) to the first one's end. If no such moment comes (the server answers the
+    last streams after the first ones end), the window from the last request to the first end, and
+    kind "requested" says so. None: the first stream ended before the last was requested."""
     first_done = asyncio.ensure_future(run.first_done.wait())
-    await asyncio.wait([all_open, first_done], return_when=asyncio.FIRST_COMPLETED)
-    if not run.all_open.is_set():  # a stream finished (or failed) before the last one opened
-        all_open.cancel()
+    all_requested = asyncio.ensure_future(run.all_requested.wait())
+    await asyncio.wait([all_requested, first_done], return_when=asyncio.FIRST_COMPLETED)
+    if not run.all_requested.is_set():
+        all_requested.cancel()
         return None
-    start, cpu0, events0 = time.monotonic(), cpu_seconds(run.server_pid), run.events
-    peak = rss_bytes(run.server_pid)
+    kind, start, peak, open_at_start = "requested", snapshot(run), rss_bytes(run.server_pid), run.open_now
     while not run.first_done.is_set():
+        if kind == "requested" and run.all_open.is_set():
+            kind, start, peak, open_at_start = "open", snapshot(run), rss_bytes(run.server_pid), run.open_now
         await asyncio.wait([first_done], timeout=interval)
         peak = max(peak, rss_bytes(run.server_pid))
-    end, cpu1, events1 = time.monotonic(), cpu_seconds(run.server_pid), run.events
+    end = snapshot(run)
     return {
-        "start": start,
-        "end": end,
-        "seconds": end - start,
-        "server_cpu_seconds": cpu1 - cpu0,
-        "events": events1 - events0,
+        "kind": kind,
+        "open_at_start": open_at_start,
+        "start": start["at"],
+        "end": end["at"],
+        "seconds": end["at"] - start["at"],
+        "server_cpu_seconds": end["cpu"] - start["cpu"],
+        "events": end["events"] - start["events"],
         "peak_rss_bytes": peak,
     }
 
@@ -202,6 +228,7 @@ async def main_async(opts: argparse.Namespace) -> dict[str, object]:
         else round(run.first_done_at - run.started, 3),
         "first_event_p50_ms": round(1000 * statistics.median(waits), 3) if waits else None,
         "first_event_max_ms": round(1000 * max(waits), 3) if waits else None,
+        "peak_open": run.peak_open,  # streams answered and not finished, at most, at once
         "streams": opts.streams,
         "tokens": opts.tokens,
         "failures": len(run.failures),

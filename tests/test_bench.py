@@ -63,7 +63,8 @@ def test_the_client_times_every_event_of_every_paced_stream(
     # late its role event came; never much less, whatever the load.
     assert report["gaps"]["all_mean_ms"] >= 45
     plateau = report["plateau"]
-    assert plateau is not None and 0 < plateau["events"] < report["events"]
+    assert plateau is not None and plateau["kind"] == "open" and 0 < plateau["events"] < report["events"]
+    assert report["peak_open"] == 20
     assert plateau["peak_rss_bytes"] > 0 and plateau["server_cpu_seconds"] >= 0
 
 
@@ -76,7 +77,7 @@ def test_a_stream_that_is_refused_is_a_failure_not_a_plateau(
     argv += ["--server-pid", str(proc.pid)]
     report = json.loads(subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout)
     assert report["failures"] == 3 and "401" in report["failure_examples"][0]
-    assert report["plateau"] is None and report["events"] == 0
+    assert report["events"] == 0 and report["peak_open"] == 0
 
 
 def _charged(*costs: int, held: int = 0, status: str = "success") -> dict[str, object]:
