@@ -33,7 +33,7 @@ from servers import HTTP, Server, free_port, log
 
 BENCH_DIR = Path(__file__).resolve().parent
 INTERVAL = 0.1  # seconds between a stream's events (the stub's --stream-interval)
-PROMPT_TOKENS = 12  # what the stub reports for a paced stream
+PROMPT_TOKENS = 12  # what paced_stub.py reports
 TARGET_ADDED_P99_MS = 5.0
 TARGET_RSS_PER_STREAM = 64 * 1024
 
@@ -155,7 +155,7 @@ def run_streams(opts: argparse.Namespace) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nemobench-streams-")))
         port = free_port()
-        argv = [py, str(BENCH_DIR / "stub.py"), "--port", str(port), "--stream-interval", str(INTERVAL)]
+        argv = [py, str(BENCH_DIR / "paced_stub.py"), "--port", str(port), "--interval", str(INTERVAL)]
         try:
             stub = stack.enter_context(Server("streams-stub", argv, port, tmp))
         except Exception as exc:

@@ -4,18 +4,12 @@ Raw ASGI on uvicorn+uvloop+httptools with precomputed response bytes: the stub m
 anything put in front of it. It accepts any bearer key but rejects a missing one (401), which proves
 that the proxies in front of it forward Authorization.
 
-A streaming request is answered at once (six chunks), or, with `--stream-interval S`, like a model
-generating: one content event per token, `max_tokens` of them (16 if absent), one every S seconds on
-a fixed schedule (a late event does not push back the next), then the finish, the usage
-(12 prompt tokens, `max_tokens` completion tokens) and [DONE]: the stream scenario of bench/run.py.
-
-    python bench/stub.py --port 9001 [--stream-interval 0.1]
+    python bench/stub.py --port 9001
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -86,33 +80,6 @@ STREAM_CHUNKS = [
 ]
 
 
-TOKEN_CHUNK = _chunk(_delta({"content": " tok"}))
-PACED_PROMPT_TOKENS = 12
-
-
-def _paced_tail(tokens: int) -> list[bytes]:
-    usage = {
-        "prompt_tokens": PACED_PROMPT_TOKENS,
-        "completion_tokens": tokens,
-        "total_tokens": PACED_PROMPT_TOKENS + tokens,
-    }
-    return [_chunk(_delta({}, "stop")), _chunk([], usage), b"data: [DONE]\n\n"]
-
-
-async def _paced_stream(send: Send, tokens: int, interval: float) -> None:
-    """Role, then `tokens` content events `interval` apart on a fixed schedule, then the tail."""
-    await send({"type": "http.response.body", "body": STREAM_CHUNKS[0], "more_body": True})
-    start = time.monotonic()  # not loop.time(): uvloop's is libuv's cached millisecond clock
-    for index in range(1, tokens + 1):
-        delay = start + index * interval - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await send({"type": "http.response.body", "body": TOKEN_CHUNK, "more_body": True})
-    for chunk in _paced_tail(tokens):
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
-
-
 def _embeddings_body(count: int) -> bytes:
     data = [
         {"object": "embedding", "index": i, "embedding": [0.0125, -0.025, 0.05, 0.1] * 4}
@@ -161,9 +128,6 @@ async def _send(send: Send, status: int, body: bytes, content_type: bytes = b"ap
     await send({"type": "http.response.body", "body": body})
 
 
-STREAM_INTERVAL = 0.0  # --stream-interval: 0 answers a stream at once
-
-
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["type"] != "http":
         return
@@ -179,13 +143,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await _send(send, *_error(401, "missing bearer key"))
     elif path == "/v1/embeddings":
         await _send(send, 200, _embeddings_body(_embedding_count(body)))
-    elif b'"stream"' in body and (doc := _json(body)).get("stream") is True:
+    elif b'"stream"' in body and _json(body).get("stream") is True:
         headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        if STREAM_INTERVAL > 0:
-            tokens = doc.get("max_tokens") or doc.get("max_completion_tokens") or 16
-            await _paced_stream(send, int(tokens), STREAM_INTERVAL)
-            return
         for chunk in STREAM_CHUNKS:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
@@ -199,15 +159,7 @@ def main() -> None:
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument(
-        "--stream-interval",
-        type=float,
-        default=0.0,
-        help="seconds between a stream's token events (default 0: the whole stream at once)",
-    )
     args = parser.parse_args()
-    global STREAM_INTERVAL
-    STREAM_INTERVAL = args.stream_interval
     uvicorn.run(
         app,
         host=args.host,

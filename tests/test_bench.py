@@ -41,7 +41,7 @@ def _start(*args: str) -> tuple[subprocess.Popen[bytes], str]:
 
 @pytest.fixture
 def paced_stub() -> Iterator[tuple[subprocess.Popen[bytes], str]]:
-    proc, url = _start(str(BENCH / "stub.py"), "--stream-interval", "0.05")
+    proc, url = _start(str(BENCH / "paced_stub.py"), "--interval", "0.05")
     yield proc, url
     os.killpg(proc.pid, signal.SIGTERM)
     proc.wait(10)
