@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from nemorouter.engine.attempts import AttemptsFailed
+from nemorouter.engine.dispatch import AttemptsFailed
 from nemorouter.errors import (
     Forbidden,
     InvalidRequest,
