@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, Protocol, TypeVar, assert_never
 
@@ -37,22 +36,24 @@ T = TypeVar("T")
 log = logging.getLogger("nemorouter.gateway")
 
 
-@dataclass(slots=True, init=False)
 class Attempt(Generic[T]):
     """One way to send a request: the adapter and upstream of one deployment and vault key,
-    its timeouts, the names its health is kept under, and the target it came from."""
+    its timeouts, the names its health is kept under (`breaker`: the deployment's circuit
+    breaker; `key_breaker`: the vault key's rate limit on that deployment), names for metrics
+    and logs, and the target it came from. (A plain class: mypyc compiles no generic dataclass.)"""
 
-    adapter: Adapter
-    upstream: Upstream
-    timeouts: Timeouts | None
-    breaker: str  # the deployment's circuit breaker
-    key_breaker: str  # the vault key's rate limit on that deployment
-    provider: str  # names for metrics and logs
-    deployment_id: str
-    key_id: str
-    origin: T
+    __slots__ = (
+        "adapter",
+        "breaker",
+        "deployment_id",
+        "key_breaker",
+        "key_id",
+        "origin",
+        "provider",
+        "timeouts",
+        "upstream",
+    )
 
-    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(
         self,
         adapter: Adapter,
@@ -192,14 +193,22 @@ def _parse(adapter: Adapter, operation: Operation, data: Any) -> Completion:
     return parse(data)
 
 
-@dataclass(slots=True)
 class Opened(Generic[T]):
     """A stream whose provider has answered: its first step is not an error."""
 
-    attempt: Attempt[T]
-    handle: StreamHandle
-    first: StreamStep
-    decode: Callable[[SseEvent], StreamStep]
+    __slots__ = ("attempt", "decode", "first", "handle")
+
+    def __init__(
+        self,
+        attempt: Attempt[T],
+        handle: StreamHandle,
+        first: StreamStep,
+        decode: Callable[[SseEvent], StreamStep],
+    ) -> None:
+        self.attempt = attempt
+        self.handle = handle
+        self.first = first
+        self.decode = decode
 
 
 class Dispatcher:
