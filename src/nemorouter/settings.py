@@ -287,7 +287,7 @@ def _master_key(value: str | None) -> str | None:
 
 
 def _signing_secret(value: str | None) -> str | None:
-    """`whsec_` + base64 (service/outbox.py signs operator alerts with it)."""
+    """`whsec_` + base64 (service/alerting/outbox.py signs operator alerts with it)."""
     if value is None:
         return None
     body = value.strip().removeprefix("whsec_")

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store
 from nemorouter.store.open import open_store
 from nemorouter.store.postgres import PostgresStore

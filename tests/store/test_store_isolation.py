@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 
 from nemorouter.money.amounts import MAX_AMOUNT
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import Generation, Hold
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store
 from nemorouter.store.records import ApiKey, Hold
 from nemorouter.timeutil import new_id

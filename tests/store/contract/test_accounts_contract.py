@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.service.keyformat import hash_key, key_scope
 from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import ApiKey, Hold

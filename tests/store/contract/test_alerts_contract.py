@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.alert_records import Alert
 from nemorouter.store.base import Store
 from nemorouter.store.postgres import PostgresStore

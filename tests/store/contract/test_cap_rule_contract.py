@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from nemorouter.money.amounts import MAX_AMOUNT
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store
 from nemorouter.store.cap_rule import cap_decision
 from nemorouter.store.records import ApiKey, Generation, Hold, ReserveResult

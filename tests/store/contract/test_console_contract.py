@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store, StoreError
 
 T0 = "2026-03-02T10:00:00.000000Z"

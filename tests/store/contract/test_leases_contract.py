@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.settings import Settings
 from nemorouter.store.base import Store
 from nemorouter.store.postgres import PostgresStore

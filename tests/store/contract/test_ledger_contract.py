@@ -3,7 +3,7 @@ lists operator overruns by request, and tells a lowered limit from a breach."""
 
 from __future__ import annotations
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store
 from nemorouter.store.records import Overrun
 

@@ -13,10 +13,11 @@ from nemorouter.money import LIMIT_RESETS, Prices, window_start
 from nemorouter.money.amounts import AmountRangeError, MoneyFormatError
 from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
-from nemorouter.service import alerts, audit, fields
+from nemorouter.service.administration import audit, fields
+from nemorouter.service.administration.provider_secret import checked_secret
+from nemorouter.service.administration.views import key_view
+from nemorouter.service.alerting import alerts
 from nemorouter.service.keyformat import display_hint, hash_key, new_key
-from nemorouter.service.provider_secret import checked_secret
-from nemorouter.service.views import key_view
 from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import Account, ApiKey, Credit, Model, Provider, ProviderKey
 from nemorouter.timeutil import iso, new_id
@@ -37,7 +38,7 @@ class Admin:
         targets: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
     ) -> None:
-        """Record a change just made, with whoever acts (see `service.audit`); never a secret."""
+        """Record a change just made, with whoever acts (see `service.administration.audit`); never a secret."""
         await audit.record(
             self.store, self.clock(), action, account_id=account_id, targets=targets, params=params
         )

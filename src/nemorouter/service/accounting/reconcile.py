@@ -19,7 +19,7 @@ from typing import Any
 from nemorouter.errors import InvalidRequest, NotFound
 from nemorouter.money import Usage, Usd, cost_of, parse_usd
 from nemorouter.money.amounts import MoneyFormatError
-from nemorouter.service.reports import bound, parse_month
+from nemorouter.service.accounting.reports import bound, parse_month
 from nemorouter.store.base import Store
 from nemorouter.store.records import UsageRow
 

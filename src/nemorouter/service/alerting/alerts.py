@@ -1,4 +1,4 @@
-"""Alerts out: what becomes an alert, and when. Delivery is `service.outbox`.
+"""Alerts out: what becomes an alert, and when. Delivery is `service.alerting.outbox`.
 
 Events, each a JSON body `{"type", "timestamp", "data": {...}}` (Standard Webhooks' shape):
 
@@ -34,8 +34,8 @@ from urllib.parse import urlparse
 from nemorouter import jsonx
 from nemorouter.errors import InvalidRequest
 from nemorouter.money import Usd, window_start
-from nemorouter.service import audit, fields
-from nemorouter.service.outbox import VAULT_PROVIDER, new_secret
+from nemorouter.service.administration import audit, fields
+from nemorouter.service.alerting.outbox import VAULT_PROVIDER, new_secret
 from nemorouter.settings import Settings
 from nemorouter.store.alert_records import Alert, AlertSettings
 from nemorouter.store.base import Store

@@ -19,7 +19,7 @@ from fpdf.fonts import FontFace
 from nemorouter import jsonx
 from nemorouter.money import Prices, format_usd
 from nemorouter.money.prices import per_million_text
-from nemorouter.service.reports import Statement, StatementLine, Tally, UsageGroup, statement_json
+from nemorouter.service.accounting.reports import Statement, StatementLine, Tally, UsageGroup, statement_json
 
 _MONTHS = (
     "January",
