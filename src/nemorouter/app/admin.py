@@ -13,8 +13,8 @@ from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
 from nemorouter.console.invites import invite as console_invite
 from nemorouter.errors import AuthError, InvalidRequest, NotFound
+from nemorouter.service import audit
 from nemorouter.service.accounting import reconcile
-from nemorouter.service.administration import audit
 from nemorouter.service.administration.views import (
     account_view,
     credit_view,

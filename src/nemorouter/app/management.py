@@ -12,6 +12,7 @@ from nemorouter.app.headers import CSP
 from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
 from nemorouter.errors import NotFound
+from nemorouter.service import audit
 from nemorouter.service.accounting.reports import (
     STATEMENT_FORMATS,
     Reports,
@@ -28,7 +29,6 @@ from nemorouter.service.accounting.statement_render import (
     statement_filename,
     usage_csv,
 )
-from nemorouter.service.administration import audit
 from nemorouter.service.administration.views import credits_view
 from nemorouter.service.alerting import alerts
 from nemorouter.service.auth import bearer

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from nemorouter.cli.common import emit, run
-from nemorouter.service.administration import audit as audit_service
+from nemorouter.service import audit as audit_service
 from nemorouter.service.container import Services
 
 audit = typer.Typer(help="The audit log of admin and management actions.", no_args_is_help=True)

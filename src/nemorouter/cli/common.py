@@ -15,7 +15,7 @@ import typer
 from nemorouter import jsonx
 from nemorouter.errors import NemoError
 from nemorouter.money.amounts import MoneyFormatError
-from nemorouter.service.administration import audit
+from nemorouter.service import audit
 from nemorouter.service.container import Services, close_services, open_services
 from nemorouter.settings import Settings
 from nemorouter.store.base import StoreError

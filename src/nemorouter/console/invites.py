@@ -7,7 +7,7 @@ from typing import Any
 
 from nemorouter.console.security import INVITE_SECONDS, new_token, token_hash
 from nemorouter.errors import Conflict, InvalidRequest
-from nemorouter.service.administration import fields
+from nemorouter.service import fields
 from nemorouter.service.container import Services
 from nemorouter.store.base import StoreError
 from nemorouter.timeutil import iso, to_api

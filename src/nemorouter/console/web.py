@@ -24,7 +24,7 @@ from nemorouter.app.throttle import AuthThrottle
 from nemorouter.console import money
 from nemorouter.console.security import SECURITY_HEADERS, SESSION_COOKIE, same, token_hash
 from nemorouter.errors import NemoError
-from nemorouter.service.administration import audit
+from nemorouter.service import audit
 from nemorouter.service.container import Services
 from nemorouter.store.base import StoreError
 from nemorouter.store.console_records import ConsoleSession

@@ -8,7 +8,7 @@ import asyncio
 
 import orjson
 
-from nemorouter.service.administration import audit
+from nemorouter.service import audit
 from nemorouter.service.administration.admin import Admin
 from nemorouter.store.audit_records import AuditEntry
 from nemorouter.store.base import Store

@@ -13,7 +13,7 @@ from nemorouter.money import LIMIT_RESETS, Prices, window_start
 from nemorouter.money.amounts import AmountRangeError, MoneyFormatError
 from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
-from nemorouter.service.administration import audit, fields
+from nemorouter.service import audit, fields
 from nemorouter.service.administration.provider_secret import checked_secret
 from nemorouter.service.administration.views import key_view
 from nemorouter.service.alerting import alerts

@@ -34,7 +34,7 @@ from urllib.parse import urlparse
 from nemorouter import jsonx
 from nemorouter.errors import InvalidRequest
 from nemorouter.money import Usd, window_start
-from nemorouter.service.administration import audit, fields
+from nemorouter.service import audit, fields
 from nemorouter.service.alerting.outbox import VAULT_PROVIDER, new_secret
 from nemorouter.settings import Settings
 from nemorouter.store.alert_records import Alert, AlertSettings

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from nemorouter.errors import InvalidRequest
-from nemorouter.service.administration import audit
+from nemorouter.service import audit
 from nemorouter.service.alerting import alerts
 from nemorouter.service.keyformat import hash_key, key_scope
 from nemorouter.store.base import Store

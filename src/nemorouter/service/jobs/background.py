@@ -9,14 +9,36 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from nemorouter.service.container import Services
+from nemorouter.service.alerting.alerts import AlertWatcher
+from nemorouter.service.alerting.outbox import OutboxWorker
+from nemorouter.service.gateway import Gateway
+from nemorouter.service.jobs.invalidation import Invalidation
+from nemorouter.settings import Settings
 from nemorouter.store.base import Store
 
 log = logging.getLogger("nemorouter")
 SEAL_EVERY = 0.5  # seconds: a settled entry is tamper-evident within about this long
 STOP_GRACE = 5.0  # seconds a round in progress may take to finish at shutdown
+
+
+class Services(Protocol):
+    """The parts of the server's `service.container.Services` its background work runs on (named
+    here so that jobs/ does not import the container, which builds them)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def gateway(self) -> Gateway | None: ...
+    @property
+    def alerts(self) -> AlertWatcher | None: ...
+    @property
+    def outbox(self) -> OutboxWorker | None: ...
+    @property
+    def invalidation(self) -> Invalidation | None: ...
 
 
 @dataclass
