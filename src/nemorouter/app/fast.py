@@ -1,6 +1,6 @@
-"""The hot path in plain ASGI: POST /v1/chat/completions and /v1/embeddings.
+"""The hot path in plain ASGI: the front doors' POST routes (chat, embeddings, messages).
 
-These two routes carry nearly all traffic, so they skip the framework's middleware, router
+These routes carry nearly all traffic, so they skip the framework's middleware, router
 and request objects (about a fifth of a request's CPU) and speak ASGI directly. Everything
 else goes to the Starlette app. Behaviour is the same as the framework routes would give:
 the contract's errors, statuses and headers.
@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
@@ -20,40 +19,19 @@ from nemorouter import jsonx
 from nemorouter.app.streaming import SseResponse
 from nemorouter.app.throttle import AuthThrottle
 from nemorouter.errors import NemoError, RateLimited, RequestTooLarge
+from nemorouter.frontdoors.anthropic_messages.serve import MESSAGES
+from nemorouter.frontdoors.door import FrontDoor
+from nemorouter.frontdoors.openai_chat import CHAT, EMBEDDINGS
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.gateway import JsonReply, StreamReply
-from nemorouter.service.messages import anthropic_error_body, messages
-from nemorouter.store.records import ApiKey
 from nemorouter.timeutil import time_ordered_id
 
 log = logging.getLogger("nemorouter.app")
 _JSON = (b"content-type", b"application/json")
 
-Use = Callable[[Services, ApiKey, bytes], Awaitable[JsonReply | StreamReply]]
-
-
-async def _chat(services: Services, key: ApiKey, body: bytes) -> JsonReply | StreamReply:
-    assert services.gateway is not None
-    return await services.gateway.chat(key, body)
-
-
-async def _embeddings(services: Services, key: ApiKey, body: bytes) -> JsonReply | StreamReply:
-    assert services.gateway is not None
-    return await services.gateway.embeddings(key, body)
-
-
-async def _messages(services: Services, key: ApiKey, body: bytes) -> JsonReply | StreamReply:
-    assert services.gateway is not None
-    return await messages(services.gateway, key, body)
-
-
-MESSAGES = "/v1/messages"  # Anthropic's shape: errors in its form, keys also as `x-api-key`
-USES: dict[str, Use] = {
-    "/v1/chat/completions": _chat,
-    "/v1/embeddings": _embeddings,
-    MESSAGES: _messages,
-}
+# Every public wire format's POST route (frontdoors/): path -> its door.
+DOORS: dict[str, FrontDoor] = {door.path: door for door in (CHAT, EMBEDDINGS, MESSAGES)}
 
 
 async def _body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
@@ -82,7 +60,8 @@ async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, st
 
 
 def _error_body(scope: Scope, error: NemoError) -> dict[str, object]:
-    return anthropic_error_body(error) if scope["path"] == MESSAGES else error.body()
+    door = DOORS.get(scope["path"])
+    return error.body() if door is None else door.error_body(error)
 
 
 def _has_credentials(scope: Scope) -> bool:
@@ -90,7 +69,7 @@ def _has_credentials(scope: Scope) -> bool:
 
 
 class FastPath:
-    """ASGI app: the two hot routes directly, everything else through Starlette."""
+    """ASGI app: the front doors directly, everything else through Starlette."""
 
     def __init__(self, app: Starlette, auth_failures_per_minute: int = 30) -> None:
         self.app = app
@@ -118,8 +97,8 @@ class FastPath:
             )
             await _send_json(send, 429, jsonx.dumps(_error_body(scope, throttled)), throttled.headers)
             return
-        use = USES.get(scope["path"]) if scope["method"] == "POST" else None
-        if use is None:
+        door = DOORS.get(scope["path"]) if scope["method"] == "POST" else None
+        if door is None:
             await self.app(scope, receive, self._watching(send, address))
             return
         services: Services = self.app.state.services
@@ -128,7 +107,7 @@ class FastPath:
         route = scope["path"]
         started = time.monotonic()
         try:
-            reply = await self._handle(services, use, scope, receive)
+            reply = await self._handle(services, door, scope, receive)
         except NemoError as exc:
             if exc.status == 401:
                 self.throttle.failed(address)
@@ -160,19 +139,20 @@ class FastPath:
         metrics.answered(route, 200, time.monotonic() - started)
 
     async def _handle(
-        self, services: Services, use: Use, scope: Scope, receive: Receive
+        self, services: Services, door: FrontDoor, scope: Scope, receive: Receive
     ) -> JsonReply | StreamReply:
         authorization = declared = api_key = None
+        key_header = door.key_header
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
-            elif name == b"x-api-key" and scope["path"] == MESSAGES:
+            elif name == key_header:
                 api_key = value.decode("latin-1").strip() or None
-        assert services.routes is not None and services.auth is not None
+        assert services.routes is not None and services.auth is not None and services.gateway is not None
         await services.routes.refresh()
         secret = bearer(authorization) if authorization is not None else api_key
         key = await services.auth.authenticate(secret, "inference", cached=True)
         body = await _body(receive, declared, services.settings.max_body_bytes)
-        return await use(services, key, body)
+        return await door.serve(services.gateway, key, body)

@@ -35,20 +35,13 @@ from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, 
 from nemorouter.logs import RequestLog
 from nemorouter.money import Usage, Usd, charge_for, format_usd, overrun_reason, window_start
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
+from nemorouter.providers.canonical import ChatRequest, EmbeddingsRequest, ProviderPrefs
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.registry import Adapter
 from nemorouter.providers.tokenizers import count_chat_prompt
 from nemorouter.providers.types import Completion, Failure, UnsupportedContent, UpstreamRequest
 from nemorouter.service import billing, failures
-from nemorouter.service.bodies import (
-    ProviderPrefs,
-    held_output,
-    parse_chat,
-    parse_embeddings,
-    prompt_rules_of,
-    provider_prefs,
-    requested_output,
-)
+from nemorouter.service.bodies import held_output, prompt_rules_of
 from nemorouter.service.metrics import Metrics
 from nemorouter.service.relay import relay
 from nemorouter.service.routing import Route, RoutingTable, Target, adapter_of
@@ -160,13 +153,13 @@ class Gateway:
 
     # -- use cases ------------------------------------------------------------------------
 
-    async def chat(self, key: ApiKey, raw: bytes) -> JsonReply | StreamReply:
-        body, ids = parse_chat(raw)
+    async def chat(self, key: ApiKey, request: ChatRequest) -> JsonReply | StreamReply:
+        body, ids = request.body, request.model_ids
         routes = await self._resolve(key, ids, "chat")
-        n = body.get("n") or 1
-        max_output = held_output(requested_output(body), [r.model.max_output for r in routes], n)
-        stream = bool(body.get("stream"))
-        targets = self._candidates(routes, provider_prefs(body))
+        n = request.n
+        max_output = held_output(request.max_output, [r.model.max_output for r in routes], n)
+        stream = request.stream
+        targets = self._candidates(routes, request.prefs)
         bound = chat_input_bound(body, prompt_rules_of(targets))
         call = await self._admit(
             key, "chat", routes, targets, bound, max_output, n, stream, bound // 4 + max_output
@@ -200,11 +193,11 @@ class Gateway:
             raise
         return await self._reply(call, target, completion, chat=body)
 
-    async def embeddings(self, key: ApiKey, raw: bytes) -> JsonReply:
-        body, ids = parse_embeddings(raw)
+    async def embeddings(self, key: ApiKey, request: EmbeddingsRequest) -> JsonReply:
+        body, ids = request.body, request.model_ids
         routes = await self._resolve(key, ids, "embedding")
         bound = embeddings_input_bound(body["input"])
-        targets = self._candidates(routes, provider_prefs(body))
+        targets = self._candidates(routes, request.prefs)
         call = await self._admit(key, "embeddings", routes, targets, bound, 0, 1, False, bound // 4)
 
         def build(target: Target) -> UpstreamRequest:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 
 from nemorouter.engine.health import Health
-from nemorouter.service.bodies import ProviderPrefs
+from nemorouter.providers.canonical import ProviderPrefs
 from nemorouter.service.routing import Route, Target
 
 MAX_ATTEMPTS = 6  # before the first byte, across every model of the request

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nemorouter.providers.messages_front_reply import (
+from nemorouter.frontdoors.anthropic_messages.reply import (
     anthropic_usage,
     matched_stop,
     stop_reason,

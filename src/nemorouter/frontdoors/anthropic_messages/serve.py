@@ -1,8 +1,9 @@
-"""The use case `POST /v1/messages`: Anthropic's Messages API as a translation around `Gateway.chat`.
+"""The front door `POST /v1/messages`: Anthropic's Messages API around the canonical chat request.
 
-Routing, holds, billing and settlement stay in the one OpenAI-shaped flow, so every model in
-the catalog answers here whatever its upstream's wire format; this module only translates
-the request in and the answer (or the stream) out.
+Routing, holds, billing and settlement stay in the one gateway flow, so every model in the
+catalog answers here whatever its upstream's wire format; this door only translates the request
+in (`request`) and the answer (`reply`) or the stream (`stream`) out, and shapes its errors as
+Anthropic's.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ import orjson
 from nemorouter import jsonx
 from nemorouter.engine.sse import encode
 from nemorouter.errors import InvalidRequest, NemoError
-from nemorouter.providers.messages_front import MalformedRequest, chat_body
-from nemorouter.providers.messages_front_reply import message_from_completion
-from nemorouter.providers.messages_front_stream import Event, MessagesStream
+from nemorouter.frontdoors.anthropic_messages.reply import message_from_completion
+from nemorouter.frontdoors.anthropic_messages.request import MalformedRequest, chat_body
+from nemorouter.frontdoors.anthropic_messages.stream import Event, MessagesStream
+from nemorouter.frontdoors.door import FrontDoor
+from nemorouter.frontdoors.json_body import json_object
+from nemorouter.providers.canonical import ChatRequest
 from nemorouter.providers.types import UnsupportedContent
 from nemorouter.service.gateway import Gateway, JsonReply, StreamReply
 from nemorouter.store.records import ApiKey
 
-__all__ = ["ANTHROPIC_ERROR_TYPES", "anthropic_error_body", "messages"]
+__all__ = ["ANTHROPIC_ERROR_TYPES", "MESSAGES", "anthropic_error_body", "chat_request", "messages"]
 
 # Our HTTP status -> Anthropic's error.type (docs.claude.com/en/api/errors). Anthropic has no
 # 502/503: an upstream failure is its api_error, no capacity its overloaded_error.
@@ -50,26 +54,33 @@ def anthropic_error_body(error: NemoError) -> dict[str, Any]:
     return {"type": "error", "error": detail}
 
 
-async def messages(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply | StreamReply:
-    """Answer a Messages request: JSON, or a stream of Anthropic events."""
-    if not raw:
-        raise InvalidRequest("the request body is empty; send a JSON object")
+def chat_request(raw: bytes) -> ChatRequest:
+    """A Messages body as the canonical chat request (400 for what is malformed or cannot be
+    carried). `chat_body` has checked what the gateway reads: one model, `max_tokens` (the
+    output limit), `stream`; Messages has no `n` and no provider preferences."""
     try:
-        request = jsonx.loads(raw)
-    except jsonx.TooDeep as exc:
-        raise InvalidRequest(str(exc)) from None
-    except ValueError:
-        raise InvalidRequest("the request body is not valid JSON") from None
-    try:
-        body = chat_body(request)
+        body = chat_body(json_object(raw))
     except (MalformedRequest, UnsupportedContent) as exc:
         raise InvalidRequest(str(exc)) from None
-    stops: list[str] = body.get("stop") or []
-    reply = await gateway.chat(key, orjson.dumps(body))
+    stops = body.get("stop") or []
+    return ChatRequest(
+        body,
+        [body["model"]],
+        stream=body.get("stream") is True,
+        max_output=body["max_tokens"],
+        stop=tuple(stops),
+    )
+
+
+async def messages(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply | StreamReply:
+    """Answer a Messages request: JSON, or a stream of Anthropic events."""
+    request = chat_request(raw)
+    reply = await gateway.chat(key, request)
     if isinstance(reply, JsonReply):
-        message = message_from_completion(jsonx.loads_exact(reply.body), stops)
+        message = message_from_completion(jsonx.loads_exact(reply.body), request.stop)
         return JsonReply(jsonx.dumps(message), reply.headers, reply.status)
-    converter = MessagesStream(reply.headers.get("x-nemo-request-id", ""), body["model"], stops)
+    request_id = reply.headers.get("x-nemo-request-id", "")
+    converter = MessagesStream(request_id, request.body["model"], request.stop)
     return StreamReply(reply.headers, anthropic_events(reply.chunks, converter))
 
 
@@ -114,3 +125,6 @@ async def anthropic_events(
             yield out
     finally:
         await chunks.aclose()
+
+
+MESSAGES = FrontDoor("/v1/messages", messages, anthropic_error_body, key_header=b"x-api-key")

@@ -1,0 +1,9 @@
+"""The front doors: one per public wire format a client may speak.
+
+Each translates its request into one canonical request (`providers/canonical.py`) for the
+gateway, and the gateway's answer (our OpenAI JSON or stream) back into its own response, stream
+events and error shape. A front door knows no upstream's format; an upstream adapter
+(`providers/`) knows no front door. Today: OpenAI Chat Completions and Embeddings
+(`openai_chat`), Anthropic Messages (`anthropic_messages`). The app mounts each door's
+`FrontDoor` record (`door.py`) on its path.
+"""
