@@ -34,7 +34,10 @@ PACKAGE = SRC / "nemorouter"
 # raises TypeError. (So `Usage`, whose counts come from providers, takes `object`s and raises
 # its own ValueError for a float, a bool or a negative number.)
 MODULES = (
+    "nemorouter/app/auth_gate.py",
+    "nemorouter/app/body.py",
     "nemorouter/app/fast.py",
+    "nemorouter/app/headers.py",
     "nemorouter/app/throttle.py",
     "nemorouter/engine/attempts.py",
     "nemorouter/engine/health.py",
