@@ -12,8 +12,8 @@ from anthropic.lib.streaming._messages import accumulate_event
 
 from nemorouter import jsonx
 from nemorouter.frontdoors.anthropic_messages.reply import anthropic_usage, message_from_completion
-from nemorouter.frontdoors.anthropic_messages.serve import anthropic_events
 from nemorouter.frontdoors.anthropic_messages.stream import Event, MessagesStream
+from nemorouter.frontdoors.event_stream import converted_events
 from nemorouter.money import Usd, parse_usd
 
 # ----------------------------------------------------------------------------- response
@@ -355,8 +355,9 @@ def test_thinking_stream_with_signature_then_text() -> None:
 
 
 async def test_frame_pump_parses_our_sse_passes_keepalives_and_closes_the_relay() -> None:
-    """`anthropic_events` over hand-written relay frames: split reads, a keep-alive comment, the
-    exact cost literal of the usage chunk, and closing it closes the inner stream."""
+    """The pump (`frontdoors/event_stream.py`) with the Messages converter, over hand-written
+    relay frames: split reads, a keep-alive comment, the exact cost literal of the usage chunk,
+    and closing it closes the inner stream."""
     usage = jsonx.dumps({**USAGE, "cost": Usd(parse_usd("0.000012345"))})
     frames = [
         b"data: " + json.dumps(chunk({"role": "assistant", "content": ""})).encode() + b"\n\n",
@@ -376,7 +377,7 @@ async def test_frame_pump_parses_our_sse_passes_keepalives_and_closes_the_relay(
         finally:
             closed.append(True)
 
-    out = [f async for f in anthropic_events(relay(frames), MessagesStream("gen-9", "m"))]
+    out = [f async for f in converted_events(relay(frames), MessagesStream("gen-9", "m"))]
     assert b": keepalive\n\n" in out and closed == [True]
     text = b"".join(out).decode()
     assert text.startswith("event: message_start\ndata: {")
@@ -385,7 +386,7 @@ async def test_frame_pump_parses_our_sse_passes_keepalives_and_closes_the_relay(
 
     # A client that leaves mid-stream closes the pump, and the pump closes the relay (which settles).
     closed.clear()
-    pump = anthropic_events(relay(frames), MessagesStream("gen-9", "m"))
+    pump = converted_events(relay(frames), MessagesStream("gen-9", "m"))
     assert (await pump.__anext__()).startswith(b"event: message_start")
     await pump.aclose()
     assert closed == [True]

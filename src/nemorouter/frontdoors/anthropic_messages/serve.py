@@ -8,18 +8,15 @@ Anthropic's.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
-import orjson
-
 from nemorouter import jsonx
-from nemorouter.engine.sse import encode
 from nemorouter.errors import InvalidRequest, NemoError
 from nemorouter.frontdoors.anthropic_messages.reply import message_from_completion
 from nemorouter.frontdoors.anthropic_messages.request import MalformedRequest, chat_body
-from nemorouter.frontdoors.anthropic_messages.stream import Event, MessagesStream
+from nemorouter.frontdoors.anthropic_messages.stream import MessagesStream
 from nemorouter.frontdoors.door import FrontDoor
+from nemorouter.frontdoors.event_stream import converted_events
 from nemorouter.frontdoors.json_body import json_object
 from nemorouter.providers.canonical import ChatRequest
 from nemorouter.providers.types import UnsupportedContent
@@ -81,50 +78,7 @@ async def messages(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply | Str
         return JsonReply(jsonx.dumps(message), reply.headers, reply.status)
     request_id = reply.headers.get("x-nemo-request-id", "")
     converter = MessagesStream(request_id, request.body["model"], request.stop)
-    return StreamReply(reply.headers, anthropic_events(reply.chunks, converter))
-
-
-def _frames(events: Sequence[Event]) -> list[bytes]:
-    return [encode(jsonx.dumps(data), event=name) for name, data in events]
-
-
-def _chunk(data: bytes) -> dict[str, Any]:
-    # Only the final usage chunk carries money; it is parsed exactly, the rest fast.
-    parsed = jsonx.loads_exact(data) if b'"cost"' in data else orjson.loads(data)
-    return parsed if isinstance(parsed, dict) else {}
-
-
-async def anthropic_events(
-    chunks: AsyncGenerator[bytes, None], converter: MessagesStream
-) -> AsyncGenerator[bytes, None]:
-    """Our OpenAI SSE frames in, Anthropic's frames out. Closing this closes `chunks`, so a
-    client that leaves still settles (the relay charges what was generated)."""
-    pending = b""
-    try:
-        async for piece in chunks:
-            pending += piece
-            while b"\n\n" in pending:
-                frame, pending = pending.split(b"\n\n", 1)
-                data = b"\n".join(
-                    line[5:].lstrip(b" ") for line in frame.split(b"\n") if line.startswith(b"data:")
-                )
-                if not data:
-                    # A keep-alive comment passes as it is: SSE clients skip it, proxies see traffic.
-                    if frame.startswith(b":"):
-                        yield frame + b"\n\n"
-                    continue
-                if data == b"[DONE]":
-                    for out in _frames(converter.end()):
-                        yield out
-                    return
-                for out in _frames(converter.feed(_chunk(data))):
-                    yield out
-                if converter.ended:
-                    return  # an error event ends an Anthropic stream
-        for out in _frames(converter.end()):
-            yield out
-    finally:
-        await chunks.aclose()
+    return StreamReply(reply.headers, converted_events(reply.chunks, converter))
 
 
 MESSAGES = FrontDoor("/v1/messages", messages, anthropic_error_body, key_header=b"x-api-key")

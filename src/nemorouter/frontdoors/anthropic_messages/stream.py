@@ -23,10 +23,9 @@ from nemorouter.frontdoors.anthropic_messages.reply import (
     stop_reason,
     thinking_blocks,
 )
+from nemorouter.frontdoors.event_stream import Event
 
 __all__ = ["Event", "MessagesStream"]
-
-Event = tuple[str, dict[str, Any]]  # (event name, data object)
 
 
 class MessagesStream:
