@@ -45,7 +45,10 @@ PACKAGE = SRC / "nemorouter"
 # raises TypeError. (So `Usage`, whose counts come from providers, takes `object`s and raises
 # its own ValueError for a float, a bool or a negative number.)
 MODULES = (
+    "nemorouter/app/auth_gate.py",
+    "nemorouter/app/body.py",
     "nemorouter/app/fast.py",
+    "nemorouter/app/headers.py",
     "nemorouter/app/throttle.py",
     "nemorouter/engine/connection.py",
     "nemorouter/engine/dial.py",
@@ -56,6 +59,8 @@ MODULES = (
     "nemorouter/engine/pool.py",
     "nemorouter/engine/proxy.py",
     "nemorouter/engine/request_head.py",
+    "nemorouter/frontdoors/json_body.py",
+    "nemorouter/frontdoors/openai_chat.py",
     "nemorouter/jsonx.py",
     "nemorouter/limits/gcra.py",
     "nemorouter/limits/local.py",
@@ -69,6 +74,7 @@ MODULES = (
     "nemorouter/money/usage.py",
     "nemorouter/money/windows.py",
     "nemorouter/providers/bounds.py",
+    "nemorouter/providers/canonical.py",
     "nemorouter/providers/openai_wire.py",
     "nemorouter/providers/output_limit.py",
     "nemorouter/providers/types.py",

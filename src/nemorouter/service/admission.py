@@ -15,8 +15,8 @@ from nemorouter.engine.health import Health
 from nemorouter.errors import Forbidden, InvalidRequest, NoDeploymentAvailable, NotFound, RateLimited
 from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket
 from nemorouter.money import window_start
+from nemorouter.providers.canonical import ProviderPrefs
 from nemorouter.service import billing
-from nemorouter.service.bodies import ProviderPrefs
 from nemorouter.service.metrics import Metrics
 from nemorouter.service.routing import Route, RoutingTable, Target
 from nemorouter.service.selection import candidates

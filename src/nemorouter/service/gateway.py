@@ -1,6 +1,7 @@
 """The gateway flow: resolve -> admit -> dispatch -> settle -> respond.
 
-Knows nothing of HTTP frameworks: it takes a key and body bytes and returns bytes (or an
+Knows nothing of HTTP frameworks or wire formats: it takes a key and a canonical request (a front
+door parsed it: frontdoors/) and returns bytes (or an
 async generator of SSE frames) plus headers. Each step is its own module: admission (models,
 attempts, rate limits, the hold), the dispatcher (engine/dispatch.py: attempts, breakers,
 quarantine), settlement (charge or release, the record) and the stream relay.
@@ -21,17 +22,11 @@ from nemorouter.engine.http import Transport
 from nemorouter.limits.local import LocalLimiter
 from nemorouter.money import Usd, format_usd
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
+from nemorouter.providers.canonical import ChatRequest, EmbeddingsRequest
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.types import Completion
 from nemorouter.service.admission import Admission, Call
-from nemorouter.service.bodies import (
-    held_output,
-    parse_chat,
-    parse_embeddings,
-    prompt_rules_of,
-    provider_prefs,
-    requested_output,
-)
+from nemorouter.service.bodies import held_output, prompt_rules_of
 from nemorouter.service.metrics import Metrics
 from nemorouter.service.quarantine import Quarantine
 from nemorouter.service.relay import relay
@@ -95,14 +90,14 @@ class Gateway:
 
     # -- use cases ------------------------------------------------------------------------
 
-    async def chat(self, key: ApiKey, raw: bytes) -> JsonReply | StreamReply:
-        body, ids = parse_chat(raw)
+    async def chat(self, key: ApiKey, request: ChatRequest) -> JsonReply | StreamReply:
+        body, ids = request.body, request.model_ids
         admission = self.admission
         routes = await admission.resolve(key, ids, "chat")
-        n = body.get("n") or 1
-        max_output = held_output(requested_output(body), [r.model.max_output for r in routes], n)
-        stream = bool(body.get("stream"))
-        attempts = admission.candidates(routes, provider_prefs(body))
+        n = request.n
+        max_output = held_output(request.max_output, [r.model.max_output for r in routes], n)
+        stream = request.stream
+        attempts = admission.candidates(routes, request.prefs)
         bound = chat_input_bound(body, prompt_rules_of([a.origin for a in attempts]))
         call = await admission.admit(
             key, "chat", routes, attempts, bound, max_output, n, stream, bound // 4 + max_output
@@ -132,12 +127,12 @@ class Gateway:
             raise
         return await self._reply(call, attempt.origin, completion, chat=body)
 
-    async def embeddings(self, key: ApiKey, raw: bytes) -> JsonReply:
-        body, ids = parse_embeddings(raw)
+    async def embeddings(self, key: ApiKey, request: EmbeddingsRequest) -> JsonReply:
+        body, ids = request.body, request.model_ids
         admission = self.admission
         routes = await admission.resolve(key, ids, "embedding")
         bound = embeddings_input_bound(body["input"])
-        attempts = admission.candidates(routes, provider_prefs(body))
+        attempts = admission.candidates(routes, request.prefs)
         call = await admission.admit(key, "embeddings", routes, attempts, bound, 0, 1, False, bound // 4)
         try:
             attempt, completion = await self.dispatcher.send(

@@ -8,7 +8,7 @@ import random
 
 from nemorouter.engine.dispatch import Attempt
 from nemorouter.engine.health import Health
-from nemorouter.service.bodies import ProviderPrefs
+from nemorouter.providers.canonical import ProviderPrefs
 from nemorouter.service.routing import Route, Target, adapter_of
 
 MAX_ATTEMPTS = 6  # before the first byte, across every model of the request

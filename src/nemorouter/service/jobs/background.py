@@ -9,14 +9,16 @@ import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from nemorouter.service.alerting.alerts import AlertWatcher
-from nemorouter.service.alerting.outbox import OutboxWorker
-from nemorouter.service.gateway import Gateway
-from nemorouter.service.jobs.invalidation import Invalidation
-from nemorouter.settings import Settings
 from nemorouter.store.base import Store
+
+if TYPE_CHECKING:  # only for the Protocol: invalidation imports redis, which only Redis deployments load
+    from nemorouter.service.alerting.alerts import AlertWatcher
+    from nemorouter.service.alerting.outbox import OutboxWorker
+    from nemorouter.service.gateway import Gateway
+    from nemorouter.service.jobs.invalidation import Invalidation
+    from nemorouter.settings import Settings
 
 log = logging.getLogger("nemorouter")
 SEAL_EVERY = 0.5  # seconds: a settled entry is tamper-evident within about this long

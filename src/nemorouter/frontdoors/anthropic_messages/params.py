@@ -1,6 +1,6 @@
 """Messages request parameters -> OpenAI's: sampling, tools and tool_choice, thinking, metadata.
 
-Split from `messages_front` (the content mapping); the choices are documented there.
+Split from `request` (the content mapping); the choices are documented there.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class MalformedRequest(ValueError):
 
 
 def effort_for_budget(budget: int) -> str:
-    """OpenAI's reasoning effort for an Anthropic thinking budget (bands: see `messages_front`)."""
+    """OpenAI's reasoning effort for an Anthropic thinking budget (bands: see `request`)."""
     if budget <= 2048:
         return "low"
     return "medium" if budget <= 8192 else "high"

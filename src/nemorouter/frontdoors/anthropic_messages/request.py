@@ -2,7 +2,7 @@
 
 The gateway serves every model through its one OpenAI-shaped flow (routing, holds, billing),
 so an Anthropic request is translated in front of it and the answer translated back
-(`messages_front_reply`). Rules: shared/reference/providers.md section 2, read in reverse.
+(`reply`). Rules: shared/reference/providers.md section 2, read in reverse.
 Whatever OpenAI's shape cannot carry raises `UnsupportedContent`; a body that is not a
 well-formed Messages request raises `MalformedRequest`. Both are answered 400.
 
@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from nemorouter.providers.messages_front_params import (
+from nemorouter.frontdoors.anthropic_messages.params import (
     MalformedRequest,
     effort_for_budget,
     is_int,

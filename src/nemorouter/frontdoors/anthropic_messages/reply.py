@@ -1,5 +1,5 @@
 """The front door's answers: an OpenAI chat.completion (ours, with usage and cost) -> an
-Anthropic message, purely. The stream converter (`messages_front_stream`) shares these
+Anthropic message, purely. The stream converter (`stream`) shares these
 mappings, so a streamed answer ends as the same message.
 
 Usage follows Anthropic's conventions (`input_tokens` excludes cache reads and writes) and adds

@@ -17,16 +17,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nemorouter.providers.messages_front_reply import (
+from nemorouter.frontdoors.anthropic_messages.reply import (
     anthropic_usage,
     matched_stop,
     stop_reason,
     thinking_blocks,
 )
+from nemorouter.frontdoors.event_stream import Event
 
 __all__ = ["Event", "MessagesStream"]
-
-Event = tuple[str, dict[str, Any]]  # (event name, data object)
 
 
 class MessagesStream:
