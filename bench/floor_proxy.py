@@ -4,13 +4,20 @@ Same server stack as the gateway (uvicorn+uvloop+httptools, one worker) and the 
 (one pooled aiohttp session), but no framework and no features: it forwards method, path, body,
 Content-Type and Authorization, and returns the upstream's status, content-type and body (streamed
 through unbuffered for SSE). Whatever NemoRouter costs above this is the price of its features.
+With `--workers N` it runs the way `nemorouter serve --workers N` does: N forked processes accepting
+on one listening socket, so a multi-worker gateway row is compared with a floor of as many workers.
 
-    python bench/floor_proxy.py --port 9002 --upstream http://127.0.0.1:9001
+    python bench/floor_proxy.py --port 9002 --upstream http://127.0.0.1:9001 [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
+import socket
+import sys
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -92,6 +99,45 @@ def make_app(upstream: str) -> ASGIApp:
     return app
 
 
+def _config(upstream: str, host: str, port: int) -> uvicorn.Config:
+    return uvicorn.Config(
+        make_app(upstream),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+    )
+
+
+def serve_workers(upstream: str, host: str, port: int, workers: int) -> None:
+    """Fork `workers` servers on one listening socket (as nemorouter's `serve --workers`); SIGTERM or
+    SIGINT stops them all; returns once every one has exited."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker: its own event loop and aiohttp session
+            uvicorn.Server(_config(upstream, host, port)).run(sockets=[sock])
+            os._exit(0)
+        children.append(pid)
+
+    def stop(signum: int, frame: object) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for child in children:
+        os.waitpid(child, 0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,17 +145,14 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--upstream", required=True, help="upstream base URL, e.g. http://127.0.0.1:9001")
+    parser.add_argument("--workers", type=int, default=1, help="forked processes on one socket (default 1)")
     args = parser.parse_args()
-    uvicorn.run(
-        make_app(args.upstream),
-        host=args.host,
-        port=args.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
-        log_level="warning",
-    )
+    if args.workers < 1:
+        sys.exit("--workers must be at least 1")
+    if args.workers == 1:
+        uvicorn.Server(_config(args.upstream, args.host, args.port)).run()
+    else:
+        serve_workers(args.upstream, args.host, args.port, args.workers)
 
 
 if __name__ == "__main__":

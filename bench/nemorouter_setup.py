@@ -17,12 +17,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 ADMIN_TOKEN = "bench-admin-token"
 UPSTREAM_KEY = "sk-stub-upstream-key"
 MODEL = "bench/gpt-4o-mini"
+INPUT_USD_PER_MTOK, OUTPUT_USD_PER_MTOK = "0.15", "0.6"  # the model's prices, exact decimals
 
 
 @dataclass
@@ -33,6 +35,7 @@ class NemoRouter:
     env: dict[str, str]
     api_key: str
     model: str = MODEL
+    account_id: str = ""
     cleanup: Callable[[], None] = field(default=lambda: None)  # drops what a shared setup made
 
 
@@ -72,16 +75,45 @@ def setup_nemorouter(
     _cli(env, "init")
     _cli(env, "providers", "add", "stub", "--kind", "openai", "--base-url", stub_url)
     _cli(env, "providers", "add-key", "stub", "--label", "main", stdin=UPSTREAM_KEY + "\n")
-    prices = ["--input", "0.15", "--output", "0.6", "--context", "128000", "--max-output", "16384"]
+    prices = ["--input", INPUT_USD_PER_MTOK, "--output", OUTPUT_USD_PER_MTOK]
+    prices += ["--context", "128000", "--max-output", "16384"]
     _cli(env, "models", "add", MODEL, *prices, "--deploy", "stub:gpt-4o-mini")
     account_id = _cli(env, "accounts", "create", "bench", "--email", "bench@example.com")["data"]["id"]
     _cli(env, "credits", "add", account_id, "1000000", "--reason", "bench", "--idempotency-key", "bench-1")
     limits = ["--limit", "900000", "--rpm", "100000000", "--tpm", "100000000000"]
     created = _cli(env, "keys", "create", account_id, "--name", "bench", *limits)
-    serve = [str(cli_path()), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    # `python -m nemorouter` is the command with its entry point (cli/entry.py), which loads the
+    # compiled build for `serve`, whatever console script an older install left in the venv.
+    serve = [sys.executable, "-m", "nemorouter", "serve", "--host", "127.0.0.1", "--port", str(port)]
     if workers != 1:
         serve += ["--workers", str(workers)]
-    return NemoRouter(serve_argv=serve, env=env, api_key=created["key"])
+    return NemoRouter(serve_argv=serve, env=env, api_key=created["key"], account_id=account_id)
+
+
+def add_key(nemo: NemoRouter, name: str) -> tuple[str, str]:
+    """Another key of the bench account, no limits but its spend cap: (secret, key id)."""
+    created = _cli(nemo.env, "keys", "create", nemo.account_id, "--name", name, "--limit", "900000")
+    return created["key"], created["data"]["id"]
+
+
+def exact_cost_pico(prompt_tokens: int, completion_tokens: int) -> int:
+    """What the bench model must charge for a usage, from its prices (USD per million tokens)."""
+    per_token = Decimal(10**12) / Decimal(10**6)
+    cost = (
+        prompt_tokens * Decimal(INPUT_USD_PER_MTOK) + completion_tokens * Decimal(OUTPUT_USD_PER_MTOK)
+    ) * per_token
+    assert cost == cost.to_integral_value()
+    return int(cost)
+
+
+def charges(nemo: NemoRouter, key_id: str, limit: int) -> dict[str, Any]:
+    """What the gateway charged (bench/charges.py, through its store; run after it stopped)."""
+    argv = [sys.executable, str(Path(__file__).with_name("charges.py")), nemo.account_id, key_id, str(limit)]
+    proc = subprocess.run(argv, env=nemo.env, capture_output=True, text=True, timeout=120, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"reading the charges failed: {proc.stderr.strip()[-2000:]}")
+    found: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return found
 
 
 def setup_shared(

@@ -17,7 +17,8 @@ from nemorouter.money.cost import CostBreakdown
 from nemorouter.money.settlement import Charge
 from nemorouter.money.usage import Usage
 from nemorouter.providers.types import Completion, Upstream, UpstreamRequest
-from nemorouter.service.gateway import Call, JsonReply
+from nemorouter.service.admission import Call
+from nemorouter.service.gateway import JsonReply
 from nemorouter.store.records import Generation, Hold, Outcome, ReserveResult
 
 HAND_WRITTEN = [

@@ -1,26 +1,37 @@
 """Compile the request path's modules with mypyc, into the virtual environment, never the source tree.
 
-`make` runs this after installing (Makefile: the `native` stamp). The extension modules go to
+`make native` runs this (so do `make test` and `make bench`; `make run` starts it in the
+background and serves plain Python meanwhile). The extension modules go to
 `<venv>/nemorouter-native/` with a manifest of each source's SHA-256; `nemorouter._native` loads
-them only while every listed source is unchanged, so an edited `.py` is never shadowed by an old
-build: the whole set falls back to plain Python until the next `make`. The code is the same code
-either way; mypyc turns its type annotations into native calls and attribute slots (about a
-fifth less CPU on these modules), which is why only fully annotated, hot modules are listed.
+them (in `serve` and `demo`) only while every listed source is unchanged, so an edited `.py` is
+never shadowed by an old build: the whole set falls back to plain Python until the next build.
+The code is the same code either way; mypyc turns its type annotations into native calls and
+attribute slots (about a fifth less CPU on these modules), which is why only fully annotated, hot
+modules are listed.
 
-    python tools/build_native.py             # build (or rebuild) the set
-    python tools/build_native.py --if-stale  # build only if a listed source changed (what make runs)
-    python tools/build_native.py --clean     # remove the build: plain Python everywhere
+A build is never seen half-made: it is staged in a hidden directory beside the final one (same
+file system) and renamed into place whole, manifest included, under a lock that also keeps two
+builds (a background one and `make test`'s) from running at once.
+
+    python tools/build_native.py                           # build (or rebuild) the set
+    python tools/build_native.py --if-stale                # build only if a listed source changed
+    python tools/build_native.py --if-stale --background   # the same, detached (what `make run` does)
+    python tools/build_native.py --clean                   # remove the build: plain Python everywhere
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import importlib.machinery
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from nemorouter import _native
@@ -34,17 +45,22 @@ PACKAGE = SRC / "nemorouter"
 # raises TypeError. (So `Usage`, whose counts come from providers, takes `object`s and raises
 # its own ValueError for a float, a bool or a negative number.)
 MODULES = (
+    "nemorouter/app/auth_gate.py",
+    "nemorouter/app/body.py",
     "nemorouter/app/fast.py",
+    "nemorouter/app/headers.py",
     "nemorouter/app/throttle.py",
-    "nemorouter/engine/attempts.py",
     "nemorouter/engine/connection.py",
     "nemorouter/engine/dial.py",
+    "nemorouter/engine/dispatch.py",
     "nemorouter/engine/health.py",
     "nemorouter/engine/http.py",
     "nemorouter/engine/http1.py",
     "nemorouter/engine/pool.py",
     "nemorouter/engine/proxy.py",
     "nemorouter/engine/request_head.py",
+    "nemorouter/frontdoors/json_body.py",
+    "nemorouter/frontdoors/openai_chat.py",
     "nemorouter/jsonx.py",
     "nemorouter/limits/gcra.py",
     "nemorouter/limits/local.py",
@@ -58,9 +74,11 @@ MODULES = (
     "nemorouter/money/usage.py",
     "nemorouter/money/windows.py",
     "nemorouter/providers/bounds.py",
+    "nemorouter/providers/canonical.py",
     "nemorouter/providers/openai_wire.py",
     "nemorouter/providers/output_limit.py",
     "nemorouter/providers/types.py",
+    "nemorouter/service/admission.py",
     "nemorouter/service/auth.py",
     "nemorouter/service/billing.py",
     "nemorouter/service/bodies.py",
@@ -69,14 +87,27 @@ MODULES = (
     "nemorouter/service/metrics.py",
     "nemorouter/service/routing.py",
     "nemorouter/service/selection.py",
-    "nemorouter/store/money_mirror.py",
+    "nemorouter/service/settlement.py",
+    "nemorouter/store/cap_rule.py",
     "nemorouter/store/records.py",
+    "nemorouter/store/sqlite/money_mirror.py",
     "nemorouter/timeutil.py",
 )
 
 
 def out_dir() -> Path:
     return Path(sys.prefix) / _native.BUILD_DIR
+
+
+STAGING_PREFIX = f".{_native.BUILD_DIR}-"  # hidden siblings of out_dir(): a build being made or dropped
+
+
+@contextlib.contextmanager
+def build_lock() -> Iterator[None]:
+    """One build at a time per virtual environment (held until the build is in place)."""
+    with _native.lock_path(out_dir()).open("ab") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        yield
 
 
 def module_name(rel: str) -> str:
@@ -101,13 +132,37 @@ def _module_of(path: Path, lib: Path) -> str:
 
 
 def build() -> None:
+    hashes = {module_name(rel): _native.sha256(SRC / rel) for rel in MODULES}
+    final = out_dir()
+    for leftover in final.parent.glob(STAGING_PREFIX + "*"):  # from a build that was killed
+        shutil.rmtree(leftover, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=final.parent))
+    try:
+        _compile(hashes, staging)
+        _swap_in(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    print(f"native: {len(hashes)} modules compiled into {final}")
+
+
+def _swap_in(staging: Path, final: Path) -> None:
+    """Put the finished build in place with renames only: `final` is either the old build, absent
+    (plain Python for a process starting in that instant), or the new build, never a partial one."""
+    if final.exists():
+        retired = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=final.parent))
+        os.rename(final, retired / "old")
+        os.rename(staging, final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.rename(staging, final)
+
+
+def _compile(hashes: dict[str, str], staging: Path) -> None:
+    """mypyc and the C compiler, into `staging`; its manifest is written last."""
     from mypyc.build import mypycify  # the dev dependencies: mypy ships mypyc
     from setuptools import setup
 
-    hashes = {module_name(rel): _native.sha256(SRC / rel) for rel in MODULES}
-    final = out_dir()
     with tempfile.TemporaryDirectory(prefix="nemo-native-") as tmp:
-        staging = Path(tmp) / "lib"
         cwd = os.getcwd()
         os.chdir(SRC)  # mypyc names modules by their path: nemorouter/app/fast.py -> nemorouter.app.fast
         try:
@@ -141,11 +196,27 @@ def build() -> None:
         missing = sorted(set(hashes) - set(files))
         if missing:
             raise SystemExit(f"mypyc built no extension for: {', '.join(missing)}")
-        manifest = {"python": sys.version, "sources": hashes, "files": files}
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        shutil.move(str(staging), final)
-    print(f"native: {len(hashes)} modules compiled into {final}")
+    manifest = {"python": sys.version, "sources": hashes, "files": files}
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def start_in_background() -> None:
+    """Detach a low-priority `--if-stale` build and return at once (its output: a log in the venv)."""
+    log = out_dir().with_name(_native.BUILD_DIR + ".log")
+    with log.open("wb") as out:
+        subprocess.Popen(
+            [sys.executable, __file__, "--if-stale"],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the terminal's Ctrl-C that stops `make run`
+            preexec_fn=lambda: os.nice(10),  # the demo's start comes first on a busy machine
+        )
+    print(
+        f"native: compiling the hot modules in the background (log: {log}); serving plain Python"
+        " until a later `nemorouter serve` starts with it (`make native` waits for it)",
+        flush=True,
+    )
 
 
 def main() -> int:
@@ -154,15 +225,22 @@ def main() -> int:
     )
     parser.add_argument("--clean", action="store_true", help="remove the build")
     parser.add_argument("--if-stale", action="store_true", help="build only if a listed source changed")
+    parser.add_argument("--background", action="store_true", help="build in a detached process")
     opts = parser.parse_args()
-    if opts.clean:
-        shutil.rmtree(out_dir(), ignore_errors=True)
-        print(f"native: removed {out_dir()}")
-        return 0
     if opts.if_stale and current():
         return 0
-    print(f"native: compiling {len(MODULES)} modules with mypyc (about a minute)...", flush=True)
-    build()
+    if opts.background:
+        start_in_background()
+        return 0
+    with build_lock():
+        if opts.clean:
+            shutil.rmtree(out_dir(), ignore_errors=True)
+            print(f"native: removed {out_dir()}")
+            return 0
+        if opts.if_stale and current():  # another build finished while this one waited
+            return 0
+        print(f"native: compiling {len(MODULES)} modules with mypyc (1-3 minutes)...", flush=True)
+        build()
     return 0
 
 

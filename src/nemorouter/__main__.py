@@ -1,5 +1,5 @@
 """`python -m nemorouter` is the `nemorouter` command."""
 
-from nemorouter.cli.main import main
+from nemorouter.cli.entry import main
 
 main()

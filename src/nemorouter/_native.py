@@ -4,10 +4,15 @@ The build lives in the virtual environment, not beside the sources, and is used 
 every source it was compiled from is byte-for-byte unchanged: one edited module makes the
 whole set fall back to plain Python (compiled modules call each other directly, so a mixed set
 could run old code). NEMO_NATIVE=0 turns it off. Either way the behaviour is the same code.
+
+Nothing is loaded on import: `serve` and `demo` call `install` at their start (cli/entry.py),
+before any hot module is imported; everything else (the other commands, the tests' own process,
+code importing nemorouter) runs the sources.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import importlib.abc
 import importlib.machinery
@@ -22,7 +27,7 @@ from typing import Any
 
 BUILD_DIR = "nemorouter-native"
 # Why the build is not in use (None: it is); for `nemorouter serve`'s start-up line and the tests.
-status: str | None = "not loaded"
+status: str | None = "not loaded (only `nemorouter serve` and `demo` load it)"
 
 
 class _NativeFinder(importlib.abc.MetaPathFinder):
@@ -64,7 +69,7 @@ def read_manifest(root: Path) -> dict[str, Any] | None:
 def problem(manifest: dict[str, Any] | None, package_dir: Path) -> str | None:
     """Why the build `manifest` describes can't run the sources in `package_dir` (None: it can)."""
     if manifest is None:
-        return "not built (make builds it)"
+        return "not built (`make native` builds it)"
     if manifest.get("python") != sys.version:
         return "built for another Python"
     stale = []
@@ -75,23 +80,47 @@ def problem(manifest: dict[str, Any] | None, package_dir: Path) -> str | None:
         except OSError:
             stale.append(name)
     if stale:
-        return f"stale: {', '.join(sorted(stale))} changed since the build (make rebuilds it)"
+        return f"stale: {', '.join(sorted(stale))} changed since the build (`make native` rebuilds it)"
     return None
 
 
-def install(package_dir: Path, root: Path | None = None) -> None:
+def install(package_dir: Path | None = None, root: Path | None = None) -> None:
     """Put the build's finder first on sys.meta_path if the build (in `root`, by default the
-    virtual environment's) exists and is current."""
+    virtual environment's) exists and is current for the sources in `package_dir` (by default
+    this package's). Call it before the first hot module is imported."""
     global status
+    package_dir = Path(__file__).resolve().parent if package_dir is None else package_dir
     root = Path(sys.prefix) / BUILD_DIR if root is None else root
     if os.environ.get("NEMO_NATIVE", "1") == "0":
         status = "off (NEMO_NATIVE=0)"
         return
     manifest = read_manifest(root)
     status = problem(manifest, package_dir)
+    early = sorted(name for name in (manifest or {}).get("files", {}) if name in sys.modules)
+    if status is None and early:  # half the set compiled would call into the other half's old code
+        status = f"not loaded: {', '.join(early)} imported before the build could be installed"
+    if status is not None and build_under_way(root):
+        status += "; a build is under way (tools/build_native.py), in use from the next start"
     if status is None:
         assert manifest is not None
+        sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _NativeFinder)]
         sys.meta_path.insert(0, _NativeFinder(root, manifest["files"]))
+
+
+def lock_path(root: Path) -> Path:
+    """The file a build holds locked while it runs (tools/build_native.py)."""
+    return root.with_name(root.name + ".lock")
+
+
+def build_under_way(root: Path) -> bool:
+    try:
+        with lock_path(root).open("rb") as held:
+            fcntl.flock(held, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def compiled_modules() -> list[str]:

@@ -73,7 +73,7 @@ class Outbound:
     https_proxy: ProxyServer | None = None  # https origins: a CONNECT tunnel, TLS inside it
     http_proxy: ProxyServer | None = None  # http origins: requests in absolute form
     no_proxy: tuple[str, ...] = ()  # hosts, domains, IPs, CIDR blocks (`*`: all) reached directly
-    max_connections_per_origin: int = 256  # more requests than this wait their turn
+    max_connections_per_origin: int = 4096  # more requests than this wait their turn
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Outbound:
@@ -83,7 +83,7 @@ class Outbound:
             https_proxy=_proxy(env, "https_proxy"),
             http_proxy=_proxy(env, "http_proxy"),
             no_proxy=tuple(part.strip().lower() for part in no_proxy.split(",") if part.strip()),
-            max_connections_per_origin=_count(env, "NEMO_UPSTREAM_MAX_CONNECTIONS", 256),
+            max_connections_per_origin=_count(env, "NEMO_UPSTREAM_MAX_CONNECTIONS", 4096),
         )
 
 
@@ -287,7 +287,7 @@ def _master_key(value: str | None) -> str | None:
 
 
 def _signing_secret(value: str | None) -> str | None:
-    """`whsec_` + base64 (service/outbox.py signs operator alerts with it)."""
+    """`whsec_` + base64 (service/alerting/outbox.py signs operator alerts with it)."""
     if value is None:
         return None
     body = value.strip().removeprefix("whsec_")

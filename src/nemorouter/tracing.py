@@ -50,8 +50,9 @@ class Tracing:
         """Swap the services' authenticator, store and upstream client for traced proxies."""
         services.auth = TracedAuth(services.auth, self.tracer)
         gateway = services.gateway
-        gateway.store = TracedStore(gateway.store, self.tracer)
-        gateway.client = TracedClient(gateway.client, self.tracer)
+        gateway.use(
+            TracedStore(gateway.store, self.tracer), TracedClient(gateway.dispatcher.client, self.tracer)
+        )
 
     def shutdown(self) -> None:
         self.provider.shutdown()  # exports what is left

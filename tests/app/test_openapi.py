@@ -9,13 +9,13 @@ from starlette.routing import Mount, Route
 
 from conftest import Gateway
 from nemorouter.app import create_app
-from nemorouter.app.fast import USES
+from nemorouter.app.fast import DOORS
 from nemorouter.settings import Settings
 
 
 def served_operations(tmp_path: Path) -> set[tuple[str, str]]:
     app = create_app(Settings.from_env({"NEMO_DATA_DIR": str(tmp_path)}))
-    found = {("post", path) for path in USES}
+    found = {("post", path) for path in DOORS}
     for route in app.app.routes:
         if isinstance(route, Mount) and route.path == "/console":
             continue  # the web console's HTML pages (tests/console), not an API

@@ -1,5 +1,5 @@
-"""Security headers on every non-inference response (app/headers.py), the CSP on HTML, and the
-served API docs page (/docs: the OpenAPI document as plain HTML, nothing loaded from elsewhere)."""
+"""Security headers on every response (app/headers.py), the hot routes' too, the CSP on HTML, and
+the served API docs page (/docs: the OpenAPI document as plain HTML, nothing loaded from elsewhere)."""
 
 from __future__ import annotations
 
@@ -81,14 +81,41 @@ def test_a_statement_page_allows_exactly_its_own_stylesheet(gateway: Gateway) ->
     assert "<script" not in resp.text.lower()
 
 
-def test_the_hot_inference_routes_are_left_alone(gateway: Gateway) -> None:
-    """The fast path (app/fast.py) does not pass through the middleware: no cost there."""
-    account = gateway.account("1.00", name="fast")
-    resp = httpx.post(
-        f"{gateway.url}/v1/chat/completions",
-        json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
-        headers={"Authorization": f"Bearer {gateway.key(account)}"},
-        timeout=30,
-    )
-    assert resp.status_code == 200
-    assert "x-content-type-options" not in resp.headers
+SECURITY = ("x-content-type-options", "referrer-policy", "content-security-policy", "x-frame-options")
+
+
+def security_of(resp: httpx.Response) -> dict[str, str]:
+    return {name: resp.headers[name] for name in SECURITY if name in resp.headers}
+
+
+def test_the_hot_routes_send_the_framework_routes_headers(gateway: Gateway) -> None:
+    """The front doors' routes (app/fast.py) skip the middleware but not its headers: every
+    answer of theirs (JSON, stream, contract error, Anthropic error) carries exactly what a
+    framework JSON answer does."""
+    key = gateway.key(gateway.account("1.00", name="fast"))
+    auth = {"Authorization": f"Bearer {key}"}
+    chat = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+    framework = security_of(httpx.get(f"{gateway.url}/v1/models"))
+    assert framework == {"x-content-type-options": "nosniff", "referrer-policy": "no-referrer"}
+    assert security_of(httpx.get(f"{gateway.url}/v1/credits")) == framework  # a framework error
+
+    with httpx.Client(base_url=gateway.url, timeout=30) as client:
+        answers = [
+            client.post("/v1/chat/completions", json=chat, headers=auth),
+            client.post("/v1/chat/completions", json={**chat, "messages": []}, headers=auth),  # 400
+            client.post("/v1/chat/completions", json=chat),  # 401
+            client.post("/v1/embeddings", json={"model": "openai/gpt-4o-mini"}, headers=auth),  # 400
+            client.post("/v1/messages", json={"model": "openai/gpt-4o-mini"}, headers={"x-api-key": key}),
+        ]
+        with client.stream(
+            "POST", "/v1/chat/completions", json={**chat, "stream": True}, headers=auth
+        ) as streamed:
+            assert streamed.status_code == 200 and streamed.headers["content-type"].startswith(
+                "text/event-stream"
+            )
+            streamed.read()
+            answers.append(streamed)
+    assert [a.status_code for a in answers] == [200, 400, 401, 400, 400, 200]
+    assert answers[4].json()["type"] == "error"  # the Messages door's own error shape
+    for resp in answers:
+        assert security_of(resp) == framework, resp.request.url

@@ -197,7 +197,7 @@ def test_stop_sequences_cut_the_text(gateway: Gateway, sim: Sim) -> None:
     stop = " " + text.split()[4]
     cut, _, _ = create(client, messages=messages, stop_sequences=[stop])
     assert cut.content[0].text == text[: text.find(stop)]
-    # OpenAI's finish reason does not say a stop sequence fired: end_turn (see messages_front_reply).
+    # OpenAI's finish reason does not say a stop sequence fired: end_turn (see frontdoors/anthropic_messages/reply.py).
     assert cut.stop_reason == "end_turn" and cut.stop_sequence is None
     assert upstream_body(sim, "fd-stop")["stop"] == [stop]
 

@@ -10,7 +10,7 @@ import pytest
 
 from nemorouter.money import Prices, Usage, cost_of, parse_per_million
 from nemorouter.providers.anthropic import ADAPTER, parse_usage
-from nemorouter.providers.types import Failure
+from nemorouter.providers.types import Failure, FailureKind
 
 USAGE = {"input_tokens": 12, "output_tokens": 6}
 
@@ -249,7 +249,7 @@ def test_errors_are_classified_by_status(status: int, kind: str, expected: tuple
 
 def test_retry_after_is_kept_and_spend_limits_are_final() -> None:
     limited = ADAPTER.error_from_response(429, _error("rate_limit_error"), 12)
-    assert limited == Failure("rate_limited", 429, "boom", retryable=True, retry_after=12)
+    assert limited == Failure(FailureKind.RATE_LIMITED, 429, "boom", retryable=True, retry_after=12)
     assert ADAPTER.error_from_response(529, _error("overloaded_error"), 3).retry_after == 3
     spend = _error("rate_limit_error", details={"error_code": "enforced_spend_limit_reached"})
     assert ADAPTER.error_from_response(429, spend, 60).retryable is False

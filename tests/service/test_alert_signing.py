@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from nemorouter.service.outbox import new_secret, retry_delay, sign, signing_key
+from nemorouter.service.alerting.outbox import new_secret, retry_delay, sign, signing_key
 from nemorouter.settings import Settings
 
 

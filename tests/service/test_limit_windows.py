@@ -11,6 +11,7 @@ import pytest
 
 from conftest import Sim
 from nemorouter.errors import PaymentRequired
+from nemorouter.frontdoors.openai_chat import parse_chat
 from nemorouter.service.container import Services, close_services, initialize, open_services, start_gateway
 from nemorouter.settings import Settings
 
@@ -43,7 +44,7 @@ async def spend_until_refused(services: Services, key_id: str, account_id: str) 
     key = await services.admin.key(key_id)
     for served in range(50):
         try:
-            await services.gateway.chat(key, BODY)
+            await services.gateway.chat(key, parse_chat(BODY))
         except PaymentRequired as refused:
             assert refused.type == "key_limit_exceeded"
             return served
@@ -84,7 +85,7 @@ async def test_a_limit_resets_exactly_at_its_window_boundary(
 
         clock.now = after.replace(microsecond=0) - (after - before) / 2  # still the old window
         with pytest.raises(PaymentRequired):
-            await services.gateway.chat(await services.admin.key(key.id), BODY)  # type: ignore[union-attr]
+            await services.gateway.chat(await services.admin.key(key.id), parse_chat(BODY))  # type: ignore[union-attr]
 
         clock.now = after  # the new window: the limit is whole again
         view = await services.admin.key_view(await services.admin.key(key.id))

@@ -7,14 +7,15 @@ import json
 import pytest
 
 from nemorouter.errors import InvalidRequest
-from nemorouter.service.bodies import held_output, parse_chat, requested_output
+from nemorouter.frontdoors.openai_chat import parse_chat
+from nemorouter.providers.canonical import ChatRequest
+from nemorouter.service.bodies import held_output
 
 HI = [{"role": "user", "content": "Hi"}]
 
 
-def parsed(**fields: object) -> dict[str, object]:
-    body, _ = parse_chat(json.dumps({"model": "m", "messages": HI, **fields}).encode())
-    return body
+def parsed(**fields: object) -> ChatRequest:
+    return parse_chat(json.dumps({"model": "m", "messages": HI, **fields}).encode())
 
 
 @pytest.mark.parametrize(
@@ -27,9 +28,9 @@ def test_every_limit_field_must_be_a_positive_integer(field: str, value: object)
 
 
 def test_the_held_limit_is_the_smallest_field() -> None:
-    assert requested_output(parsed(max_completion_tokens=1, max_tokens=200_000)) == 1
-    assert requested_output(parsed(max_tokens=200_000, max_output_tokens=3)) == 3
-    assert requested_output(parsed()) is None
+    assert parsed(max_completion_tokens=1, max_tokens=200_000).max_output == 1
+    assert parsed(max_tokens=200_000, max_output_tokens=3).max_output == 3
+    assert parsed().max_output is None
 
 
 def test_held_output_covers_n_choices_of_the_limit() -> None:

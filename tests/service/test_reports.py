@@ -25,9 +25,9 @@ import pytest
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.money import Prices, format_usd
-from nemorouter.service.admin import Admin
-from nemorouter.service.reports import Reports, Statement, parse_month, usage_range
-from nemorouter.service.statement_render import statement_csv, statement_html, statement_pdf
+from nemorouter.service.accounting.reports import Reports, Statement, parse_month, usage_range
+from nemorouter.service.accounting.statement_render import statement_csv, statement_html, statement_pdf
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.records import Account, ApiKey, Generation, Hold
 from nemorouter.store.sqlite import SqliteStore
 from nemorouter.timeutil import new_id

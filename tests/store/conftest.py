@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 import asyncpg
 import pytest
 
-from nemorouter.service.admin import Admin
-from nemorouter.store.base import Store, open_store
+from nemorouter.service.administration.admin import Admin
+from nemorouter.store.base import Store
+from nemorouter.store.open import open_store
 from nemorouter.store.postgres import PostgresStore
 from nemorouter.vault import Vault
 from secret_scan import SESSION as SECRET_SCAN

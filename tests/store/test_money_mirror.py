@@ -8,8 +8,8 @@ import operator
 from pathlib import Path
 
 from nemorouter.store import rows
-from nemorouter.store.money_mirror import COMPLETE, OUTCOME_COLUMNS, outcome_row
 from nemorouter.store.records import Generation
+from nemorouter.store.sqlite.money_mirror import COMPLETE, OUTCOME_COLUMNS, outcome_row
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SET_AT_RESERVE = {"id", "account_id", "key_id", "created_at"}

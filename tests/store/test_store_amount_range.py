@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from nemorouter.money.amounts import MAX_AMOUNT, AmountRangeError
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store
 from nemorouter.store.records import Generation, Hold
 from nemorouter.timeutil import new_id

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import Account, ApiKey, Generation, Hold
 from nemorouter.timeutil import iso, new_id

@@ -15,13 +15,13 @@ import asyncpg
 import pytest
 
 from nemorouter.money.amounts import MAX_AMOUNT
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import Generation, Hold
 
 from .conftest import RawSql
-from .test_store_settle import NOW_TEXT, USD, hold, make_key, state
-from .test_store_settle import outcome as _outcome
+from .contract.test_money_settle_contract import NOW_TEXT, USD, hold, make_key, state
+from .contract.test_money_settle_contract import outcome as _outcome
 
 
 def outcome(h: Hold, cost: int, status: str = "success", **fields: Any) -> Generation:

@@ -2,7 +2,7 @@
 SQL) between two requests binds the very next `reserve`, and settlements made afterwards add to
 what that process wrote instead of overwriting it.
 
-The SQLite store decides holds from counters it mirrors in memory (store/sqlite_money.py); these
+The SQLite store decides holds from counters it mirrors in memory (store/sqlite/money.py); these
 tests change the rows around its back, after it has loaded them, and check that it notices.
 """
 
@@ -13,14 +13,14 @@ from typing import Any
 
 import pytest
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store
 from nemorouter.store.records import ApiKey, Hold
 from nemorouter.timeutil import new_id
 
 from .conftest import RawSql
-from .test_store_leases import charge
-from .test_store_reserve import NOW_TEXT, USD, hold, make_key
+from .contract.test_leases_contract import charge
+from .contract.test_money_contract import NOW_TEXT, USD, hold, make_key
 
 
 async def settled_once(store: Store, key: ApiKey, cost: int = 1) -> Hold:
@@ -110,7 +110,7 @@ async def test_two_stores_on_one_database_never_pass_the_balance(
     admin: Admin, store: Store, store_url: str
 ) -> None:
     """Two stores (two processes, say) taking turns on one account: each sees the other's holds."""
-    from nemorouter.store.base import open_store
+    from nemorouter.store.open import open_store
 
     key = await make_key(admin, "0.000000000010")  # 10 pico
     other = open_store(store_url)

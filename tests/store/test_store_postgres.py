@@ -13,7 +13,8 @@ import pytest
 
 from nemorouter.money.amounts import MAX_AMOUNT, AmountRangeError
 from nemorouter.settings import DbPool, Settings
-from nemorouter.store.base import StoreError, open_store
+from nemorouter.store.base import StoreError
+from nemorouter.store.open import open_store
 from nemorouter.store.postgres import PostgresStore
 from nemorouter.store.records import ApiKey, Hold
 from nemorouter.timeutil import iso, new_id
@@ -160,7 +161,7 @@ async def test_a_statement_past_the_command_timeout_is_cancelled(pg_url: str) ->
 async def test_settle_function_takes_the_outcome_columns_in_order(pg_url: str) -> None:
     # nemo_settle (migration 0008) binds the outcome by position: its parameters must follow
     # `_OUTCOME_COLUMNS`, or a settle would write one column's value into another.
-    from nemorouter.store.postgres_money import _OUTCOME_COLUMNS
+    from nemorouter.store.postgres.money import _OUTCOME_COLUMNS
 
     store = PostgresStore(pg_url)
     try:

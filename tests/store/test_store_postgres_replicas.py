@@ -20,7 +20,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from nemorouter.service.admin import Admin
+from nemorouter.service.administration.admin import Admin
 from nemorouter.store.postgres import PostgresStore
 from nemorouter.store.records import Account, ApiKey, Generation, Hold, ReserveResult
 from nemorouter.timeutil import iso, new_id

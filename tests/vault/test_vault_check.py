@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from nemorouter.store.base import Store, open_store
+from nemorouter.store.base import Store
+from nemorouter.store.open import open_store
 from nemorouter.vault import Vault
 from nemorouter.vault.check import (
     CHECK_META,

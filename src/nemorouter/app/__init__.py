@@ -24,8 +24,8 @@ from nemorouter.app.openapi import docs_html
 from nemorouter.app.openapi import document as openapi_document
 from nemorouter.app.ready import Readiness
 from nemorouter.errors import NemoError
-from nemorouter.service.background import start_background, stop_background
 from nemorouter.service.container import Services, close_services, open_services, start_gateway
+from nemorouter.service.jobs.background import start_background, stop_background
 from nemorouter.settings import Settings
 from nemorouter.timeutil import new_id
 

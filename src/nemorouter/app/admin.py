@@ -13,16 +13,17 @@ from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
 from nemorouter.console.invites import invite as console_invite
 from nemorouter.errors import AuthError, InvalidRequest, NotFound
-from nemorouter.service import audit, reconcile
-from nemorouter.service.auth import bearer
-from nemorouter.service.container import Services
-from nemorouter.service.views import (
+from nemorouter.service import audit
+from nemorouter.service.accounting import reconcile
+from nemorouter.service.administration.views import (
     account_view,
     credit_view,
     model_admin_view,
     provider_key_view,
     provider_view,
 )
+from nemorouter.service.auth import bearer
+from nemorouter.service.container import Services
 from nemorouter.timeutil import iso, parse_iso
 
 Handler = Callable[[Request, Services, dict[str, Any]], Awaitable[Response]]

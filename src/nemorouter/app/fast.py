@@ -1,140 +1,83 @@
-"""The hot path in plain ASGI: POST /v1/chat/completions and /v1/embeddings.
+"""The hot path in plain ASGI: the front doors' POST routes (chat, embeddings, messages).
 
-These two routes carry nearly all traffic, so they skip the framework's middleware, router
-and request objects (about a fifth of a request's CPU) and speak ASGI directly. Everything
-else goes to the Starlette app. Behaviour is the same as the framework routes would give:
-the contract's errors, statuses and headers.
+These routes carry nearly all traffic, so they skip the framework's middleware, router and
+request objects (about a fifth of a request's CPU) and speak ASGI directly. Everything else goes
+to the Starlette app. What a client sees is the same either way, because both use the one body
+reader (`body`), error rendering (`error_replies`), authentication throttling (`auth_gate`, here
+in front of every route) and security headers (`headers`).
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
-from collections.abc import Awaitable, Callable
 
 from starlette.applications import Starlette
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
-from nemorouter import jsonx
+from nemorouter.app.auth_gate import AuthGate, client_address
+from nemorouter.app.body import receive_body
+from nemorouter.app.error_replies import error_headers, error_json, unexpected
+from nemorouter.app.headers import secured
 from nemorouter.app.streaming import SseResponse
 from nemorouter.app.throttle import AuthThrottle
-from nemorouter.errors import NemoError, RateLimited, RequestTooLarge
+from nemorouter.errors import NemoError
+from nemorouter.frontdoors.anthropic_messages.serve import MESSAGES
+from nemorouter.frontdoors.door import FrontDoor, contract_error_body
+from nemorouter.frontdoors.openai_chat import CHAT, EMBEDDINGS
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.gateway import JsonReply, StreamReply
-from nemorouter.service.messages import anthropic_error_body, messages
-from nemorouter.store.records import ApiKey
 from nemorouter.timeutil import time_ordered_id
 
 log = logging.getLogger("nemorouter.app")
 _JSON = (b"content-type", b"application/json")
 
-Use = Callable[[Services, ApiKey, bytes], Awaitable[JsonReply | StreamReply]]
-
-
-async def _chat(services: Services, key: ApiKey, body: bytes) -> JsonReply | StreamReply:
-    assert services.gateway is not None
-    return await services.gateway.chat(key, body)
-
-
-async def _embeddings(services: Services, key: ApiKey, body: bytes) -> JsonReply | StreamReply:
-    assert services.gateway is not None
-    return await services.gateway.embeddings(key, body)
-
-
-async def _messages(services: Services, key: ApiKey, body: bytes) -> JsonReply | StreamReply:
-    assert services.gateway is not None
-    return await messages(services.gateway, key, body)
-
-
-MESSAGES = "/v1/messages"  # Anthropic's shape: errors in its form, keys also as `x-api-key`
-USES: dict[str, Use] = {
-    "/v1/chat/completions": _chat,
-    "/v1/embeddings": _embeddings,
-    MESSAGES: _messages,
-}
-
-
-async def _body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"the request body is over the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message: Message = await receive()
-        if message["type"] != "http.request":
-            raise RequestTooLarge("the client went away while sending the body")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"the request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+# Every public wire format's POST route (frontdoors/): path -> its door.
+DOORS: dict[str, FrontDoor] = {door.path: door for door in (CHAT, EMBEDDINGS, MESSAGES)}
 
 
 async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
     raw = [_JSON, (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.start", "status": status, "headers": secured(raw)})
     await send({"type": "http.response.body", "body": body})
 
 
-def _error_body(scope: Scope, error: NemoError) -> dict[str, object]:
-    return anthropic_error_body(error) if scope["path"] == MESSAGES else error.body()
-
-
-def _has_credentials(scope: Scope) -> bool:
-    return any(name in (b"authorization", b"x-api-key") for name, _ in scope["headers"])
-
-
 class FastPath:
-    """ASGI app: the two hot routes directly, everything else through Starlette."""
+    """ASGI app: the front doors directly, everything else through Starlette."""
 
     def __init__(self, app: Starlette, auth_failures_per_minute: int = 30) -> None:
         self.app = app
-        self.throttle = AuthThrottle(auth_failures_per_minute)
-
-    def _watching(self, send: Send, address: str) -> Send:
-        """The framework's routes: count a 401 they answer as a failed authentication."""
-
-        async def watched(message: Message) -> None:
-            if message["type"] == "http.response.start" and message["status"] == 401:
-                self.throttle.failed(address)
-            await send(message)
-
-        return watched
+        self.gate = AuthGate(AuthThrottle(auth_failures_per_minute))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        address = scope["client"][0] if scope.get("client") else "unknown"
-        wait = self.throttle.retry_after(address)
-        if wait is not None and _has_credentials(scope):
-            throttled = RateLimited(
-                "too many failed authentications from this address; retry later", retry_after=math.ceil(wait)
-            )
-            await _send_json(send, 429, jsonx.dumps(_error_body(scope, throttled)), throttled.headers)
+        address = client_address(scope)
+        at_path = DOORS.get(scope["path"])
+        throttled = self.gate.refusal(scope, address)
+        if throttled is not None:
+            shape = contract_error_body if at_path is None else at_path.error_body
+            await _send_json(send, throttled.status, error_json(throttled, shape), error_headers(throttled))
             return
-        use = USES.get(scope["path"]) if scope["method"] == "POST" else None
-        if use is None:
-            await self.app(scope, receive, self._watching(send, address))
+        door = at_path if scope["method"] == "POST" else None
+        if door is None:
+            await self.app(scope, receive, self.gate.watching(send, address))
             return
         services: Services = self.app.state.services
         assert services.gateway is not None
         metrics = services.gateway.metrics
-        route = scope["path"]
+        route = door.path
         started = time.monotonic()
         try:
-            reply = await self._handle(services, use, scope, receive)
+            reply = await self._handle(services, door, scope, receive)
         except NemoError as exc:
-            if exc.status == 401:
-                self.throttle.failed(address)
+            self.gate.answered(address, exc.status)
             # Every answer names a request id; one refused before admission has no record behind it.
-            headers = {"x-nemo-request-id": time_ordered_id("gen-"), **exc.headers}
-            await _send_json(send, exc.status, jsonx.dumps(_error_body(scope, exc)), headers)
+            headers = error_headers(exc, {"x-nemo-request-id": time_ordered_id("gen-")})
+            await _send_json(send, exc.status, error_json(exc, door.error_body), headers)
             metrics.answered(route, exc.status, None)
             log.info(
                 "refused",
@@ -147,9 +90,8 @@ class FastPath:
             )
             return
         except Exception:
-            log.exception("unexpected error", extra={"path": route})
-            error = NemoError("internal error")
-            await _send_json(send, error.status, jsonx.dumps(_error_body(scope, error)), {})
+            error = unexpected(route)
+            await _send_json(send, error.status, error_json(error, door.error_body), {})
             metrics.answered(route, 500, None)
             return
         if isinstance(reply, JsonReply):
@@ -160,19 +102,20 @@ class FastPath:
         metrics.answered(route, 200, time.monotonic() - started)
 
     async def _handle(
-        self, services: Services, use: Use, scope: Scope, receive: Receive
+        self, services: Services, door: FrontDoor, scope: Scope, receive: Receive
     ) -> JsonReply | StreamReply:
         authorization = declared = api_key = None
+        key_header = door.key_header
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
             elif name == b"content-length":
                 declared = value
-            elif name == b"x-api-key" and scope["path"] == MESSAGES:
+            elif name == key_header:
                 api_key = value.decode("latin-1").strip() or None
-        assert services.routes is not None and services.auth is not None
+        assert services.routes is not None and services.auth is not None and services.gateway is not None
         await services.routes.refresh()
         secret = bearer(authorization) if authorization is not None else api_key
         key = await services.auth.authenticate(secret, "inference", cached=True)
-        body = await _body(receive, declared, services.settings.max_body_bytes)
-        return await use(services, key, body)
+        body = await receive_body(receive, declared, services.settings.max_body_bytes)
+        return await door.serve(services.gateway, key, body)

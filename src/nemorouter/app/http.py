@@ -1,8 +1,8 @@
-"""Small HTTP helpers shared by the routes: bounded body reads, JSON replies, error replies."""
+"""Small HTTP helpers of the framework's routes: bounded body reads, JSON replies, error replies
+(the reader and the error rendering are the hot routes' own too: app/body.py, app/error_replies.py)."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nemorouter import jsonx
-from nemorouter.errors import InvalidRequest, NemoError, NotFound, RequestTooLarge
+from nemorouter.app.body import declared_length, receive_body
+from nemorouter.app.error_replies import error_headers, error_json, unexpected
+from nemorouter.errors import InvalidRequest, NemoError, NotFound
 
-log = logging.getLogger("nemorouter.app")
 JSON = "application/json"
 
 
@@ -22,17 +23,7 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed `limit` (never read whole)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestTooLarge(f"the request body is over the limit of {limit} bytes")
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise RequestTooLarge(f"the request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await receive_body(request.receive, declared_length(request.scope["headers"]), limit)
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
@@ -51,11 +42,10 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
     return body
 
 
-def error_response(error: NemoError, extra_headers: dict[str, str] | None = None) -> Response:
-    headers = dict(error.headers)
-    if extra_headers:
-        headers.update(extra_headers)
-    return json_response(error.body(), status=error.status, headers=headers)
+def error_response(error: NemoError) -> Response:
+    return Response(
+        error_json(error), status_code=error.status, headers=error_headers(error), media_type=JSON
+    )
 
 
 async def on_nemo_error(request: Request, exc: Exception) -> Response:
@@ -75,5 +65,4 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unexpected error", extra={"path": request.url.path})
-    return error_response(NemoError("internal error"))
+    return error_response(unexpected(request.url.path))

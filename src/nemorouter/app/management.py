@@ -12,10 +12,8 @@ from nemorouter.app.headers import CSP
 from nemorouter.app.http import json_response, read_json
 from nemorouter.app.state import services_of
 from nemorouter.errors import NotFound
-from nemorouter.service import alerts, audit
-from nemorouter.service.auth import bearer
-from nemorouter.service.container import Services
-from nemorouter.service.reports import (
+from nemorouter.service import audit
+from nemorouter.service.accounting.reports import (
     STATEMENT_FORMATS,
     Reports,
     parse_format,
@@ -24,14 +22,17 @@ from nemorouter.service.reports import (
     usage_json,
     usage_range,
 )
-from nemorouter.service.statement_render import (
+from nemorouter.service.accounting.statement_render import (
     MEDIA_TYPES,
     STYLE_HASH,
     render_statement,
     statement_filename,
     usage_csv,
 )
-from nemorouter.service.views import credits_view
+from nemorouter.service.administration.views import credits_view
+from nemorouter.service.alerting import alerts
+from nemorouter.service.auth import bearer
+from nemorouter.service.container import Services
 from nemorouter.store.records import ApiKey
 from nemorouter.timeutil import to_api
 

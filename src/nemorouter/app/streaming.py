@@ -13,6 +13,8 @@ from collections.abc import AsyncGenerator
 
 from starlette.types import Receive, Scope, Send
 
+from nemorouter.app.headers import secured
+
 
 class SseResponse:
     def __init__(self, chunks: AsyncGenerator[bytes, None], headers: dict[str, str]) -> None:
@@ -23,6 +25,7 @@ class SseResponse:
             (b"x-accel-buffering", b"no"),
         ]
         self.raw_headers += [(k.encode(), v.encode()) for k, v in headers.items()]
+        secured(self.raw_headers)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from nemorouter.app.http import json_response, read_body
 from nemorouter.app.state import services_of
-from nemorouter.service.stripe_webhook import handle_event, not_configured
+from nemorouter.service.accounting.stripe_webhook import handle_event, not_configured
 
 MAX_EVENT_BYTES = 1024 * 1024  # Stripe events are a few kilobytes
 

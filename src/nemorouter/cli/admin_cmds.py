@@ -9,14 +9,14 @@ from typing import Any
 import typer
 
 from nemorouter.cli.common import emit, fail, run
-from nemorouter.service.container import Services
-from nemorouter.service.views import (
+from nemorouter.service.administration.views import (
     account_view,
     credit_view,
     model_admin_view,
     provider_key_view,
     provider_view,
 )
+from nemorouter.service.container import Services
 
 providers = typer.Typer(help="Providers and their vault keys.", no_args_is_help=True)
 models = typer.Typer(help="Public models and their deployments.", no_args_is_help=True)

@@ -12,9 +12,11 @@ import typer
 
 from nemorouter.cli.common import emit, fail
 from nemorouter.settings import Settings
-from nemorouter.store.base import Store, StoreError, open_store
+from nemorouter.store.base import StoreError
 from nemorouter.store.migration_files import backend_of, migration_names
-from nemorouter.store.postgres_conn import describe
+from nemorouter.store.open import open_store
+from nemorouter.store.postgres.conn import describe
+from nemorouter.store.roles import SchemaStore
 
 migrate = typer.Typer(
     help="The database schema: apply pending migrations (up) or list them (status).", no_args_is_help=True
@@ -26,7 +28,7 @@ def _database(url: str) -> str:
     return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else describe(url)
 
 
-def _with_store(action: Callable[[Store], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+def _with_store(action: Callable[[SchemaStore], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
     settings = Settings.from_env()
     url = settings.database_url
 
@@ -50,7 +52,7 @@ def up() -> None:
     In order; on PostgreSQL all in one transaction, under a lock, so replicas starting at the
     same time (which migrate too) wait for it and find nothing left to do."""
 
-    async def act(store: Store) -> dict[str, Any]:
+    async def act(store: SchemaStore) -> dict[str, Any]:
         names = migration_names(backend_of(Settings.from_env().database_url))
         applied = await store.migrate()
         pending = await store.pending_migrations()
@@ -69,7 +71,7 @@ def status() -> None:
         emit(_status(_database(url), backend_of(url), names, {}))
         return
 
-    async def act(store: Store) -> dict[str, Any]:
+    async def act(store: SchemaStore) -> dict[str, Any]:
         found = _status("", "", names, await store.applied_migrations())
         return {"migrations": found["migrations"], "pending": found["pending"]}
 

@@ -10,9 +10,8 @@ import typer
 
 from nemorouter.cli.common import emit, fail, run
 from nemorouter.errors import NemoError
-from nemorouter.service import reconcile
-from nemorouter.service.container import Services
-from nemorouter.service.reports import (
+from nemorouter.service.accounting import reconcile
+from nemorouter.service.accounting.reports import (
     GROUP_BY,
     STATEMENT_FORMATS,
     Reports,
@@ -22,7 +21,8 @@ from nemorouter.service.reports import (
     usage_json,
     usage_range,
 )
-from nemorouter.service.statement_render import render_statement, usage_csv
+from nemorouter.service.accounting.statement_render import render_statement, usage_csv
+from nemorouter.service.container import Services
 
 
 def usage(

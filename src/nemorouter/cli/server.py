@@ -8,6 +8,7 @@ import ctypes
 import gc
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -59,6 +60,21 @@ class _Server(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+def raise_open_file_limit() -> int:
+    """Lift this process's soft limit on open files to its hard limit, and return it.
+
+    Every open stream holds two sockets (the client's and the provider's) for as long as the model
+    writes, so the usual soft limit of 1,024 would cap a gateway near 500 concurrent streams while
+    the hard limit allows far more; servers that hold many connections raise it the same way.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
 def _config(settings: Settings, host: str, port: int) -> uvicorn.Config:
     # The client address every throttle uses (auth failures, leak reports, console sign-ins) is the
     # peer's, unless the peer is one of NEMO_TRUSTED_PROXIES: then the right-most address in its
@@ -86,6 +102,7 @@ def _config(settings: Settings, host: str, port: int) -> uvicorn.Config:
 
 def serve(settings: Settings, host: str, port: int, on_ready: Callable[[], None] | None = None) -> None:
     logs.configure(settings.log_level)
+    raise_open_file_limit()
     config = _config(settings, host, port)
 
     def ready() -> None:
@@ -141,6 +158,7 @@ def serve_workers(settings: Settings, host: str, port: int, workers: int) -> Non
     SIGTERM or SIGINT stops all of them gracefully and exits 0 once they have drained.
     """
     logs.configure(settings.log_level)
+    raise_open_file_limit()  # inherited by the forked workers
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

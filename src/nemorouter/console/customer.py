@@ -17,10 +17,17 @@ from starlette.responses import Response
 from nemorouter.console.charts import daily_by_model
 from nemorouter.console.web import Ctx, page, redirect, render
 from nemorouter.errors import InvalidRequest, NotFound
-from nemorouter.service import alerts
-from nemorouter.service.reports import Reports, bound, month_start, next_month, parse_format, parse_month
-from nemorouter.service.statement_render import MEDIA_TYPES, render_statement, statement_filename
-from nemorouter.service.views import generation_view
+from nemorouter.service.accounting.reports import (
+    Reports,
+    bound,
+    month_start,
+    next_month,
+    parse_format,
+    parse_month,
+)
+from nemorouter.service.accounting.statement_render import MEDIA_TYPES, render_statement, statement_filename
+from nemorouter.service.administration.views import generation_view
+from nemorouter.service.alerting import alerts
 from nemorouter.store.records import ApiKey
 
 ACTIVITY_ROWS = 200

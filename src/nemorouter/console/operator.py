@@ -11,8 +11,8 @@ from starlette.responses import Response
 from nemorouter.console import invites
 from nemorouter.console.web import Ctx, page, redirect, render
 from nemorouter.errors import InvalidRequest, NotFound
-from nemorouter.service import reconcile
-from nemorouter.service.views import provider_view
+from nemorouter.service.accounting import reconcile
+from nemorouter.service.administration.views import provider_view
 
 _DONE = {
     "credited": "Credit granted.",

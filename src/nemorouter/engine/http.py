@@ -12,7 +12,7 @@ from nemorouter import __version__
 from nemorouter.engine.http1 import Http1Client, HttpError, InvalidHeader, Response
 from nemorouter.engine.sse import decode
 from nemorouter.errors import InvalidRequest
-from nemorouter.providers.types import Failure, SseEvent, UpstreamRequest
+from nemorouter.providers.types import Failure, FailureKind, SseEvent, UpstreamRequest
 from nemorouter.settings import Outbound, Timeouts
 
 USER_AGENT = f"NemoRouter/{__version__}"  # what every provider sees of us
@@ -51,9 +51,9 @@ def _retry_after(headers: Mapping[str, str]) -> int | None:
 
 
 _FAILURES = {
-    "timeout": Failure("timeout", 504, "the provider did not answer in time", retryable=True),
-    "connect": Failure("connect", 502, "could not connect to the provider", retryable=True),
-    "broken": Failure("connect", 502, "the connection to the provider failed", retryable=True),
+    "timeout": Failure(FailureKind.TIMEOUT, 504, "the provider did not answer in time", retryable=True),
+    "connect": Failure(FailureKind.CONNECT, 502, "could not connect to the provider", retryable=True),
+    "broken": Failure(FailureKind.CONNECT, 502, "the connection to the provider failed", retryable=True),
 }
 
 

@@ -3,7 +3,7 @@
 The rules follow shared/reference/providers.md, "Mapping OpenAI -> Anthropic requests".
 What that API version cannot take raises `UnsupportedContent` (the gateway answers 400);
 nothing the client asked for is dropped. Fields this module does not know pass through for
-Anthropic to judge (e.g. `top_k`), as `service.bodies` promises.
+Anthropic to judge (e.g. `top_k`), as the front doors promise (frontdoors/openai_chat.py).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from nemorouter.money import Usage
 from nemorouter.providers.anthropic_request import JSON_TOOL
 from nemorouter.providers.counts import count, lenient
 from nemorouter.providers.openai_wire import usage_to_openai
-from nemorouter.providers.types import Completion, Failure
+from nemorouter.providers.types import Completion, Failure, FailureKind
 
 # stop_reason -> finish_reason (LiteLLM's _FINISH_REASON_MAP, providers.md section 2).
 FINISH = {
@@ -169,22 +169,22 @@ def failure(status: int, body: Any, retry_after: int | None = None) -> Failure:
         # A spend limit (enforced_/contract_/linked_organization_spend_limit_reached) does not
         # lift on retry; Anthropic's rule is not to retry it.
         if isinstance(code, str) and code.endswith("spend_limit_reached"):
-            return Failure("rate_limited", status, message, retryable=False)
-        return Failure("rate_limited", status, message, retryable=True, retry_after=retry_after)
+            return Failure(FailureKind.RATE_LIMITED, status, message, retryable=False)
+        return Failure(FailureKind.RATE_LIMITED, status, message, retryable=True, retry_after=retry_after)
     if status == 529:
-        return Failure("overloaded", status, message, retryable=True, retry_after=retry_after)
+        return Failure(FailureKind.OVERLOADED, status, message, retryable=True, retry_after=retry_after)
     if status == 401:
         # authentication_error: the key itself is bad.
-        return Failure("auth", status, message, retryable=True)
+        return Failure(FailureKind.AUTH, status, message, retryable=True)
     if status == 403:
         # permission_error: the key may not do what this request asks; the request's failure.
-        return Failure("forbidden", status, message, retryable=False)
+        return Failure(FailureKind.FORBIDDEN, status, message, retryable=False)
     if status == 402:
         # billing_error: our provider account is out of funds; another deployment may serve.
-        return Failure("server", status, message, retryable=True)
+        return Failure(FailureKind.SERVER, status, message, retryable=True)
     if status == 408 or status >= 500:
-        return Failure("server", status, message, retryable=True, retry_after=retry_after)
-    return Failure("invalid", status, message, retryable=False)
+        return Failure(FailureKind.SERVER, status, message, retryable=True, retry_after=retry_after)
+    return Failure(FailureKind.INVALID, status, message, retryable=False)
 
 
 def stream_failure(body: Any) -> Failure:

@@ -22,7 +22,7 @@ from nemorouter.providers.anthropic_response import (
     thinking_block,
     tool_call,
 )
-from nemorouter.providers.types import Failure, SseEvent, StreamStep
+from nemorouter.providers.types import Failure, FailureKind, SseEvent, StreamStep
 
 # The input side of Anthropic's usage: what message_start reports before any output.
 _INPUT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "cache_creation")
@@ -58,7 +58,9 @@ class _Decoder:
         except orjson.JSONDecodeError:
             data = None
         if not isinstance(data, dict):
-            step.error = Failure("protocol", 502, "upstream sent a malformed stream event", retryable=True)
+            step.error = Failure(
+                FailureKind.PROTOCOL, 502, "upstream sent a malformed stream event", retryable=True
+            )
             return step
         match event.event or data.get("type"):
             case "message_start":

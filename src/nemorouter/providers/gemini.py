@@ -18,7 +18,7 @@ import orjson
 from nemorouter.providers.adapter import Adapter
 from nemorouter.providers.gemini_request import gemini_body
 from nemorouter.providers.gemini_response import StreamDecoder, chat_response
-from nemorouter.providers.types import Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
+from nemorouter.providers.types import Failure, FailureKind, SseEvent, StreamStep, Upstream, UpstreamRequest
 
 API_VERSION = "v1beta"
 _RETRY_DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
@@ -74,17 +74,19 @@ def error_from_body(status: int, body: Any, retry_after: int | None = None) -> F
     # Google answers an invalid key with 400 INVALID_ARGUMENT, reason API_KEY_INVALID, not 401;
     # only that (or 401 UNAUTHENTICATED) is evidence against the key.
     if reasons & _KEY_REASONS or rpc == "UNAUTHENTICATED" or status == 401:
-        return Failure("auth", status, message, retryable=True)
+        return Failure(FailureKind.AUTH, status, message, retryable=True)
     # PERMISSION_DENIED (403) is this request's: a file or cached content it may not read. And
     # FAILED_PRECONDITION (400) is a refusal of where or how it is asked (free tier not offered in
     # the caller's region, billing off): neither blames the key nor lifts on another try.
     if rpc in ("PERMISSION_DENIED", "FAILED_PRECONDITION") or status == 403:
-        return Failure("forbidden", status, message, retryable=False)
+        return Failure(FailureKind.FORBIDDEN, status, message, retryable=False)
     if status == 429 or rpc == "RESOURCE_EXHAUSTED":
-        return Failure("rate_limited", 429, message, retryable=True, retry_after=delay or retry_after)
+        return Failure(
+            FailureKind.RATE_LIMITED, 429, message, retryable=True, retry_after=delay or retry_after
+        )
     if status >= 500 or status == 408 or rpc in _SERVER_STATUSES:
-        return Failure("server", status, message, retryable=True, retry_after=delay or retry_after)
-    return Failure("invalid", status, message, retryable=False)
+        return Failure(FailureKind.SERVER, status, message, retryable=True, retry_after=delay or retry_after)
+    return Failure(FailureKind.INVALID, status, message, retryable=False)
 
 
 def error_from_response(status: int, body: bytes, retry_after: int | None) -> Failure:

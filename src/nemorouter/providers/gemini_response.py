@@ -13,7 +13,7 @@ from nemorouter.money import Usage
 from nemorouter.providers.counts import count, lenient
 from nemorouter.providers.gemini_request import THOUGHT_MARK
 from nemorouter.providers.openai_wire import usage_to_openai
-from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep
+from nemorouter.providers.types import Completion, Failure, FailureKind, SseEvent, StreamStep
 
 # Google's FinishReason -> OpenAI's, as LiteLLM maps them; unknown values -> `stop`. A candidate
 # that called functions says STOP, and we make it `tool_calls` (OpenAI clients run the calls only
@@ -186,7 +186,9 @@ class StreamDecoder:
         except orjson.JSONDecodeError:
             data = None
         if not isinstance(data, dict):
-            step.error = Failure("protocol", 502, "upstream sent a malformed stream event", retryable=True)
+            step.error = Failure(
+                FailureKind.PROTOCOL, 502, "upstream sent a malformed stream event", retryable=True
+            )
             return step
         if "error" in data:
             error = data["error"]

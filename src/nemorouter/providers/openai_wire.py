@@ -16,7 +16,15 @@ import orjson
 from nemorouter.money import Usage
 from nemorouter.providers.counts import count, lenient
 from nemorouter.providers.output_limit import OUTPUT_LIMIT_FIELDS, output_limit
-from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
+from nemorouter.providers.types import (
+    Completion,
+    Failure,
+    FailureKind,
+    SseEvent,
+    StreamStep,
+    Upstream,
+    UpstreamRequest,
+)
 from nemorouter.providers.vendors import apply_quirks, limit_field
 
 # Fields that steer NemoRouter (OpenRouter's conventions); never sent upstream.
@@ -154,10 +162,14 @@ def stream_event(event: SseEvent) -> StreamStep:
     try:
         chunk = orjson.loads(data)
     except orjson.JSONDecodeError:
-        step.error = Failure("protocol", 502, "upstream sent a malformed stream event", retryable=True)
+        step.error = Failure(
+            FailureKind.PROTOCOL, 502, "upstream sent a malformed stream event", retryable=True
+        )
         return step
     if not isinstance(chunk, dict):
-        step.error = Failure("protocol", 502, "upstream sent a malformed stream event", retryable=True)
+        step.error = Failure(
+            FailureKind.PROTOCOL, 502, "upstream sent a malformed stream event", retryable=True
+        )
         return step
     if "error" in chunk:
         step.error = error_from_body(500, chunk)
@@ -216,19 +228,19 @@ def error_from_body(status: int, body: Any, retry_after: int | None = None) -> F
         if isinstance(code, int) and status == 500 and 400 <= code < 600:
             status = code
     if status == 429:
-        return Failure("rate_limited", status, message, retryable=True, retry_after=retry_after)
+        return Failure(FailureKind.RATE_LIMITED, status, message, retryable=True, retry_after=retry_after)
     if status == 401:
         # OpenAI's AuthenticationError (`invalid_api_key`): the key itself is bad.
-        return Failure("auth", status, message, retryable=True)
+        return Failure(FailureKind.AUTH, status, message, retryable=True)
     if status == 403:
         # PermissionDeniedError: this request may not do this (a file, a model, a policy, a
         # region). The request's failure, not the key's; another key would be refused alike.
-        return Failure("forbidden", status, message, retryable=False)
+        return Failure(FailureKind.FORBIDDEN, status, message, retryable=False)
     if status == 529:
-        return Failure("overloaded", status, message, retryable=True, retry_after=retry_after)
+        return Failure(FailureKind.OVERLOADED, status, message, retryable=True, retry_after=retry_after)
     if status == 408 or status >= 500:
-        return Failure("server", status, message, retryable=True, retry_after=retry_after)
-    return Failure("invalid", status, message, retryable=False)
+        return Failure(FailureKind.SERVER, status, message, retryable=True, retry_after=retry_after)
+    return Failure(FailureKind.INVALID, status, message, retryable=False)
 
 
 def error_from_response(status: int, body: bytes, retry_after: int | None) -> Failure:

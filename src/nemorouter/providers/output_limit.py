@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 # Every output-limit field a client may send in an OpenAI-shaped body; all are validated
-# (service.bodies), the smallest is the limit, and none is forwarded as the client sent it.
+# (frontdoors/openai_chat.py), the smallest is the limit, and none is forwarded as the client sent it.
 OUTPUT_LIMIT_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens", "max_new_tokens")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from nemorouter.money import Usage
@@ -60,18 +61,31 @@ class UpstreamRequest:
         self.stream = stream
 
 
+class FailureKind(StrEnum):
+    """What went wrong with one upstream attempt; the dispatcher's policy matches every kind
+    (engine/dispatch.py). A `StrEnum`: its values are the names in metrics and logs."""
+
+    RATE_LIMITED = "rate_limited"  # the provider's rate limit on our vault key (a 429)
+    OVERLOADED = "overloaded"  # the provider is out of capacity (Anthropic's 529, a 503)
+    SERVER = "server"  # a 5xx
+    TIMEOUT = "timeout"  # no answer in time
+    CONNECT = "connect"  # no connection, or it broke before an answer
+    PROTOCOL = "protocol"  # an answer we cannot read (malformed body or stream)
+    INVALID = "invalid"  # the provider refused the request as malformed (a 4xx)
+    AUTH = "auth"  # evidence that the vault key itself is bad: a 401, or an invalid-key code
+    FORBIDDEN = "forbidden"  # a 403 or a policy/region refusal: the request's failure, not the key's
+    UNSUPPORTED = "unsupported"  # the request carries what this provider cannot take (never sent)
+
+
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A classified upstream failure. `retryable` means another key or deployment may serve.
 
-    Kinds: rate_limited | overloaded | server | timeout | connect | protocol | invalid, and
-    `auth` (evidence that the vault key itself is bad: a 401, or a provider's own invalid-key
-    code) apart from `forbidden` (a 403 or a policy/region refusal: the request's failure, never
-    held against the key). `against_key` is False when the attempt loop has already held one
-    failure of this request against a vault key (a request may blame at most one key).
+    `against_key` is False when the attempt loop has already held one failure of this request
+    against a vault key (a request may blame at most one key).
     """
 
-    kind: str
+    kind: FailureKind
     status: int
     message: str
     retryable: bool
@@ -81,13 +95,13 @@ class Failure:
     @property
     def key_rejected(self) -> bool:
         """The provider refused our vault key itself, and this request may blame it (quarantine it)."""
-        return self.kind == "auth" and self.against_key
+        return self.kind is FailureKind.AUTH and self.against_key
 
     @property
     def blames_key(self) -> bool:
         """Does this failure, taken at face value, say something about the vault key (its
         validity or its rate limit)? Such failures are charged to at most one key per request."""
-        return self.kind in ("auth", "rate_limited")
+        return self.kind is FailureKind.AUTH or self.kind is FailureKind.RATE_LIMITED
 
 
 @dataclass(slots=True, init=False)

@@ -13,23 +13,24 @@ from typing import TYPE_CHECKING
 
 from nemorouter.engine.http import UpstreamClient
 from nemorouter.limits.local import LocalLimiter
-from nemorouter.service.admin import Admin
-from nemorouter.service.alerts import AlertWatcher
+from nemorouter.service.administration.admin import Admin
+from nemorouter.service.administration.catalog import bundled_catalog
+from nemorouter.service.alerting.alerts import AlertWatcher
+from nemorouter.service.alerting.outbox import OutboxWorker
 from nemorouter.service.auth import Authenticates, Authenticator
-from nemorouter.service.catalog import bundled_catalog
 from nemorouter.service.gateway import Gateway
-from nemorouter.service.outbox import OutboxWorker
 from nemorouter.service.routing import RoutingTable
 from nemorouter.settings import Settings
-from nemorouter.store.base import Store, open_store
+from nemorouter.store.base import Store
 from nemorouter.store.file_modes import secure_data_dir, secure_sqlite_files
+from nemorouter.store.open import open_store
 from nemorouter.timeutil import utcnow
 from nemorouter.vault import Vault, VaultError, load_master_key
 from nemorouter.vault.check import vault_in_use, verify_master_key
 
 if TYPE_CHECKING:  # Redis is imported only by gateways configured with it
     from nemorouter.limits.redis import RedisLimiter
-    from nemorouter.service.invalidation import Invalidation
+    from nemorouter.service.jobs.invalidation import Invalidation
 
 log = logging.getLogger("nemorouter")
 ADMIN_TOKEN_META = "admin_token_sha256"
@@ -119,7 +120,7 @@ async def start_gateway(services: Services, owner: str) -> None:
         services.admin_token_hash = await store.get_meta(ADMIN_TOKEN_META)
     # One SQLite file serves one process, so every open hold at start belongs to a dead one.
     # On PostgreSQL other replicas may be serving: only holds whose owner's lease has lapsed
-    # (or who has none) are released, now and every few seconds (service/background.py).
+    # (or who has none) are released, now and every few seconds (service/jobs/background.py).
     recovered = await store.recover_holds(None) if services.settings.database_url.startswith("sqlite") else []
     await store.renew_lease(owner, services.settings.lease_seconds)  # before this process holds anything
     recovered += await store.recover_dead_holds()
@@ -160,7 +161,7 @@ def shared_state(settings: Settings, routes: RoutingTable) -> tuple[RedisLimiter
     import redis.asyncio as aioredis
 
     from nemorouter.limits.redis import RedisLimiter
-    from nemorouter.service.invalidation import Invalidation
+    from nemorouter.service.jobs.invalidation import Invalidation
 
     assert settings.redis_url is not None
     client = aioredis.Redis.from_url(

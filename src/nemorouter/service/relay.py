@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -28,17 +28,16 @@ from nemorouter.engine.http import StreamHandle, TransportFailure
 from nemorouter.engine.sse import DONE, encode
 from nemorouter.money import Usage, Usd
 from nemorouter.providers.openai_wire import usage_to_openai
-from nemorouter.providers.types import Failure, SseEvent, StreamStep
+from nemorouter.providers.types import Failure, FailureKind, SseEvent, StreamStep
+from nemorouter.service.admission import Call
 from nemorouter.service.failures import client_message
 from nemorouter.service.routing import Target
+from nemorouter.service.settlement import Settlement, estimate_usage
 from nemorouter.store.records import Outcome
 
 KEEPALIVE = b": keepalive\n\n"
 
 log = logging.getLogger("nemorouter.relay")
-
-if TYPE_CHECKING:
-    from nemorouter.service.gateway import Call, Gateway
 
 
 @dataclass(slots=True)
@@ -66,7 +65,8 @@ class _State:
 
 
 async def relay(
-    gateway: Gateway,
+    settlement: Settlement,
+    keepalive_seconds: float,
     call: Call,
     target: Target,
     handle: StreamHandle,
@@ -74,7 +74,8 @@ async def relay(
     decode: Callable[[SseEvent], StreamStep],
     body: dict[str, Any] | None = None,
 ) -> AsyncGenerator[bytes, None]:
-    """`body` is the OpenAI-shaped request, read only if the prompt must be counted here."""
+    """`keepalive_seconds`: between SSE comments while the stream waits for its first token.
+    `body` is the OpenAI-shaped request, read only if the prompt must be counted here."""
     state = _State()
     created = int(time.time())
     try:
@@ -93,7 +94,7 @@ async def relay(
                 # connection (and any proxy in between) from timing out with SSE comments.
                 waiting = asyncio.ensure_future(handle.next_event())
                 try:
-                    while not (await asyncio.wait({waiting}, timeout=gateway.keepalive_seconds))[0]:
+                    while not (await asyncio.wait({waiting}, timeout=keepalive_seconds))[0]:
                         yield KEEPALIVE
                 except BaseException:
                     waiting.cancel()
@@ -104,7 +105,7 @@ async def relay(
             if event is None:
                 if state.usage is None:
                     state.error = Failure(
-                        "protocol", 502, "the provider ended the stream early", retryable=False
+                        FailureKind.PROTOCOL, 502, "the provider ended the stream early", retryable=False
                     )
                 break
             step = decode(event)
@@ -113,10 +114,10 @@ async def relay(
     except BaseException:
         state.cancelled = True  # the client went away (cancellation or generator close)
         handle.close()
-        await _finish(gateway, call, target, state, body)
+        await _finish(settlement, call, target, state, body)
         raise
     handle.close(finished=state.done and state.error is None)  # then its connection may be reused
-    cost, usage = await _finish(gateway, call, target, state, body)
+    cost, usage = await _finish(settlement, call, target, state, body)
     base = {"id": call.id, "object": "chat.completion.chunk", "created": created, "model": target.model.id}
     yield encode(jsonx.dumps({**base, "choices": [], "usage": {**usage_to_openai(usage), "cost": Usd(cost)}}))
     if state.error is None:
@@ -132,7 +133,7 @@ async def relay(
 
 
 async def _finish(
-    gateway: Gateway, call: Call, target: Target, state: _State, body: dict[str, Any] | None
+    settlement: Settlement, call: Call, target: Target, state: _State, body: dict[str, Any] | None
 ) -> tuple[int, Usage]:
     """Settle the stream and return (cost, usage charged).
 
@@ -144,13 +145,13 @@ async def _finish(
     raw = state.raw_usage
     if usage is None:
         if state.error is not None and state.output_seen == 0 and not state.cancelled:
-            await gateway.release(call, error=state.error.message)
+            await settlement.release(call, error=state.error.message)
             return 0, Usage()
-        usage, raw = await _unreported(gateway, call, target, state, body)
+        usage, raw = await _unreported(settlement, call, target, state, body)
     status = "cancelled" if state.cancelled else ("error" if state.error else "success")
     if status == "error":
         status = "partial"  # output was produced and is charged; "error" means no charge
-    cost, usage = await gateway.settle(
+    cost, usage = await settlement.settle(
         call,
         target,
         usage,
@@ -166,7 +167,7 @@ async def _finish(
 
 
 async def _unreported(
-    gateway: Gateway, call: Call, target: Target, state: _State, body: dict[str, Any] | None
+    settlement: Settlement, call: Call, target: Target, state: _State, body: dict[str, Any] | None
 ) -> tuple[Usage, dict[str, Any]]:
     """Usage of a stream that ended before the provider's final count: the provider's own early
     prompt count where it sent one, else a count (docs/money-trail.md, "A stream cut short")."""
@@ -180,6 +181,6 @@ async def _unreported(
             cache_write_1h_tokens=early.cache_write_1h_tokens,
         )
         return usage, {**(state.raw_prompt_usage or {}), "output_estimated": state.output_seen}
-    prompt = await gateway.counted_prompt(call, target, body)
-    usage = gateway.estimate_usage(call, state.output_seen, prompt)
+    prompt = await settlement.counted_prompt(call, target, body)
+    usage = estimate_usage(call, state.output_seen, prompt)
     return usage, {"estimated": True, "prompt": "bound" if prompt is None else "tokenizer"}

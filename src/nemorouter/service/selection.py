@@ -1,13 +1,15 @@
 """Which targets to try, in what order: routing priorities and weights, the request's provider
-preferences, and the health of each deployment and vault key."""
+preferences, and the health of each deployment and vault key. Each becomes the dispatcher's
+`Attempt`."""
 
 from __future__ import annotations
 
 import random
 
+from nemorouter.engine.dispatch import Attempt
 from nemorouter.engine.health import Health
-from nemorouter.service.bodies import ProviderPrefs
-from nemorouter.service.routing import Route, Target
+from nemorouter.providers.canonical import ProviderPrefs
+from nemorouter.service.routing import Route, Target, adapter_of
 
 MAX_ATTEMPTS = 6  # before the first byte, across every model of the request
 
@@ -16,6 +18,21 @@ def health_names(target: Target) -> tuple[str, str]:
     """Breakers are per deployment; provider rate limits per vault key and deployment (providers
     limit a key per model, so one model's 429 must not idle the key for every model)."""
     return f"deployment:{target.deployment.id}", f"key:{target.key.id}:{target.deployment.id}"
+
+
+def attempt_of(target: Target, deployment: str, key: str) -> Attempt[Target]:
+    """`deployment` and `key`: the target's `health_names`."""
+    return Attempt(
+        adapter_of(target),
+        target.upstream(),
+        target.timeouts,
+        deployment,
+        key,
+        target.provider.name,
+        target.deployment.id,
+        target.key.id,
+        target,
+    )
 
 
 def _allowed(target: Target, prefs: ProviderPrefs) -> bool:
@@ -48,13 +65,13 @@ def _ordered(targets: list[Target], prefs: ProviderPrefs, health: Health) -> lis
 
 def candidates(
     routes: list[Route], prefs: ProviderPrefs | None, health: Health, rng: random.Random
-) -> tuple[list[Target], float | None]:
-    """Targets to try in order; healthy ones only (an open breaker or a cool-down skips a target).
+) -> tuple[list[Attempt[Target]], float | None]:
+    """Attempts in order; healthy targets only (an open breaker or a cool-down skips a target).
 
     Also returns, when targets were skipped because their providers asked us to wait, the
     shortest such wait (so "everyone is rate-limiting us" can be told apart from "nothing works").
     """
-    out: list[Target] = []
+    out: list[Attempt[Target]] = []
     waits: list[float] = []
     for route in routes:
         targets = route.targets(rng)
@@ -62,8 +79,10 @@ def candidates(
             targets = _ordered([t for t in targets if _allowed(t, prefs)], prefs, health)
         for target in targets:
             deployment, key = health_names(target)
+            # Every target is asked (an expired breaker admits its probe here), MAX_ATTEMPTS tried.
             if health.available(deployment) and health.available(key):
-                out.append(target)
+                if len(out) < MAX_ATTEMPTS:
+                    out.append(attempt_of(target, deployment, key))
             else:
                 waits += [w for w in (health.rate_limited_for(deployment), health.rate_limited_for(key)) if w]
-    return out[:MAX_ATTEMPTS], (min(waits) if waits else None)
+    return out, (min(waits) if waits else None)

@@ -14,7 +14,7 @@ def backend_of(database_url: str) -> str:
 
 def migration_names(backend: str) -> dict[int, str]:
     """Version -> file name without `.sql` (`0003_alerts_outbox`), in version order."""
-    folder = resources.files("nemorouter.store") / "migrations" / backend
+    folder = resources.files(f"nemorouter.store.{backend}") / "migrations"
     found = sorted(
         (int(f.name.split("_", 1)[0]), f.name.removesuffix(".sql"))
         for f in folder.iterdir()

@@ -4,7 +4,7 @@ A value SQL cannot take (an int past 64 bits, an object the driver cannot bind) 
 ledger should hold (a negative cost, one past MAX_AMOUNT) is refused here with a StoreError
 naming the request, so it fails that request alone: it never reaches a SQLite batch, where it
 would fail every request sharing it, nor a PostgreSQL statement. Running totals are checked
-where they are known (`money_mirror`, `sqlite_money`): SQLite would silently turn an
+where they are known (`sqlite.money_mirror`, `sqlite.money`): SQLite would silently turn an
 overflowing INTEGER sum into a REAL.
 """
 

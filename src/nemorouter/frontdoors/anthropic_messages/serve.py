@@ -1,0 +1,84 @@
+"""The front door `POST /v1/messages`: Anthropic's Messages API around the canonical chat request.
+
+Routing, holds, billing and settlement stay in the one gateway flow, so every model in the
+catalog answers here whatever its upstream's wire format; this door only translates the request
+in (`request`) and the answer (`reply`) or the stream (`stream`) out, and shapes its errors as
+Anthropic's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nemorouter import jsonx
+from nemorouter.errors import InvalidRequest, NemoError
+from nemorouter.frontdoors.anthropic_messages.reply import message_from_completion
+from nemorouter.frontdoors.anthropic_messages.request import MalformedRequest, chat_body
+from nemorouter.frontdoors.anthropic_messages.stream import MessagesStream
+from nemorouter.frontdoors.door import FrontDoor
+from nemorouter.frontdoors.event_stream import converted_events
+from nemorouter.frontdoors.json_body import json_object
+from nemorouter.providers.canonical import ChatRequest
+from nemorouter.providers.types import UnsupportedContent
+from nemorouter.service.gateway import Gateway, JsonReply, StreamReply
+from nemorouter.store.records import ApiKey
+
+__all__ = ["ANTHROPIC_ERROR_TYPES", "MESSAGES", "anthropic_error_body", "chat_request", "messages"]
+
+# Our HTTP status -> Anthropic's error.type (docs.claude.com/en/api/errors). Anthropic has no
+# 502/503: an upstream failure is its api_error, no capacity its overloaded_error.
+ANTHROPIC_ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    503: "overloaded_error",
+    504: "timeout_error",
+}
+
+
+def anthropic_error_body(error: NemoError) -> dict[str, Any]:
+    """Anthropic's error shape, readable by our contract's clients too: `code` is the status,
+    `nemo_type` our stable type, and extras (`needed`, `available`, `max_tokens_affordable`) stay."""
+    status = error.status
+    kind = ANTHROPIC_ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
+    detail = {**error.extra, "type": kind, "message": error.message, "code": status, "nemo_type": error.type}
+    return {"type": "error", "error": detail}
+
+
+def chat_request(raw: bytes) -> ChatRequest:
+    """A Messages body as the canonical chat request (400 for what is malformed or cannot be
+    carried). `chat_body` has checked what the gateway reads: one model, `max_tokens` (the
+    output limit), `stream`; Messages has no `n` and no provider preferences."""
+    try:
+        body = chat_body(json_object(raw))
+    except (MalformedRequest, UnsupportedContent) as exc:
+        raise InvalidRequest(str(exc)) from None
+    stops = body.get("stop") or []
+    return ChatRequest(
+        body,
+        [body["model"]],
+        stream=body.get("stream") is True,
+        max_output=body["max_tokens"],
+        stop=tuple(stops),
+    )
+
+
+async def messages(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply | StreamReply:
+    """Answer a Messages request: JSON, or a stream of Anthropic events."""
+    request = chat_request(raw)
+    reply = await gateway.chat(key, request)
+    if isinstance(reply, JsonReply):
+        message = message_from_completion(jsonx.loads_exact(reply.body), request.stop)
+        return JsonReply(jsonx.dumps(message), reply.headers, reply.status)
+    request_id = reply.headers.get("x-nemo-request-id", "")
+    converter = MessagesStream(request_id, request.body["model"], request.stop)
+    return StreamReply(reply.headers, converted_events(reply.chunks, converter))
+
+
+MESSAGES = FrontDoor("/v1/messages", messages, anthropic_error_body, key_header=b"x-api-key")

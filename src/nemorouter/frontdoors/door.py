@@ -1,0 +1,31 @@
+"""What the app needs to mount a front door: its path, how it serves, how it shapes an error."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nemorouter.errors import NemoError
+from nemorouter.service.gateway import Gateway, JsonReply, StreamReply
+from nemorouter.store.records import ApiKey
+
+Serve = Callable[[Gateway, ApiKey, bytes], Awaitable[JsonReply | StreamReply]]
+ErrorBody = Callable[[NemoError], dict[str, Any]]
+
+
+def contract_error_body(error: NemoError) -> dict[str, Any]:
+    """The contract's error object (`{"error": {...}}`), what every OpenAI-shaped route answers."""
+    return error.body()
+
+
+@dataclass(frozen=True, slots=True)
+class FrontDoor:
+    """One public POST route: `serve` takes the key and the body's bytes (already authenticated
+    and read within the size limit) and answers; `error_body` shapes a refusal in the door's
+    format; `key_header` names a header besides `Authorization: Bearer` that may carry the key."""
+
+    path: str
+    serve: Serve
+    error_body: ErrorBody = contract_error_body
+    key_header: bytes | None = None

@@ -1,0 +1,53 @@
+"""The canonical requests: what every front door (frontdoors/) hands the gateway, whatever wire
+format the client spoke.
+
+A chat request is an OpenAI Chat Completions body (the one shape every upstream adapter
+translates from; fields nobody here reads pass through for the provider to judge) plus what
+the gateway needs from it, read and validated once by the front door: the model ids to try,
+streaming, the number of choices, the client's output limit, OpenRouter-style provider
+preferences and the stop sequences. The result travels back as our OpenAI JSON or stream, which
+each front door turns into its own. This module sits below the front doors and the service, so
+both may import it (layers: docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPrefs:
+    """OpenRouter's `provider` object: which providers, in what order, at what price."""
+
+    order: tuple[str, ...] = ()
+    allow_fallbacks: bool = True
+    only: frozenset[str] | None = None
+    ignore: frozenset[str] = frozenset()
+    sort: str | None = None  # "price" | "latency"
+    max_prompt: int | None = None  # pico-USD per token
+    max_completion: int | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A validated chat request. `body` is the OpenAI-shaped chat body the adapters translate;
+    the other fields are read from it (or from the client's own format) by the front door."""
+
+    body: dict[str, Any]
+    model_ids: list[str]  # the model, then the client's fallbacks, each once, in order
+    stream: bool = False
+    n: int = 1  # choices asked for: the hold covers each
+    max_output: int | None = None  # the client's output limit (providers/output_limit.py), or None
+    prefs: ProviderPrefs | None = None
+    stop: tuple[str, ...] = ()  # the client's stop sequences, for front doors that report which one hit
+
+
+@dataclass(slots=True)
+class EmbeddingsRequest:
+    """A validated embeddings request: the OpenAI-shaped body (its `input` checked) and the
+    model ids to try."""
+
+    body: dict[str, Any]
+    model_ids: list[str]
+    prefs: ProviderPrefs | None = None

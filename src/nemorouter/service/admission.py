@@ -1,0 +1,192 @@
+"""Before any provider is called: the models a key asked for, the attempts that may serve them,
+the rate limits, and the hold (the ceiling of every charge) reserved in the store."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from nemorouter.engine.dispatch import Attempt
+from nemorouter.engine.health import Health
+from nemorouter.errors import Forbidden, InvalidRequest, NoDeploymentAvailable, NotFound, RateLimited
+from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket
+from nemorouter.money import window_start
+from nemorouter.providers.canonical import ProviderPrefs
+from nemorouter.service import billing
+from nemorouter.service.metrics import Metrics
+from nemorouter.service.routing import Route, RoutingTable, Target
+from nemorouter.service.selection import candidates
+from nemorouter.store.base import Store
+from nemorouter.store.records import ApiKey, Hold
+from nemorouter.timeutil import iso, time_ordered_id
+
+
+@dataclass(slots=True, init=False)
+class Call:
+    """One admitted request: its id, key, hold and limiter ticket."""
+
+    id: str
+    key: ApiKey
+    endpoint: str
+    routes: list[Route]
+    attempts: list[Attempt[Target]]
+    hold: int
+    input_bound: int
+    max_output: int
+    ticket: Ticket
+    started: float
+    created_at: str
+    stream: bool
+
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
+    def __init__(
+        self,
+        id: str,
+        key: ApiKey,
+        endpoint: str,
+        routes: list[Route],
+        attempts: list[Attempt[Target]],
+        hold: int,
+        input_bound: int,
+        max_output: int,
+        ticket: Ticket,
+        started: float,
+        created_at: str,
+        stream: bool,
+    ) -> None:
+        self.id = id
+        self.key = key
+        self.endpoint = endpoint
+        self.routes = routes
+        self.attempts = attempts
+        self.hold = hold
+        self.input_bound = input_bound
+        self.max_output = max_output
+        self.ticket = ticket
+        self.started = started
+        self.created_at = created_at
+        self.stream = stream
+
+
+class Admission:
+    def __init__(
+        self,
+        store: Store,
+        routes: RoutingTable,
+        limiter: LocalLimiter,
+        clock: Callable[[], datetime],
+        owner: str,
+        metrics: Metrics,
+        health: Health,
+    ) -> None:
+        self.store = store
+        self.routes = routes
+        self.limiter = limiter
+        self.clock = clock
+        self.owner = owner
+        self.metrics = metrics
+        self.health = health
+        self._rng = random.Random()
+        self.refusals: set[tuple[str, str]] = set()  # (key id, reason) of refused reserves; alerts drain it
+
+    async def resolve(self, key: ApiKey, ids: list[str], mode: str) -> list[Route]:
+        await self.routes.refresh()
+        found: list[Route] = []
+        for model_id in ids:
+            if key.allowed_models is not None and model_id not in key.allowed_models:
+                raise Forbidden(f"this key may not use model {model_id}", type="model_not_allowed")
+            route = self.routes.route(model_id)
+            if route is None:
+                raise NotFound(f"model {model_id} does not exist", type="model_not_found")
+            if route.model.mode != mode:
+                raise InvalidRequest(f"model {model_id} is a {route.model.mode} model, not a {mode} model")
+            found.append(route)
+        return found
+
+    def candidates(self, routes: list[Route], prefs: ProviderPrefs | None) -> list[Attempt[Target]]:
+        attempts, wait = candidates(routes, prefs, self.health, self._rng)
+        if attempts:
+            return attempts
+        if wait is not None:
+            raise RateLimited(
+                "every provider for this model asked us to wait; retry shortly",
+                type="upstream_rate_limited",
+                retry_after=max(1, math.ceil(wait)),
+            )
+        raise NoDeploymentAvailable(
+            "no deployment of this model is available right now (all cooling down, disabled or filtered out)"
+        )
+
+    async def admit(
+        self,
+        key: ApiKey,
+        endpoint: str,
+        routes: list[Route],
+        attempts: list[Attempt[Target]],
+        bound: int,
+        max_output: int,
+        n: int,
+        stream: bool,
+        tokens_estimate: int,
+    ) -> Call:
+        """Pass the rate limits, then reserve the hold: the worst case over every attempt's prices."""
+        hold, dearest = billing.dearest([a.origin.prices for a in attempts], bound, max_output)
+        try:
+            account = AccountLimits(key.account_id, key.account_rpm, key.account_tpm)
+            if self.limiter.shared:  # Redis, shared by every replica
+                ticket = await self.limiter.admit_shared(
+                    key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
+                )
+            else:
+                ticket = self.limiter.admit(
+                    key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
+                )
+        except LimitExceeded as exc:
+            self.metrics.rate_limited.labels(exc.what).inc()
+            error = RateLimited(
+                f"rate limit of this key exceeded ({exc.what}); retry after {exc.decision.retry_after:.1f}s",
+                retry_after=max(1, int(exc.decision.retry_after + 0.999)),
+            )
+            error.headers.update(exc.headers)
+            raise error from None
+        now = self.clock()
+        stamp = iso(now)
+        call = Call(
+            id=time_ordered_id("gen-"),
+            key=key,
+            endpoint=endpoint,
+            routes=routes,
+            attempts=attempts,
+            hold=hold,
+            input_bound=bound,
+            max_output=max_output,
+            ticket=ticket,
+            started=time.monotonic(),
+            created_at=stamp,
+            stream=stream,
+        )
+        result = await self.store.reserve(
+            Hold(
+                call.id,
+                key.account_id,
+                key.id,
+                hold,
+                window_start(key.limit_reset, now),
+                self.owner,
+                stamp,
+                model=routes[0].model.id,
+                endpoint=endpoint,
+                streamed=stream,
+            ),
+            stamp,
+        )
+        if not result.ok:
+            self.limiter.finish(ticket, 0)
+            self.refusals.add((key.id, result.reason))
+            raise billing.refusal(result, hold, dearest, bound, n)
+        self.metrics.open_holds += 1
+        return call

@@ -1,0 +1,188 @@
+"""The hard cap on PostgreSQL: reserve, settle and release, each one transaction of conditional
+updates that any number of replicas may run at once (see `postgres.conn` for the locking)."""
+
+from __future__ import annotations
+
+import operator
+from collections import defaultdict
+
+import asyncpg
+
+from nemorouter.money.amounts import MAX_AMOUNT
+from nemorouter.store import rows
+from nemorouter.store.base import StoreError
+from nemorouter.store.cap_rule import cap_decision
+from nemorouter.store.money_values import check_amount_of, check_columns, check_generation
+from nemorouter.store.postgres.conn import Conn, PostgresConnection
+from nemorouter.store.records import Generation, Hold, ReserveResult
+
+# Everything a settle or release fills in on the pending row. `hold` stays as reserved: the
+# amount taken off the key and the account is the one that was put on them.
+_OUTCOME_COLUMNS = [
+    c for c in rows.GENERATION_COLUMNS if c not in ("id", "account_id", "key_id", "created_at", "hold")
+]
+_OUTCOME_VALUES = operator.attrgetter(*_OUTCOME_COLUMNS)
+_COMPLETE = (
+    f"UPDATE generations SET {PostgresConnection._sets(_OUTCOME_COLUMNS)}"
+    f" WHERE id = ${len(_OUTCOME_COLUMNS) + 1} AND status = 'pending' RETURNING hold, account_id, key_id"
+)
+_FAIL = (
+    "UPDATE generations SET status = 'error' WHERE id = $1 AND status = 'pending'"
+    " RETURNING hold, account_id, key_id"
+)
+
+# One round trip each (migration 0008): the rows stay locked only while the statements run.
+_RESERVE = "SELECT nemo_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+_SETTLE = f"SELECT nemo_settle({', '.join(f'${i}' for i in range(1, len(_OUTCOME_COLUMNS) + 3))})"
+_REFUSED = "nemo_refused:"
+
+_UNHOLD_KEY = "UPDATE api_keys SET held = held - $1 WHERE id = $2"
+_UNHOLD_ACCOUNT = "UPDATE accounts SET held = held - $1 WHERE id = $2"
+
+
+class PostgresMoney(PostgresConnection):
+    async def reserve(self, hold: Hold, now: str) -> ReserveResult:
+        """Hold `hold.amount` against the key's window limit and the account's balance, atomically,
+        checking in the same step that the key is live."""
+        # Values the driver could not bind fail here, as a StoreError of this request alone; an
+        # amount past MAX_AMOUNT is more than any limit or balance affords: refused as SQL would.
+        if isinstance(hold.amount, int) and hold.amount > MAX_AMOUNT:
+            return await self._why_refused(hold, now, "key")
+        check_amount_of(hold.request_id, "hold", hold.amount)
+        check_columns(hold.request_id, (hold.request_id, hold.account_id, hold.key_id, hold.model))
+        check_columns(hold.request_id, (hold.endpoint, hold.owner, hold.created_at))
+        try:
+            # nemo_reserve: key, then account, then the pending record, in one transaction that
+            # does not wait to durability (a hold lost in a crash of the server is one no charge
+            # can follow: settle finds no pending record, so the cap is never passed).
+            outcome = await self._call(
+                _RESERVE,
+                hold.amount,
+                hold.key_id,
+                now,
+                hold.window,
+                hold.account_id,
+                hold.request_id,
+                hold.model,
+                hold.endpoint,
+                hold.streamed,
+                hold.owner,
+                hold.created_at,
+            )
+        except asyncpg.RaiseError as exc:  # raised after the key was held: all rolled back
+            if not str(exc.message).startswith(_REFUSED):
+                raise
+            outcome = str(exc.message).removeprefix(_REFUSED)
+        if outcome == "ok":
+            return ReserveResult("ok")
+        if outcome == "duplicate":
+            raise StoreError(f"request {hold.request_id} already has a record")
+        return await self._why_refused(hold, now, outcome)
+
+    async def _why_refused(self, hold: Hold, now: str, what: str) -> ReserveResult:
+        """Why `nemo_reserve` refused (`what`: the key or the account), or this store did for an
+        amount past MAX_AMOUNT: the cap rule (`cap_rule`, which that function's conditions
+        mirror) on the rows as they are now. Rows changed since so that the rule would admit do
+        not undo the refusal: it stands, with nothing said to be available."""
+        row = await self._one("SELECT * FROM api_keys WHERE id = $1", hold.key_id)
+        if row is None:
+            return ReserveResult("key_missing")
+        key = rows.api_key(row)
+        found = await self._one("SELECT * FROM accounts WHERE id = $1", hold.account_id)
+        account = rows.account(found) if found else None
+        decided = cap_decision(
+            hold.amount,
+            now,
+            hold.window,
+            key.revoked_at is not None,
+            key.disabled,
+            key.expires_at,
+            key.limit,
+            key.window_start,
+            key.window_usage,
+            key.held,
+            None if account is None else account.balance - account.held,
+        )
+        if decided.ok:
+            return ReserveResult(
+                "key_limit_exceeded" if what == "key" and key.limit is not None else "insufficient_credits"
+            )
+        return decided
+
+    async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
+        """Replace the hold with the exact charge and complete the record; once per request
+        (false when it has no open hold: settled, released or recovered already). A record
+        the columns cannot hold is refused (StoreError) and changes nothing; the running totals
+        are NUMERIC, so no sum of charges overflows them."""
+        check_generation(generation)
+        try:
+            return bool(await self._call(_SETTLE, request_id, window, *_OUTCOME_VALUES(generation)))
+        except asyncpg.DataError as exc:  # a value the driver or a column refused: all rolled back
+            raise StoreError(f"request {request_id}: {exc}; nothing was written") from None
+
+    async def release(self, request_id: str, generation: Generation | None) -> bool:
+        """Drop a hold without charge (the request failed before output); once per request.
+
+        `generation`, when given, carries the failure's details (its cost must be 0).
+        """
+        if generation is not None:
+            check_generation(generation)
+
+        async def op(conn: Conn) -> bool:
+            if generation is not None:
+                done = await conn.fetchrow(_COMPLETE, *_OUTCOME_VALUES(generation), request_id)
+            else:
+                done = await conn.fetchrow(_FAIL, request_id)
+            if done is None:
+                return False
+            held, account_id, key_id = done
+            await conn.execute(_UNHOLD_KEY, held, key_id)
+            await conn.execute(_UNHOLD_ACCOUNT, held, account_id)
+            return True
+
+        # A release lost in a crash of the server leaves the hold open, to be recovered.
+        try:
+            return await self._atomic(op, durable=False)
+        except asyncpg.DataError as exc:  # a value the driver or a column refused: all rolled back
+            raise StoreError(f"request {request_id}: {exc}; nothing was written") from None
+
+    async def recover_holds(self, owner: str | None) -> list[Hold]:
+        """Release the holds of `owner` (every open hold when None: only safe when no other
+        process is serving); their records stay, marked `orphaned`, for reconciliation."""
+        if owner is None:
+            return await self._atomic(lambda conn: orphan_holds(conn, "", ()))
+        return await self._atomic(lambda conn: orphan_holds(conn, "owner = $1", (owner,)))
+
+    async def open_holds(self) -> list[Hold]:
+        found = await self._all("SELECT * FROM generations WHERE status = 'pending' ORDER BY id")
+        return [rows.hold(r) for r in found]
+
+    async def key_spend_since(self, key_id: str, since: str) -> int:
+        total = await self._one(
+            "SELECT COALESCE(SUM(cost), 0) FROM generations WHERE key_id = $1 AND created_at >= $2"
+            " AND cost > 0",
+            key_id,
+            since,
+        )
+        assert total is not None
+        return int(total[0])
+
+
+async def orphan_holds(conn: Conn, where: str, params: tuple[object, ...]) -> list[Hold]:
+    """Inside a transaction: release the open holds matching `where` (every one when empty),
+    marking their records `orphaned`. The one way holds of a dead process are given back: a
+    settle or release running at the same time finds the record no longer pending (or this
+    finds it settled), so each hold is given back exactly once."""
+    sql = "UPDATE generations SET status = 'orphaned' WHERE status = 'pending'"
+    found = await conn.fetch(sql + (f" AND {where}" if where else "") + " RETURNING *", *params)
+    holds = sorted((rows.hold(r) for r in found), key=lambda h: h.request_id)
+    by_key: dict[str, int] = defaultdict(int)
+    by_account: dict[str, int] = defaultdict(int)
+    for h in holds:
+        by_key[h.key_id] += h.amount
+        by_account[h.account_id] += h.amount
+    for key_id in sorted(by_key):
+        await conn.execute(_UNHOLD_KEY, by_key[key_id], key_id)
+    for account_id in sorted(by_account):
+        await conn.execute(_UNHOLD_ACCOUNT, by_account[account_id], account_id)
+    return holds
