@@ -238,3 +238,39 @@ def test_an_unknown_model_is_a_404_in_the_openai_error_shape(gw: Gateway) -> Non
     with pytest.raises(openai.NotFoundError) as caught:
         client.responses.create(model="nope/nothing", input="hi")
     assert isinstance(caught.value.body, dict) and caught.value.body["type"]
+
+
+def test_claude_thinking_round_trips_through_encrypted_content(gw: Gateway, sim: Sim) -> None:
+    """Codex's way with `store: false`: the reasoning item's `encrypted_content` goes back with the
+    function call's output, and Anthropic gets its signed thinking block back before the tool use."""
+    account = gw.account("2.00")
+    key = gw.key(account)
+    client = gw.openai(key)
+    ask = {"role": "user", "content": "Weather? [sim:thinking=12] rs-think"}
+    settings: dict[str, Any] = {
+        "model": CLAUDE,
+        "tools": [WEATHER],
+        "reasoning": {"effort": "low", "summary": "auto"},
+        "include": ["reasoning.encrypted_content"],
+        "store": False,
+    }
+    events, first, id_1 = streamed(client, input=[ask], **settings)
+    kinds = [item["type"] for item in first["output"]]
+    assert kinds == ["reasoning", "function_call"], kinds
+    reasoning, call = first["output"]
+    assert reasoning["summary"][0]["text"] and reasoning["encrypted_content"]
+    assert any(e.type == "response.reasoning_summary_text.delta" for e in events)
+    output = {"type": "function_call_output", "call_id": call["call_id"], "output": "sunny"}
+    _, follow, id_2 = streamed(client, input=[ask, *first["output"], output], **settings)
+    assert Response.model_validate(follow).output_text
+    upstream = [
+        r for r in sim.requests() if r["path"] == "/v1/messages" and "sunny" in json.dumps(r["body"])
+    ][-1]
+    turn = upstream["body"]["messages"][1]
+    assert turn["role"] == "assistant"
+    assert [b["type"] for b in turn["content"]] == ["thinking", "tool_use"]
+    assert turn["content"][0]["thinking"] == reasoning["summary"][0]["text"]
+    assert turn["content"][0]["signature"]
+    costs = first["usage"]["cost"] + follow["usage"]["cost"]
+    assert charge(gw, key, id_1) + charge(gw, key, id_2) == costs == spent(gw, account)
+    assert gw.verify()["ok"] is True
