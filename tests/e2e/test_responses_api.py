@@ -274,3 +274,32 @@ def test_claude_thinking_round_trips_through_encrypted_content(gw: Gateway, sim:
     costs = first["usage"]["cost"] + follow["usage"]["cost"]
     assert charge(gw, key, id_1) + charge(gw, key, id_2) == costs == spent(gw, account)
     assert gw.verify()["ok"] is True
+
+
+@pytest.mark.parametrize("model", [GPT, CLAUDE])
+def test_error_mid_stream_is_error_then_response_failed_and_the_output_is_charged(
+    gw: Gateway, model: str
+) -> None:
+    account = gw.account("1.00")
+    key = gw.key(account)
+    raw = gw.openai(key).responses.with_raw_response.create(
+        model=model, input="Fail soon rs-err [sim:tokens=20,error_after=3]", stream=True
+    )
+    request_id = raw.headers["x-nemo-request-id"]
+    frames = []
+    for line in raw.http_response.iter_lines():
+        if line.startswith("data: "):
+            EVENT.validate_python(json.loads(line[6:]))
+            frames.append(json.loads(line[6:], parse_float=Decimal))
+    kinds = [f["type"] for f in frames]
+    assert kinds[-2:] == ["error", "response.failed"] and "response.completed" not in kinds
+    assert kinds.count("response.output_text.delta") == 3
+    failed = frames[-1]["response"]
+    assert failed["status"] == "failed" and failed["error"]["code"] == "server_error"
+    assert failed["usage"]["output_tokens"] == 3
+    found = httpx.get(
+        f"{gw.url}/v1/generation", params={"id": request_id}, headers={"Authorization": f"Bearer {key}"}
+    ).json()["data"]
+    assert found["status"] == "partial"
+    assert charge(gw, key, request_id) == failed["usage"]["cost"] == spent(gw, account) > 0
+    assert gw.verify()["ok"] is True
