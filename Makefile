@@ -61,6 +61,8 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests bench tools
 	$(BIN)/ruff format --check src tests bench tools
 	$(BIN)/mypy
+	@# The layers of docs/architecture.md and no import cycles (import-linter's contracts in pyproject.toml).
+	cd src && ../$(BIN)/lint-imports --config ../pyproject.toml --no-cache
 
 clean:
 	rm -rf $(VENV) $(LOCK_TOOLS) build dist

@@ -46,10 +46,10 @@ PACKAGE = SRC / "nemorouter"
 # its own ValueError for a float, a bool or a negative number.)
 MODULES = (
     "nemorouter/app/auth_gate.py",
-    "nemorouter/app/body.py",
+    "nemorouter/web/body.py",
     "nemorouter/app/fast.py",
     "nemorouter/app/headers.py",
-    "nemorouter/app/throttle.py",
+    "nemorouter/web/throttle.py",
     "nemorouter/engine/connection.py",
     "nemorouter/engine/dial.py",
     "nemorouter/engine/dispatch.py",

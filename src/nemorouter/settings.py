@@ -130,7 +130,7 @@ class Settings:
     # Money series (cost per model, overruns) on /metrics without the token: an explicit opt-in.
     metrics_public_money: bool = False
     sse_keepalive: float = 10.0
-    auth_failures_per_minute: int = 30  # per client address; then 429 (app/throttle.py)
+    auth_failures_per_minute: int = 30  # per client address; then 429 (web/throttle.py)
     # Peers whose X-Forwarded-For names the client (cli/server.py); none by default.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     timeouts: Timeouts = field(default_factory=Timeouts)

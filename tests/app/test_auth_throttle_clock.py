@@ -1,4 +1,4 @@
-"""The authentication throttle (app/throttle.py) on a fake clock: the burst, its exact boundary,
+"""The authentication throttle (web/throttle.py) on a fake clock: the burst, its exact boundary,
 the drip after it, the retry-after it reports and the full reset after a quiet minute.
 
 The end-to-end test (tests/e2e/test_auth_throttle.py) shows the 429s over HTTP; this one pins the
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from fake_clock import FakeClock
-from nemorouter.app.throttle import FAILURES_PER_MINUTE, AuthThrottle
+from nemorouter.web.throttle import FAILURES_PER_MINUTE, AuthThrottle
 
 ADDRESS = "203.0.113.7"
 

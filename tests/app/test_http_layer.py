@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from nemorouter.app.auth_gate import AuthGate, client_address
-from nemorouter.app.body import declared_length, receive_body
 from nemorouter.app.error_replies import error_headers, error_json
-from nemorouter.app.throttle import AuthThrottle
 from nemorouter.errors import AuthError, NemoError, PaymentRequired, RateLimited, RequestTooLarge
 from nemorouter.frontdoors.anthropic_messages.serve import anthropic_error_body
+from nemorouter.web.body import declared_length, receive_body
+from nemorouter.web.throttle import AuthThrottle
 
 
 def receiver(*messages: dict[str, Any]) -> Any:

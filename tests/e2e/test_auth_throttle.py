@@ -1,5 +1,5 @@
 """1,000 failed authentications from one address are throttled after the documented threshold
-(30 in a burst, then one every 2 s: app/throttle.py); other addresses are served meanwhile."""
+(30 in a burst, then one every 2 s: web/throttle.py); other addresses are served meanwhile."""
 
 from __future__ import annotations
 

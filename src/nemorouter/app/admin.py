@@ -10,7 +10,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nemorouter.app.http import json_response, read_json
-from nemorouter.app.state import services_of
 from nemorouter.console.invites import invite as console_invite
 from nemorouter.errors import AuthError, InvalidRequest, NotFound
 from nemorouter.service import audit
@@ -25,6 +24,7 @@ from nemorouter.service.administration.views import (
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.timeutil import iso, parse_iso
+from nemorouter.web.state import services_of
 
 Handler = Callable[[Request, Services, dict[str, Any]], Awaitable[Response]]
 

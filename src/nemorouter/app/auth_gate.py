@@ -1,4 +1,4 @@
-"""Authentication throttling applied to every route, hot or framework (app/throttle.py keeps the
+"""Authentication throttling applied to every route, hot or framework (web/throttle.py keeps the
 per-address budget): a request that carries credentials from an address over its budget is
 refused with 429 before anything else runs, and every 401 answered counts against its address."""
 
@@ -8,8 +8,8 @@ import math
 
 from starlette.types import Message, Scope, Send
 
-from nemorouter.app.throttle import AuthThrottle
 from nemorouter.errors import RateLimited
+from nemorouter.web.throttle import AuthThrottle
 
 CREDENTIAL_HEADERS = (b"authorization", b"x-api-key")
 

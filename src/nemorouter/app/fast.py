@@ -16,11 +16,9 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from nemorouter.app.auth_gate import AuthGate, client_address
-from nemorouter.app.body import receive_body
 from nemorouter.app.error_replies import error_headers, error_json, unexpected
 from nemorouter.app.headers import secured
 from nemorouter.app.streaming import SseResponse
-from nemorouter.app.throttle import AuthThrottle
 from nemorouter.errors import NemoError
 from nemorouter.frontdoors.anthropic_messages.serve import MESSAGES
 from nemorouter.frontdoors.door import FrontDoor, contract_error_body
@@ -30,6 +28,8 @@ from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.gateway import JsonReply, StreamReply
 from nemorouter.timeutil import time_ordered_id
+from nemorouter.web.body import receive_body
+from nemorouter.web.throttle import AuthThrottle
 
 log = logging.getLogger("nemorouter.app")
 _JSON = (b"content-type", b"application/json")

@@ -1,5 +1,5 @@
 """Small HTTP helpers of the framework's routes: bounded body reads, JSON replies, error replies
-(the reader and the error rendering are the hot routes' own too: app/body.py, app/error_replies.py)."""
+(the reader and the error rendering are the hot routes' own too: web/body.py, app/error_replies.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from nemorouter import jsonx
-from nemorouter.app.body import declared_length, receive_body
 from nemorouter.app.error_replies import error_headers, error_json, unexpected
 from nemorouter.errors import InvalidRequest, NemoError, NotFound
+from nemorouter.web.body import read_body
 
 JSON = "application/json"
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(jsonx.dumps(data), status_code=status, headers=headers, media_type=JSON)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` (never read whole)."""
-    return await receive_body(request.receive, declared_length(request.scope["headers"]), limit)
 
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:

@@ -7,12 +7,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nemorouter.app.http import json_response
-from nemorouter.app.state import services_of
 from nemorouter.errors import InvalidRequest, NotFound
 from nemorouter.service.administration.views import generation_view, public_model_view
 from nemorouter.service.auth import bearer
 from nemorouter.service.keyformat import key_scope
 from nemorouter.store.records import ApiKey
+from nemorouter.web.state import services_of
 
 
 async def _key(request: Request, scope: str = "inference") -> ApiKey:

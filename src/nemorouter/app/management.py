@@ -10,7 +10,6 @@ from starlette.routing import Route
 
 from nemorouter.app.headers import CSP
 from nemorouter.app.http import json_response, read_json
-from nemorouter.app.state import services_of
 from nemorouter.errors import NotFound
 from nemorouter.service import audit
 from nemorouter.service.accounting.reports import (
@@ -35,6 +34,7 @@ from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.store.records import ApiKey
 from nemorouter.timeutil import to_api
+from nemorouter.web.state import services_of
 
 
 async def _mgmt(request: Request) -> tuple[Services, ApiKey]:

@@ -17,11 +17,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nemorouter import jsonx
-from nemorouter.app.http import json_response, read_body
-from nemorouter.app.state import services_of
+from nemorouter.app.http import json_response
 from nemorouter.errors import InvalidRequest, RateLimited
 from nemorouter.limits.gcra import gcra
 from nemorouter.service.alerting.leaks import MAX_ITEMS, parse_report, report_leaks
+from nemorouter.web.body import read_body
+from nemorouter.web.state import services_of
 
 REPORTS_PER_MINUTE = 30  # per client address
 LOOKUPS_PER_MINUTE = MAX_ITEMS  # well-formed keys looked up, per client address: one full report

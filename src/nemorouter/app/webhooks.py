@@ -6,9 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nemorouter.app.http import json_response, read_body
-from nemorouter.app.state import services_of
+from nemorouter.app.http import json_response
 from nemorouter.service.accounting.stripe_webhook import handle_event, not_configured
+from nemorouter.web.body import read_body
+from nemorouter.web.state import services_of
 
 MAX_EVENT_BYTES = 1024 * 1024  # Stripe events are a few kilobytes
 

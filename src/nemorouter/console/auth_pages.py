@@ -15,7 +15,6 @@ from datetime import timedelta
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nemorouter.app.state import services_of
 from nemorouter.console.security import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
@@ -38,6 +37,7 @@ from nemorouter.console.web import (
     signin_throttles,
 )
 from nemorouter.timeutil import iso
+from nemorouter.web.state import services_of
 
 
 def _secure_cookie(request: Request) -> bool:

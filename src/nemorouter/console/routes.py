@@ -8,10 +8,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import Message, Receive, Scope, Send
 
-from nemorouter.app.state import services_of
 from nemorouter.console import auth_pages, customer, operator
 from nemorouter.console.security import SECURITY_HEADERS
 from nemorouter.console.web import current_session, error_page, redirect
+from nemorouter.web.state import services_of
 
 
 async def home(request: Request) -> Response:

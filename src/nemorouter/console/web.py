@@ -18,9 +18,6 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from nemorouter.app.http import read_body
-from nemorouter.app.state import services_of
-from nemorouter.app.throttle import AuthThrottle
 from nemorouter.console import money
 from nemorouter.console.security import SECURITY_HEADERS, SESSION_COOKIE, same, token_hash
 from nemorouter.errors import NemoError
@@ -29,6 +26,9 @@ from nemorouter.service.container import Services
 from nemorouter.store.base import StoreError
 from nemorouter.store.console_records import ConsoleSession
 from nemorouter.timeutil import iso
+from nemorouter.web.body import read_body
+from nemorouter.web.state import services_of
+from nemorouter.web.throttle import AuthThrottle
 
 log = logging.getLogger("nemorouter.console")
 MAX_FORM_BYTES = 64 * 1024

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from nemorouter.errors import RequestTooLarge
@@ -36,3 +37,9 @@ async def receive_body(receive: Receive, declared: bytes | None, limit: int) -> 
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """A framework route's body, refused with 413 as soon as it is known to exceed `limit` (never
+    read whole)."""
+    return await receive_body(request.receive, declared_length(request.scope["headers"]), limit)
