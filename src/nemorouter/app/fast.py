@@ -23,6 +23,7 @@ from nemorouter.errors import NemoError
 from nemorouter.frontdoors.anthropic_messages.serve import MESSAGES
 from nemorouter.frontdoors.door import FrontDoor, contract_error_body
 from nemorouter.frontdoors.openai_chat import CHAT, EMBEDDINGS
+from nemorouter.frontdoors.responses.serve import RESPONSES
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
 from nemorouter.service.gateway import JsonReply, StreamReply
@@ -34,7 +35,7 @@ log = logging.getLogger("nemorouter.app")
 _JSON = (b"content-type", b"application/json")
 
 # Every public wire format's POST route (frontdoors/): path -> its door.
-DOORS: dict[str, FrontDoor] = {door.path: door for door in (CHAT, EMBEDDINGS, MESSAGES)}
+DOORS: dict[str, FrontDoor] = {door.path: door for door in (CHAT, EMBEDDINGS, MESSAGES, RESPONSES)}
 
 
 async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
