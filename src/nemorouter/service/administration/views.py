@@ -134,6 +134,7 @@ def model_admin_view(model: Model, provider_names: dict[str, str]) -> dict[str, 
         "mode": model.mode,
         "context_length": model.context_length,
         "max_output": model.max_output,
+        "aliases": list(model.aliases),
         "pricing": model.prices.to_json(),
         "deployments": [
             {
@@ -183,6 +184,7 @@ def public_model_view(model: Model) -> dict[str, Any]:
         "created": int(parse_iso(model.created_at).timestamp()),
         "owned_by": model.id.split("/", 1)[0],
         "name": model.name,
+        "aliases": list(model.aliases),  # other names it answers to (not listed as items of their own)
         "context_length": model.context_length,
         "pricing": {
             "prompt": per_token_text(prices.input),
