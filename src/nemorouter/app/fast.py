@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 
 from nemorouter.app.auth_gate import AuthGate, client_address
 from nemorouter.app.cors import PREFIX as CORS_PREFIX
-from nemorouter.app.cors import Cors, browser_origin
+from nemorouter.app.cors import Cors, browser_origin, is_preflight
 from nemorouter.app.error_replies import error_headers, error_json, unexpected
 from nemorouter.app.headers import secured
 from nemorouter.app.streaming import SseResponse
@@ -61,9 +61,9 @@ class FastPath:
             await self.app(scope, receive, send)
             return
         if scope["path"].startswith(CORS_PREFIX):
-            origin, preflight = browser_origin(scope)
+            origin = browser_origin(scope)
             if origin is not None:  # a browser's request (app/cors.py)
-                if preflight:
+                if is_preflight(scope):
                     await self.cors.preflight(scope, origin, send)
                     return
                 send = self.cors.answering(origin, send)
