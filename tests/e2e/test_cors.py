@@ -140,3 +140,25 @@ def test_a_page_on_another_origin_calls_the_gateway_with_a_bearer_key(
     assert result["status"] == 200
     assert result["content"]
     assert result["cost"] is not None  # an exposed header: readable by the page
+
+
+@pytest.mark.skipif(
+    shutil.which(CHROMIUM) is None and not os.environ.get("CI"), reason="Debian's chromium is not installed"
+)
+def test_a_page_on_an_origin_not_listed_is_blocked_by_the_browser(
+    listed_origins: Gateway, other_origin: str
+) -> None:
+    from playwright import sync_api
+
+    script = """async (url) => {
+        try { await fetch(url + "/v1/models"); return "read"; } catch (e) { return "blocked"; }
+    }"""
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(other_origin + "/index.html")
+            outcome = page.evaluate(script, listed_origins.url)
+        finally:
+            browser.close()
+    assert outcome == "blocked"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from decimal import Decimal
-from pathlib import Path
 
 import httpx
 import pytest
@@ -93,7 +92,13 @@ def test_aliases_are_replaced_through_the_admin_api_and_respect_allowed_models(g
     assert gone.status_code == 404
 
 
-def test_cli_refuses_a_collision(gw: Gateway, tmp_path: Path) -> None:
+def test_cli_sets_aliases_on_add_and_refuses_a_collision(gw: Gateway) -> None:
+    added = gw.cli_json(
+        "models", "add", "sim/extra", "--input", "1", "--deploy", "sim:gpt-4o-mini", "--alias", "extra"
+    )
+    assert added["data"]["aliases"] == ["extra"]
+    served = _chat(gw, gw.key(gw.account("1.00")), "extra")
+    assert served.status_code == 200 and served.json()["model"] == "sim/extra"
     result = gw.cli("models", "aliases", "openai/gpt-4o", "gpt-4o-mini", check=False)
     assert result.returncode != 0
     assert "already a name of model openai/gpt-4o-mini" in result.stderr
