@@ -49,6 +49,7 @@ MODULES = (
     "nemorouter/web/body.py",
     "nemorouter/app/fast.py",
     "nemorouter/app/headers.py",
+    "nemorouter/app/cors.py",
     "nemorouter/web/throttle.py",
     "nemorouter/engine/connection.py",
     "nemorouter/engine/dial.py",

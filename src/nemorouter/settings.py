@@ -133,6 +133,7 @@ class Settings:
     auth_failures_per_minute: int = 30  # per client address; then 429 (web/throttle.py)
     # Peers whose X-Forwarded-For names the client (cli/server.py); none by default.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
+    cors_origins: tuple[str, ...] = ("*",)  # browser origins allowed on /v1/ (app/cors.py); `*`: any
     timeouts: Timeouts = field(default_factory=Timeouts)
     outbound: Outbound = field(default_factory=Outbound)  # proxies and connections to providers
     # -- slow or oversized clients (cli/guarded_http.py) ----------------------------------------
@@ -198,6 +199,7 @@ class Settings:
             sse_keepalive=_seconds(env, "NEMO_SSE_KEEPALIVE", 10, positive=True),
             auth_failures_per_minute=_count(env, "NEMO_AUTH_FAILURES_PER_MINUTE", 30),
             trusted_proxies=trusted_proxies(env.get("NEMO_TRUSTED_PROXIES") or ""),
+            cors_origins=cors_origins(env.get("NEMO_CORS_ORIGINS") or "*"),
             stripe_webhook_secret=env.get("NEMO_STRIPE_WEBHOOK_SECRET") or None,
             stripe_topup_url=_url(env, "NEMO_STRIPE_TOPUP_URL"),
             operator_alert_url=_url(env, "NEMO_OPERATOR_ALERT_URL"),
@@ -314,3 +316,32 @@ def trusted_proxies(text: str) -> tuple[IPv4Network | IPv6Network, ...]:
                 f"NEMO_TRUSTED_PROXIES: {part[:60]!r} is not an IP address or CIDR block"
             ) from None
     return tuple(found)
+
+
+def cors_origins(text: str) -> tuple[str, ...]:
+    """NEMO_CORS_ORIGINS: `*`, or comma-separated origins as browsers send them
+    (`https://app.example.com`, `http://localhost:3000`: a scheme, a host, maybe a port; no path)."""
+    found = tuple(part.strip() for part in text.split(",") if part.strip())
+    if found == ("*",):
+        return found
+    if not found or "*" in found:
+        raise SettingsError("NEMO_CORS_ORIGINS must be `*` alone or a comma-separated list of origins")
+    for origin in found:
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or parts.username is not None
+            or any(c.isspace() for c in origin)
+        ):
+            raise SettingsError(
+                f"NEMO_CORS_ORIGINS: {origin[:60]!r} is not an origin like https://app.example.com"
+            )
+        try:
+            parts.port  # noqa: B018 - raises on a malformed port
+        except ValueError:
+            raise SettingsError(f"NEMO_CORS_ORIGINS: {origin[:60]!r} has a malformed port") from None
+    return tuple(origin.lower() for origin in found)

@@ -272,6 +272,8 @@ BAD_ENV = [
     ("NEMO_TRUSTED_PROXIES", "10.0.0.0/33"),
     ("NEMO_TRUSTED_PROXIES", "proxy.internal"),
     ("NEMO_METRICS_PUBLIC_MONEY", "maybe"),
+    ("NEMO_CORS_ORIGINS", "https://app.example/path"),
+    ("NEMO_CORS_ORIGINS", "*, https://app.example"),
 ]
 
 

@@ -33,6 +33,8 @@ EXPECTED: dict[tuple[str, str], tuple[int, int]] = {
 # Path parameters that are not another tenant's id: a management key reads its own account's
 # statement for any month, so there is nothing of B's to reach. Checked below all the same.
 OWN_ACCOUNT_ONLY = {("GET", "/v1/statements/{month}")}
+# Path parameters that name nothing of a tenant's: the public model list, the same for every caller.
+PUBLIC = {("GET", "/v1/models/{model_id}")}
 # Routes that take an id in the query string (the route table does not say; the contract does).
 QUERY_IDS = {("GET", "/v1/generation"): "id"}
 # Bodies sent with writes: each would change B's key if it reached it.
@@ -145,9 +147,9 @@ def fill(path: str, ids: dict[str, str]) -> tuple[str, dict[str, str]]:
 
 
 def test_every_id_route_is_in_the_matrix(tmp_path: Path) -> None:
-    uncovered = {r for r in id_routes(tmp_path) if r not in EXPECTED and r not in OWN_ACCOUNT_ONLY} - {
-        r for r in id_routes(tmp_path) if r[1].startswith("/admin/v1/")
-    }
+    uncovered = {
+        r for r in id_routes(tmp_path) if r not in EXPECTED and r not in OWN_ACCOUNT_ONLY | PUBLIC
+    } - {r for r in id_routes(tmp_path) if r[1].startswith("/admin/v1/")}
     assert not uncovered, f"routes taking an id with no tenant-isolation case: {sorted(uncovered)}"
 
 
@@ -161,7 +163,7 @@ def test_a_cannot_reach_b_by_id(gateway: Gateway, tenants: tuple[Tenant, Tenant]
     before = b.state()
     checked = []
     for method, path in sorted(id_routes(tmp_path)):
-        if (method, path) in OWN_ACCOUNT_ONLY:
+        if (method, path) in OWN_ACCOUNT_ONLY | PUBLIC:
             continue
         expected = EXPECTED.get((method, path), (UNAUTHORIZED, UNAUTHORIZED))  # operator routes
         url, query = fill(path, b.ids())
@@ -210,3 +212,15 @@ def test_lists_show_only_the_callers_own(gateway: Gateway, tenants: tuple[Tenant
             assert resp.status_code in (200, 403), (path, resp.text)
             for mine_not in (b.key_id, b.mgmt_id, b.account, b.generation_id):
                 assert mine_not not in resp.text, path
+
+
+def test_a_public_route_answers_every_caller_alike(gateway: Gateway, tenants: tuple[Tenant, Tenant]) -> None:
+    a, b = tenants
+    for method, path in PUBLIC:
+        url, _ = fill(path, b.ids())
+        answers = [
+            httpx.request(method, f"{gateway.url}{url}", headers=headers, timeout=30)
+            for headers in ({}, {"Authorization": f"Bearer {a.key}"}, {"Authorization": f"Bearer {b.mgmt}"})
+        ]
+        assert {r.status_code for r in answers} == {200}
+        assert answers[0].json() == answers[1].json() == answers[2].json()

@@ -124,6 +124,6 @@ def create_app(settings: Settings) -> FastPath:
         middleware=[Middleware(SecurityHeaders)],
         exception_handlers={NemoError: on_nemo_error, HTTPException: on_http_error, Exception: on_unexpected},
     )
-    fast = FastPath(app, settings.auth_failures_per_minute)
+    fast = FastPath(app, settings.auth_failures_per_minute, settings.cors_origins)
     # Traced, every request runs under a server span (the FastPath itself is unchanged).
     return fast if tracing is None else tracing.wrap_app(fast)  # type: ignore[return-value]

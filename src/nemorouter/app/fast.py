@@ -16,6 +16,8 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from nemorouter.app.auth_gate import AuthGate, client_address
+from nemorouter.app.cors import PREFIX as CORS_PREFIX
+from nemorouter.app.cors import Cors, browser_origin, is_preflight
 from nemorouter.app.error_replies import error_headers, error_json, unexpected
 from nemorouter.app.headers import secured
 from nemorouter.app.streaming import SseResponse
@@ -48,14 +50,24 @@ async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, st
 class FastPath:
     """ASGI app: the front doors directly, everything else through Starlette."""
 
-    def __init__(self, app: Starlette, auth_failures_per_minute: int = 30) -> None:
+    def __init__(
+        self, app: Starlette, auth_failures_per_minute: int = 30, cors_origins: tuple[str, ...] = ("*",)
+    ) -> None:
         self.app = app
         self.gate = AuthGate(AuthThrottle(auth_failures_per_minute))
+        self.cors = Cors(cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"].startswith(CORS_PREFIX):
+            origin = browser_origin(scope)
+            if origin is not None:  # a browser's request (app/cors.py)
+                if is_preflight(scope):
+                    await self.cors.preflight(scope, origin, send)
+                    return
+                send = self.cors.answering(origin, send)
         address = client_address(scope)
         at_path = DOORS.get(scope["path"])
         throttled = self.gate.refusal(scope, address)

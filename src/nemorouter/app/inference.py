@@ -1,4 +1,4 @@
-"""The inference API's reads: models, key, generation (chat and embeddings live in `fast`)."""
+"""The inference API's reads: key, generation (models in `models_api`; chat and embeddings live in `fast`)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from nemorouter.app import models_api
 from nemorouter.app.http import json_response
 from nemorouter.errors import InvalidRequest, NotFound
-from nemorouter.service.administration.views import generation_view, public_model_view
+from nemorouter.service.administration.views import generation_view
 from nemorouter.service.auth import bearer
 from nemorouter.service.keyformat import key_scope
 from nemorouter.store.records import ApiKey
@@ -25,15 +26,6 @@ async def _any_key(request: Request) -> ApiKey:
     secret = bearer(request.headers.get("authorization"))
     scope = (key_scope(secret) if secret else None) or "inference"
     return await _key(request, scope)
-
-
-async def models(request: Request) -> Response:
-    services = services_of(request)
-    assert services.routes is not None
-    await services.routes.refresh()
-    return json_response(
-        {"object": "list", "data": [public_model_view(m) for m in services.routes.servable_models()]}
-    )
 
 
 async def current_key(request: Request) -> Response:
@@ -70,7 +62,7 @@ async def generations(request: Request) -> Response:
 
 
 routes = [
-    Route("/v1/models", models, methods=["GET"]),
+    *models_api.routes,
     Route("/v1/key", current_key, methods=["GET"]),
     Route("/v1/generation", generation, methods=["GET"]),
     Route("/v1/generations", generations, methods=["GET"]),

@@ -51,6 +51,7 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("post", "/v1/messages", "inference", "Anthropic-compatible Messages API, for every model", True, 200),
     ("post", "/v1/responses", "inference", "OpenAI Responses API (stateless), for every model", True, 200),
     ("get", "/v1/models", "none", "Servable models with prices per token", False, 200),
+    ("get", "/v1/models/{model_id}", "none", "One servable model (ids contain `/`)", False, 200),
     ("get", "/v1/key", "inference", "The calling key: limits, usage per window, rate limits", False, 200),
     ("get", "/v1/generation", "inference", "One request's exact record (`?id=`)", False, 200),
     (

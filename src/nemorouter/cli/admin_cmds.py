@@ -128,6 +128,7 @@ def models_add(
     mode: str = typer.Option("chat"),
     name: str | None = typer.Option(None),
     deploy: list[str] = typer.Option([], help="PROVIDER:UPSTREAM_MODEL[:PRIORITY[:WEIGHT]], repeatable"),
+    alias: list[str] = typer.Option([], help="another name the model answers to, repeatable"),
 ) -> None:
     pricing = {
         "input": input,
@@ -160,10 +161,22 @@ def models_add(
         "max_output": max_output,
         "pricing": {k: v for k, v in pricing.items() if v is not None},
         "deployments": deployments,
+        **({"aliases": alias} if alias else {}),
     }
 
     async def act(s: Services) -> None:
         emit({"data": model_admin_view(await s.admin.upsert_model(body), await _names(s))})
+
+    run(act)
+
+
+@models.command("aliases")
+def models_aliases(model_id: str, aliases: list[str] = typer.Argument(None)) -> None:
+    """Set the other names a model answers to (none given: it keeps only its id)."""
+
+    async def act(s: Services) -> None:
+        changed = await s.admin.upsert_model({"aliases": aliases or []}, model_id=model_id)
+        emit({"data": model_admin_view(changed, await _names(s))})
 
     run(act)
 

@@ -43,19 +43,27 @@ def _sim_alive(port: int) -> bool:
         return False
 
 
+def _sim_providers(sim_port: int) -> list[tuple[str, str, str, str]]:
+    """The simulator in each of its wire formats: (provider name, kind, base URL, catalog vendor)."""
+    root = f"http://127.0.0.1:{sim_port}"
+    return [
+        ("sim", "openai", f"{root}/v1", "openai"),
+        ("sim-anthropic", "anthropic", root, "anthropic"),
+        ("sim-gemini", "gemini", root, "google"),
+    ]
+
+
 async def prepare(services: Services, sim_port: int) -> tuple[str, str | None]:
     """Idempotent demo setup; returns the demo inference key and a new admin token (or None)."""
     _, _, admin_token = await initialize(services)
     store, admin = services.store, services.admin
-    provider = await store.get_provider("sim")
-    if provider is None:
-        await admin.create_provider(
-            {"name": "sim", "kind": "openai", "base_url": f"http://127.0.0.1:{sim_port}/v1"}
-        )
-        await admin.add_provider_key(
-            "sim", {"secret": "sk-sim-" + secrets.token_urlsafe(24), "label": "demo"}
-        )
-    await admin.import_models("openai", "sim")
+    for name, kind, base_url, vendor in _sim_providers(sim_port):
+        if await store.get_provider(name) is None:
+            await admin.create_provider({"name": name, "kind": kind, "base_url": base_url})
+            await admin.add_provider_key(
+                name, {"secret": "sk-sim-" + secrets.token_urlsafe(24), "label": "demo"}
+            )
+        await admin.import_models(vendor, name)
     account = next((a for a in await store.list_accounts() if a.name == DEMO_ACCOUNT), None)
     if account is None:
         account = await admin.create_account({"name": DEMO_ACCOUNT, "email": "demo@example.com"})
@@ -97,6 +105,21 @@ def banner(key: str, host: str, port: int, admin_token: str | None) -> str:
         f"    curl -s {base}/v1/chat/completions -H 'Authorization: Bearer {key}' "
         "-H 'Content-Type: application/json' "
         '-d \'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "Hello!"}]}\'',
+        f"  models: {base}/v1/models (openai/*, anthropic/* and google/*, each simulated in its own wire format)",
+        "  the anthropic SDK:",
+        f'    anthropic.Anthropic(base_url="{base}", api_key="{key}")'
+        '.messages.create(model="anthropic/claude-haiku-4-5", max_tokens=200, messages=[...])',
+        "  Claude Code:",
+        f"    ANTHROPIC_BASE_URL={base} ANTHROPIC_API_KEY={key} ANTHROPIC_MODEL=anthropic/claude-sonnet-4-5"
+        " ANTHROPIC_DEFAULT_HAIKU_MODEL=anthropic/claude-haiku-4-5 claude",
+        "  Codex CLI (~/.codex/config.toml, then: NEMO_API_KEY=<the inference key> codex):",
+        '    model = "openai/gpt-4o-mini"',
+        '    model_provider = "nemorouter"',
+        "    [model_providers.nemorouter]",
+        '    name = "NemoRouter"',
+        f'    base_url = "{base}/v1"',
+        '    env_key = "NEMO_API_KEY"',
+        '    wire_api = "responses"',
         "",
     ]
     return "\n".join(lines)

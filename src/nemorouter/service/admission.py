@@ -97,9 +97,15 @@ class Admission:
         await self.routes.refresh()
         found: list[Route] = []
         for model_id in ids:
-            if key.allowed_models is not None and model_id not in key.allowed_models:
-                raise Forbidden(f"this key may not use model {model_id}", type="model_not_allowed")
             route = self.routes.route(model_id)
+            allowed = key.allowed_models
+            # A key allowed a model may use it by any alias; naming an alias in the list allows its model.
+            if (
+                allowed is not None
+                and model_id not in allowed
+                and (route is None or route.model.id not in allowed)
+            ):
+                raise Forbidden(f"this key may not use model {model_id}", type="model_not_allowed")
             if route is None:
                 raise NotFound(f"model {model_id} does not exist", type="model_not_found")
             if route.model.mode != mode:

@@ -173,6 +173,10 @@ class RoutingTable:
                 # Deployed, but nothing can serve it now (keys quarantined or disabled, providers
                 # off): the model exists, and requests for it get 503, not 404.
                 routes[model.id] = Route(model, (), (), ())
+        for model in models:  # an alias routes as its model: served, billed and recorded as it
+            for alias in model.aliases:
+                if model.id in routes and alias not in routes:
+                    routes[alias] = routes[model.id]
         for name, model_ids in sorted(keyless.items()):
             problems.append(
                 f"provider {name} has no usable vault key (none added, or all disabled, quarantined or"

@@ -113,6 +113,7 @@ class Model:
     created_at: str
     updated_at: str
     deployments: tuple[Deployment, ...] = field(default=())
+    aliases: tuple[str, ...] = field(default=())  # other names it answers to, sorted
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from nemorouter.money.amounts import AmountRangeError, MoneyFormatError
 from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
 from nemorouter.service import audit, fields
-from nemorouter.service.administration.provider_secret import checked_secret
+from nemorouter.service.administration import aliases, provider_secret
 from nemorouter.service.administration.views import key_view
 from nemorouter.service.alerting import alerts
 from nemorouter.service.keyformat import display_hint, hash_key, new_key
@@ -82,7 +82,7 @@ class Admin:
 
     async def add_provider_key(self, provider_name: str, body: dict[str, Any]) -> ProviderKey:
         provider = await self.provider(provider_name)
-        secret = checked_secret(body.get("secret"))
+        secret = provider_secret.checked_secret(body.get("secret"))
         label = fields.text(body, "label", required=False, maximum=100) or "default"
         weight = fields.positive_int(body, "weight", 1)
         key_id = new_id("pk_", 8)
@@ -182,6 +182,7 @@ class Admin:
                 prices,
                 deployments or [],
                 replace_deployments=deployments is not None,
+                aliases=await aliases.model_aliases(self.store, body, mid),
             )
         except StoreError as exc:
             raise InvalidRequest(str(exc)) from None

@@ -8,7 +8,7 @@ from typing import Any
 from nemorouter.money import Usd
 from nemorouter.money.prices import per_token_text
 from nemorouter.store.records import Account, ApiKey, Credit, Generation, Model, Provider, ProviderKey
-from nemorouter.timeutil import to_api
+from nemorouter.timeutil import iso, parse_iso, to_api
 
 
 def key_view(key: ApiKey, window_spend: dict[str, int], current_window_usage: int) -> dict[str, Any]:
@@ -134,6 +134,7 @@ def model_admin_view(model: Model, provider_names: dict[str, str]) -> dict[str, 
         "mode": model.mode,
         "context_length": model.context_length,
         "max_output": model.max_output,
+        "aliases": list(model.aliases),
         "pricing": model.prices.to_json(),
         "deployments": [
             {
@@ -174,13 +175,16 @@ SUPPORTED_PARAMETERS = [
 
 
 def public_model_view(model: Model) -> dict[str, Any]:
-    """OpenRouter's /models shape: prices in USD per token, as decimal strings."""
+    """OpenRouter's /models shape (a superset of OpenAI's `Model`): prices in USD per token, as
+    decimal strings; `created` is when the model was first added to this gateway (unix seconds)."""
     prices = model.prices
     return {
         "id": model.id,
         "object": "model",
+        "created": int(parse_iso(model.created_at).timestamp()),
         "owned_by": model.id.split("/", 1)[0],
         "name": model.name,
+        "aliases": list(model.aliases),  # other names it answers to (not listed as items of their own)
         "context_length": model.context_length,
         "pricing": {
             "prompt": per_token_text(prices.input),
@@ -194,4 +198,14 @@ def public_model_view(model: Model) -> dict[str, Any]:
         if model.mode == "chat"
         else ["input", "dimensions", "encoding_format"],
         "architecture": {"modality": "text->text" if model.mode == "chat" else "text->embedding"},
+    }
+
+
+def anthropic_model_view(model: Model) -> dict[str, Any]:
+    """Anthropic's `ModelInfo`: `created_at` is RFC 3339, the time the model was added here."""
+    return {
+        "type": "model",
+        "id": model.id,
+        "display_name": model.name,
+        "created_at": iso(parse_iso(model.created_at)).replace(".000000Z", "Z"),
     }

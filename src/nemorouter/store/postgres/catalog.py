@@ -179,10 +179,15 @@ class PostgresCatalog(PostgresConnection):
         prices: Prices,
         deployments: Sequence[dict[str, Any]],
         replace_deployments: bool,
+        aliases: Sequence[str] | None = None,
     ) -> Model:
         now = iso(utcnow())
 
         async def op(conn: Conn) -> None:
+            # Names are checked and set under one lock, so two admins cannot give one name twice.
+            await conn.execute("LOCK TABLE model_aliases IN SHARE ROW EXCLUSIVE MODE")
+            if await conn.fetchval("SELECT 1 FROM model_aliases WHERE alias = $1", model_id):
+                raise StoreError(f"model id {model_id} is already an alias of another model")
             version = await self._price_version(conn, prices)
             await conn.execute(
                 "INSERT INTO models (id, name, mode, context_length, max_output, price_version_id, created_at,"
@@ -225,6 +230,8 @@ class PostgresCatalog(PostgresConnection):
                     int(dep.get("weight", 1)),
                     await self._price_version(conn, own) if own is not None else None,
                 )
+            if aliases is not None:
+                await _set_aliases(conn, model_id, aliases)
             await self._bump(conn)
 
         await self._atomic(op)
@@ -248,18 +255,29 @@ class PostgresCatalog(PostgresConnection):
             "SELECT m.*, p.pricing FROM models m JOIN price_versions p ON p.id = m.price_version_id WHERE m.id = $1",
             model_id,
         )
-        return _model(r, (await self._deployments(model_id)).get(model_id, [])) if r else None
+        if r is None:
+            return None
+        aliases = (await self._aliases(model_id)).get(model_id, ())
+        return _model(r, (await self._deployments(model_id)).get(model_id, []), aliases)
 
     async def list_models(self) -> list[Model]:
-        deps = await self._deployments(None)
+        deps, aliases = await self._deployments(None), await self._aliases(None)
         found = await self._all(
             "SELECT m.*, p.pricing FROM models m JOIN price_versions p ON p.id = m.price_version_id ORDER BY m.id"
         )
-        return [_model(r, deps.get(r["id"], [])) for r in found]
+        return [_model(r, deps.get(r["id"], []), aliases.get(r["id"], ())) for r in found]
+
+    async def _aliases(self, model_id: str | None) -> dict[str, tuple[str, ...]]:
+        sql = "SELECT alias, model_id FROM model_aliases" + (" WHERE model_id = $1" if model_id else "")
+        out: dict[str, list[str]] = defaultdict(list)
+        for r in await self._all(sql + " ORDER BY alias", *([model_id] if model_id else [])):
+            out[r["model_id"]].append(r["alias"])
+        return {k: tuple(v) for k, v in out.items()}
 
     async def delete_model(self, model_id: str) -> bool:
         async def op(conn: Conn) -> bool:
             await conn.execute("DELETE FROM deployments WHERE model_id = $1", model_id)
+            await conn.execute("DELETE FROM model_aliases WHERE model_id = $1", model_id)
             deleted = await self._matched(conn, "DELETE FROM models WHERE id = $1 RETURNING 1", model_id)
             await self._bump(conn)
             return deleted
@@ -289,7 +307,20 @@ def _deployment(r: Record) -> Deployment:
     )
 
 
-def _model(r: Record, deployments: list[Deployment]) -> Model:
+async def _set_aliases(conn: Conn, model_id: str, aliases: Sequence[str]) -> None:
+    """Replace the model's aliases; refused when one is another model's id or alias."""
+    await conn.execute("DELETE FROM model_aliases WHERE model_id = $1", model_id)
+    for alias in aliases:
+        taken = await conn.fetchval(
+            "SELECT id FROM models WHERE id = $1 UNION ALL SELECT model_id FROM model_aliases WHERE alias = $1",
+            alias,
+        )
+        if taken is not None:
+            raise StoreError(f"alias {alias} is already a name of model {taken}")
+        await conn.execute("INSERT INTO model_aliases (alias, model_id) VALUES ($1, $2)", alias, model_id)
+
+
+def _model(r: Record, deployments: list[Deployment], aliases: tuple[str, ...]) -> Model:
     return Model(
         id=r["id"],
         name=r["name"],
@@ -301,4 +332,5 @@ def _model(r: Record, deployments: list[Deployment]) -> Model:
         created_at=r["created_at"],
         updated_at=r["updated_at"],
         deployments=tuple(deployments),
+        aliases=aliases,
     )

@@ -145,9 +145,12 @@ class SqliteCatalog(SqliteConnection):
         prices: Prices,
         deployments: Sequence[dict[str, Any]],
         replace_deployments: bool,
+        aliases: Sequence[str] | None = None,
     ) -> Model:
         now = iso(utcnow())
         with self._tx() as db:
+            if db.execute("SELECT 1 FROM model_aliases WHERE alias = ?", (model_id,)).fetchone():
+                raise StoreError(f"model id {model_id} is already an alias of another model")
             version = self._price_version(db, prices)
             db.execute(
                 "INSERT INTO models (id, name, mode, context_length, max_output, price_version_id, created_at,"
@@ -182,10 +185,32 @@ class SqliteCatalog(SqliteConnection):
                         self._price_version(db, own) if own is not None else None,
                     ),
                 )
+            if aliases is not None:
+                self._set_aliases(db, model_id, aliases)
             self._bump(db)
         found = await self.get_model(model_id)
         assert found is not None
         return found
+
+    @staticmethod
+    def _set_aliases(db: sqlite3.Connection, model_id: str, aliases: Sequence[str]) -> None:
+        """Replace the model's aliases; refused when one is another model's id or alias."""
+        db.execute("DELETE FROM model_aliases WHERE model_id = ?", (model_id,))
+        for alias in aliases:
+            taken = db.execute(
+                "SELECT id FROM models WHERE id = ? UNION ALL SELECT model_id FROM model_aliases WHERE alias = ?",
+                (alias, alias),
+            ).fetchone()
+            if taken is not None:
+                raise StoreError(f"alias {alias} is already a name of model {taken[0]}")
+            db.execute("INSERT INTO model_aliases (alias, model_id) VALUES (?, ?)", (alias, model_id))
+
+    def _aliases(self, model_id: str | None) -> dict[str, tuple[str, ...]]:
+        sql = "SELECT alias, model_id FROM model_aliases" + (" WHERE model_id = ?" if model_id else "")
+        out: dict[str, list[str]] = defaultdict(list)
+        for r in self._all(sql + " ORDER BY alias", (model_id,) if model_id else ()):
+            out[r["model_id"]].append(r["alias"])
+        return {k: tuple(v) for k, v in out.items()}
 
     def _deployments(self, model_id: str | None) -> dict[str, list[Deployment]]:
         sql = (
@@ -211,7 +236,7 @@ class SqliteCatalog(SqliteConnection):
         return out
 
     @staticmethod
-    def _model(r: sqlite3.Row, deployments: list[Deployment]) -> Model:
+    def _model(r: sqlite3.Row, deployments: list[Deployment], aliases: tuple[str, ...]) -> Model:
         return Model(
             id=r["id"],
             name=r["name"],
@@ -223,6 +248,7 @@ class SqliteCatalog(SqliteConnection):
             created_at=r["created_at"],
             updated_at=r["updated_at"],
             deployments=tuple(deployments),
+            aliases=aliases,
         )
 
     async def get_model(self, model_id: str) -> Model | None:
@@ -230,18 +256,23 @@ class SqliteCatalog(SqliteConnection):
             "SELECT m.*, p.pricing FROM models m JOIN price_versions p ON p.id = m.price_version_id WHERE m.id = ?",
             (model_id,),
         )
-        return self._model(r, self._deployments(model_id).get(model_id, [])) if r else None
+        if r is None:
+            return None
+        return self._model(
+            r, self._deployments(model_id).get(model_id, []), self._aliases(model_id).get(model_id, ())
+        )
 
     async def list_models(self) -> list[Model]:
-        deps = self._deployments(None)
+        deps, aliases = self._deployments(None), self._aliases(None)
         found = self._all(
             "SELECT m.*, p.pricing FROM models m JOIN price_versions p ON p.id = m.price_version_id ORDER BY m.id"
         )
-        return [self._model(r, deps.get(r["id"], [])) for r in found]
+        return [self._model(r, deps.get(r["id"], []), aliases.get(r["id"], ())) for r in found]
 
     async def delete_model(self, model_id: str) -> bool:
         with self._tx() as db:
             db.execute("DELETE FROM deployments WHERE model_id = ?", (model_id,))
+            db.execute("DELETE FROM model_aliases WHERE model_id = ?", (model_id,))
             deleted = db.execute("DELETE FROM models WHERE id = ?", (model_id,)).rowcount
             self._bump(db)
         return bool(deleted)
