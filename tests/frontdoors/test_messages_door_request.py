@@ -271,6 +271,7 @@ def test_thinking_blocks_echoed_in_assistant_turns() -> None:
         (hi(stop_sequences="END"), MalformedRequest, "stop_sequences"),
         (hi(metadata={"user_id": "u", "team": "t"}), UnsupportedContent, "team"),
         (hi(thinking={"type": "sometimes"}), UnsupportedContent, "sometimes"),
+        (hi(mcp_servers=[{"type": "url", "url": "https://x"}]), UnsupportedContent, "mcp_servers"),
         (hi(output_config={"effort": "extreme"}), MalformedRequest, "effort"),
         (hi(output_config={"format": {"type": "json_object"}}), MalformedRequest, "json_schema"),
         (hi(thinking={"type": "enabled"}), MalformedRequest, "budget_tokens"),

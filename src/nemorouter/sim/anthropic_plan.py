@@ -18,6 +18,7 @@ from nemorouter.sim.content import (
     ToolSpec,
     apply_stop,
     default_length,
+    directed_tool,
     generate_words,
     request_digest,
     text_reply,
@@ -300,6 +301,11 @@ def plan_message(body: dict[str, Any], faults: Faults, extras: Extras, version: 
         blocks.append({"type": "thinking", "thinking": words, "signature": signature})
     cap = max_tokens - thinking
     tool = _tool(body)
+    if faults.tool is not None:
+        offered = [
+            (t.get("name"), t.get("input_schema")) for t in body.get("tools") or [] if isinstance(t, dict)
+        ]
+        tool = directed_tool(tool, faults.tool, offered)
     reply = tool_reply(digest, tool, cap) if tool is not None else text_reply(digest, faults.tokens, cap, [])
     schema = _format_schema(body)
     if tool is None and schema is not None:

@@ -51,6 +51,10 @@ __all__ = ["MalformedRequest", "chat_body", "effort_for_budget"]
 # never keep; `cache_control` is a cache hint, which changes cost, never the answer).
 PASSED = ("thinking", "output_config", "context_management", "cache_control")
 OUTPUT_CONFIG = ("effort", "format")
+# Fields of Anthropic's server-side tools (a code-execution container, remote MCP servers):
+# refused like the server tools themselves (`params._tool`), since they run, and bill, work
+# the answer's tokens do not show.
+SERVER_SIDE = frozenset({"container", "mcp_servers"})
 TOP_FIELDS = frozenset(
     {
         "model",
@@ -84,6 +88,11 @@ def chat_body(request: Any, ignored: list[str] | None = None) -> dict[str, Any]:
     if not isinstance(request, dict):
         raise MalformedRequest("the request body must be a JSON object")
     unknown = sorted(k for k, v in request.items() if k not in TOP_FIELDS and v is not None)
+    refused = [k for k in unknown if k in SERVER_SIDE]
+    if refused:
+        raise UnsupportedContent(
+            f"unsupported field(s): {', '.join(refused)} (server-side tools are not run here)"
+        )
     if unknown and ignored is not None:
         ignored.extend(unknown)
     model = request.get("model")
