@@ -179,3 +179,19 @@ def test_count_tokens_refuses_a_malformed_body(gw: Gateway) -> None:
     )
     assert found.status_code == 400
     assert found.json()["error"]["type"] == "invalid_request_error"
+
+
+@pytest.mark.parametrize("model", ALL)
+def test_message_start_carries_the_prompt_count_when_told_early(gw: Gateway, model: str) -> None:
+    """Anthropic's message_start and Gemini's first usageMetadata tell the prompt before the
+    answer: our message_start carries it. OpenAI tells it only at the end: zeros, then the
+    final message_delta's counts (which the SDK's final message takes)."""
+    client = sdk(gw, gw.key(gw.account("1.00")))
+    messages: Any = [{"role": "user", "content": f"Early count please {model}"}]
+    with client.messages.stream(model=model, max_tokens=100, messages=messages) as stream:
+        events = list(stream)
+        final = stream.get_final_message()
+    start = next(e for e in events if e.type == "message_start")
+    assert final.usage.input_tokens > 0
+    expected = 0 if model == GPT else final.usage.input_tokens
+    assert start.message.usage.input_tokens == expected
