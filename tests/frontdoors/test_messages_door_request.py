@@ -10,7 +10,7 @@ import pytest
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.frontdoors.anthropic_messages.request import MalformedRequest, chat_body, effort_for_budget
-from nemorouter.frontdoors.anthropic_messages.serve import chat_request
+from nemorouter.frontdoors.anthropic_messages.serve import chat_request, ignored_header
 from nemorouter.providers.canonical import ANTHROPIC_PASSTHROUGH
 from nemorouter.providers.types import UnsupportedContent
 
@@ -378,3 +378,11 @@ def test_beta_headers_ride_in_the_passthrough() -> None:
     raw = json.dumps(hi()).encode()
     request = chat_request(raw, [], b"a-2025-01-01, b-2025-02-02")
     assert request.body[ANTHROPIC_PASSTHROUGH] == {"betas": ["a-2025-01-01", "b-2025-02-02"]}
+
+
+def test_the_ignored_fields_header_names_only_plain_tokens() -> None:
+    """A client's field names may hold anything; a header value may not (CR/LF, non-latin-1)."""
+    assert ignored_header(["speed", "a.b-c_1"]) == "speed,a.b-c_1"
+    assert ignored_header(["ok", "bad\r\nx-injected: 1", "\u00e9t\u00e9"]) == "ok,..."
+    assert ignored_header(["\n"]) == "..."
+    assert ignored_header([f"f{i}" for i in range(30)]).count(",") == 20  # 20 names, then ...

@@ -17,7 +17,11 @@ from nemorouter import jsonx
 from nemorouter.engine.http import TransportFailure
 from nemorouter.errors import InvalidRequest
 from nemorouter.frontdoors.anthropic_messages.request import MalformedRequest, chat_body
-from nemorouter.frontdoors.anthropic_messages.serve import anthropic_error_body
+from nemorouter.frontdoors.anthropic_messages.serve import (
+    IGNORED_HEADER,
+    anthropic_error_body,
+    ignored_header,
+)
 from nemorouter.frontdoors.door import FrontDoor
 from nemorouter.frontdoors.json_body import json_object
 from nemorouter.providers.bounds import chat_input_bound
@@ -86,7 +90,7 @@ async def count_tokens(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply:
         gateway.limiter.finish(ticket, 0)
     reply_headers = {SOURCE_HEADER: source}
     if ignored:
-        reply_headers["x-nemo-ignored-fields"] = ",".join(ignored)
+        reply_headers[IGNORED_HEADER] = ignored_header(ignored)
     return JsonReply(jsonx.dumps({"input_tokens": counted}), reply_headers)
 
 

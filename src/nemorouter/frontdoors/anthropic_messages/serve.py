@@ -8,6 +8,7 @@ Anthropic's.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from nemorouter import jsonx
@@ -25,6 +26,8 @@ from nemorouter.store.records import ApiKey
 
 BETA = b"anthropic-beta"
 IGNORED_HEADER = "x-nemo-ignored-fields"
+MAX_NAMED = 20
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 __all__ = ["ANTHROPIC_ERROR_TYPES", "MESSAGES", "anthropic_error_body", "chat_request", "messages"]
 
@@ -52,6 +55,13 @@ def anthropic_error_body(error: NemoError) -> dict[str, Any]:
     kind = ANTHROPIC_ERROR_TYPES.get(status) or ("api_error" if status >= 500 else "invalid_request_error")
     detail = {**error.extra, "type": kind, "message": error.message, "code": status, "nemo_type": error.type}
     return {"type": "error", "error": detail}
+
+
+def ignored_header(names: list[str]) -> str:
+    """`x-nemo-ignored-fields`: the left-out field names that are plain tokens (a client's key
+    may hold anything, and a header value may not), at most 20, `...` when any is not shown."""
+    shown = [n for n in names if _PLAIN.fullmatch(n)][:MAX_NAMED]
+    return ",".join(shown + ["..."] * (len(shown) < len(names)))
 
 
 def chat_request(raw: bytes, ignored: list[str] | None = None, betas: bytes | None = None) -> ChatRequest:
@@ -85,7 +95,7 @@ async def messages(
     request = chat_request(raw, ignored, headers.get(BETA) if headers else None)
     reply = await gateway.chat(key, request)
     if ignored:
-        reply.headers[IGNORED_HEADER] = ",".join(ignored)
+        reply.headers[IGNORED_HEADER] = ignored_header(ignored)
     if isinstance(reply, JsonReply):
         message = message_from_completion(jsonx.loads_exact(reply.body), request.stop)
         return JsonReply(jsonx.dumps(message), reply.headers, reply.status)
