@@ -390,3 +390,24 @@ async def test_frame_pump_parses_our_sse_passes_keepalives_and_closes_the_relay(
     assert (await pump.__anext__()).startswith(b"event: message_start")
     await pump.aclose()
     assert closed == [True]
+
+
+def test_message_start_takes_the_prompt_count_told_before_it() -> None:
+    """The relay's early prompt count (OpenAI conventions) becomes message_start's usage, in
+    Anthropic's: input_tokens without the cache reads and writes."""
+    stream = MessagesStream("gen-1", "m")
+    stream.prompt(
+        {"prompt_tokens": 100, "prompt_tokens_details": {"cached_tokens": 30, "cache_write_tokens": 20}}
+    )
+    events = stream.feed({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]})
+    start = events[0][1]["message"]["usage"]
+    assert start == {
+        "input_tokens": 50,
+        "cache_creation_input_tokens": 20,
+        "cache_read_input_tokens": 30,
+        "output_tokens": 0,
+    }
+    late = MessagesStream("gen-2", "m")
+    late.feed({"choices": []})
+    late.prompt({"prompt_tokens": 100})  # after the start: nothing to change
+    assert late.early is None

@@ -10,7 +10,8 @@ import pytest
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.frontdoors.anthropic_messages.request import MalformedRequest, chat_body, effort_for_budget
-from nemorouter.frontdoors.anthropic_messages.serve import chat_request
+from nemorouter.frontdoors.anthropic_messages.serve import chat_request, ignored_header
+from nemorouter.providers.canonical import ANTHROPIC_PASSTHROUGH
 from nemorouter.providers.types import UnsupportedContent
 
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -268,9 +269,11 @@ def test_thinking_blocks_echoed_in_assistant_turns() -> None:
         (hi(temperature="hot"), MalformedRequest, "temperature"),
         (hi(stream="yes"), MalformedRequest, "stream"),
         (hi(stop_sequences="END"), MalformedRequest, "stop_sequences"),
-        (hi(frequency_penalty=1), UnsupportedContent, "frequency_penalty"),
         (hi(metadata={"user_id": "u", "team": "t"}), UnsupportedContent, "team"),
-        (hi(thinking={"type": "adaptive"}), UnsupportedContent, "adaptive"),
+        (hi(thinking={"type": "sometimes"}), UnsupportedContent, "sometimes"),
+        (hi(mcp_servers=[{"type": "url", "url": "https://x"}]), UnsupportedContent, "mcp_servers"),
+        (hi(output_config={"effort": "extreme"}), MalformedRequest, "effort"),
+        (hi(output_config={"format": {"type": "json_object"}}), MalformedRequest, "json_schema"),
         (hi(thinking={"type": "enabled"}), MalformedRequest, "budget_tokens"),
         (
             req(messages=[{"role": "user", "content": [{"type": "search_result", "source": "x"}]}]),
@@ -318,9 +321,68 @@ def test_the_canonical_request_of_a_messages_body() -> None:
         (b"{", "not valid JSON"),
         (b"[1]", "must be a JSON object"),
         (json.dumps(hi(max_tokens=0)).encode(), "`max_tokens` must be a positive integer"),
-        (json.dumps(hi(provider={"sort": "price"})).encode(), "unsupported field"),
     ],
 )
 def test_a_bad_messages_body_is_a_400(raw: bytes, message: str) -> None:
     with pytest.raises(InvalidRequest, match=message):
         chat_request(raw)
+
+
+# ----------------------------------------------------------------------------- what Claude Code sends
+
+
+def test_unknown_fields_are_left_out_and_named() -> None:
+    """A field we do not know never reaches an upstream; the door names it instead of refusing."""
+    ignored: list[str] = []
+    body = chat_body(hi(frequency_penalty=1, provider={"sort": "price"}, speed=None), ignored)
+    assert ignored == ["frequency_penalty", "provider"]
+    assert "frequency_penalty" not in body and "provider" not in body
+    assert chat_body(hi()) == chat_body(hi(), [])
+
+
+def test_claude_code_fields_ride_for_anthropic_and_map_for_others() -> None:
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    fields = {
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "max", "format": {"type": "json_schema", "schema": schema}, "x": 1},
+        "context_management": {"edits": []},
+        "cache_control": {"type": "ephemeral"},
+    }
+    body = chat_body(hi(**fields))
+    # Anthropic's own fields, as sent (output_config only with the keys we read).
+    assert body[ANTHROPIC_PASSTHROUGH] == {
+        **fields,
+        "output_config": {"effort": "max", "format": {"type": "json_schema", "schema": schema}},
+    }
+    # What every other upstream gets: OpenAI's effort (max is its high) and a JSON schema format.
+    assert body["reasoning_effort"] == "high"
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": schema, "strict": True},
+    }
+    assert not set(fields) & set(body)
+
+
+def test_effort_gives_no_reasoning_when_thinking_is_disabled() -> None:
+    body = chat_body(hi(thinking={"type": "disabled"}, output_config={"effort": "low"}))
+    assert "reasoning_effort" not in body
+    budget = chat_body(hi(max_tokens=9000, thinking={"type": "enabled", "budget_tokens": 8000}))
+    assert budget["reasoning_effort"] == "medium"  # the budget's band wins over no effort
+
+
+def test_no_passthrough_for_a_plain_request() -> None:
+    assert ANTHROPIC_PASSTHROUGH not in chat_body(hi())
+
+
+def test_beta_headers_ride_in_the_passthrough() -> None:
+    raw = json.dumps(hi()).encode()
+    request = chat_request(raw, [], b"a-2025-01-01, b-2025-02-02")
+    assert request.body[ANTHROPIC_PASSTHROUGH] == {"betas": ["a-2025-01-01", "b-2025-02-02"]}
+
+
+def test_the_ignored_fields_header_names_only_plain_tokens() -> None:
+    """A client's field names may hold anything; a header value may not (CR/LF, non-latin-1)."""
+    assert ignored_header(["speed", "a.b-c_1"]) == "speed,a.b-c_1"
+    assert ignored_header(["ok", "bad\r\nx-injected: 1", "\u00e9t\u00e9"]) == "ok,..."
+    assert ignored_header(["\n"]) == "..."
+    assert ignored_header([f"f{i}" for i in range(30)]).count(",") == 20  # 20 names, then ...

@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 MESSAGES = "/v1/messages"  # Anthropic's shape there, with our `code` and `nemo_type` kept
+ANTHROPIC_SHAPED = (MESSAGES, "/v1/messages/count_tokens")
 
 
 def assert_error_shape(status: int, body: Any, path: str, where: str) -> None:
     assert isinstance(body, dict), f"{where}: error body is not a JSON object: {body!r}"
     error = body.get("error")
     assert isinstance(error, dict), f"{where}: no `error` object: {body!r}"
-    if path == MESSAGES:
+    if path in ANTHROPIC_SHAPED:
         assert body.get("type") == "error", f"{where}: {body!r}"
         assert isinstance(error.get("nemo_type"), str) and error["nemo_type"], f"{where}: {body!r}"
     else:

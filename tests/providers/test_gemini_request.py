@@ -375,6 +375,19 @@ def test_schema_refs_unions_and_refusals() -> None:
             "code": {"type": "INTEGER"},  # Gemini's enums are strings only: the constraint is dropped
         },
     }
+    # allOf members that do not conflict are one schema (Claude Code's tools have such).
+    both = {"allOf": [{"type": "string"}, {"minLength": 2}], "description": "d"}
+    assert gemini_schema(both, "p") == {"type": "STRING", "minLength": 2, "description": "d"}
+    objects = {
+        "allOf": [
+            {"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]},
+            {"properties": {"b": {"type": "integer"}}, "required": ["b"]},
+        ]
+    }
+    patterns = {"allOf": [{"type": "string", "pattern": "^a"}, {"pattern": "b$"}]}
+    assert gemini_schema(patterns, "p") == {"type": "STRING"}  # two checks, not expressible as one
+    merged = gemini_schema(objects, "p")
+    assert merged["required"] == ["a", "b"] and set(merged["properties"]) == {"a", "b"}
     recursive = {
         "$defs": {"N": {"type": "object", "properties": {"next": {"$ref": "#/$defs/N"}}}},
         "$ref": "#/$defs/N",
@@ -382,7 +395,8 @@ def test_schema_refs_unions_and_refusals() -> None:
     for bad, needle in (
         (recursive, "recursive"),
         ({"$ref": "https://x/schema.json"}, "not a local definition"),
-        ({"allOf": [{"type": "string"}, {"minLength": 2}]}, "allOf"),
+        ({"allOf": [{"type": "string"}, {"type": "integer"}]}, "allOf"),
+        ({"allOf": [{"properties": {"a": {"type": "string"}}}, {"properties": {"a": {}}}]}, "twice"),
         ({"not": {"type": "string"}}, "'not'"),
         ({"type": ["string", "integer"]}, "union"),
     ):

@@ -22,6 +22,7 @@ from nemorouter.app.error_replies import error_headers, error_json, unexpected
 from nemorouter.app.headers import secured
 from nemorouter.app.streaming import SseResponse
 from nemorouter.errors import NemoError
+from nemorouter.frontdoors.anthropic_messages.count import COUNT_TOKENS
 from nemorouter.frontdoors.anthropic_messages.serve import MESSAGES
 from nemorouter.frontdoors.door import FrontDoor, contract_error_body
 from nemorouter.frontdoors.openai_chat import CHAT, EMBEDDINGS
@@ -37,7 +38,9 @@ log = logging.getLogger("nemorouter.app")
 _JSON = (b"content-type", b"application/json")
 
 # Every public wire format's POST route (frontdoors/): path -> its door.
-DOORS: dict[str, FrontDoor] = {door.path: door for door in (CHAT, EMBEDDINGS, MESSAGES, RESPONSES)}
+DOORS: dict[str, FrontDoor] = {
+    door.path: door for door in (CHAT, EMBEDDINGS, MESSAGES, COUNT_TOKENS, RESPONSES)
+}
 
 
 async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -118,7 +121,8 @@ class FastPath:
         self, services: Services, door: FrontDoor, scope: Scope, receive: Receive
     ) -> JsonReply | StreamReply:
         authorization = declared = api_key = None
-        key_header = door.key_header
+        key_header, reads = door.key_header, door.reads
+        read: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
@@ -126,9 +130,13 @@ class FastPath:
                 declared = value
             elif name == key_header:
                 api_key = value.decode("latin-1").strip() or None
+            elif name in reads:
+                read[name] = value
         assert services.routes is not None and services.auth is not None and services.gateway is not None
         await services.routes.refresh()
         secret = bearer(authorization) if authorization is not None else api_key
         key = await services.auth.authenticate(secret, "inference", cached=True)
         body = await receive_body(receive, declared, services.settings.max_body_bytes)
+        if door.serve_with_headers is not None:
+            return await door.serve_with_headers(services.gateway, key, body, read)
         return await door.serve(services.gateway, key, body)

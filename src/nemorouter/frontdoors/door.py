@@ -11,6 +11,8 @@ from nemorouter.service.gateway import Gateway, JsonReply, StreamReply
 from nemorouter.store.records import ApiKey
 
 Serve = Callable[[Gateway, ApiKey, bytes], Awaitable[JsonReply | StreamReply]]
+# A door that reads request headers too: those named in `FrontDoor.reads`, as sent (lower-case names).
+ServeWithHeaders = Callable[[Gateway, ApiKey, bytes, dict[bytes, bytes]], Awaitable[JsonReply | StreamReply]]
 ErrorBody = Callable[[NemoError], dict[str, Any]]
 
 
@@ -23,9 +25,12 @@ def contract_error_body(error: NemoError) -> dict[str, Any]:
 class FrontDoor:
     """One public POST route: `serve` takes the key and the body's bytes (already authenticated
     and read within the size limit) and answers; `error_body` shapes a refusal in the door's
-    format; `key_header` names a header besides `Authorization: Bearer` that may carry the key."""
+    format; `key_header` names a header besides `Authorization: Bearer` that may carry the key;
+    `serve_with_headers`, when set, answers instead of `serve` and is given the `reads` headers."""
 
     path: str
     serve: Serve
     error_body: ErrorBody = contract_error_body
     key_header: bytes | None = None
+    reads: frozenset[bytes] = frozenset()
+    serve_with_headers: ServeWithHeaders | None = None

@@ -16,6 +16,7 @@ import orjson
 
 from nemorouter import jsonx
 from nemorouter.engine.sse import encode
+from nemorouter.service.relay import PROMPT_COMMENT
 
 Event = tuple[str, dict[str, Any]]  # (event name, data object)
 
@@ -56,8 +57,13 @@ async def converted_events(
                     line[5:].lstrip(b" ") for line in frame.split(b"\n") if line.startswith(b"data:")
                 )
                 if not data:
+                    if frame.startswith(PROMPT_COMMENT):
+                        # The prompt count, early: for converters that start with it.
+                        prompt = getattr(converter, "prompt", None)
+                        if prompt is not None:
+                            prompt(orjson.loads(frame[len(PROMPT_COMMENT) :]))
                     # A keep-alive comment passes as it is: SSE clients skip it, proxies see traffic.
-                    if frame.startswith(b":"):
+                    elif frame.startswith(b":"):
                         yield frame + b"\n\n"
                     continue
                 if data == b"[DONE]":

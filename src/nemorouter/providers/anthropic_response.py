@@ -147,6 +147,9 @@ def chat_response(data: Any) -> Completion:
         "model": data.get("model"),
         "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
     }
+    matched = data.get("stop_sequence")
+    if isinstance(matched, str):  # which sequence stopped it: vLLM's `stop_reason` on the choice
+        body["choices"][0]["stop_reason"] = matched
     if usage is not None:
         body["usage"] = usage_to_openai(usage)
     return Completion(

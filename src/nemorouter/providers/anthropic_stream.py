@@ -174,7 +174,11 @@ class _Decoder:
         finish = finish_reason(delta.get("stop_reason"), self.json_answer)
         if finish is not None:
             step.finish_reason = finish
-            step.chunks.append(self._chunk({}, finish))
+            chunk = self._chunk({}, finish)
+            matched = delta.get("stop_sequence")
+            if isinstance(matched, str):  # which sequence stopped it, as vLLM's `stop_reason`
+                chunk["choices"][0]["stop_reason"] = matched
+            step.chunks.append(chunk)
         usage = data.get("usage")
         if isinstance(usage, dict):
             # Cumulative counts: they replace what message_start said.

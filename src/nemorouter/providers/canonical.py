@@ -15,6 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+# The chat body's field for what only the Anthropic adapter reads: Messages fields sent to an
+# Anthropic upstream as the client wrote them (`thinking`, `output_config`, ...) and its
+# `anthropic-beta` values (`betas`). Every adapter drops it (providers/openai_wire.GATEWAY_FIELDS);
+# the Anthropic one takes only the fields it knows (providers/anthropic_passthrough.py).
+ANTHROPIC_PASSTHROUGH = "anthropic_passthrough"
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderPrefs:

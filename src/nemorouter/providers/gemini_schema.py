@@ -6,13 +6,16 @@ Gemini answers 400 "Unknown name ..." for any keyword outside that subset, so th
   `required`, `anyOf`, `nullable`, `title`, `minimum`/`maximum`, `minItems`/`maxItems`,
   `minLength`/`maxLength`, `pattern`, `minProperties`/`maxProperties`, `propertyOrdering`, `example`);
 - translated, because they define the shape: local `$ref` (inlined from `$defs`/`definitions`),
-  `oneOf` (-> `anyOf`), a one-member `allOf` (merged), `const` (-> a one-value `enum`),
+  `oneOf` (-> `anyOf`), an `allOf` whose members do not conflict (merged into one schema: the
+  same constraints, since each keyword is set by one member or alike in all, except that two
+  different `pattern`s or `format`s are dropped, as other checks the subset cannot express;
+  Claude Code's tools have such), `const` (-> a one-value `enum`),
   `type: [T, "null"]` and an `anyOf` member `{"type": "null"}` (-> `nullable: true`);
 - dropped, because they only annotate or add validation the subset cannot express:
   `$schema`, `$id`, `$comment`, `additionalProperties`, `default`, `examples`, `multipleOf`,
   `exclusiveMinimum`/`exclusiveMaximum`, `uniqueItems`, `deprecated`, `readOnly`/`writeOnly`,
   `format`s Gemini does not know, and `enum`s of non-strings (Gemini's enum is strings only);
-- refused (UnsupportedContent): recursive or non-local `$ref`, `allOf` of several schemas,
+- refused (UnsupportedContent): recursive or non-local `$ref`, an `allOf` whose members conflict,
   `not`, `if`/`then`/`else`, and type unions of several non-null types.
 """
 
@@ -66,6 +69,39 @@ def _resolve(ref: Any, defs: dict[str, Any], where: str, seen: tuple[str, ...]) 
     return defs[ref]
 
 
+_ANNOTATIONS = frozenset({"description", "title", "default", "examples", "example", "$comment"})
+_CHECKS_ONLY = frozenset({"pattern", "format"})
+
+
+def _merged(members: list[dict[str, Any]], where: str) -> dict[str, Any]:
+    """One schema meaning what all `members` mean together, when no keyword conflicts:
+    properties are joined (one definition each), `required` lists united."""
+    out: dict[str, Any] = {}
+    dropped: set[str] = set()
+    for member in members:
+        for key, value in member.items():
+            if key == "properties" and isinstance(value, dict) and isinstance(out.get(key), dict):
+                for name, schema in value.items():
+                    if out[key].get(name, schema) != schema:
+                        raise UnsupportedContent(f"{where}: allOf defines property {name!r} twice")
+                out[key] = {**out[key], **value}
+            elif key == "required" and isinstance(value, list) and isinstance(out.get(key), list):
+                out[key] = [*out[key], *(v for v in value if v not in out[key])]
+            elif key in out and out[key] != value:
+                if key in _ANNOTATIONS:
+                    continue  # the first member's note is kept
+                if key not in _CHECKS_ONLY:
+                    raise UnsupportedContent(
+                        f"{where}: allOf members conflict on {key!r}; no Gemini equivalent"
+                    )
+                dropped.add(key)
+            else:
+                out[key] = value
+    # Two patterns (or formats) cannot be one: like any validation the subset cannot express,
+    # the check is dropped; the shape stays.
+    return {k: v for k, v in out.items() if k not in dropped}
+
+
 def _convert(
     node: Any, defs: dict[str, Any], where: str, seen: tuple[str, ...], depth: int
 ) -> dict[str, Any]:
@@ -84,10 +120,10 @@ def _convert(
             raise UnsupportedContent(f"{where}: the JSON Schema keyword {key!r} has no Gemini equivalent")
     all_of = node.get("allOf")
     if all_of is not None:
-        if not isinstance(all_of, list) or len(all_of) != 1:
-            raise UnsupportedContent(f"{where}: allOf of several schemas has no Gemini equivalent")
+        if not isinstance(all_of, list) or not all_of or not all(isinstance(m, dict) for m in all_of):
+            raise UnsupportedContent(f"{where}: allOf must be a list of schemas")
         rest = {k: v for k, v in node.items() if k != "allOf"}
-        return _convert({**all_of[0], **rest}, defs, where, seen, depth + 1)
+        return _convert(_merged([*all_of, rest], where), defs, where, seen, depth + 1)
 
     out: dict[str, Any] = {k: node[k] for k in _COPIED if k in node}
     nullable = node.get("nullable") is True

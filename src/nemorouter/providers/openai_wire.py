@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from nemorouter.money import Usage
+from nemorouter.providers.canonical import ANTHROPIC_PASSTHROUGH
 from nemorouter.providers.counts import count, lenient
 from nemorouter.providers.output_limit import OUTPUT_LIMIT_FIELDS, output_limit
 from nemorouter.providers.types import (
@@ -28,7 +29,9 @@ from nemorouter.providers.types import (
 from nemorouter.providers.vendors import apply_quirks, limit_field
 
 # Fields that steer NemoRouter (OpenRouter's conventions); never sent upstream.
-GATEWAY_FIELDS = frozenset({"models", "provider", "route", "transforms", "usage", "plugins"})
+GATEWAY_FIELDS = frozenset(
+    {"models", "provider", "route", "transforms", "usage", "plugins", ANTHROPIC_PASSTHROUGH}
+)
 
 
 def _url(base_url: str, path: str) -> str:

@@ -127,6 +127,25 @@ class Admission:
             "no deployment of this model is available right now (all cooling down, disabled or filtered out)"
         )
 
+    async def pass_limits(self, key: ApiKey, tokens_estimate: int) -> Ticket:
+        """Count the request against the key's and account's rate limits (429 past them); the
+        caller ends it with `limiter.finish(ticket, tokens)`."""
+        try:
+            account = AccountLimits(key.account_id, key.account_rpm, key.account_tpm)
+            if self.limiter.shared:  # Redis, shared by every replica
+                return await self.limiter.admit_shared(
+                    key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
+                )
+            return self.limiter.admit(key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account)
+        except LimitExceeded as exc:
+            self.metrics.rate_limited.labels(exc.what).inc()
+            error = RateLimited(
+                f"rate limit of this key exceeded ({exc.what}); retry after {exc.decision.retry_after:.1f}s",
+                retry_after=max(1, int(exc.decision.retry_after + 0.999)),
+            )
+            error.headers.update(exc.headers)
+            raise error from None
+
     async def admit(
         self,
         key: ApiKey,
@@ -141,24 +160,7 @@ class Admission:
     ) -> Call:
         """Pass the rate limits, then reserve the hold: the worst case over every attempt's prices."""
         hold, dearest = billing.dearest([a.origin.prices for a in attempts], bound, max_output)
-        try:
-            account = AccountLimits(key.account_id, key.account_rpm, key.account_tpm)
-            if self.limiter.shared:  # Redis, shared by every replica
-                ticket = await self.limiter.admit_shared(
-                    key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
-                )
-            else:
-                ticket = self.limiter.admit(
-                    key.id, key.rpm, key.tpm, key.max_concurrency, tokens_estimate, account
-                )
-        except LimitExceeded as exc:
-            self.metrics.rate_limited.labels(exc.what).inc()
-            error = RateLimited(
-                f"rate limit of this key exceeded ({exc.what}); retry after {exc.decision.retry_after:.1f}s",
-                retry_after=max(1, int(exc.decision.retry_after + 0.999)),
-            )
-            error.headers.update(exc.headers)
-            raise error from None
+        ticket = await self.pass_limits(key, tokens_estimate)
         now = self.clock()
         stamp = iso(now)
         call = Call(

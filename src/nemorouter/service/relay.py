@@ -36,6 +36,10 @@ from nemorouter.service.settlement import Settlement, estimate_usage
 from nemorouter.store.records import Outcome
 
 KEEPALIVE = b": keepalive\n\n"
+# The prompt's count as soon as the provider tells it (Anthropic's message_start, Gemini's first
+# usageMetadata), in an SSE comment: OpenAI clients skip it; a front door whose stream starts
+# with the prompt count (Messages' message_start) reads it (frontdoors/event_stream.py).
+PROMPT_COMMENT = b": prompt "
 
 log = logging.getLogger("nemorouter.relay")
 
@@ -81,6 +85,8 @@ async def relay(
     try:
         step = first
         while True:
+            if step.prompt_usage is not None and state.prompt_usage is None:
+                yield PROMPT_COMMENT + orjson.dumps(usage_to_openai(step.prompt_usage)) + b"\n\n"
             for chunk in step.chunks:
                 chunk["id"] = call.id
                 chunk["model"] = target.model.id

@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemorouter.sim.content import (
+    Reply,
     ToolSpec,
     apply_stop,
     default_length,
+    directed_tool,
     generate_words,
     request_digest,
     text_reply,
@@ -200,6 +202,17 @@ def validate(body: dict[str, Any]) -> int:
     return int(max_tokens)
 
 
+def _format_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    config = body.get("output_config")
+    fmt = config.get("format") if isinstance(config, dict) else None
+    if not isinstance(fmt, dict):
+        return None
+    if fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), dict):
+        raise Invalid("output_config.format: Input tag does not match the expected tag 'json_schema'")
+    schema: dict[str, Any] = fmt["schema"]
+    return schema
+
+
 def _tool(body: dict[str, Any]) -> ToolSpec | None:
     """The tool to call: when tools are given, not refused, and the last turn is not a tool result."""
     tools = [t for t in body.get("tools") or [] if isinstance(t, dict) and isinstance(t.get("name"), str)]
@@ -288,7 +301,20 @@ def plan_message(body: dict[str, Any], faults: Faults, extras: Extras, version: 
         blocks.append({"type": "thinking", "thinking": words, "signature": signature})
     cap = max_tokens - thinking
     tool = _tool(body)
+    if faults.tool is not None:
+        offered = [
+            (t.get("name"), t.get("input_schema")) for t in body.get("tools") or [] if isinstance(t, dict)
+        ]
+        tool = directed_tool(tool, faults.tool, offered)
     reply = tool_reply(digest, tool, cap) if tool is not None else text_reply(digest, faults.tokens, cap, [])
+    schema = _format_schema(body)
+    if tool is None and schema is not None:
+        # Structured output (`output_config.format`): the answer is JSON text of the schema,
+        # made as a call's arguments are; cut by max_tokens, it is cut JSON, as the real API's.
+        made = tool_reply(digest, ToolSpec("output", schema), cap)
+        if made.tool_arguments is not None:
+            finish = "length" if made.finish_reason == "length" else "stop"
+            reply = Reply(made.tool_arguments, finish, made.tokens - count_text_tokens("output"))
     stop_reason = "max_tokens" if reply.finish_reason == "length" else "end_turn"
     stop_sequence = None
     visible = reply.tokens

@@ -291,3 +291,18 @@ def tool_reply(digest: bytes, tool: ToolSpec, cap: int | None) -> Reply:
         tool_arguments=args,
         tool_call_id=tool_call_id(digest),
     )
+
+
+def directed_tool(
+    chosen: ToolSpec | None, wanted: str | None, offered: list[tuple[Any, Any]]
+) -> ToolSpec | None:
+    """The tool to call after the ``tool`` directive (faults.py): ``none`` for a text answer,
+    an offered tool's name for that tool; only where a tool would be called anyway."""
+    if chosen is None or wanted is None:
+        return chosen
+    if wanted == "none":
+        return None
+    for name, parameters in offered:
+        if name == wanted:
+            return ToolSpec(name, parameters)
+    return chosen

@@ -76,6 +76,14 @@ content generated is unchanged and still obeys the output limit sent):
     ``huge`` plus ``2**64`` (above every 64-bit integer). A total that cannot be summed
     (a string) stays the honest total.
 
+Which tool a chat answer calls (every wire format; applies only where the sim would call a tool,
+i.e. tools are offered and the last turn is not a tool result):
+
+``tool=none``
+    Answer with text instead of calling a tool.
+``tool=NAME``
+    Call the offered tool NAME (case kept) instead of the first one; an unknown NAME changes nothing.
+
 Embeddings honour ``status``, ``retry_after``, ``latency_ms``, ``malformed`` and ``bad_key``.
 """
 
@@ -119,13 +127,14 @@ class Faults:
     report_prompt: int | None = None
     bad_usage: str | None = None
     bad_prompt: str | None = None
+    tool: str | None = None
 
     @classmethod
     def from_directives(cls, directives: dict[str, str]) -> Faults:
         values: dict[str, int] = {}
         for f in fields(cls):
             raw = directives.get(f.name)
-            if raw is None or f.name in _WORDS:
+            if raw is None or f.name in _WORDS or f.name == "tool":
                 continue
             try:
                 number = int(raw)  # Python refuses past 4300 digits: ignored like any non-integer
@@ -154,6 +163,7 @@ class Faults:
             report_prompt=values.get("report_prompt"),
             bad_usage=words["bad_usage"] if words["bad_usage"] in SPOILERS else None,
             bad_prompt=words["bad_prompt"] if words["bad_prompt"] in SPOILERS else None,
+            tool=directives.get("tool") or None,
         )
 
     def output_count(self, generated: int) -> Any:

@@ -32,6 +32,7 @@ from nemorouter.sim.content import (
     Reply,
     ToolSpec,
     choice_digest,
+    directed_tool,
     generate_words,
     inband_directives,
     json_reply,
@@ -206,6 +207,12 @@ def plan(
     visible_cap = cap - thoughts if cap is not None else None
     include = extra.include_thoughts or get(thinking_config, "includeThoughts") is True
     tool = _pick_tool(body, declarations)
+    if faults.tool is not None:
+        offered = [
+            (d["name"], _lower_types(get(d, "parametersJsonSchema") or d.get("parameters")))
+            for d in declarations
+        ]
+        tool = directed_tool(tool, faults.tool, offered)
     json_mode = get(config, "responseMimeType") == "application/json"
     schema = get(config, "responseJsonSchema") or _lower_types(get(config, "responseSchema"))
     stops = get(config, "stopSequences") or []

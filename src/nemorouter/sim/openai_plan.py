@@ -13,6 +13,7 @@ from nemorouter.sim.content import (
     Reply,
     ToolSpec,
     choice_digest,
+    directed_tool,
     json_reply,
     request_digest,
     text_reply,
@@ -121,6 +122,10 @@ def plan_chat(body: dict[str, Any], faults: Faults) -> ChatPlan:
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.", "stream_options"
         )
     stops, tool = _stops(body), _pick_tool(body)
+    if faults.tool is not None:
+        functions = [t.get("function") for t in body.get("tools") or [] if isinstance(t, dict)]
+        offered = [(f.get("name"), f.get("parameters")) for f in functions if isinstance(f, dict)]
+        tool = directed_tool(tool, faults.tool, offered)
     json_mode, schema = _json_schema(body)
     reasoning = min(faults.reasoning, cap) if cap is not None else faults.reasoning
     visible_cap = cap - reasoning if cap is not None else None

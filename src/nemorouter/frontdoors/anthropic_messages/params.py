@@ -15,6 +15,7 @@ __all__ = [
     "is_int",
     "known",
     "map_metadata",
+    "map_output_config",
     "map_sampling",
     "map_thinking",
     "map_tools",
@@ -117,9 +118,11 @@ def map_thinking(thinking: Any, out: dict[str, Any]) -> None:
         return
     if not isinstance(thinking, dict):
         raise MalformedRequest("`thinking` must be an object")
-    known(thinking, frozenset({"type", "budget_tokens"}), "thinking")
+    known(thinking, frozenset({"type", "budget_tokens", "display"}), "thinking")
     match thinking.get("type"):
-        case "disabled":
+        case "disabled" | "adaptive":
+            # Adaptive: the model decides how much to think; other vendors' models get no
+            # effort from it (`output_config.effort`, when sent, sets one).
             return
         case "enabled":
             budget = thinking.get("budget_tokens")
@@ -128,7 +131,7 @@ def map_thinking(thinking: Any, out: dict[str, Any]) -> None:
             out["reasoning_effort"] = effort_for_budget(budget)
         case kind:
             raise UnsupportedContent(
-                f"`thinking` of type {kind!r} is not supported (use enabled or disabled)"
+                f"`thinking` of type {kind!r} is not supported (use enabled, adaptive or disabled)"
             )
 
 
@@ -143,3 +146,35 @@ def map_metadata(metadata: Any, out: dict[str, Any]) -> None:
         raise MalformedRequest("`metadata.user_id` must be a string")
     if user:
         out["user"] = user
+
+
+# Anthropic's effort levels -> OpenAI's reasoning_effort ("max" has no OpenAI level above high).
+EFFORTS = {"low": "low", "medium": "medium", "high": "high", "max": "high"}
+
+
+def map_output_config(config: Any, thinking_off: bool, out: dict[str, Any]) -> None:
+    """`output_config`: `effort` -> reasoning_effort (unless thinking is disabled), `format`
+    (a JSON schema) -> response_format, which every upstream format honours its own way."""
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        raise MalformedRequest("`output_config` must be an object")
+    effort = config.get("effort")
+    if effort is not None:
+        if effort not in EFFORTS:
+            raise MalformedRequest("`output_config.effort` must be low, medium, high or max")
+        if not thinking_off and "reasoning_effort" not in out:
+            out["reasoning_effort"] = EFFORTS[effort]
+    fmt = config.get("format")
+    if fmt is None:
+        return
+    if (
+        not isinstance(fmt, dict)
+        or fmt.get("type") != "json_schema"
+        or not isinstance(fmt.get("schema"), dict)
+    ):
+        raise MalformedRequest("`output_config.format` must be {type: json_schema, schema: {...}}")
+    out["response_format"] = {
+        "type": "json_schema",
+        "json_schema": {"name": "output", "schema": fmt["schema"], "strict": True},
+    }

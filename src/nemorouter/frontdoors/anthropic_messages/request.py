@@ -36,14 +36,25 @@ from nemorouter.frontdoors.anthropic_messages.params import (
     is_int,
     known,
     map_metadata,
+    map_output_config,
     map_sampling,
     map_thinking,
     map_tools,
 )
+from nemorouter.providers.canonical import ANTHROPIC_PASSTHROUGH
 from nemorouter.providers.types import UnsupportedContent
 
 __all__ = ["MalformedRequest", "chat_body", "effort_for_budget"]
 
+# Fields an Anthropic upstream gets as sent (providers/anthropic_passthrough.py); other upstreams
+# get what they map to (`output_config`) or nothing (`context_management` edits a context they
+# never keep; `cache_control` is a cache hint, which changes cost, never the answer).
+PASSED = ("thinking", "output_config", "context_management", "cache_control")
+OUTPUT_CONFIG = ("effort", "format")
+# Fields of Anthropic's server-side tools (a code-execution container, remote MCP servers):
+# refused like the server tools themselves (`params._tool`), since they run, and bill, work
+# the answer's tokens do not show.
+SERVER_SIDE = frozenset({"container", "mcp_servers"})
 TOP_FIELDS = frozenset(
     {
         "model",
@@ -60,19 +71,30 @@ TOP_FIELDS = frozenset(
         "tool_choice",
         "thinking",
         "service_tier",
+        *PASSED,
     }
 )
 IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 ERROR_MARK = "[tool error] "  # how `is_error` reads in the text of an OpenAI tool message
 
 
-def chat_body(request: Any) -> dict[str, Any]:
-    """The OpenAI chat body for a Messages request; raises MalformedRequest or UnsupportedContent."""
+def chat_body(request: Any, ignored: list[str] | None = None) -> dict[str, Any]:
+    """The OpenAI chat body for a Messages request; raises MalformedRequest or UnsupportedContent.
+
+    A top-level field we do not know is left out and named in `ignored` (the door answers it in
+    a header): newer clients send fields faster than any gateway learns them, and none can make
+    an upstream write past `max_tokens` or bill what our usage does not show, since only the
+    fields in TOP_FIELDS are ever sent on."""
     if not isinstance(request, dict):
         raise MalformedRequest("the request body must be a JSON object")
     unknown = sorted(k for k, v in request.items() if k not in TOP_FIELDS and v is not None)
-    if unknown:
-        raise UnsupportedContent(f"unsupported field(s): {', '.join(unknown)}")
+    refused = [k for k in unknown if k in SERVER_SIDE]
+    if refused:
+        raise UnsupportedContent(
+            f"unsupported field(s): {', '.join(refused)} (server-side tools are not run here)"
+        )
+    if unknown and ignored is not None:
+        ignored.extend(unknown)
     model = request.get("model")
     if not isinstance(model, str) or not model:
         raise MalformedRequest("`model` is required and must be a non-empty string")
@@ -90,8 +112,16 @@ def chat_body(request: Any) -> dict[str, Any]:
     out["max_tokens"] = max_tokens
     map_sampling(request, out)
     map_tools(request, out)
-    map_thinking(request.get("thinking"), out)
+    thinking = request.get("thinking")
+    map_thinking(thinking, out)
+    off = isinstance(thinking, dict) and thinking.get("type") == "disabled"
+    map_output_config(request.get("output_config"), off, out)
     map_metadata(request.get("metadata"), out)
+    native = {name: request[name] for name in PASSED if request.get(name) is not None}
+    if "output_config" in native:  # only what we read, so nothing unchecked rides along
+        native["output_config"] = {k: v for k, v in native["output_config"].items() if k in OUTPUT_CONFIG}
+    if native:
+        out[ANTHROPIC_PASSTHROUGH] = native
     tier = request.get("service_tier")
     if tier is not None and tier not in ("auto", "standard_only"):
         raise MalformedRequest("`service_tier` must be auto or standard_only")

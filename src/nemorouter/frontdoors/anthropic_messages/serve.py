@@ -8,6 +8,7 @@ Anthropic's.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from nemorouter import jsonx
@@ -18,10 +19,15 @@ from nemorouter.frontdoors.anthropic_messages.stream import MessagesStream
 from nemorouter.frontdoors.door import FrontDoor
 from nemorouter.frontdoors.event_stream import converted_events
 from nemorouter.frontdoors.json_body import json_object
-from nemorouter.providers.canonical import ChatRequest
+from nemorouter.providers.canonical import ANTHROPIC_PASSTHROUGH, ChatRequest
 from nemorouter.providers.types import UnsupportedContent
 from nemorouter.service.gateway import Gateway, JsonReply, StreamReply
 from nemorouter.store.records import ApiKey
+
+BETA = b"anthropic-beta"
+IGNORED_HEADER = "x-nemo-ignored-fields"
+MAX_NAMED = 20
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 __all__ = ["ANTHROPIC_ERROR_TYPES", "MESSAGES", "anthropic_error_body", "chat_request", "messages"]
 
@@ -51,14 +57,25 @@ def anthropic_error_body(error: NemoError) -> dict[str, Any]:
     return {"type": "error", "error": detail}
 
 
-def chat_request(raw: bytes) -> ChatRequest:
+def ignored_header(names: list[str]) -> str:
+    """`x-nemo-ignored-fields`: the left-out field names that are plain tokens (a client's key
+    may hold anything, and a header value may not), at most 20, `...` when any is not shown."""
+    shown = [n for n in names if _PLAIN.fullmatch(n)][:MAX_NAMED]
+    return ",".join(shown + ["..."] * (len(shown) < len(names)))
+
+
+def chat_request(raw: bytes, ignored: list[str] | None = None, betas: bytes | None = None) -> ChatRequest:
     """A Messages body as the canonical chat request (400 for what is malformed or cannot be
     carried). `chat_body` has checked what the gateway reads: one model, `max_tokens` (the
-    output limit), `stream`; Messages has no `n` and no provider preferences."""
+    output limit), `stream`; Messages has no `n` and no provider preferences. Unknown fields
+    are named in `ignored`; `betas` is the `anthropic-beta` header, for Anthropic upstreams."""
     try:
-        body = chat_body(json_object(raw))
+        body = chat_body(json_object(raw), ignored)
     except (MalformedRequest, UnsupportedContent) as exc:
         raise InvalidRequest(str(exc)) from None
+    if betas:
+        names = [b.strip() for b in betas.decode("latin-1").split(",") if b.strip()]
+        body.setdefault(ANTHROPIC_PASSTHROUGH, {})["betas"] = names
     stops = body.get("stop") or []
     return ChatRequest(
         body,
@@ -69,10 +86,16 @@ def chat_request(raw: bytes) -> ChatRequest:
     )
 
 
-async def messages(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply | StreamReply:
-    """Answer a Messages request: JSON, or a stream of Anthropic events."""
-    request = chat_request(raw)
+async def messages(
+    gateway: Gateway, key: ApiKey, raw: bytes, headers: dict[bytes, bytes] | None = None
+) -> JsonReply | StreamReply:
+    """Answer a Messages request: JSON, or a stream of Anthropic events. Fields left out are
+    named in `x-nemo-ignored-fields`."""
+    ignored: list[str] = []
+    request = chat_request(raw, ignored, headers.get(BETA) if headers else None)
     reply = await gateway.chat(key, request)
+    if ignored:
+        reply.headers[IGNORED_HEADER] = ignored_header(ignored)
     if isinstance(reply, JsonReply):
         message = message_from_completion(jsonx.loads_exact(reply.body), request.stop)
         return JsonReply(jsonx.dumps(message), reply.headers, reply.status)
@@ -81,4 +104,11 @@ async def messages(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply | Str
     return StreamReply(reply.headers, converted_events(reply.chunks, converter))
 
 
-MESSAGES = FrontDoor("/v1/messages", messages, anthropic_error_body, key_header=b"x-api-key")
+MESSAGES = FrontDoor(
+    "/v1/messages",
+    messages,
+    anthropic_error_body,
+    key_header=b"x-api-key",
+    reads=frozenset({BETA}),
+    serve_with_headers=messages,
+)

@@ -4,8 +4,9 @@ Anthropic's order: `message_start`, `ping`, then per content block `content_bloc
 deltas, `content_block_stop` (one block at a time: text, thinking, and each tool call its own
 block), then `message_delta` (stop reason and usage) and `message_stop`.
 
-Usage: an OpenAI stream tells its counts only at the end, so `message_start` carries zeros
-and `message_delta.usage` the final counts with `cost`. Anthropic documents those counts as
+Usage: `message_start` carries the prompt's counts when the upstream told them before the
+answer (Anthropic's own message_start, Gemini's first usageMetadata: the relay passes them on
+as an SSE comment, `prompt()`), else zeros; `message_delta.usage` has the final counts with `cost`. Anthropic documents those counts as
 cumulative and its SDK lets them replace `message_start`'s, so the final message is exact.
 An error chunk (a top-level `error`, finish_reason "error") becomes an `error` event, which
 ends the stream as Anthropic's does; the usage chunk before it (the relay sends the usage
@@ -43,6 +44,13 @@ class MessagesStream:
         self.finish: Any = None
         self.matched: Any = None
         self.usage: Any = None
+        self.early: dict[str, int] | None = None  # the prompt's counts, if told before the start
+
+    def prompt(self, usage: Any) -> None:
+        """The prompt's counts (OpenAI conventions), told before the first chunk."""
+        if not self.started:
+            counts = anthropic_usage(usage)
+            self.early = {k: v for k, v in counts.items() if k != "cost"}
 
     def feed(self, chunk: dict[str, Any]) -> list[Event]:
         if self.ended:
@@ -97,7 +105,8 @@ class MessagesStream:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            "usage": {
+            "usage": self.early
+            or {
                 "input_tokens": 0,
                 "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": 0,

@@ -1,0 +1,80 @@
+"""The providers' free token-count endpoints, for the sim: Anthropic's
+``POST /v1/messages/count_tokens`` (``{"input_tokens": n}``) and Gemini's
+``POST /{version}/models/{model}:countTokens`` (``{"totalTokens": n}``).
+
+Each counts with the same rule as its generate route's usage, so a count equals the prompt
+tokens the next answer reports. Anthropic's body is a Messages body without ``max_tokens``;
+Gemini's is ``{"contents": [...]}`` or ``{"generateContentRequest": {...}}`` (the real API's
+two forms: only the second counts the system instruction and tools).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from nemorouter.sim import anthropic_plan, gemini_plan
+from nemorouter.sim.anthropic_wire import error_response
+from nemorouter.sim.faults import dumps
+from nemorouter.sim.gemini_wire import _key, _key_error, google_error
+from nemorouter.sim.state import SimState, bearer_key
+
+JSON = "application/json"
+# What count_tokens accepts besides a Messages body's own fields, none of which it needs.
+_ANTHROPIC_UNCOUNTED = ("max_tokens", "stream", "temperature", "top_p", "top_k", "stop_sequences", "metadata")
+
+
+async def _body(request: Request) -> Any:
+    state: SimState = request.app.state.sim
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw) if raw else None
+    except orjson.JSONDecodeError:
+        body = None
+    state.record(request, raw, body)
+    return body
+
+
+async def anthropic_count(request: Request) -> Response:
+    body = await _body(request)
+    state: SimState = request.app.state.sim
+    key = request.headers.get("x-api-key") or bearer_key(request.headers.get("authorization"))
+    if not state.key_accepted(key):
+        return error_response(401, "invalid x-api-key")
+    if not request.headers.get("anthropic-version"):
+        return error_response(400, "anthropic-version: header is required")
+    if not isinstance(body, dict):
+        return error_response(400, "The request body is not valid JSON.")
+    for name in _ANTHROPIC_UNCOUNTED:
+        if name in body:
+            return error_response(400, f"{name}: Extra inputs are not permitted")
+    try:
+        anthropic_plan.validate({**body, "max_tokens": 1 << 30})
+    except anthropic_plan.Invalid as exc:
+        return error_response(400, str(exc))
+    return Response(dumps({"input_tokens": anthropic_plan.count_prompt_tokens(body)}), media_type=JSON)
+
+
+async def gemini_count(request: Request) -> Response:
+    body = await _body(request)
+    key, accepted = _key(request, request.app.state.sim)
+    if not accepted:
+        return _key_error(key)
+    if not isinstance(body, dict):
+        return google_error(400, "Invalid JSON payload received.")
+    whole = body.get("generateContentRequest")
+    counted = whole if isinstance(whole, dict) else {"contents": body.get("contents")}
+    if not isinstance(counted.get("contents"), list) or not counted["contents"]:
+        return google_error(400, "contents is not specified")
+    return Response(dumps({"totalTokens": gemini_plan.count_prompt_tokens(counted)}), media_type=JSON)
+
+
+def routes() -> list[Route]:
+    out = [Route("/v1/messages/count_tokens", anthropic_count, methods=["POST"])]
+    for version in ("v1beta", "v1"):
+        out.append(Route(f"/{version}/models/{{model}}:countTokens", gemini_count, methods=["POST"]))
+    return out
