@@ -150,10 +150,14 @@ class PostgresConnection:
     async def _call(self, sql: str, *params: Any) -> Any:
         """One statement in a transaction of its own (a server-side function: one round trip);
         its value. Retried from the start if the server broke a deadlock."""
+        return await self._call_rows(sql, *params, one=True)
+
+    async def _call_rows(self, sql: str, *params: Any, one: bool = False) -> Any:
+        """`_call`, for a function returning a set: its rows (its first value with `one`)."""
         pool = await self._connect()
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                return await pool.fetchval(sql, *params)
+                return await (pool.fetchval(sql, *params) if one else pool.fetch(sql, *params))
             except asyncpg.DeadlockDetectedError:
                 if attempt == _ATTEMPTS:
                     raise

@@ -14,6 +14,7 @@ from nemorouter.store.base import StoreError
 from nemorouter.store.cap_rule import cap_decision
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation
 from nemorouter.store.postgres.conn import Conn, PostgresConnection
+from nemorouter.store.postgres.settle_batch import Settle, SettleBatcher
 from nemorouter.store.records import Generation, Hold, ReserveResult
 
 # Everything a settle or release fills in on the pending row. `hold` stays as reserved: the
@@ -34,6 +35,8 @@ _FAIL = (
 # One round trip each (migration 0008): the rows stay locked only while the statements run.
 _RESERVE = "SELECT nemo_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 _SETTLE = f"SELECT nemo_settle({', '.join(f'${i}' for i in range(1, len(_OUTCOME_COLUMNS) + 3))})"
+# Many settles in one statement and one durable commit (migration 0010; `settle_batch`).
+_SETTLE_MANY = f"SELECT nemo_settle_many({', '.join(f'${i}' for i in range(1, len(_OUTCOME_COLUMNS) + 3))})"
 _REFUSED = "nemo_refused:"
 
 _UNHOLD_KEY = "UPDATE api_keys SET held = held - $1 WHERE id = $2"
@@ -41,6 +44,8 @@ _UNHOLD_ACCOUNT = "UPDATE accounts SET held = held - $1 WHERE id = $2"
 
 
 class PostgresMoney(PostgresConnection):
+    _settle_batcher: SettleBatcher | None = None  # made on the first settle
+
     async def reserve(self, hold: Hold, now: str) -> ReserveResult:
         """Hold `hold.amount` against the key's window limit and the account's balance, atomically,
         checking in the same step that the key is live."""
@@ -116,9 +121,24 @@ class PostgresMoney(PostgresConnection):
         are NUMERIC, so no sum of charges overflows them."""
         check_generation(generation)
         try:
-            return bool(await self._call(_SETTLE, request_id, window, *_OUTCOME_VALUES(generation)))
+            return await self._settles().settle((request_id, window, _OUTCOME_VALUES(generation)))
         except asyncpg.DataError as exc:  # a value the driver or a column refused: all rolled back
             raise StoreError(f"request {request_id}: {exc}; nothing was written") from None
+
+    def _settles(self) -> SettleBatcher:
+        """This store's settle queue: concurrent settles share a round trip and a commit."""
+        if self._settle_batcher is None:
+            self._settle_batcher = SettleBatcher(self._settle_many, self._settle_one)
+        return self._settle_batcher
+
+    async def _settle_one(self, item: Settle) -> bool:
+        request_id, window, values = item
+        return bool(await self._call(_SETTLE, request_id, window, *values))
+
+    async def _settle_many(self, batch: list[Settle]) -> set[str]:
+        columns = [list(column) for column in zip(*(item[2] for item in batch), strict=True)]
+        ids, windows = [item[0] for item in batch], [item[1] for item in batch]
+        return {row[0] for row in await self._call_rows(_SETTLE_MANY, ids, windows, *columns)}
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.
