@@ -181,6 +181,16 @@ def counting_proxy(kind: str, upstream: tuple[str, int]) -> Iterator[tuple[int, 
     try:
         yield port, count
     finally:
-        loop.call_soon_threadsafe(started[0].close)
+        asyncio.run_coroutine_threadsafe(_stop(started[0]), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
+        loop.close()
+
+
+async def _stop(server: asyncio.Server) -> None:
+    """Stop listening and end every connection still open."""
+    server.close()
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

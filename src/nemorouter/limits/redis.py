@@ -107,6 +107,30 @@ end
 return 1
 """
 
+# Many finishes in one call: KEYS are theirs one after the other; ARGV per finish: its number of
+# keys (n), its slot id (or ''), then n - 1 deltas (us). Each applied as FINISH does, in order.
+FINISH_MANY = """
+local k, a = 1, 1
+while a < #ARGV do
+  local n = tonumber(ARGV[a])
+  if ARGV[a + 1] ~= '' then redis.call('ZREM', KEYS[k], ARGV[a + 1]) end
+  for j = 1, n - 1 do
+    local v = redis.call('GET', KEYS[k + j])
+    if v then
+      local tat = tonumber(v) + tonumber(ARGV[a + 1 + j])
+      if tat > now then
+        redis.call('SET', KEYS[k + j], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+      else
+        redis.call('DEL', KEYS[k + j])
+      end
+    end
+  end
+  k = k + n
+  a = a + n + 1
+end
+return 1
+"""
+
 # KEYS: concurrency sets; ARGV: slot ttl (us), then `set index, slot id` pairs. Renews live slots.
 RENEW = """
 local ttl = tonumber(ARGV[1])
@@ -142,6 +166,9 @@ class RedisLimiter(LocalLimiter):
         self.prefix = prefix
         self._admit = client.register_script(NOW + ADMIT)
         self._finish = client.register_script(NOW + FINISH)
+        self._finish_many = client.register_script(NOW + FINISH_MANY)
+        self._finishing: list[tuple[list[str], list[Any]]] = []  # finishes waiting to be sent
+        self._finisher: asyncio.Task[None] | None = None
         self._renew = client.register_script(NOW + RENEW)
         self._slots: dict[str, str] = {}  # slot id -> concurrency set, for renewal
         self._down_until = 0.0
@@ -233,11 +260,35 @@ class RedisLimiter(LocalLimiter):
             charged = min(max(1, ticket.tokens_estimate), per_minute)
             keys.append(bucket)
             args.append(int(((actual_tokens or 0) - charged) * _MINUTE_US / per_minute))
-        self._spawn(self._run_finish(keys, args))
+        self._finishing.append((keys, args))
+        if self._finisher is None or self._finisher.done():
+            try:
+                self._finisher = asyncio.get_running_loop().create_task(self._send_finishes())
+            except RuntimeError:  # no event loop: nothing can be sent; the slot lapses by itself
+                self._finishing.clear()
+                return
+            self._tasks.add(self._finisher)
+            self._finisher.add_done_callback(self._tasks.discard)
 
-    async def _run_finish(self, keys: list[str], args: list[Any]) -> None:
+    async def _send_finishes(self) -> None:
+        """Send the waiting finishes, all of them in one round trip (FINISH_MANY), while any wait:
+        those of one event-loop iteration, then those that came while the last call was out."""
+        await asyncio.sleep(0)
+        while self._finishing:
+            batch, self._finishing = self._finishing, []
+            if len(batch) == 1:
+                await self._run_finish(self._finish, *batch[0])
+                continue
+            keys: list[str] = []
+            args: list[Any] = []
+            for their_keys, their_args in batch:
+                keys += their_keys
+                args += [len(their_keys), *their_args]
+            await self._run_finish(self._finish_many, keys, args)
+
+    async def _run_finish(self, script: Any, keys: list[str], args: list[Any]) -> None:
         try:
-            await self._finish(keys=keys, args=[*args, self._now()])
+            await script(keys=keys, args=[*args, self._now()])
         except RedisError as exc:  # the slot lapses by itself; a token correction is lost
             self._went_down(exc)
 
@@ -251,15 +302,6 @@ class RedisLimiter(LocalLimiter):
                 "redis unreachable: rate limits are per replica until it is back", extra={"error": str(exc)}
             )
         self._down_until = self._clock() + self.RETRY_AFTER
-
-    def _spawn(self, job: Any) -> None:
-        try:
-            task = asyncio.get_running_loop().create_task(job)
-        except RuntimeError:
-            job.close()
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _ensure_renewer(self) -> None:
         if self._renewer is None or self._renewer.done():
