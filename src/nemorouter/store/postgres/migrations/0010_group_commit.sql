@@ -1,9 +1,59 @@
--- Settle many requests in one statement and one transaction: one round trip and one WAL flush for
--- every settle a replica has waiting, as SQLite's group commit puts every write of an event-loop
--- iteration in one transaction (store/postgres/settle_batch.py gathers them). Each settle does
--- exactly what nemo_settle (0008) does; rows are locked in the one order of store/postgres/conn.py:
--- the requests' own generation rows first, then their keys in id order, then their accounts in
--- id order, so batches of several replicas never wait on each other in a cycle.
+-- Reserve or settle many requests in one statement and one transaction: one round trip (and, for
+-- settles, one WAL flush) for every reserve or settle a replica has waiting, as SQLite's group
+-- commit puts every write of an event-loop iteration in one transaction (store/postgres/batches.py
+-- gathers them). Each does exactly what nemo_reserve or nemo_settle (0008) does for one request;
+-- rows are locked in the one order of store/postgres/conn.py (keys before accounts, several rows
+-- of one table in id order), so batches of several replicas never wait on each other in a cycle.
+
+-- One outcome per request, in order, as nemo_reserve's ('ok', 'key', 'account', 'duplicate'):
+-- the requests are decided one after the other as if each ran alone, each seeing the holds of
+-- those before it. Every key, then every account of the batch is locked first, in id order, so
+-- the decisions take no lock out of order; a refusal after the key was held gives that hold
+-- (and the account's) back at once, leaving what a rolled-back nemo_reserve leaves.
+CREATE FUNCTION nemo_reserve_many(
+  p_amount BIGINT[], p_key TEXT[], p_now TEXT[], p_window TEXT[], p_account TEXT[], p_id TEXT[],
+  p_model TEXT[], p_endpoint TEXT[], p_streamed BOOLEAN[], p_owner TEXT[], p_created TEXT[]
+) RETURNS TEXT[] LANGUAGE plpgsql AS $$
+DECLARE
+  v_out TEXT[] := '{}';
+BEGIN
+  -- Not waited to durability, as nemo_reserve: a hold lost in a crash of the database server is
+  -- one no charge can follow.
+  PERFORM set_config('synchronous_commit', 'off', true);
+  PERFORM 1 FROM api_keys WHERE id = ANY(p_key) ORDER BY id COLLATE "C" FOR UPDATE;
+  PERFORM 1 FROM accounts WHERE id = ANY(p_account) ORDER BY id COLLATE "C" FOR UPDATE;
+  FOR i IN 1 .. coalesce(array_length(p_id, 1), 0) LOOP
+    UPDATE api_keys SET held = held + p_amount[i]
+      WHERE id = p_key[i] AND revoked_at IS NULL AND NOT disabled
+        AND (expires_at IS NULL OR expires_at > p_now[i])
+        AND (limit_pico IS NULL
+             OR (CASE WHEN window_start = p_window[i] THEN window_usage ELSE 0 END) + held + p_amount[i]
+                <= limit_pico);
+    IF NOT FOUND THEN
+      v_out := v_out || 'key'::TEXT;
+      CONTINUE;
+    END IF;
+    UPDATE accounts SET held = held + p_amount[i]
+      WHERE id = p_account[i] AND total_credits - total_usage - held >= p_amount[i];
+    IF NOT FOUND THEN
+      UPDATE api_keys SET held = held - p_amount[i] WHERE id = p_key[i];
+      v_out := v_out || 'account'::TEXT;
+      CONTINUE;
+    END IF;
+    INSERT INTO generations (id, account_id, key_id, model, endpoint, streamed, status, hold, owner, created_at)
+      VALUES (p_id[i], p_account[i], p_key[i], p_model[i], p_endpoint[i], p_streamed[i], 'pending',
+              p_amount[i], p_owner[i], p_created[i])
+      ON CONFLICT (id) DO NOTHING;
+    IF NOT FOUND THEN
+      UPDATE api_keys SET held = held - p_amount[i] WHERE id = p_key[i];
+      UPDATE accounts SET held = held - p_amount[i] WHERE id = p_account[i];
+      v_out := v_out || 'duplicate'::TEXT;
+      CONTINUE;
+    END IF;
+    v_out := v_out || 'ok'::TEXT;
+  END LOOP;
+  RETURN v_out;
+END $$;
 
 -- The ids that had an open hold and are now settled; the others (settled, released or
 -- recovered already) changed nothing. The arrays are parallel: one element per settle, the
