@@ -97,7 +97,8 @@ class _Postgres:
 
 
 def _resp_commands(buf: bytearray) -> list[str]:
-    """Complete RESP commands at the head of `buf` (removed from it): their names."""
+    """Complete RESP commands at the head of `buf` (removed from it): their names (EVALSHA's
+    with the script's SHA1 after a colon)."""
     names = []
     while buf.startswith(b"*"):
         at, fields = 0, []
@@ -115,7 +116,8 @@ def _resp_commands(buf: bytearray) -> list[str]:
         except ValueError:
             break
         del buf[:at]
-        names.append(fields[0].decode().upper() if fields else "?")
+        name = fields[0].decode().upper() if fields else "?"
+        names.append(f"{name}:{fields[1].decode()}" if name == "EVALSHA" and len(fields) > 1 else name)
     return names
 
 
@@ -147,7 +149,7 @@ class _Redis:
                 buf += data
                 names = _resp_commands(buf)
                 for name in names:
-                    self.count.command(name)
+                    self.count.command(name.split(":", 1)[0])
                 if names and replied.is_set():
                     replied.clear()
                     self.count.add("+".join(names))
