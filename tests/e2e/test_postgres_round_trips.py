@@ -33,8 +33,9 @@ REDIS = os.environ.get("NEMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 MODEL = "openai/gpt-4o-mini"
 QUICK = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
 # Background loops (lease, sealer, outbox, alerts, config version) query on a clock, not per
-# request: at most this many round trips a second, measured ~7 idle.
-BACKGROUND_PER_SECOND = 20
+# request: about 7 round trips a second idle, and a round of the ledger sealer is 8 at once; a new
+# pool connection looks its types up (3).
+BACKGROUND_PER_SECOND, BACKGROUND_AT_ONCE = 20, 40
 
 
 @dataclass
@@ -114,7 +115,7 @@ def _matching(trips: Counter[str], word: str) -> int:
 
 
 def test_one_request_at_a_time_costs_two_postgres_round_trips(counted: Counted) -> None:
-    gw, n = counted.gateway, 60
+    gw, n = counted.gateway, 100
     headers = _limited_key(gw)
     with httpx.Client(base_url=gw.url, headers=headers, timeout=30) as client:
         for _ in range(10):  # warm: statements prepared, key and routes cached
@@ -134,7 +135,7 @@ def test_one_request_at_a_time_costs_two_postgres_round_trips(counted: Counted) 
     assert _matching(pg, "pg_advisory_unlock_all") == 0, pg  # no reset after every statement
     per_request = {label: count for label, count in pg.items() if count >= n * 0.9}
     assert sum(per_request.values()) == 2 * n, per_request  # nothing else runs once per request
-    background = BACKGROUND_PER_SECOND * elapsed + 10
+    background = BACKGROUND_PER_SECOND * elapsed + BACKGROUND_AT_ONCE
     assert sum(pg.values()) <= 2 * n + background, pg
     assert sum(trips.values()) <= 2 * n, trips  # admit on the path, finish after it
     assert commands["EVALSHA"] <= 2 * n and sum(commands.values()) == commands["EVALSHA"], commands
