@@ -137,8 +137,12 @@ def test_one_request_at_a_time_costs_two_postgres_round_trips(counted: Counted) 
     assert sum(per_request.values()) == 2 * n, per_request  # nothing else runs once per request
     background = BACKGROUND_PER_SECOND * elapsed + BACKGROUND_AT_ONCE
     assert sum(pg.values()) <= 2 * n + background, pg
-    assert sum(trips.values()) <= 2 * n, trips  # admit on the path, finish after it
-    assert commands["EVALSHA"] <= 2 * n and sum(commands.values()) == commands["EVALSHA"], commands
+    scripts = _matching(trips, "EVALSHA")
+    assert scripts <= 2 * n, trips  # admit on the path, finish after it
+    # Besides: a new pool connection's HELLO, CLIENT SETINFO and PING (a finish still out when
+    # the next admission goes needs a second connection), nothing else.
+    assert sum(trips.values()) - scripts <= 10, trips
+    assert set(commands) <= {"EVALSHA", "HELLO", "CLIENT", "PING"} and commands["EVALSHA"] <= 2 * n, commands
 
 
 def test_concurrent_requests_share_round_trips_and_are_charged_exactly(counted: Counted) -> None:
@@ -154,9 +158,10 @@ def test_concurrent_requests_share_round_trips_and_are_charged_exactly(counted: 
             answers = list(pool.map(lambda _: client.post("/v1/chat/completions", json=slow), range(n)))
     pg, _ = counted.postgres.take()
     assert [a.status_code for a in answers] == [200] * n
-    # Reserves and settles arriving together go in one statement and one commit.
-    assert 1 <= _matching(pg, "nemo_reserve") <= n // 2, pg
+    # Reserves and settles arriving together go in one statement and one commit. The answers come
+    # back together (the simulator's 300 ms), the requests as the client's threads start them.
     assert 1 <= _matching(pg, "nemo_settle") <= n // 2, pg
+    assert 1 <= _matching(pg, "nemo_reserve") < n, pg
     charged = sum(Decimal(a.headers["x-nemo-cost"]) for a in answers)
     balance = gw.balance(account)
     assert Decimal(str(balance["total_usage"])) - first == charged  # each exactly once
