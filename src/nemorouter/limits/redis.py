@@ -41,24 +41,25 @@ if not now then
 end
 """
 
-# KEYS: concurrency set, then one key per limit. ARGV: max concurrency (-1: none), slot id,
-# slot ttl (us), then per limit: rate, cost. Returns {allowed, refused index (0: concurrency),
+# K (keys): concurrency set, then one key per limit. A (arguments): max concurrency (-1: none),
+# slot id, slot ttl (us), then per limit: rate, cost. Returns {allowed, refused index (0: concurrency),
 # then remaining, retry_us, reset_us per limit decided}.
-ADMIT = """
-local maxc = tonumber(ARGV[1])
+ADMIT_FUNCTION = """
+local function admit(K, A)
+local maxc = tonumber(A[1])
 if maxc >= 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-  if redis.call('ZCARD', KEYS[1]) >= maxc then
+  redis.call('ZREMRANGEBYSCORE', K[1], '-inf', now)
+  if redis.call('ZCARD', K[1]) >= maxc then
     return {0, 0}
   end
 end
 local out = {1, -1}
 local tats = {}
-for i = 2, #KEYS do
-  local rate = tonumber(ARGV[2 + (i - 1) * 2])
-  local cost = tonumber(ARGV[3 + (i - 1) * 2])
+for i = 2, #K do
+  local rate = tonumber(A[2 + (i - 1) * 2])
+  local cost = tonumber(A[3 + (i - 1) * 2])
   local interval = 60000000 / rate
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
+  local tat = tonumber(redis.call('GET', K[i]) or now)
   if tat < now then tat = now end
   local new_tat = tat + interval * cost
   local allow_at = new_tat - 60000000
@@ -79,16 +80,38 @@ for i = 2, #KEYS do
   table.insert(out, math.ceil(new_tat - now))
   tats[i] = new_tat
 end
-for i = 2, #KEYS do
-  redis.call('SET', KEYS[i], string.format('%.0f', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000) + 1000)
+for i = 2, #K do
+  redis.call('SET', K[i], string.format('%.0f', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000) + 1000)
 end
 if maxc >= 0 then
-  local ttl = tonumber(ARGV[3])
-  redis.call('ZADD', KEYS[1], now + ttl, ARGV[2])
-  redis.call('PEXPIRE', KEYS[1], math.ceil(ttl / 1000) + 1000)
+  local ttl = tonumber(A[3])
+  redis.call('ZADD', K[1], now + ttl, A[2])
+  redis.call('PEXPIRE', K[1], math.ceil(ttl / 1000) + 1000)
+end
+return out
+end
+"""
+ADMIT = ADMIT_FUNCTION + "return admit(KEYS, ARGV)"
+
+# Many admissions in one call, decided one after the other exactly as ADMIT would: KEYS are
+# theirs one after the other; ARGV per admission: its number of keys, its number of arguments,
+# then its arguments. Returns ADMIT's answer for each, in order.
+ADMIT_MANY = (
+    ADMIT_FUNCTION
+    + """
+local out, k, a = {}, 1, 1
+while a < #ARGV do
+  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
+  local K, A = {}, {}
+  for j = 1, nk do K[j] = KEYS[k + j - 1] end
+  for j = 1, na do A[j] = ARGV[a + 1 + j] end
+  table.insert(out, admit(K, A))
+  k = k + nk
+  a = a + 2 + na
 end
 return out
 """
+)
 
 # KEYS: concurrency set (or ''), then token keys. ARGV: slot id (or ''), then a delta (us) per key.
 FINISH = """
@@ -103,6 +126,30 @@ for i = 2, #KEYS do
       redis.call('DEL', KEYS[i])
     end
   end
+end
+return 1
+"""
+
+# Many finishes in one call: KEYS are theirs one after the other; ARGV per finish: its number of
+# keys (n), its slot id (or ''), then n - 1 deltas (us). Each applied as FINISH does, in order.
+FINISH_MANY = """
+local k, a = 1, 1
+while a < #ARGV do
+  local n = tonumber(ARGV[a])
+  if ARGV[a + 1] ~= '' then redis.call('ZREM', KEYS[k], ARGV[a + 1]) end
+  for j = 1, n - 1 do
+    local v = redis.call('GET', KEYS[k + j])
+    if v then
+      local tat = tonumber(v) + tonumber(ARGV[a + 1 + j])
+      if tat > now then
+        redis.call('SET', KEYS[k + j], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
+      else
+        redis.call('DEL', KEYS[k + j])
+      end
+    end
+  end
+  k = k + n
+  a = a + n + 1
 end
 return 1
 """
@@ -141,7 +188,13 @@ class RedisLimiter(LocalLimiter):
         self.redis = client
         self.prefix = prefix
         self._admit = client.register_script(NOW + ADMIT)
+        self._admit_many = client.register_script(NOW + ADMIT_MANY)
+        self._admitting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []  # waiting admissions
+        self._admitter: asyncio.Task[None] | None = None
         self._finish = client.register_script(NOW + FINISH)
+        self._finish_many = client.register_script(NOW + FINISH_MANY)
+        self._finishing: list[tuple[list[str], list[Any]]] = []  # finishes waiting to be sent
+        self._finisher: asyncio.Task[None] | None = None
         self._renew = client.register_script(NOW + RENEW)
         self._slots: dict[str, str] = {}  # slot id -> concurrency set, for renewal
         self._down_until = 0.0
@@ -186,7 +239,7 @@ class RedisLimiter(LocalLimiter):
         slot = uuid.uuid4().hex if max_concurrency is not None else ""
         args[1] = slot
         try:
-            out = await self._admit(keys=keys, args=[*args, self._now()])
+            out = await self._decide(keys, args)
         except RedisError as exc:
             self._went_down(exc)
             return self.admit(key_id, rpm, tpm, max_concurrency, tokens_estimate, account)
@@ -216,6 +269,40 @@ class RedisLimiter(LocalLimiter):
         ticket.shared = True
         return ticket
 
+    async def _decide(self, keys: list[str], args: list[Any]) -> Any:
+        """ADMIT's answer, from a call shared with the admissions waiting beside this one: those of
+        one event-loop iteration, then those that came while the last call was out (one round
+        trip for all, as ADMIT_MANY decides them one after the other). Alone, ADMIT itself."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._admitting.append((keys, args, answer))
+        if self._admitter is None or self._admitter.done() or self._admitter.get_loop() is not loop:
+            self._admitter = loop.create_task(self._send_admissions())
+        return await answer
+
+    async def _send_admissions(self) -> None:
+        await asyncio.sleep(0)
+        while self._admitting:
+            batch, self._admitting = self._admitting, []
+            try:
+                if len(batch) == 1:
+                    answers = [await self._admit(keys=batch[0][0], args=[*batch[0][1], self._now()])]
+                else:
+                    keys: list[str] = []
+                    args: list[Any] = []
+                    for their_keys, their_args, _ in batch:
+                        keys += their_keys
+                        args += [len(their_keys), len(their_args), *their_args]
+                    answers = list(await self._admit_many(keys=keys, args=[*args, self._now()]))
+            except Exception as exc:  # every waiter decides what to do (RedisError: the fallback)
+                for _, _, answer in batch:
+                    if not answer.done():
+                        answer.set_exception(exc)
+                continue
+            for (_, _, answer), out in zip(batch, answers, strict=True):
+                if not answer.done():
+                    answer.set_result(out)
+
     def finish(self, ticket: Ticket, actual_tokens: int | None) -> None:
         """Release the slot and correct the token estimate in the background (no request waits)."""
         if not ticket.shared:
@@ -233,11 +320,35 @@ class RedisLimiter(LocalLimiter):
             charged = min(max(1, ticket.tokens_estimate), per_minute)
             keys.append(bucket)
             args.append(int(((actual_tokens or 0) - charged) * _MINUTE_US / per_minute))
-        self._spawn(self._run_finish(keys, args))
+        self._finishing.append((keys, args))
+        if self._finisher is None or self._finisher.done():
+            try:
+                self._finisher = asyncio.get_running_loop().create_task(self._send_finishes())
+            except RuntimeError:  # no event loop: nothing can be sent; the slot lapses by itself
+                self._finishing.clear()
+                return
+            self._tasks.add(self._finisher)
+            self._finisher.add_done_callback(self._tasks.discard)
 
-    async def _run_finish(self, keys: list[str], args: list[Any]) -> None:
+    async def _send_finishes(self) -> None:
+        """Send the waiting finishes, all of them in one round trip (FINISH_MANY), while any wait:
+        those of one event-loop iteration, then those that came while the last call was out."""
+        await asyncio.sleep(0)
+        while self._finishing:
+            batch, self._finishing = self._finishing, []
+            if len(batch) == 1:
+                await self._run_finish(self._finish, *batch[0])
+                continue
+            keys: list[str] = []
+            args: list[Any] = []
+            for their_keys, their_args in batch:
+                keys += their_keys
+                args += [len(their_keys), *their_args]
+            await self._run_finish(self._finish_many, keys, args)
+
+    async def _run_finish(self, script: Any, keys: list[str], args: list[Any]) -> None:
         try:
-            await self._finish(keys=keys, args=[*args, self._now()])
+            await script(keys=keys, args=[*args, self._now()])
         except RedisError as exc:  # the slot lapses by itself; a token correction is lost
             self._went_down(exc)
 
@@ -251,15 +362,6 @@ class RedisLimiter(LocalLimiter):
                 "redis unreachable: rate limits are per replica until it is back", extra={"error": str(exc)}
             )
         self._down_until = self._clock() + self.RETRY_AFTER
-
-    def _spawn(self, job: Any) -> None:
-        try:
-            task = asyncio.get_running_loop().create_task(job)
-        except RuntimeError:
-            job.close()
-            return
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _ensure_renewer(self) -> None:
         if self._renewer is None or self._renewer.done():

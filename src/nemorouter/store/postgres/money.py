@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict
+from typing import Any
 
 import asyncpg
 
@@ -13,6 +14,7 @@ from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.cap_rule import cap_decision
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation
+from nemorouter.store.postgres.batches import Batches
 from nemorouter.store.postgres.conn import Conn, PostgresConnection
 from nemorouter.store.records import Generation, Hold, ReserveResult
 
@@ -34,6 +36,18 @@ _FAIL = (
 # One round trip each (migration 0008): the rows stay locked only while the statements run.
 _RESERVE = "SELECT nemo_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 _SETTLE = f"SELECT nemo_settle({', '.join(f'${i}' for i in range(1, len(_OUTCOME_COLUMNS) + 3))})"
+# Many reserves, or many settles, in one statement and one commit (migration 0010; `batches`).
+_RESERVE_MANY = "SELECT nemo_reserve_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+_SETTLE_MANY = f"SELECT nemo_settle_many({', '.join(f'${i}' for i in range(1, len(_OUTCOME_COLUMNS) + 3))})"
+# A reserve waiting for its batch: nemo_reserve's arguments. A settle: (request id, window,
+# outcome values in nemo_settle's order).
+Reserve = tuple[int, str, str, str, str, str, str, str, bool, str, str]
+Settle = tuple[str, str, tuple[Any, ...]]
+# Requests per batch. A batch holds the rows of every key and account it touches until it
+# commits, so other replicas' requests on them wait for the whole batch: reserves, the hot path
+# of every replica, go in small batches that take turns with theirs; settles, whose commit waits
+# for the WAL flush anyway, in larger ones.
+_RESERVES_PER_BATCH, _SETTLES_PER_BATCH = 16, 128
 _REFUSED = "nemo_refused:"
 
 _UNHOLD_KEY = "UPDATE api_keys SET held = held - $1 WHERE id = $2"
@@ -41,6 +55,9 @@ _UNHOLD_ACCOUNT = "UPDATE accounts SET held = held - $1 WHERE id = $2"
 
 
 class PostgresMoney(PostgresConnection):
+    _reserves: Batches[Reserve, str] | None = None  # made on first use
+    _settles: Batches[Settle, bool] | None = None
+
     async def reserve(self, hold: Hold, now: str) -> ReserveResult:
         """Hold `hold.amount` against the key's window limit and the account's balance, atomically,
         checking in the same step that the key is live."""
@@ -51,12 +68,14 @@ class PostgresMoney(PostgresConnection):
         check_amount_of(hold.request_id, "hold", hold.amount)
         check_columns(hold.request_id, (hold.request_id, hold.account_id, hold.key_id, hold.model))
         check_columns(hold.request_id, (hold.endpoint, hold.owner, hold.created_at))
-        try:
-            # nemo_reserve: key, then account, then the pending record, in one transaction that
-            # does not wait to durability (a hold lost in a crash of the server is one no charge
-            # can follow: settle finds no pending record, so the cap is never passed).
-            outcome = await self._call(
-                _RESERVE,
+        # nemo_reserve: key, then account, then the pending record, in one transaction that does
+        # not wait to durability (a hold lost in a crash of the server is one no charge can
+        # follow: settle finds no pending record, so the cap is never passed); batched with the
+        # reserves waiting beside it.
+        if self._reserves is None:
+            self._reserves = Batches(self._reserve_many, self._reserve_one, most=_RESERVES_PER_BATCH)
+        outcome = await self._reserves.run(
+            (
                 hold.amount,
                 hold.key_id,
                 now,
@@ -69,15 +88,25 @@ class PostgresMoney(PostgresConnection):
                 hold.owner,
                 hold.created_at,
             )
-        except asyncpg.RaiseError as exc:  # raised after the key was held: all rolled back
-            if not str(exc.message).startswith(_REFUSED):
-                raise
-            outcome = str(exc.message).removeprefix(_REFUSED)
+        )
         if outcome == "ok":
             return ReserveResult("ok")
         if outcome == "duplicate":
             raise StoreError(f"request {hold.request_id} already has a record")
         return await self._why_refused(hold, now, outcome)
+
+    async def _reserve_one(self, item: Reserve) -> str:
+        try:
+            return str(await self._call(_RESERVE, *item))
+        except asyncpg.RaiseError as exc:  # raised after the key was held: all rolled back
+            if not str(exc.message).startswith(_REFUSED):
+                raise
+            return str(exc.message).removeprefix(_REFUSED)
+
+    async def _reserve_many(self, batch: list[Reserve]) -> list[str]:
+        columns = [list(column) for column in zip(*batch, strict=True)]
+        outcomes: list[str] = await self._call(_RESERVE_MANY, *columns)
+        return outcomes
 
     async def _why_refused(self, hold: Hold, now: str, what: str) -> ReserveResult:
         """Why `nemo_reserve` refused (`what`: the key or the account), or this store did for an
@@ -116,9 +145,26 @@ class PostgresMoney(PostgresConnection):
         are NUMERIC, so no sum of charges overflows them."""
         check_generation(generation)
         try:
-            return bool(await self._call(_SETTLE, request_id, window, *_OUTCOME_VALUES(generation)))
+            if self._settles is None:
+                self._settles = Batches(
+                    self._settle_many,
+                    self._settle_one,
+                    most=_SETTLES_PER_BATCH,
+                    distinct=lambda item: item[0],
+                )
+            return await self._settles.run((request_id, window, _OUTCOME_VALUES(generation)))
         except asyncpg.DataError as exc:  # a value the driver or a column refused: all rolled back
             raise StoreError(f"request {request_id}: {exc}; nothing was written") from None
+
+    async def _settle_one(self, item: Settle) -> bool:
+        request_id, window, values = item
+        return bool(await self._call(_SETTLE, request_id, window, *values))
+
+    async def _settle_many(self, batch: list[Settle]) -> list[bool]:
+        columns = [list(column) for column in zip(*(item[2] for item in batch), strict=True)]
+        ids, windows = [item[0] for item in batch], [item[1] for item in batch]
+        settled = {row[0] for row in await self._call_rows(_SETTLE_MANY, ids, windows, *columns)}
+        return [request_id in settled for request_id in ids]
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.

@@ -1,0 +1,81 @@
+"""Admissions and finishes of many requests go to Redis together (limits/redis.py, ADMIT_MANY and
+FINISH_MANY): one round trip for those of one event-loop iteration, each decided or applied
+exactly as alone (limits counted one after the other, slot freed, token estimate corrected).
+Real Redis, behind a counting proxy (tests/wire_count.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
+
+import pytest
+import redis.asyncio as aioredis
+
+from nemorouter.limits.local import LimitExceeded
+from nemorouter.limits.redis import RedisLimiter
+from wire_count import counting_proxy
+
+REDIS = os.environ.get("NEMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    name = f"nemo-test-{secrets.token_hex(6)}:"
+    yield name
+    client = aioredis.Redis.from_url(REDIS)
+    keys = [k async for k in client.scan_iter(match=f"{name}*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_finishes_of_one_iteration_share_a_round_trip_and_each_applies(prefix: str) -> None:
+    where = urlsplit(REDIS)
+    with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
+        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+        keys = [f"k{i}" for i in range(5)]
+        # Each key: at most 1 at a time and 100 tokens a minute, 80 estimated per request.
+        tickets = [await limiter.admit_shared(k, None, 100, 1, 80) for k in keys]
+        for k in keys:
+            with pytest.raises(Exception, match="concurrency"):
+                await limiter.admit_shared(k, None, 100, 1, 80)
+        # Warm the batch script (its first call loads it), then count the finishes alone.
+        warm = [await limiter.admit_shared(f"warm{i}", None, 100, 1, 1) for i in range(2)]
+        for ticket in warm:
+            limiter.finish(ticket, 1)
+        await asyncio.gather(*limiter._tasks)
+        count.take()
+        for ticket in tickets:
+            limiter.finish(ticket, 10)  # each used 10 of its 80: 70 come back, and its slot
+        await asyncio.gather(*limiter._tasks)
+        trips, commands = count.take()
+        assert sum(trips.values()) == 1 and commands == {"EVALSHA": 1}, (trips, commands)
+        for k in keys:  # the slot is free again and 90 tokens are left: 10 used
+            again = await limiter.admit_shared(k, None, 100, 1, 1)
+            assert again.headers["x-ratelimit-remaining-tokens"] == "89"
+        await limiter.close()
+
+
+async def test_admissions_of_one_iteration_share_a_round_trip_and_count_in_turn(prefix: str) -> None:
+    where = urlsplit(REDIS)
+    with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
+        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+        await asyncio.gather(*(limiter.admit_shared(f"warm{i}", 10, None, None, 1) for i in range(2)))
+        count.take()
+        # 3 requests a minute on "k", and at most 2 at a time on "c": 6 and 4 ask at once.
+        answers = await asyncio.gather(
+            *(limiter.admit_shared("k", 3, None, None, 1) for _ in range(6)),
+            *(limiter.admit_shared("c", None, None, 2, 1) for _ in range(4)),
+            return_exceptions=True,
+        )
+        trips, commands = count.take()
+        assert sum(trips.values()) == 1 and commands == {"EVALSHA": 1}, (trips, commands)
+        by_rate, by_slots = answers[:6], answers[6:]
+        assert [a.headers["x-ratelimit-remaining-requests"] for a in by_rate[:3]] == ["2", "1", "0"]
+        assert all(isinstance(a, LimitExceeded) and a.what == "requests" for a in by_rate[3:]), by_rate
+        assert not any(isinstance(a, BaseException) for a in by_slots[:2])
+        assert all(isinstance(a, LimitExceeded) and a.what == "concurrency" for a in by_slots[2:])
+        await limiter.close()
