@@ -20,7 +20,7 @@ from nemorouter.engine.dispatch import AttemptsFailed, Dispatcher, Operation
 from nemorouter.engine.health import Health
 from nemorouter.engine.http import Transport
 from nemorouter.limits.local import LocalLimiter
-from nemorouter.money import Usd, format_usd
+from nemorouter.money import format_usd
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
 from nemorouter.providers.canonical import ChatRequest, EmbeddingsRequest
 from nemorouter.providers.openai_wire import usage_to_openai
@@ -156,16 +156,17 @@ class Gateway:
         body["id"] = call.id
         body["model"] = target.model.id
         body["created"] = int(time.time())
+        cost_text = format_usd(cost)  # once, for the body and the header
         if chat is not None:
-            body["usage"] = {**usage_to_openai(usage), "cost": Usd(cost)}
+            body["usage"] = {**usage_to_openai(usage), "cost": jsonx.usd_literal(cost_text)}
         else:
             body["usage"] = {
                 "prompt_tokens": usage.prompt_tokens,
                 "total_tokens": usage.prompt_tokens,
-                "cost": Usd(cost),
+                "cost": jsonx.usd_literal(cost_text),
             }
         headers = _headers(call)
-        headers["x-nemo-cost"] = format_usd(cost)
+        headers["x-nemo-cost"] = cost_text
         return JsonReply(jsonx.dumps(body), headers)
 
 
