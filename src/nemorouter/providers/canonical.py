@@ -48,6 +48,25 @@ class ChatRequest:
     prefs: ProviderPrefs | None = None
     stop: tuple[str, ...] = ()  # the client's stop sequences, for front doors that report which one hit
 
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
+    def __init__(
+        self,
+        body: dict[str, Any],
+        model_ids: list[str],
+        stream: bool = False,
+        n: int = 1,
+        max_output: int | None = None,
+        prefs: ProviderPrefs | None = None,
+        stop: tuple[str, ...] = (),
+    ) -> None:
+        self.body = body
+        self.model_ids = model_ids
+        self.stream = stream
+        self.n = n
+        self.max_output = max_output
+        self.prefs = prefs
+        self.stop = stop
+
 
 @dataclass(slots=True)
 class EmbeddingsRequest:
