@@ -84,7 +84,9 @@ class OutboxWorker:
         self._operator_key = signing_key(secret) if secret else None
 
     async def run(self, stopping: asyncio.Event) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
+        # trust_env: HTTP(S)_PROXY and NO_PROXY apply here as they do to calls to providers.
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as session:
             while not stopping.is_set():
                 try:
                     await self.deliver_due(session)
