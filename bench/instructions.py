@@ -33,20 +33,19 @@ from nemorouter_setup import setup_nemorouter
 from servers import Server, free_port, log
 
 BENCH_DIR = Path(__file__).resolve().parent
-BODY = json.dumps(
-    {
-        "model": "{model}",
-        "messages": [
-            {"role": "system", "content": "You are a helpful assistant."},
-            {"role": "user", "content": "Say hello in one short sentence."},
-        ],
-        "max_tokens": 16,
-    }
-)
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant."},
+    {"role": "user", "content": "Say hello in one short sentence."},
+]
+# With --stream-events N, each request is a stream of N token events from paced_stub.py.
+STREAM_EVENTS = 0
 
 
 def _post(conn: http.client.HTTPConnection, key: str, model: str) -> None:
-    body = BODY.replace("{model}", model).encode()
+    fields: dict[str, object] = {"model": model, "messages": MESSAGES, "max_tokens": 16}
+    if STREAM_EVENTS:
+        fields.update(stream=True, max_tokens=STREAM_EVENTS)
+    body = json.dumps(fields).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
     conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
     resp = conn.getresponse()
@@ -112,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--connections", type=int, default=1, help="concurrent connections (64: like wrk's req/s run)"
     )
+    parser.add_argument(
+        "--stream-events", type=int, default=0, help="streams of this many token events (paced_stub.py)"
+    )
     parser.add_argument("--keep", type=Path, help="keep callgrind's files in this directory")
     parser.add_argument("--only", choices=("floor", "nemorouter"), help="measure one server")
     opts = parser.parse_args(argv)
@@ -125,9 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         keep = opts.keep or tmp
         keep.mkdir(parents=True, exist_ok=True)
         stub_port = free_port()
-        stub = stack.enter_context(
-            Server("stub", [py, str(BENCH_DIR / "stub.py"), "--port", str(stub_port)], stub_port, tmp)
-        )
+        global STREAM_EVENTS
+        STREAM_EVENTS = opts.stream_events
+        stub_argv = [py, str(BENCH_DIR / "stub.py"), "--port", str(stub_port)]
+        if STREAM_EVENTS:
+            stub_argv = [
+                py,
+                str(BENCH_DIR / "paced_stub.py"),
+                "--port",
+                str(stub_port),
+                "--interval",
+                "0.001",
+            ]
+        stub = stack.enter_context(Server("stub", stub_argv, stub_port, tmp))
         rows = ("floor", "nemorouter") if opts.only is None else (opts.only,)
         for name in rows:
             out = keep / f"callgrind.{name}.out"
@@ -148,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{name}: {results[name] / opts.requests / 1000:,.0f}k instructions per request")
     for name, total in results.items():
         print(f"{name:<12} {total / opts.requests / 1000:>10,.0f}k instructions/request")
+    if STREAM_EVENTS:
+        for name, total in results.items():
+            print(f"{name:<12} {total / opts.requests / STREAM_EVENTS / 1000:>10,.1f}k instructions/event")
     if len(results) == 2:
         print(f"ratio        {results['nemorouter'] / results['floor']:>10.2f}x the floor")
     return 0

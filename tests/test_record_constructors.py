@@ -17,7 +17,7 @@ from nemorouter.money.cost import CostBreakdown
 from nemorouter.money.settlement import Charge
 from nemorouter.money.usage import Usage
 from nemorouter.providers.canonical import ChatRequest
-from nemorouter.providers.types import Completion, Upstream, UpstreamRequest
+from nemorouter.providers.types import Completion, SseEvent, StreamStep, Upstream, UpstreamRequest
 from nemorouter.service.admission import Call
 from nemorouter.service.gateway import JsonReply
 from nemorouter.store.records import Generation, Hold, Outcome, ReserveResult
@@ -39,6 +39,8 @@ HAND_WRITTEN = [
     Usage,
     Charge,
     ChatRequest,
+    SseEvent,
+    StreamStep,
 ]
 
 
