@@ -30,7 +30,6 @@ from typing import Any
 
 import httpx
 import pytest
-from test_claude_code import generations
 from test_messages_current_clients import ALL, three_formats
 
 from conftest import Gateway, Sim
@@ -172,6 +171,14 @@ def run_codex(
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
 
+def generations(gw: Gateway, key: str) -> list[dict[str, Any]]:
+    """The key's generation records (the request log), with costs as exact decimals."""
+    found = httpx.get(f"{gw.url}/v1/generations", headers={"Authorization": f"Bearer {key}"})
+    assert found.status_code == 200, found.text
+    data: list[dict[str, Any]] = json.loads(found.text, parse_float=Decimal)["data"]
+    return data
+
+
 def items(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [e["item"] for e in events if e["type"] == "item.completed" and e["item"]["type"] == kind]
 
@@ -186,19 +193,6 @@ def answer_of(events: list[dict[str, Any]]) -> str:
     return text
 
 
-def priced(generation: dict[str, Any], pricing: dict[str, Any]) -> Decimal:
-    """What a generation's usage costs at the model's listed prices (USD per token)."""
-    tokens = generation["tokens"]
-    uncached = tokens["prompt"] - tokens["cached"] - tokens["cache_write"]
-    return (
-        uncached * Decimal(pricing["prompt"])
-        + tokens["cached"] * Decimal(pricing["input_cache_read"])
-        + tokens["cache_write"] * Decimal(pricing["input_cache_write"])
-        + tokens["completion"] * Decimal(pricing["completion"])
-        + Decimal(pricing["request"])
-    )
-
-
 def assert_charged_exactly(
     gw: Gateway, key: str, account: str, model: str, events: list[dict[str, Any]]
 ) -> list[dict[str, Any]]:
@@ -206,12 +200,9 @@ def assert_charged_exactly(
     account's usage is their sum; the tokens Codex counted are the tokens billed."""
     made = generations(gw, key)
     assert made and all(g["status"] == "success" and g["model"] == model for g in made)
-    listed = httpx.get(f"{gw.url}/v1/models/{model}", headers={"Authorization": f"Bearer {key}"})
-    assert listed.status_code == 200, listed.text
-    pricing = listed.json()["pricing"]
     for generation in made:
-        assert Decimal(str(generation["total_cost"])) == priced(generation, pricing) > 0
-    charged = sum(Decimal(str(g["total_cost"])) for g in made)
+        assert generation["total_cost"] == gw.list_price(key, model, generation["tokens"]) > 0
+    charged = sum(g["total_cost"] for g in made)
     balance = gw.balance(account)
     assert Decimal(str(balance["total_usage"])) == charged
     assert balance["held"] == 0
