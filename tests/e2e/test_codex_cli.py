@@ -23,18 +23,23 @@ import os
 import platform
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from openai.types.responses import ResponseStreamEvent
+from pydantic import TypeAdapter
 from test_messages_current_clients import ALL, three_formats
 
 from conftest import Gateway, Sim
 from nemorouter.sim.content import VOCABULARY
 
+EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ROOT / "clients" / "node_modules"
 LAUNCHER = MODULES / ".bin" / "codex"
@@ -140,13 +145,13 @@ plugins = false
 
 
 def run_codex(
-    gw: Gateway, key: str, model: str, prompt: str, home: Path, outbound: Outbound
+    gw: Gateway, key: str, model: str, prompt: str, home: Path, outbound: Outbound, base_url: str = ""
 ) -> list[dict[str, Any]]:
     """`codex exec --json` with the gateway as its model provider; its events, after checking it
     exited 0 and tried to reach nothing else."""
     codex_home = home / "codex"
     codex_home.mkdir(parents=True, exist_ok=True)
-    (codex_home / "config.toml").write_text(CONFIG.format(model=model, url=gw.url))
+    (codex_home / "config.toml").write_text(CONFIG.format(model=model, url=base_url or gw.url))
     work = home / "work"
     work.mkdir(exist_ok=True)
     env = {
@@ -169,6 +174,46 @@ def run_codex(
     tried = outbound.attempts()
     assert tried == [], f"Codex tried to reach more than the gateway: {tried}"
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+class Relay:
+    """A recording relay in front of the gateway: each request is forwarded as it came and kept
+    with the gateway's answer, so a test can check the bytes Codex sent and received."""
+
+    def __init__(self, target: str) -> None:
+        self.exchanges: list[tuple[dict[str, Any], httpx.Response]] = []
+        relay = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["content-length"]))
+                skip = {"host", "content-length", "connection"}
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in skip}
+                answer = httpx.post(target + self.path, content=body, headers=headers, timeout=60)
+                relay.exchanges.append((json.loads(body), answer))
+                self.send_response(answer.status_code)
+                for name, value in answer.headers.items():
+                    if name.lower() not in {
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    }:
+                        self.send_header(name, value)
+                self.send_header("content-length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 def generations(gw: Gateway, key: str) -> list[dict[str, Any]]:
@@ -272,3 +317,43 @@ def test_codex_runs_a_shell_command_through_the_gateway(
     # The command's output went back to the model in the second request, not the first.
     output = json.dumps(command["aggregated_output"].strip())[1:-1]
     assert output not in json.dumps(first) and output in json.dumps(second)
+
+
+@pytest.mark.parametrize("model", ALL)
+def test_what_codex_sends_is_served_as_the_openai_sdk_types_say(
+    gw: Gateway, model: str, tmp_path: Path, outbound: Outbound
+) -> None:
+    """Through a recording relay: Codex's requests carry what the front door must take and never
+    refuse (`store: false`, encrypted reasoning, `prompt_cache_key`, `client_metadata`, a
+    `namespace` group, `web_search`), the gateway names what it left out, and every event Codex
+    received validates strictly against the openai SDK's own event types."""
+    account = gw.account("5.00")
+    key = gw.key(account)
+    relay = Relay(gw.url)
+    try:
+        prompt = f"List the files here codex-relay-{model} [sim: tool=exec_command]"
+        events = run_codex(gw, key, model, prompt, tmp_path, outbound, base_url=relay.url)
+    finally:
+        relay.close()
+    answer_of(events)
+    assert len(relay.exchanges) == 2
+    finals = []
+    for sent, answer in relay.exchanges:
+        assert sent["stream"] is True and sent["store"] is False
+        assert sent["include"] == ["reasoning.encrypted_content"]
+        assert sent["prompt_cache_key"] and isinstance(sent["client_metadata"], dict)
+        assert {"function", "namespace", "web_search"} <= {tool["type"] for tool in sent["tools"]}
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-nemo-omitted"] == "tools.web_search"
+        frames = [json.loads(line[6:]) for line in answer.text.splitlines() if line.startswith("data: ")]
+        parsed = [EVENT.validate_python(frame, strict=True) for frame in frames]
+        assert [event.sequence_number for event in parsed] == list(range(len(parsed)))
+        assert parsed[0].type == "response.created" and parsed[-1].type == "response.completed"
+        finals.append(parsed[-1].response)
+    # The first answer called exec_command; the second request sent its output back under the call's id.
+    (call,) = [item for item in finals[0].output if item.type == "function_call"]
+    assert call.name == "exec_command"
+    returned = [i for i in relay.exchanges[1][0]["input"] if i.get("type") == "function_call_output"]
+    assert [i["call_id"] for i in returned] == [call.call_id]
+    assert [item.type for item in finals[1].output] == ["message"]
+    assert_charged_exactly(gw, key, account, model, events)
