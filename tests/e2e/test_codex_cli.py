@@ -7,7 +7,9 @@ ledger verifies.
 
 What Codex sends is sent unchanged: its built-in `web_search` tool (left out, named in
 `x-nemo-omitted`), its `namespace` tool group (flattened for chat upstreams), `store: false`,
-`include: ["reasoning.encrypted_content"]`, `prompt_cache_key` and `client_metadata`.
+`include: ["reasoning.encrypted_content"]`, `prompt_cache_key` and `client_metadata`; a recording
+relay checks those and validates every event Codex received against the openai SDK's types, and
+Claude's thinking goes back upstream through the encrypted reasoning items Codex returns.
 
 The npm launcher (`bin/codex.js`) runs the native binary of the platform package npm installs
 beside it (an optional dependency); `npm ci --ignore-scripts` installs it as it is. Hermetic: the
@@ -145,10 +147,17 @@ plugins = false
 
 
 def run_codex(
-    gw: Gateway, key: str, model: str, prompt: str, home: Path, outbound: Outbound, base_url: str = ""
+    gw: Gateway,
+    key: str,
+    model: str,
+    prompt: str,
+    home: Path,
+    outbound: Outbound,
+    base_url: str = "",
+    settings: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """`codex exec --json` with the gateway as its model provider; its events, after checking it
-    exited 0 and tried to reach nothing else."""
+    exited 0 and tried to reach nothing else. `settings` are more config keys (`-c key=value`)."""
     codex_home = home / "codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(CONFIG.format(model=model, url=base_url or gw.url))
@@ -163,7 +172,15 @@ def run_codex(
         **{name: outbound.url for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")},
     }
     done = subprocess.run(
-        [str(LAUNCHER), "exec", *FLAGS, "-C", str(work), prompt],
+        [
+            str(LAUNCHER),
+            "exec",
+            *FLAGS,
+            *(arg for setting in settings for arg in ("-c", setting)),
+            "-C",
+            str(work),
+            prompt,
+        ],
         env=env,
         capture_output=True,
         text=True,
@@ -357,3 +374,27 @@ def test_what_codex_sends_is_served_as_the_openai_sdk_types_say(
     assert [i["call_id"] for i in returned] == [call.call_id]
     assert [item.type for item in finals[1].output] == ["message"]
     assert_charged_exactly(gw, key, account, model, events)
+
+
+def test_codex_sends_claude_thinking_back_through_encrypted_reasoning(
+    gw: Gateway, sim: Sim, tmp_path: Path, outbound: Outbound
+) -> None:
+    """Codex asks for `reasoning.encrypted_content` and sends reasoning items back as it got them:
+    on an Anthropic-format upstream that thinks, the thinking blocks (signatures and all) of the
+    turn that called the tool go back upstream with its result, as Anthropic requires."""
+    model = "anthropic/claude-sonnet-4-5"
+    account = gw.account("5.00")
+    key = gw.key(account)
+    marker = f"codex-thinking-{model}"
+    settings = ('model_reasoning_effort="high"', 'model_reasoning_summary="detailed"')
+    prompt = f"List the files here {marker} [sim: reasoning=30 tool=exec_command]"
+    events = run_codex(gw, key, model, prompt, tmp_path, outbound, settings=settings)
+    assert len(items(events, "reasoning")) == 2 and len(items(events, "command_execution")) == 1
+    answer_of(events)
+    assert len(assert_charged_exactly(gw, key, account, model, events)) == 2
+    first, second = upstream(sim, marker)
+    assert first["thinking"]["type"] == "enabled"  # the effort, as Anthropic's thinking control
+    (called,) = [m for m in second["messages"] if m["role"] == "assistant"]
+    kinds = [block["type"] for block in called["content"]]
+    assert kinds[0] == "thinking" and "tool_use" in kinds
+    assert called["content"][0]["signature"]
