@@ -154,10 +154,10 @@ def run_codex(
     home: Path,
     outbound: Outbound,
     base_url: str = "",
-    settings: tuple[str, ...] = (),
+    options: tuple[str, ...] = (),
 ) -> list[dict[str, Any]]:
     """`codex exec --json` with the gateway as its model provider; its events, after checking it
-    exited 0 and tried to reach nothing else. `settings` are more config keys (`-c key=value`)."""
+    exited 0 and tried to reach nothing else. `options` are more of its own (`-c key=value`, `--output-schema FILE`)."""
     codex_home = home / "codex"
     codex_home.mkdir(parents=True, exist_ok=True)
     (codex_home / "config.toml").write_text(CONFIG.format(model=model, url=base_url or gw.url))
@@ -176,7 +176,7 @@ def run_codex(
             str(LAUNCHER),
             "exec",
             *FLAGS,
-            *(arg for setting in settings for arg in ("-c", setting)),
+            *options,
             "-C",
             str(work),
             prompt,
@@ -386,9 +386,9 @@ def test_codex_sends_claude_thinking_back_through_encrypted_reasoning(
     account = gw.account("5.00")
     key = gw.key(account)
     marker = f"codex-thinking-{model}"
-    settings = ('model_reasoning_effort="high"', 'model_reasoning_summary="detailed"')
+    options = ("-c", 'model_reasoning_effort="high"', "-c", 'model_reasoning_summary="detailed"')
     prompt = f"List the files here {marker} [sim: reasoning=30 tool=exec_command]"
-    events = run_codex(gw, key, model, prompt, tmp_path, outbound, settings=settings)
+    events = run_codex(gw, key, model, prompt, tmp_path, outbound, options=options)
     assert len(items(events, "reasoning")) == 2 and len(items(events, "command_execution")) == 1
     answer_of(events)
     assert len(assert_charged_exactly(gw, key, account, model, events)) == 2
@@ -398,3 +398,38 @@ def test_codex_sends_claude_thinking_back_through_encrypted_reasoning(
     kinds = [block["type"] for block in called["content"]]
     assert kinds[0] == "thinking" and "tool_use" in kinds
     assert called["content"][0]["signature"]
+
+
+CITY = {
+    "type": "object",
+    "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+    "required": ["city", "population"],
+    "additionalProperties": False,
+}
+# Where each upstream format received Codex's `--output-schema` (with Codex's tools beside it).
+SCHEMA_AT: dict[str, Any] = {
+    "openai/gpt-4o-mini": lambda body: body["response_format"]["json_schema"]["schema"],
+    "anthropic/claude-sonnet-4-5": lambda body: body["output_config"]["format"]["schema"],
+    "google/gemini-2.5-flash": lambda body: body["generationConfig"]["responseJsonSchema"],
+}
+
+
+@pytest.mark.parametrize("model", ALL)
+def test_codex_output_schema_answers_json_of_the_schema(
+    gw: Gateway, sim: Sim, model: str, tmp_path: Path, outbound: Outbound
+) -> None:
+    """`codex exec --output-schema FILE` sends the schema as `text.format` beside its tools; every
+    upstream gets it in its own form with the tools still offered, and the answer is that JSON."""
+    account = gw.account("5.00")
+    key = gw.key(account)
+    marker = f"codex-schema-{model}"
+    schema = tmp_path / "city.json"
+    schema.write_text(json.dumps(CITY))
+    prompt = f"Name a city {marker} [sim: tool=none]"
+    events = run_codex(gw, key, model, prompt, tmp_path, outbound, options=("--output-schema", str(schema)))
+    (message,) = items(events, "agent_message")
+    answer = json.loads(message["text"])
+    assert set(answer) == {"city", "population"} and isinstance(answer["population"], int)
+    assert len(assert_charged_exactly(gw, key, account, model, events)) == 1
+    (sent,) = upstream(sim, marker)
+    assert SCHEMA_AT[model](sent) == CITY and "exec_command" in tool_names(sent)
