@@ -18,7 +18,7 @@ import httpx
 import httpx2
 import pydantic
 import pytest
-from anthropic.types import Message
+from anthropic.types import Message, RawMessageStreamEvent
 
 from conftest import SIM_PROVIDER_SECRET, Gateway, Sim, new_gateway
 
@@ -201,6 +201,9 @@ def test_message_start_carries_the_prompt_count_when_told_early(gw: Gateway, mod
     assert start.message.usage.input_tokens == expected
 
 
+STREAM_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RawMessageStreamEvent)
+
+
 class City(pydantic.BaseModel):
     name: str
     population: int
@@ -223,20 +226,25 @@ def test_messages_parse_gives_the_typed_object_charged_exactly(gw: Gateway, sim:
     the raw Message validates strictly against the SDK's type, and each is charged its usage."""
     account = gw.account("1.00")
     key = gw.key(account)
-    raw: list[Any] = []
-    http = httpx2.Client(event_hooks={"response": [raw.append]})
+    raw: list[Any] = []  # every response, read whole (the SDK then reads the same bytes)
+    http = httpx2.Client(event_hooks={"response": [lambda r: raw.append(r.read())]})
     client = anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, http_client=http)
     marker = f"parse-{model}"
     messages: Any = [{"role": "user", "content": f"Describe a city {marker}"}]
     parsed = client.messages.parse(model=model, max_tokens=500, messages=messages, output_format=City)
     assert isinstance(parsed.parsed_output, City) and parsed.stop_reason == "end_turn"
-    (response,) = raw
-    Message.model_validate(json.loads(response.read()), strict=True)
+    (body,) = raw
+    Message.model_validate(json.loads(body), strict=True)
     schema = SCHEMA_AT[model](sent_upstream(sim, marker)["body"])
     assert set(schema["required"]) == {"name", "population", "districts"}
     with client.messages.stream(model=model, max_tokens=500, messages=messages, output_format=City) as stream:
         streamed = stream.get_final_message()
     assert isinstance(streamed.parsed_output, City)
+    frames = [json.loads(line[6:]) for line in raw[1].decode().splitlines() if line.startswith("data: ")]
+    for frame in frames:  # `ping` is Anthropic's keep-alive, outside the SDK's event union
+        if frame["type"] != "ping":
+            STREAM_EVENT.validate_python(frame, strict=True)
+    assert [f["type"] for f in frames][-2:] == ["message_delta", "message_stop"]
     total = Decimal(0)
     for message in (parsed, streamed):  # the Message id is the request id
         found = httpx.get(
