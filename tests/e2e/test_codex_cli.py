@@ -8,8 +8,9 @@ ledger verifies.
 What Codex sends is sent unchanged: its built-in `web_search` tool (left out, named in
 `x-nemo-omitted`), its `namespace` tool group (flattened for chat upstreams), `store: false`,
 `include: ["reasoning.encrypted_content"]`, `prompt_cache_key` and `client_metadata`; a recording
-relay checks those and validates every event Codex received against the openai SDK's types, and
-Claude's thinking goes back upstream through the encrypted reasoning items Codex returns.
+relay checks those and validates every event Codex received against the openai SDK's types.
+Claude's thinking goes back upstream through the encrypted reasoning items Codex returns, and
+`--output-schema` (a `text.format` beside Codex's tools) reaches every upstream format.
 
 The npm launcher (`bin/codex.js`) runs the native binary of the platform package npm installs
 beside it (an optional dependency); `npm ci --ignore-scripts` installs it as it is. Hermetic: the
