@@ -54,7 +54,8 @@ class _Turns:
         elif kind == "item_reference":
             raise InvalidRequest(
                 f"`{where}`: item references need stored responses, which this gateway does not keep; "
-                "send the item itself"
+                "send the item itself (the Vercel AI SDK does so with "
+                "`providerOptions: {openai: {store: false}}`)"
             )
         else:
             raise InvalidRequest(f"`{where}.type` {kind!r} is not supported in `input`")
