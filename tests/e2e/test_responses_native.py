@@ -214,7 +214,7 @@ def test_function_call_round_trip_carries_openais_encrypted_reasoning_back(gw: G
 
     output = {"type": "function_call_output", "call_id": call.call_id, "output": '{"sky": "clear"}'}
     items = [ask, *[item.model_dump(exclude_none=True) for item in first.output], output]
-    events, final, id_2 = streamed(client, input=items, **settings)
+    _, final, id_2 = streamed(client, input=items, **settings)
     assert Response.model_validate(final).output_text
     sent_2 = [r for r in sim.requests() if '{\\"sky\\": \\"clear\\"}' in json.dumps(r["body"])][-1]["body"]
     kinds = [item.get("type") for item in sent_2["input"]]

@@ -32,15 +32,21 @@ _INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"
 
 @lenient
 def parse_usage(raw: dict[str, Any]) -> Usage:
-    """Responses usage -> normalized Usage (cached inside input, reasoning inside output)."""
+    """Responses usage -> normalized Usage: cache reads and writes inside `input_tokens`,
+    reasoning inside `output_tokens` (OpenAI's conventions, as in its chat usage)."""
     prompt = count(raw.get("input_tokens"))
     completion = count(raw.get("output_tokens"))
     idet = raw.get("input_tokens_details") or {}
     odet = raw.get("output_tokens_details") or {}
     cached = min(count(idet.get("cached_tokens")), prompt)
+    writes = min(count(idet.get("cache_write_tokens")), prompt - cached)
     reasoning = min(count(odet.get("reasoning_tokens")), completion)
     return Usage(
-        prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached, reasoning_tokens=reasoning
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cached_tokens=cached,
+        cache_write_tokens=writes,
+        reasoning_tokens=reasoning,
     )
 
 

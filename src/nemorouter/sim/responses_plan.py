@@ -134,9 +134,13 @@ def chat_body(body: dict[str, Any]) -> dict[str, Any]:
 
 def responses_usage(usage: dict[str, Any]) -> dict[str, Any]:
     """The planner's chat usage in the Responses conventions (counts as reported, faults kept)."""
+    details = usage["prompt_tokens_details"]
     return {
         "input_tokens": usage["prompt_tokens"],
-        "input_tokens_details": {"cached_tokens": usage["prompt_tokens_details"]["cached_tokens"]},
+        "input_tokens_details": {
+            "cached_tokens": details["cached_tokens"],
+            "cache_write_tokens": details.get("cache_write_tokens", 0),
+        },
         "output_tokens": usage["completion_tokens"],
         "output_tokens_details": {"reasoning_tokens": usage["completion_tokens_details"]["reasoning_tokens"]},
         "total_tokens": usage["total_tokens"],

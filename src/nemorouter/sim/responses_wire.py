@@ -131,29 +131,29 @@ class _Events:
         return _event(kind, self.sequence - 1, **data)
 
 
-def _item_events(
-    emit: _Events, index: int, item: dict[str, Any], reply: Reply
-) -> tuple[list[bytes], list[bytes]]:
+Pending = tuple[str, dict[str, Any]]  # an event not yet numbered: (type, fields)
+
+
+def _item_events(index: int, item: dict[str, Any], reply: Reply) -> tuple[list[Pending], list[Pending]]:
     """(the deltas, the closing events) of the answer item at `index`; opening is the caller's."""
     where = {"item_id": item["id"], "output_index": index}
     if item["type"] == "function_call":
         args = reply.tool_arguments or ""
         deltas = [
-            emit("response.function_call_arguments.delta", delta=args[i : i + TOOL_ARG_FRAGMENT], **where)
+            ("response.function_call_arguments.delta", {"delta": args[i : i + TOOL_ARG_FRAGMENT], **where})
             for i in range(0, len(args), TOOL_ARG_FRAGMENT)
         ]
-        return deltas, [
-            emit("response.function_call_arguments.done", arguments=args, name=item["name"], **where)
-        ]
+        done = {"arguments": args, "name": item["name"], **where}
+        return deltas, [("response.function_call_arguments.done", done)]
     text = reply.content or ""
     deltas = [
-        emit("response.output_text.delta", content_index=0, delta=piece, logprobs=[], **where)
+        ("response.output_text.delta", {"content_index": 0, "delta": piece, "logprobs": [], **where})
         for piece in token_pieces(text)
     ]
     part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
     closing = [
-        emit("response.output_text.done", content_index=0, text=text, logprobs=[], **where),
-        emit("response.content_part.done", content_index=0, part=part, **where),
+        ("response.output_text.done", {"content_index": 0, "text": text, "logprobs": [], **where}),
+        ("response.content_part.done", {"content_index": 0, "part": part, **where}),
     ]
     return deltas, closing
 
@@ -182,7 +182,7 @@ async def stream_events(plan: ChatPlan, body: dict[str, Any], faults: Faults) ->
             content_index=0,
             part=part,
         )
-    deltas, closing = _item_events(emit, index, done_item, reply)
+    deltas, closing = _item_events(index, done_item, reply)
     for sent in range(len(deltas) + 1):
         at_end = sent == len(deltas)
         if faults.cut_after is not None and (at_end or sent >= faults.cut_after):
@@ -198,9 +198,9 @@ async def stream_events(plan: ChatPlan, body: dict[str, Any], faults: Faults) ->
             return
         if not at_end:
             await sleep_ms(faults.chunk_delay_ms)
-            yield deltas[sent]
-    for event in closing:
-        yield event
+            yield emit(deltas[sent][0], **deltas[sent][1])
+    for kind, fields in closing:
+        yield emit(kind, **fields)
     yield emit("response.output_item.done", output_index=index, item=done_item)
     usage = None if faults.no_usage else responses_usage(plan.usage)
     final = response_object(body, response_id, [*reasoning, done_item], _status(reply), usage)
