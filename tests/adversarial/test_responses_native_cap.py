@@ -227,3 +227,30 @@ def test_hanging_up_after_the_first_event_pays_at_least_the_prompt(gw: Gateway, 
     assert prompt >= replay.json()["usage"]["input_tokens"] > 0
     assert Decimal(str(gw.balance(who.account)["total_usage"])) == found["total_cost"]
     assert gw.verify()["ok"] is True
+
+
+def test_an_upstream_that_drops_the_stream_is_charged_what_was_seen_within_the_hold(gw: Gateway) -> None:
+    """The connection dies after three deltas, before `response.completed` (no usage): the prompt
+    and the output seen are charged, never more than the hold; the client's stream ends failed."""
+    who = tenant(gw, "1.00")
+    body = request("cut_after=3", True)
+    hold = hold_of(gw, body)
+    raw = gw.openai(who.key).responses.with_raw_response.create(**body)
+    frames = [json.loads(line[6:]) for line in raw.http_response.iter_lines() if line.startswith("data: ")]
+    kinds = [f["type"] for f in frames]
+    assert kinds.count("response.output_text.delta") == 3 and kinds[-1] == "response.failed"
+    found = generation(gw, who.key, raw.headers["x-nemo-request-id"])
+    assert found["status"] == "partial" and found["tokens"]["completion"] == 3
+    assert found["tokens"]["prompt"] > 0 and 0 < found["total_cost"] <= hold
+    assert Decimal(str(gw.balance(who.account)["total_usage"])) == found["total_cost"]
+    assert gw.verify()["ok"] is True
+
+
+def test_an_unreadable_answer_is_a_502_and_free(gw: Gateway) -> None:
+    who = tenant(gw, "1.00")
+    status, request_id = send(gw, who.key, request("malformed=1", False))
+    assert status == 502
+    found = generation(gw, who.key, request_id)
+    assert found["total_cost"] == 0
+    assert Decimal(str(gw.balance(who.account)["total_usage"])) == 0
+    assert gw.verify()["ok"] is True
