@@ -18,6 +18,7 @@ from nemorouter.frontdoors.responses.request import translate
 from nemorouter.providers import openai_wire
 from nemorouter.providers.anthropic_request import messages_body
 from nemorouter.providers.gemini_request import gemini_body
+from nemorouter.providers.openai_responses_request import responses_body
 from nemorouter.providers.types import Upstream
 
 PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
@@ -321,3 +322,30 @@ def test_malformed_requests_get_a_clear_400(body: dict[str, Any], needle: str) -
     with pytest.raises(InvalidRequest) as caught:
         translate(body)
     assert needle in caught.value.message
+
+
+def test_openai_reasoning_items_keep_their_place_on_the_way_to_a_native_upstream() -> None:
+    """OpenAI wants each reasoning item sent back right before the item that followed it; the
+    canonical request keeps that order, and the Responses adapter writes it back."""
+    r1 = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA1"}
+    r2 = {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "gAAA2"}
+    items = [
+        {"role": "user", "content": "fix it"},
+        r1,
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Looking."}]},
+        r2,
+        {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+    ]
+    chat = translate({"model": "m", "input": items, "store": False}).chat
+    upstream = Upstream("gpt-5", "https://api.openai.com/v1", "sk-x", config={"responses_api": True})
+    sent = responses_body(chat, upstream)["input"]
+    assert [(i["type"], i.get("id") or i.get("call_id") or i.get("role")) for i in sent] == [
+        ("message", "user"),
+        ("reasoning", "rs_1"),
+        ("message", "assistant"),
+        ("reasoning", "rs_2"),
+        ("function_call", "c1"),
+        ("function_call_output", "c1"),
+    ]
+    assert sent[1] == r1 and sent[3] == r2
