@@ -9,7 +9,7 @@ Chat Completions. The request: `openai_responses_request`; the stream: `openai_r
 errors share OpenAI's conventions (`openai_wire.error_from_response`).
 
 Usage comes from the Responses `usage` (`input_tokens` with `input_tokens_details.cached_tokens`
-inside it, `output_tokens` with `output_tokens_details.reasoning_tokens` inside it), read with
+and `cache_write_tokens` inside it, `output_tokens` with `output_tokens_details.reasoning_tokens` inside it), read with
 the same rules as every adapter's: an impossible count makes the report unreadable (billed an
 estimate within the hold), a part larger than its whole is clamped to it.
 """
@@ -22,7 +22,7 @@ from nemorouter.providers import openai_wire
 from nemorouter.providers.adapter import Adapter
 from nemorouter.providers.canonical import RESPONSES_PASSTHROUGH, RESPONSES_REASONING
 from nemorouter.providers.openai_responses_request import responses_request
-from nemorouter.providers.openai_responses_stream import parse_usage, stream_decoder
+from nemorouter.providers.openai_responses_stream import INCOMPLETE, parse_usage, stream_decoder
 from nemorouter.providers.output_limit import output_limit
 from nemorouter.providers.types import Completion, Upstream
 from nemorouter.providers.vendors import VENDORS
@@ -32,8 +32,6 @@ __all__ = ["ADAPTER", "MIN_OUTPUT_LIMIT", "chat_response", "parse_usage", "respo
 # OpenAI refuses `max_output_tokens` below 16 (400 "integer below minimum value"); a smaller
 # limit cannot be raised (the hold covers only it), so such a request keeps Chat Completions.
 MIN_OUTPUT_LIMIT = 16
-# A Response's `incomplete_details.reason` -> chat's finish_reason.
-INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
 def responses_enabled(upstream: Upstream) -> bool:

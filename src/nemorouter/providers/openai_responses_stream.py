@@ -27,7 +27,8 @@ _DELTAS = {
     "response.reasoning_summary_text.delta": "reasoning_content",
 }
 _ENDS = frozenset({"response.completed", "response.incomplete"})
-_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+# A Response's `incomplete_details.reason` -> chat's finish_reason.
+INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
 @lenient
@@ -143,7 +144,7 @@ class _Decoder:
         if response.get("status") == "incomplete":
             details = response.get("incomplete_details")
             reason = details.get("reason") if isinstance(details, dict) else None
-            finish = _INCOMPLETE.get(str(reason), "length")
+            finish = INCOMPLETE.get(str(reason), "length")
         else:
             finish = "tool_calls" if self.calls else "stop"
         step.chunks.append(_chunk({}, finish))
