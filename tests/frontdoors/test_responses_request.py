@@ -349,3 +349,13 @@ def test_openai_reasoning_items_keep_their_place_on_the_way_to_a_native_upstream
         ("function_call_output", "c1"),
     ]
     assert sent[1] == r1 and sent[3] == r2
+
+
+@pytest.mark.parametrize("tier", ["priority", "flex", "scale"])
+def test_a_service_tier_priced_apart_from_the_list_is_refused(tier: str) -> None:
+    with pytest.raises(InvalidRequest, match="service_tier"):
+        translate({"model": "a/m", "input": "hi", "service_tier": tier})
+
+
+def test_a_standard_service_tier_is_carried() -> None:
+    assert translate({"model": "a/m", "input": "hi", "service_tier": "auto"}).chat["service_tier"] == "auto"

@@ -16,6 +16,7 @@ from typing import Any
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.frontdoors.responses.items import chat_messages, join_name
+from nemorouter.frontdoors.service_tier import check_service_tier
 from nemorouter.providers.canonical import RESPONSES_PASSTHROUGH
 
 # What needs responses stored by the gateway: refused (400) with the stateless alternative.
@@ -80,6 +81,7 @@ def translate(body: dict[str, Any]) -> ResponsesRequest:
     if body.get("stream") is True:
         chat["stream"] = True
     _check_echoed(body)
+    check_service_tier(body)
     for name in SAME_NAME:
         if body.get(name) is not None:
             chat[name] = body[name]
