@@ -146,6 +146,8 @@ class Settings:
     stripe_webhook_secret: str | None = None  # unset: POST /webhooks/stripe answers 503
     stripe_topup_url: str | None = None  # the console's "add credits" link; `{account_id}` is filled in
     operator_alert_url: str | None = None  # quarantined provider keys are alerted here, if set
+    # Customers' webhooks may go to private/loopback addresses (service/alerting/destinations.py).
+    webhooks_allow_private: bool = False
     operator_alert_secret: str | None = None  # `whsec_` + base64, as the account webhooks' secrets
     alert_retry_base: float = 5.0  # seconds to the first retry of an alert; doubles each time
     alert_retry_cap: float = 3600.0  # retries at most this far apart
@@ -203,6 +205,7 @@ class Settings:
             stripe_webhook_secret=env.get("NEMO_STRIPE_WEBHOOK_SECRET") or None,
             stripe_topup_url=_url(env, "NEMO_STRIPE_TOPUP_URL"),
             operator_alert_url=_url(env, "NEMO_OPERATOR_ALERT_URL"),
+            webhooks_allow_private=_flag(env, "NEMO_WEBHOOKS_ALLOW_PRIVATE"),
             operator_alert_secret=_signing_secret(env.get("NEMO_OPERATOR_ALERT_SECRET") or None),
             alert_retry_base=alert_base,
             alert_retry_cap=alert_cap,
