@@ -19,6 +19,7 @@ from nemorouter import jsonx
 from nemorouter.engine.dispatch import AttemptsFailed, Dispatcher, Operation
 from nemorouter.engine.health import Health
 from nemorouter.engine.http import Transport
+from nemorouter.errors import NemoError
 from nemorouter.limits.budget import PerKeyBudget
 from nemorouter.limits.local import LocalLimiter
 from nemorouter.money import Usd, format_usd
@@ -126,6 +127,8 @@ class Gateway:
             )
         except AttemptsFailed as exc:
             raise await self.settlement.failed(call, exc) from None
+        except NemoError as exc:
+            raise await self.settlement.refused(call, exc) from None
         except BaseException:
             await self.settlement.release(call, error="the request was interrupted")
             raise
@@ -144,6 +147,8 @@ class Gateway:
             )
         except AttemptsFailed as exc:
             raise await self.settlement.failed(call, exc) from None
+        except NemoError as exc:
+            raise await self.settlement.refused(call, exc) from None
         except BaseException:
             await self.settlement.release(call, error="the request was interrupted")
             raise
