@@ -192,14 +192,20 @@ def stream_event(event: SseEvent) -> StreamStep:
         step.usage = parse_usage(raw)
         step.raw_usage = raw
     choices = chunk.get("choices")
+    if choices is not None and not isinstance(choices, list):
+        # A provider's chunk is untrusted: `choices` that is not a list says nothing we can
+        # read, and is not passed on (a client's SDK would choke on it); its usage still counts.
+        return step
     if choices:
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta") or {}
-            if delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and (
+                delta.get("content") or delta.get("tool_calls") or delta.get("refusal")
+            ):
                 step.output_tokens_seen += 1
-            if choice.get("finish_reason"):
+            if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
                 step.finish_reason = choice["finish_reason"]
         step.chunks.append(chunk)
     elif not isinstance(raw, dict):
