@@ -19,7 +19,7 @@ from nemorouter.app.auth_gate import AuthGate, client_address
 from nemorouter.app.cors import PREFIX as CORS_PREFIX
 from nemorouter.app.cors import Cors, browser_origin, is_preflight
 from nemorouter.app.error_replies import error_headers, error_json, unexpected
-from nemorouter.app.headers import secured
+from nemorouter.app.headers import ALWAYS, SECURITY_NAMES, secured
 from nemorouter.app.streaming import SseResponse
 from nemorouter.errors import NemoError
 from nemorouter.frontdoors.anthropic_messages.count import COUNT_TOKENS
@@ -46,7 +46,11 @@ DOORS: dict[str, FrontDoor] = {
 async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
     raw = [_JSON, (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in headers.items()]
-    await send({"type": "http.response.start", "status": status, "headers": secured(raw)})
+    if SECURITY_NAMES.isdisjoint(headers):  # the usual answer: JSON, none of them set, so all added
+        raw += ALWAYS
+    else:
+        secured(raw)
+    await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
 
 
