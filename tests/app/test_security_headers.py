@@ -17,6 +17,7 @@ from nemorouter.app.headers import CSP
 def assert_common(resp: httpx.Response) -> None:
     assert resp.headers["x-content-type-options"] == "nosniff", resp.request.url
     assert resp.headers["referrer-policy"] == "no-referrer", resp.request.url
+    assert "server" not in resp.headers, resp.request.url  # the server software is not advertised
 
 
 def test_every_framework_response_carries_the_headers(gateway: Gateway) -> None:
