@@ -296,11 +296,25 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             out.write(report.capstderr)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's controller: a worker finished; its secrets and files join the scan."""
+    finished = getattr(node, "workeroutput", {}).get("secret_scan")
+    if finished is not None:
+        SECRET_SCAN.add_worker(finished)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Last of all: no plaintext secret in any log line or database the suite wrote."""
-    if SECRET_SCAN.root is None:
+    """Last of all: no plaintext secret in any log line or database the suite wrote. A pytest-xdist
+    worker hands its part to the controller (pytest_testnodedown), which scans it all."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        if SECRET_SCAN.root is not None:
+            workeroutput["secret_scan"] = SECRET_SCAN.for_controller()
         return
-    paths = files_to_scan(SECRET_SCAN.root)
+    if not SECRET_SCAN.roots():
+        return
+    paths = [path for root in SECRET_SCAN.roots() for path in files_to_scan(root)]
     hits = scan(paths, SECRET_SCAN.registry)
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     if hits:
