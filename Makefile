@@ -51,11 +51,12 @@ test: native
 	@command -v chromium >/dev/null 2>&1 || { apt-get install -y -qq chromium >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1; } || \
 		echo "note: chromium unavailable; the console's browser tests will be skipped"; }
-	@# Real agent CLIs for tests/e2e (clients/package-lock.json pins them; their postinstall steps,
-	@# which would fetch, are skipped: the platform packages already carry the binaries).
+	@# Real clients for tests/e2e: Claude Code, Codex CLI and the Vercel AI SDK (clients/package-lock.json
+	@# pins them; their postinstall steps, which would fetch, are skipped: the platform packages
+	@# already carry the binaries).
 	@command -v npm >/dev/null 2>&1 || apt-get install -y -qq npm >/dev/null 2>&1 || \
 		{ apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq npm >/dev/null 2>&1; } || \
-		echo "note: npm unavailable; the Claude Code and Codex CLI tests will be skipped"
+		echo "note: npm unavailable; the Claude Code, Codex CLI and Vercel AI SDK tests will be skipped"
 	@if command -v npm >/dev/null 2>&1 && ! [ clients/node_modules/.package-lock.json -nt clients/package-lock.json ]; \
 		then npm ci --ignore-scripts --no-audit --no-fund --prefix clients >/dev/null; fi
 	@# Two pytest-xdist workers: most of a test's time is spent waiting on the gateways, simulators

@@ -200,6 +200,21 @@ class Gateway:
         needed: Decimal = json.loads(refused.text, parse_float=Decimal)["error"]["needed"]
         return needed
 
+    def list_price(self, key: str, model: str, tokens: dict[str, int]) -> Decimal:
+        """What a generation's `tokens` cost at `model`'s prices as `/v1/models/{id}` lists them
+        (USD per token): the charge a request of that usage must have."""
+        listed = httpx.get(f"{self.url}/v1/models/{model}", headers={"Authorization": f"Bearer {key}"})
+        assert listed.status_code == 200, listed.text
+        price = {name: Decimal(value) for name, value in listed.json()["pricing"].items()}
+        uncached = tokens["prompt"] - tokens["cached"] - tokens["cache_write"]
+        return (
+            uncached * price["prompt"]
+            + tokens["cached"] * price["input_cache_read"]
+            + tokens["cache_write"] * price["input_cache_write"]
+            + tokens["completion"] * price["completion"]
+            + price["request"]
+        )
+
     def verify(self) -> dict[str, Any]:
         report: dict[str, Any] = self.admin("GET", "/ledger/verify").json()
         return report

@@ -60,6 +60,7 @@ MODULES = (
     "nemorouter/engine/pool.py",
     "nemorouter/engine/proxy.py",
     "nemorouter/engine/request_head.py",
+    "nemorouter/engine/sse.py",
     "nemorouter/frontdoors/json_body.py",
     "nemorouter/frontdoors/openai_chat.py",
     "nemorouter/jsonx.py",

@@ -28,6 +28,12 @@ def _default(obj: Any) -> Any:
     raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
+def usd_literal(text: str) -> Any:
+    """An amount already written by `format_usd`, as the number literal a `Usd` would be: for a
+    caller that needs the text anyway (a header) and so formats it once, not twice."""
+    return orjson.Fragment(text)
+
+
 def dumps(obj: Any) -> bytes:
     """Serialize to JSON bytes; `Usd` values become exact number literals."""
     return orjson.dumps(obj, default=_default)

@@ -131,6 +131,8 @@ class Settings:
     metrics_public_money: bool = False
     sse_keepalive: float = 10.0
     auth_failures_per_minute: int = 30  # per client address; then 429 (web/throttle.py)
+    # Upstream count_tokens calls one key may cause a minute, per process; past it, offline counts.
+    count_tokens_upstream_per_minute: int = 60
     # Peers whose X-Forwarded-For names the client (cli/server.py); none by default.
     trusted_proxies: tuple[IPv4Network | IPv6Network, ...] = ()
     cors_origins: tuple[str, ...] = ("*",)  # browser origins allowed on /v1/ (app/cors.py); `*`: any
@@ -146,6 +148,8 @@ class Settings:
     stripe_webhook_secret: str | None = None  # unset: POST /webhooks/stripe answers 503
     stripe_topup_url: str | None = None  # the console's "add credits" link; `{account_id}` is filled in
     operator_alert_url: str | None = None  # quarantined provider keys are alerted here, if set
+    # Customers' webhooks may go to private/loopback addresses (service/alerting/destinations.py).
+    webhooks_allow_private: bool = False
     operator_alert_secret: str | None = None  # `whsec_` + base64, as the account webhooks' secrets
     alert_retry_base: float = 5.0  # seconds to the first retry of an alert; doubles each time
     alert_retry_cap: float = 3600.0  # retries at most this far apart
@@ -198,11 +202,15 @@ class Settings:
             metrics_public_money=_flag(env, "NEMO_METRICS_PUBLIC_MONEY"),
             sse_keepalive=_seconds(env, "NEMO_SSE_KEEPALIVE", 10, positive=True),
             auth_failures_per_minute=_count(env, "NEMO_AUTH_FAILURES_PER_MINUTE", 30),
+            count_tokens_upstream_per_minute=_count(
+                env, "NEMO_COUNT_TOKENS_UPSTREAM_PER_MINUTE", 60, allow_zero=True
+            ),
             trusted_proxies=trusted_proxies(env.get("NEMO_TRUSTED_PROXIES") or ""),
             cors_origins=cors_origins(env.get("NEMO_CORS_ORIGINS") or "*"),
             stripe_webhook_secret=env.get("NEMO_STRIPE_WEBHOOK_SECRET") or None,
             stripe_topup_url=_url(env, "NEMO_STRIPE_TOPUP_URL"),
             operator_alert_url=_url(env, "NEMO_OPERATOR_ALERT_URL"),
+            webhooks_allow_private=_flag(env, "NEMO_WEBHOOKS_ALLOW_PRIVATE"),
             operator_alert_secret=_signing_secret(env.get("NEMO_OPERATOR_ALERT_SECRET") or None),
             alert_retry_base=alert_base,
             alert_retry_cap=alert_cap,
@@ -222,8 +230,9 @@ class Settings:
 _MAX_COUNT = 2**53  # far above any sensible byte or rate limit, and exact as a float
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
-    """A whole number >= 1 (a limit of 0 or less would refuse everything or divide by zero)."""
+def _count(env: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:
+    """A whole number >= 1 (a limit of 0 or less would refuse everything or divide by zero), or
+    >= 0 with `allow_zero` where 0 means "none"."""
     text = (env.get(name) or "").strip()
     if not text:
         return default
@@ -231,8 +240,9 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(text)
     except ValueError:
         raise SettingsError(f"{name} must be a whole number (got {text[:40]!r})") from None
-    if not 1 <= value <= _MAX_COUNT:
-        raise SettingsError(f"{name} must be a whole number from 1 to {_MAX_COUNT} (got {value})")
+    low = 0 if allow_zero else 1
+    if not low <= value <= _MAX_COUNT:
+        raise SettingsError(f"{name} must be a whole number from {low} to {_MAX_COUNT} (got {value})")
     return value
 
 

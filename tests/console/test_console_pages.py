@@ -68,7 +68,11 @@ def test_alert_settings_and_management_keys(gateway: Gateway) -> None:
     account_id, _, browser = new_user(gateway)
     refused = browser.post("/console/settings", {"url": "not a url"}, csrf_from="/console/settings")
     assert refused.status_code == 400 and "url" in refused.text
-    form = {"url": "http://127.0.0.1:9/hook", "low_balance_threshold": "1.50"}
+    inside = browser.post(
+        "/console/settings", {"url": "http://127.0.0.1:9/hook"}, csrf_from="/console/settings"
+    )
+    assert inside.status_code == 400 and "not a public address" in inside.text  # no SSRF
+    form = {"url": "https://hooks.example.com/nemo", "low_balance_threshold": "1.50"}
     saved = browser.post("/console/settings", form, csrf_from="/console/settings")
     assert saved.status_code == 200 and secret_on(saved.text).startswith("whsec_")
     again = browser.post(
@@ -76,7 +80,7 @@ def test_alert_settings_and_management_keys(gateway: Gateway) -> None:
     )
     assert again.status_code == 303  # the signing secret is shown only the first time
     page = browser.get("/console/settings").text
-    assert "http://127.0.0.1:9/hook" in page
+    assert "https://hooks.example.com/nemo" in page
 
     made = browser.post("/console/settings/management-keys", {"name": "ci"}, csrf_from="/console/settings")
     assert made.status_code == 201

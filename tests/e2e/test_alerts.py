@@ -29,7 +29,13 @@ import pytest
 
 from conftest import Gateway, Sim, free_port, new_gateway, wait_until
 
-FAST_RETRIES = {"NEMO_ALERT_RETRY_BASE": "0.2", "NEMO_ALERT_RETRY_CAP": "1"}
+# The receiver is on loopback, which customers' webhooks may not reach unless the operator allows
+# it (service/alerting/destinations.py; tests/adversarial/test_webhook_destinations.py).
+FAST_RETRIES = {
+    "NEMO_ALERT_RETRY_BASE": "0.2",
+    "NEMO_ALERT_RETRY_CAP": "1",
+    "NEMO_WEBHOOKS_ALLOW_PRIVATE": "true",
+}
 OPERATOR_SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 

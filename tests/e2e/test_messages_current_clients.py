@@ -1,20 +1,24 @@
 """What today's Messages clients send, through the official `anthropic` SDK against a running
 gateway on the simulator with Anthropic-, OpenAI- and Gemini-format upstreams: count_tokens,
 Claude Code's fields (`output_config`, `context_management`, adaptive thinking, top-level
-`cache_control`, system turns, `anthropic-beta`, `?beta=true`), unknown fields, and which stop
-sequence fired.
+`cache_control`, system turns, `anthropic-beta`, `?beta=true`), unknown fields, which stop
+sequence fired, and structured output through `messages.parse`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import anthropic
 import httpx
+import httpx2
+import pydantic
 import pytest
+from anthropic.types import Message, RawMessageStreamEvent
 
 from conftest import SIM_PROVIDER_SECRET, Gateway, Sim, new_gateway
 
@@ -195,3 +199,60 @@ def test_message_start_carries_the_prompt_count_when_told_early(gw: Gateway, mod
     assert final.usage.input_tokens > 0
     expected = 0 if model == GPT else final.usage.input_tokens
     assert start.message.usage.input_tokens == expected
+
+
+STREAM_EVENT: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(RawMessageStreamEvent)
+
+
+class City(pydantic.BaseModel):
+    name: str
+    population: int
+    districts: list[str]
+
+
+# Where each upstream format received the schema `messages.parse(output_format=City)` sent as
+# `output_config.format`: Anthropic as it is, OpenAI as `response_format`, Gemini as its JSON schema.
+SCHEMA_AT: dict[str, Any] = {
+    CLAUDE: lambda body: body["output_config"]["format"]["schema"],
+    GPT: lambda body: body["response_format"]["json_schema"]["schema"],
+    FLASH: lambda body: body["generationConfig"]["responseJsonSchema"],
+}
+
+
+@pytest.mark.parametrize("model", ALL)
+def test_messages_parse_gives_the_typed_object_charged_exactly(gw: Gateway, sim: Sim, model: str) -> None:
+    """The SDK's structured output (`messages.parse` and `messages.stream` with `output_format`):
+    the schema reaches every upstream in its own form, the answer parses into the model class,
+    the raw Message validates strictly against the SDK's type, and each is charged its usage."""
+    account = gw.account("1.00")
+    key = gw.key(account)
+    raw: list[Any] = []  # every response, read whole (the SDK then reads the same bytes)
+    http = httpx2.Client(event_hooks={"response": [lambda r: raw.append(r.read())]})
+    client = anthropic.Anthropic(base_url=gw.url, api_key=key, max_retries=0, http_client=http)
+    marker = f"parse-{model}"
+    messages: Any = [{"role": "user", "content": f"Describe a city {marker}"}]
+    parsed = client.messages.parse(model=model, max_tokens=500, messages=messages, output_format=City)
+    assert isinstance(parsed.parsed_output, City) and parsed.stop_reason == "end_turn"
+    (body,) = raw
+    Message.model_validate(json.loads(body), strict=True)
+    schema = SCHEMA_AT[model](sent_upstream(sim, marker)["body"])
+    assert set(schema["required"]) == {"name", "population", "districts"}
+    with client.messages.stream(model=model, max_tokens=500, messages=messages, output_format=City) as stream:
+        streamed = stream.get_final_message()
+    assert isinstance(streamed.parsed_output, City)
+    frames = [json.loads(line[6:]) for line in raw[1].decode().splitlines() if line.startswith("data: ")]
+    for frame in frames:  # `ping` is Anthropic's keep-alive, outside the SDK's event union
+        if frame["type"] != "ping":
+            STREAM_EVENT.validate_python(frame, strict=True)
+    assert [f["type"] for f in frames][-2:] == ["message_delta", "message_stop"]
+    total = Decimal(0)
+    for message in (parsed, streamed):  # the Message id is the request id
+        found = httpx.get(
+            f"{gw.url}/v1/generation", params={"id": message.id}, headers={"Authorization": f"Bearer {key}"}
+        )
+        record = json.loads(found.text, parse_float=Decimal)["data"]
+        assert record["tokens"]["completion"] == message.usage.output_tokens
+        assert record["total_cost"] == gw.list_price(key, model, record["tokens"]) > 0
+        total += record["total_cost"]
+    assert Decimal(str(gw.balance(account)["total_usage"])) == total
+    assert gw.verify()["ok"] is True

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SECRET_SCAN, Gateway, Sim, new_gateway
+from conftest import SECRET_SCAN, Gateway, Sim, new_gateway, wait_until
 from engine.loopback import Proxy
 
 
@@ -66,3 +66,25 @@ def test_a_malformed_proxy_url_stops_serve_with_one_clear_line(tmp_path: Path) -
     done = gw.cli("serve", "--port", "0", check=False)
     assert done.returncode == 2 and done.stderr.count("error:") == 1
     assert "HTTPS_PROXY" in done.stderr and "hunter2" not in done.stderr
+
+
+def test_webhooks_go_out_through_the_same_proxy(tmp_path: Path, sim: Sim, proxy: Proxy) -> None:
+    """Alert deliveries (aiohttp, service/alerting/outbox.py) honour HTTP_PROXY too: an operator
+    who routes egress through a proxy sees every outbound call there, not only the providers'."""
+    from e2e.test_alerts import FAST_RETRIES, Receiver, chat, subscribe  # its helpers, not its tests
+
+    receiver = Receiver().start()
+    gw = new_gateway(tmp_path, sim)
+    gw.env.update(FAST_RETRIES, HTTP_PROXY=proxy.url("gw:s3cret@"))
+    SECRET_SCAN.registry.add("s3cret", "a proxy password")
+    gw.start()
+    try:
+        account = gw.account("1.00")
+        subscribe(gw, account, receiver.url(f"/hooks/{account}"), "1.00")
+        assert chat(gw, gw.key(account)).status_code == 200
+        assert wait_until(lambda: receiver.acknowledged(f"/hooks/{account}", "credits.low"), timeout=10)
+    finally:
+        assert gw.stop() == 0
+        receiver.stop()
+    through = [head.split(b"\r\n")[0] for head in proxy.asked]
+    assert receiver.url(f"/hooks/{account}").encode() in b" ".join(through), through

@@ -411,3 +411,38 @@ def test_message_start_takes_the_prompt_count_told_before_it() -> None:
     late.feed({"choices": []})
     late.prompt({"prompt_tokens": 100})  # after the start: nothing to change
     assert late.early is None
+
+
+def test_an_answer_with_malformed_tool_calls_keeps_what_it_can_read() -> None:
+    """A provider's body is untrusted: `tool_calls` that is not a list, or a call that names no
+    function, is left out (Anthropic's tool_use always names its tool), never a 500."""
+    odd = completion({"role": "assistant", "content": "Hi", "tool_calls": 5}, "stop")
+    assert message_from_completion(odd)["content"] == [{"type": "text", "text": "Hi"}]
+    calls = [{"id": "c1", "function": {"arguments": "{}"}}, {"id": "c2", "function": {"name": "f"}}]
+    named = message_from_completion(
+        completion({"role": "assistant", "content": None, "tool_calls": calls}, "tool_calls")
+    )
+    assert [b["name"] for b in named["content"]] == ["f"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"choices": 7},
+        {"choices": True},
+        {"choices": [None, {"index": 0, "delta": "oops"}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": 5}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": [1], "function": {"name": "f"}}]}}]},
+        {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 2, "id": "x"}]}}]},
+        {"choices": [{"index": 0, "delta": {}, "finish_reason": ["stop"]}]},
+    ],
+)
+def test_a_malformed_chunk_is_skipped_and_the_message_ends_well(bad: dict[str, Any]) -> None:
+    events = run(
+        [chunk({"content": "Hello"}), {**chunk(), **bad}, chunk({"content": " there"}), chunk({}, "stop")]
+    )
+    assert names(events)[0] == "message_start" and names(events)[-1] == "message_stop"
+    message = final_message(events)
+    assert message.stop_reason == "end_turn"
+    assert "".join(b.text for b in message.content if b.type == "text") == "Hello there"
+    assert all(b.name for b in message.content if b.type == "tool_use")

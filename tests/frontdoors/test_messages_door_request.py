@@ -376,8 +376,13 @@ def test_no_passthrough_for_a_plain_request() -> None:
 
 def test_beta_headers_ride_in_the_passthrough() -> None:
     raw = json.dumps(hi()).encode()
-    request = chat_request(raw, [], b"a-2025-01-01, b-2025-02-02")
-    assert request.body[ANTHROPIC_PASSTHROUGH] == {"betas": ["a-2025-01-01", "b-2025-02-02"]}
+    ignored: list[str] = []
+    request = chat_request(raw, ignored, b"effort-2025-11-24, context-1m-2025-08-07,effort-2025-11-24")
+    assert request.body[ANTHROPIC_PASSTHROUGH] == {"betas": ["effort-2025-11-24"]}
+    assert ignored == ["anthropic-beta:context-1m-2025-08-07"]
+    assert ignored_header(ignored) == "anthropic-beta:context-1m-2025-08-07"
+    none = chat_request(raw, [], b"fast-mode-2026-02-01")
+    assert ANTHROPIC_PASSTHROUGH not in none.body
 
 
 def test_the_ignored_fields_header_names_only_plain_tokens() -> None:

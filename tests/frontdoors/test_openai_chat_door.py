@@ -129,3 +129,16 @@ def test_embeddings_input_must_be_text_or_tokens(value: Any) -> None:
 def test_embeddings_dimensions_must_be_positive() -> None:
     with pytest.raises(InvalidRequest, match="`dimensions`"):
         parse_embeddings(b'{"model": "e/m", "input": "a", "dimensions": 0}')
+
+
+@pytest.mark.parametrize("tier", ["priority", "flex", "scale", "", 1, ["priority"]])
+def test_a_service_tier_priced_apart_from_the_list_is_refused(tier: Any) -> None:
+    """OpenAI bills `priority` above its list price (and `flex` below): the hold and the charge
+    price the standard tier only, so anything else is a 400 rather than the operator's loss."""
+    with pytest.raises(InvalidRequest, match="service_tier"):
+        chat(service_tier=tier)
+
+
+@pytest.mark.parametrize("tier", ["auto", "default", None])
+def test_the_standard_service_tiers_pass_through(tier: Any) -> None:
+    assert chat(service_tier=tier).body.get("service_tier") == tier

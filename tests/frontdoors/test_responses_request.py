@@ -7,6 +7,7 @@ something every upstream format accepts.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,8 +15,11 @@ import pytest
 from nemorouter.errors import InvalidRequest
 from nemorouter.frontdoors.responses.reasoning import encode_blocks
 from nemorouter.frontdoors.responses.request import translate
+from nemorouter.providers import openai_wire
 from nemorouter.providers.anthropic_request import messages_body
 from nemorouter.providers.gemini_request import gemini_body
+from nemorouter.providers.openai_responses_request import responses_body
+from nemorouter.providers.types import Upstream
 
 PNG = "data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 PDF = "data:application/pdf;base64,JVBERi0xLjQK"
@@ -69,6 +73,7 @@ def test_a_string_input_is_one_user_message() -> None:
         "model": "m",
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}],
         "max_completion_tokens": 50,
+        "responses_passthrough": {"include": []},  # a Responses client: for a native upstream
     }
     assert request.omitted == []
     assert request.echo["instructions"] == "Be brief."
@@ -154,14 +159,17 @@ def test_a_tool_loop_gathers_one_assistant_turn_and_answers_each_call() -> None:
     gemini_body(chat, 32000)  # and Gemini accepts the same loop
 
 
-def test_reasoning_we_did_not_write_is_left_out() -> None:
-    items = [
-        {"role": "user", "content": "hi"},
-        {"type": "reasoning", "id": "rs_x", "summary": [], "encrypted_content": "gAAAAB-openai-opaque"},
-        {"role": "assistant", "content": "hello"},
-    ]
+def test_reasoning_we_did_not_write_rides_only_for_a_native_responses_upstream() -> None:
+    """OpenAI's own encrypted reasoning is carried as sent on the canonical request; chat
+    upstreams (OpenAI's Chat Completions, Anthropic, Gemini) never get it."""
+    opaque = {"type": "reasoning", "id": "rs_x", "summary": [], "encrypted_content": "gAAAAB-openai-opaque"}
+    items = [{"role": "user", "content": "hi"}, opaque, {"role": "assistant", "content": "hello"}]
     chat = translate({"model": "m", "input": items}).chat
-    assert chat["messages"][1] == {"role": "assistant", "content": "hello"}
+    assert chat["messages"][1] == {"role": "assistant", "content": "hello", "responses_reasoning": [opaque]}
+    upstream = Upstream("gpt-4o-mini", "https://api.openai.com/v1", "sk-x")
+    assert b"gAAAAB" not in openai_wire.chat_request(chat, upstream).body
+    assert "gAAAAB" not in json.dumps(messages_body(chat, "claude-sonnet-4-5", 32000))
+    assert "gAAAAB" not in json.dumps(gemini_body(chat, 32000))
 
 
 def test_images_and_files_become_chat_parts() -> None:
@@ -314,3 +322,40 @@ def test_malformed_requests_get_a_clear_400(body: dict[str, Any], needle: str) -
     with pytest.raises(InvalidRequest) as caught:
         translate(body)
     assert needle in caught.value.message
+
+
+def test_openai_reasoning_items_keep_their_place_on_the_way_to_a_native_upstream() -> None:
+    """OpenAI wants each reasoning item sent back right before the item that followed it; the
+    canonical request keeps that order, and the Responses adapter writes it back."""
+    r1 = {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAA1"}
+    r2 = {"type": "reasoning", "id": "rs_2", "summary": [], "encrypted_content": "gAAA2"}
+    items = [
+        {"role": "user", "content": "fix it"},
+        r1,
+        {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Looking."}]},
+        r2,
+        {"type": "function_call", "call_id": "c1", "name": "shell", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"},
+    ]
+    chat = translate({"model": "m", "input": items, "store": False}).chat
+    upstream = Upstream("gpt-5", "https://api.openai.com/v1", "sk-x", config={"responses_api": True})
+    sent = responses_body(chat, upstream)["input"]
+    assert [(i["type"], i.get("id") or i.get("call_id") or i.get("role")) for i in sent] == [
+        ("message", "user"),
+        ("reasoning", "rs_1"),
+        ("message", "assistant"),
+        ("reasoning", "rs_2"),
+        ("function_call", "c1"),
+        ("function_call_output", "c1"),
+    ]
+    assert sent[1] == r1 and sent[3] == r2
+
+
+@pytest.mark.parametrize("tier", ["priority", "flex", "scale"])
+def test_a_service_tier_priced_apart_from_the_list_is_refused(tier: str) -> None:
+    with pytest.raises(InvalidRequest, match="service_tier"):
+        translate({"model": "a/m", "input": "hi", "service_tier": tier})
+
+
+def test_a_standard_service_tier_is_carried() -> None:
+    assert translate({"model": "a/m", "input": "hi", "service_tier": "auto"}).chat["service_tier"] == "auto"

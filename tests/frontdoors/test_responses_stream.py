@@ -214,3 +214,38 @@ def test_a_stream_ends_as_the_same_response_as_the_json_answer() -> None:
 def test_a_stream_with_no_chunks_still_opens_and_completes() -> None:
     events = run(translate({"model": "m", "input": "q", "stream": True}), [])
     assert names(events) == ["response.created", "response.in_progress", "response.completed"]
+
+
+def test_an_upstreams_own_reasoning_item_keeps_its_id_and_encrypted_content() -> None:
+    """A native Responses upstream's reasoning item (RESPONSES_REASONING on a delta, when it opens
+    and again whole when done) opens the reasoning item under the upstream's id, which the client
+    must send back, and closes it with the upstream's `encrypted_content` (asked for)."""
+    request = translate({"model": "m", "input": "hi", "include": ["reasoning.encrypted_content"]})
+    opened = {"type": "reasoning", "id": "rs_up", "summary": []}
+    done = {**opened, "summary": [{"type": "summary_text", "text": "hm"}], "encrypted_content": "gAAA"}
+    events = run(
+        request,
+        [
+            chunk({"responses_reasoning": [opened]}),
+            chunk({"reasoning_content": "hm"}),
+            chunk({"responses_reasoning": [done]}),
+            chunk({"content": "Hi"}),
+            chunk(finish="stop"),
+            usage_chunk(),
+        ],
+    )
+    items = [data["item"] for name, data in events if name == "response.output_item.done"]
+    assert items[0]["id"] == "rs_up" and items[0]["encrypted_content"] == "gAAA"
+    assert items[0]["summary"] == [{"type": "summary_text", "text": "hm"}]
+    added = [data["item"] for name, data in events if name == "response.output_item.added"]
+    assert added[0]["id"] == "rs_up" and [i["type"] for i in added] == ["reasoning", "message"]
+    deltas = [data for name, data in events if name == "response.reasoning_summary_text.delta"]
+    assert deltas and all(d["item_id"] == "rs_up" for d in deltas)
+    final = Response.model_validate(events[-1][1]["response"])
+    assert final.output[0].id == "rs_up"
+    # Not asked for: the upstream's encrypted content stays out of the answer.
+    plain = run(
+        translate({"model": "m", "input": "hi"}),
+        [chunk({"responses_reasoning": [done]}), chunk({"content": "Hi"})],
+    )
+    assert "encrypted_content" not in plain[-1][1]["response"]["output"][0]

@@ -79,3 +79,30 @@ async def test_admissions_of_one_iteration_share_a_round_trip_and_count_in_turn(
         assert not any(isinstance(a, BaseException) for a in by_slots[:2])
         assert all(isinstance(a, LimitExceeded) and a.what == "concurrency" for a in by_slots[2:])
         await limiter.close()
+
+
+async def test_finishes_waiting_when_admissions_go_share_their_round_trip_and_apply_first(
+    prefix: str,
+) -> None:
+    where = urlsplit(REDIS)
+    with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
+        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+        # Warm the combined script (its first call loads it), then count.
+        warm = await limiter.admit_shared("warm", None, None, 1, 1)
+        limiter.finish(warm, None)
+        await limiter.admit_shared("warm2", None, None, 1, 1)
+        await asyncio.gather(*limiter._tasks)
+        # "k": at most 1 at a time and 100 tokens a minute, 80 estimated per request.
+        first = await limiter.admit_shared("k", None, 100, 1, 80)
+        count.take()
+        # The first request ends (10 of its 80 tokens used) as the next one asks: one round trip,
+        # the finish applied before the admission, so the slot is free and 90 tokens are left.
+        limiter.finish(first, 10)
+        second = await limiter.admit_shared("k", None, 100, 1, 1)
+        await asyncio.gather(*limiter._tasks)
+        trips, commands = count.take()
+        assert sum(trips.values()) == 1 and commands == {"EVALSHA": 1}, (trips, commands)
+        assert second.headers["x-ratelimit-remaining-tokens"] == "89"
+        with pytest.raises(LimitExceeded, match="concurrency"):  # the second holds the one slot
+            await limiter.admit_shared("k", None, 100, 1, 1)
+        await limiter.close()

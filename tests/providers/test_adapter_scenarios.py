@@ -1,7 +1,8 @@
 """Every provider adapter through the same scenarios, against the real simulator over HTTP.
 
-Each wire (OpenAI, Azure OpenAI, Anthropic, Gemini, and the OpenAI-compatible vendor rows whose
-requests differ: Mistral's renames, DeepSeek's and Groq's output-limit fields) is driven through
+Each wire (OpenAI, Azure OpenAI, Anthropic, Gemini, the OpenAI-compatible vendor rows whose
+requests differ: Mistral's renames, DeepSeek's and Groq's output-limit fields, and OpenAI's
+Responses API, which the OpenAI adapter selects for a Responses client on a flagged upstream) is driven through
 its public functions only: the adapter builds the request, a real HTTP client sends it to
 `nemorouter sim`, and the adapter parses the answer (the engine's own SSE parser splits streams).
 The cases are the same for all: plain text, a tool call and its round trip, an image part, the
@@ -26,9 +27,10 @@ from conftest import Sim
 from nemorouter.engine import sse
 from nemorouter.money import Usage
 from nemorouter.providers import anthropic, azure, gemini
+from nemorouter.providers.canonical import RESPONSES_PASSTHROUGH
 from nemorouter.providers.registry import OPENAI, Adapter
 from nemorouter.providers.types import Completion, Failure, Upstream
-from nemorouter.sim import anthropic_plan, gemini_plan
+from nemorouter.sim import anthropic_plan, gemini_plan, responses_plan
 from nemorouter.sim.tokens import count_chat_prompt_tokens, count_text_tokens
 
 
@@ -41,6 +43,7 @@ class Wire:
     count_prompt: Callable[[dict[str, Any]], int]  # the simulator's count of a request body
     reasoning_reported: bool = True  # does the usage break out reasoning tokens?
     cache_writes: bool = True  # does the wire report cache writes?
+    canonical: dict[str, Any] = field(default_factory=dict)  # what the front door adds to each body
 
 
 def _openai_row(vendor: str | None) -> Wire:
@@ -57,6 +60,16 @@ WIRES = {
     "mistral": _openai_row("mistral"),  # seed renamed, `max_tokens` only
     "deepseek": _openai_row("deepseek"),  # `max_tokens` only
     "groq": _openai_row("groq"),  # refuses logprobs; `max_completion_tokens`
+    # A Responses client's request (it carries the passthrough) on an upstream flagged
+    # `responses_api`: the OpenAI adapter selects its Responses adapter (`Adapter.for_request`).
+    "openai-responses": Wire(
+        OPENAI,
+        lambda url: Upstream(
+            "gpt-4o-mini", f"{url}/v1", "sk-sim-" + secrets.token_hex(8), config={"responses_api": True}
+        ),
+        lambda body: count_chat_prompt_tokens(responses_plan.chat_body(body)),
+        canonical={RESPONSES_PASSTHROUGH: {"include": []}},
+    ),
     "azure": Wire(
         azure.ADAPTER,
         lambda url: Upstream("prod-mini", url, "sk-sim-" + secrets.token_hex(8)),
@@ -145,8 +158,10 @@ def _add_chunk(answer: Answer, chunk: dict[str, Any]) -> None:
 
 async def exchange(wire: Wire, sim: Sim, body: dict[str, Any]) -> Answer:
     """Build with the adapter, send over HTTP to the simulator, parse with the adapter."""
-    adapter = wire.adapter
-    request = adapter.chat_request(body, wire.upstream(sim.url))
+    body = {**body, **wire.canonical}
+    upstream = wire.upstream(sim.url)
+    adapter = wire.adapter.for_request(body, upstream)  # as the dispatcher picks it
+    request = adapter.chat_request(body, upstream)
     answer = Answer(orjson.loads(request.body))
     async with httpx.AsyncClient(timeout=30) as client:
         if not request.stream:
@@ -209,6 +224,8 @@ async def test_plain_text(sim: Sim, wire: str, stream: bool) -> None:
     assert (usage.cached_tokens, usage.cache_write_tokens, usage.reasoning_tokens) == (0, 0, 0)
     if stream:
         assert answer.chunks >= 2  # text arrived in pieces, not as one
+    if wire == "openai-responses":  # the Responses wire itself, not Chat Completions
+        assert "input" in answer.sent and "messages" not in answer.sent
 
 
 @EVERY_WIRE
@@ -228,10 +245,15 @@ LIMIT_FIELD = {
     "mistral": ("max_tokens",),
     "deepseek": ("max_tokens",),
     "groq": ("max_completion_tokens",),
+    "openai-responses": ("max_output_tokens",),
     "azure": ("max_completion_tokens",),
     "anthropic": ("max_tokens",),
     "gemini": ("generationConfig", "maxOutputTokens"),
 }
+
+
+# OpenAI's Responses API refuses a `max_output_tokens` under 16.
+LIMIT = {"openai-responses": 16}
 
 
 @EVERY_WIRE
@@ -239,14 +261,17 @@ LIMIT_FIELD = {
 async def test_the_output_limit_is_sent_in_the_field_the_wire_obeys(
     sim: Sim, wire: str, stream: bool
 ) -> None:
-    answer = await exchange(WIRES[wire], sim, chat("Go on at length [sim:tokens=40]", stream, max_tokens=4))
+    limit = LIMIT.get(wire, 4)
+    answer = await exchange(
+        WIRES[wire], sim, chat("Go on at length [sim:tokens=40]", stream, max_tokens=limit)
+    )
     found: Any = answer.sent
     for name in LIMIT_FIELD[wire]:
         found = found[name]
-    assert found == 4
-    assert len(answer.text.split()) == 4
+    assert found == limit
+    assert len(answer.text.split()) == limit
     assert answer.finish_reason == "length"
-    assert _usage(answer).completion_tokens == 4
+    assert _usage(answer).completion_tokens == limit
 
 
 # -- tools --------------------------------------------------------------------------------------

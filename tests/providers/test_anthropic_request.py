@@ -316,9 +316,20 @@ def test_response_format_json_schema_is_a_forced_tool() -> None:
     assert "tools" not in build(response_format={"type": "text"})
 
 
+def test_response_format_with_tools_is_structured_output() -> None:
+    """With tools the schema cannot be a forced tool (the model could not call the others): it
+    is Anthropic's `output_config.format`, and the client's tools stay as offered."""
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    fmt = {"type": "json_schema", "json_schema": {"name": "a", "schema": schema, "strict": True}}
+    out = build(response_format=fmt, tools=[NOW], tool_choice="auto")
+    assert out["output_config"] == {"format": {"type": "json_schema", "schema": schema}}
+    assert [t["name"] for t in out["tools"]] == ["now"] and out["tool_choice"] == {"type": "auto"}
+    assert "output_config" not in build(response_format=fmt)
+
+
 def test_response_format_anthropic_cannot_take() -> None:
     fmt = {"type": "json_object"}
-    assert "with tools" in refused(response_format=fmt, tools=[NOW])
+    assert "json_object response_format with tools" in refused(response_format=fmt, tools=[NOW])
     array = {"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "array"}}}
     assert "describe an object" in refused(response_format=array)
     assert "force a tool" in refused(response_format=fmt, reasoning_effort="low")

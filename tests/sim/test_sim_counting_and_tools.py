@@ -5,6 +5,7 @@ the `tool` directive on every format; Anthropic's `output_config.format`."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -116,3 +117,18 @@ def test_anthropic_output_config_format_answers_json(claude: anthropic.Anthropic
     )
     assert made.stop_reason == "end_turn"
     assert isinstance(json.loads(made.content[0].text)["city"], str)  # type: ignore[union-attr]
+
+
+def test_count_faults_touch_only_the_count(claude: anthropic.Anthropic, gemini: genai.Client) -> None:
+    """`count_status` / `count_latency_ms`: a provider that will not count, answering all the same."""
+    refused: Any = [{"role": "user", "content": "Hi [sim:count_status=429,retry_after=3]"}]
+    with pytest.raises(anthropic.RateLimitError) as caught:
+        claude.messages.count_tokens(model="claude-sonnet-5", messages=refused)
+    assert caught.value.response.headers["retry-after"] == "3"
+    assert claude.messages.create(model="claude-sonnet-5", max_tokens=5, messages=refused).content
+    with pytest.raises(genai.errors.ServerError):
+        gemini.models.count_tokens(model="gemini-2.5-flash", contents="Hi [sim:count_status=503]")
+    slow: Any = [{"role": "user", "content": "Hi [sim:count_latency_ms=300]"}]
+    began = time.monotonic()
+    assert claude.messages.count_tokens(model="claude-sonnet-5", messages=slow).input_tokens > 0
+    assert time.monotonic() - began >= 0.3

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from nemorouter.sim.bad_chunks import BAD_CHUNKS
 from nemorouter.sim.faults import HUGE_COUNT, Faults
 
 FORMATS = ("openai", "anthropic", "gemini")
@@ -301,3 +302,22 @@ def test_parser_reads_signed_huge_and_word_directives() -> None:
     too_long = Faults.from_directives({"report_output": "9" * 5000})  # past Python's int-parse limit
     assert too_long.report_output is None
     assert Faults.from_directives({"bad_usage": "negative"}).output_count(0) == -1
+
+
+@pytest.mark.parametrize("shape", sorted(BAD_CHUNKS))
+def test_bad_chunk_adds_one_malformed_chunk_after_the_first_content(sim_url: str, shape: str) -> None:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": f"[sim:tokens=3,bad_chunk={shape}] hi"}],
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    r = httpx.post(f"{sim_url}/v1/chat/completions", json=body, headers={"authorization": "Bearer sk-sim-t"})
+    assert r.status_code == 200
+    events = [line[6:] for line in r.text.split("\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert {k: chunks[2][k] for k in BAD_CHUNKS[shape]} == BAD_CHUNKS[shape]  # role, content, then it
+    good = chunks[:2] + chunks[3:]
+    assert all(isinstance(c["choices"], list) for c in good)
+    assert good[-1]["usage"]["completion_tokens"] == 3  # the stream goes on, usage as ever

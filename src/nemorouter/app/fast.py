@@ -131,7 +131,8 @@ class FastPath:
             elif name == key_header:
                 api_key = value.decode("latin-1").strip() or None
             elif name in reads:
-                read[name] = value
+                # A list-valued header sent on several lines is one comma-joined value (RFC 9110 5.3).
+                read[name] = read[name] + b"," + value if name in read else value
         assert services.routes is not None and services.auth is not None and services.gateway is not None
         await services.routes.refresh()
         secret = bearer(authorization) if authorization is not None else api_key

@@ -138,7 +138,12 @@ async def alert_settings(request: Request) -> Response:
     if request.method == "PUT":
         body = await read_json(request, services.settings.max_body_bytes)
         found, secret = await alerts.configure(
-            services.store, services.vault, mgmt.account_id, body, services.clock()
+            services.store,
+            services.vault,
+            mgmt.account_id,
+            body,
+            services.clock(),
+            allow_private=services.settings.webhooks_allow_private,
         )
         return json_response(alerts.put_answer(found, secret))
     settings = await services.store.get_alert_settings(mgmt.account_id)

@@ -42,10 +42,20 @@ def providers_add(
         None, help="openai-compatible vendor row: mistral, deepseek, groq, xai, ..."
     ),
     api_version: str | None = typer.Option(None, help="azure-openai only: the api-version to pin"),
+    responses_api: bool | None = typer.Option(
+        None,
+        "--responses-api/--no-responses-api",
+        help="openai kinds: send Responses clients' requests to its /responses (default: the vendor row's)",
+    ),
 ) -> None:
     body: dict[str, Any] = {"name": name, "kind": kind, "base_url": base_url, "vendor": vendor}
+    config: dict[str, Any] = {}
     if api_version is not None:
-        body["config"] = {"api_version": api_version}
+        config["api_version"] = api_version
+    if responses_api is not None:
+        config["responses_api"] = responses_api
+    if config:
+        body["config"] = config
 
     async def act(s: Services) -> None:
         emit({"data": provider_view(await s.admin.create_provider(body), [])})

@@ -275,8 +275,14 @@ async def settings(ctx: Ctx) -> Response:
     threshold = form.get("low_balance_threshold", "").strip().removeprefix("$")
     body["low_balance_threshold"] = threshold or None
     try:
+        services = ctx.services
         _, secret = await alerts.configure(
-            ctx.services.store, ctx.services.vault, ctx.account_id, body, ctx.services.clock()
+            services.store,
+            services.vault,
+            ctx.account_id,
+            body,
+            services.clock(),
+            allow_private=services.settings.webhooks_allow_private,
         )
     except InvalidRequest as exc:
         return await _settings_page(ctx, status=400, error=exc.message)

@@ -172,15 +172,20 @@ class _KeyBlame:
         return failure
 
 
-def _build(attempt: Attempt[Any], body: dict[str, Any], operation: Operation) -> UpstreamRequest | Failure:
-    """The request for one attempt, or why its provider cannot take it (another one may)."""
+def _build(
+    attempt: Attempt[Any], body: dict[str, Any], operation: Operation
+) -> tuple[Adapter, UpstreamRequest] | Failure:
+    """The adapter this request calls for (`Adapter.for_request`) and its request for one
+    attempt, or why its provider cannot take it (another one may)."""
     adapter = attempt.adapter
+    if operation is Operation.CHAT:
+        adapter = adapter.for_request(body, attempt.upstream)
     make = adapter.chat_request if operation is Operation.CHAT else adapter.embeddings_request
     if make is None:
         message = f"provider {attempt.provider} does not serve embeddings"
         return Failure(FailureKind.UNSUPPORTED, 400, message, retryable=True)
     try:
-        return make(body, attempt.upstream)
+        return adapter, make(body, attempt.upstream)
     except UnsupportedContent as exc:
         return Failure(FailureKind.UNSUPPORTED, 400, str(exc), retryable=True)
 
@@ -224,10 +229,11 @@ class Dispatcher:
         failures: list[Failure] = []
         blame = _KeyBlame()
         for attempt in attempts:
-            request = _build(attempt, body, operation)
-            if isinstance(request, Failure):
-                failures.append(request)
+            built = _build(attempt, body, operation)
+            if isinstance(built, Failure):
+                failures.append(built)
                 continue
+            adapter, request = built
             try:
                 raw = await self.client.send(request, attempt.timeouts)
             except TransportFailure as exc:
@@ -236,14 +242,14 @@ class Dispatcher:
                 continue
             if raw.status == 200:
                 try:
-                    completion = _parse(attempt.adapter, operation, orjson.loads(raw.body))
+                    completion = _parse(adapter, operation, orjson.loads(raw.body))
                 except (ValueError, TypeError, KeyError):
                     failure = _protocol("the provider sent an unreadable response")
                 else:
                     self.succeeded(attempt, started)
                     return attempt, completion
             else:
-                error = attempt.adapter.error_from_response(raw.status, raw.body, raw.retry_after)
+                error = adapter.error_from_response(raw.status, raw.body, raw.retry_after)
                 failure = blame.judge(error)
             self.failed(attempt, failure)
             if not failure.retryable:
@@ -258,10 +264,11 @@ class Dispatcher:
         failures: list[Failure] = []
         blame = _KeyBlame()
         for attempt in attempts:
-            request = _build(attempt, body, Operation.CHAT)
-            if isinstance(request, Failure):
-                failures.append(request)
+            built = _build(attempt, body, Operation.CHAT)
+            if isinstance(built, Failure):
+                failures.append(built)
                 continue
+            adapter, request = built
             try:
                 opened = await self.client.open_stream(request, attempt.timeouts)
             except TransportFailure as exc:
@@ -269,7 +276,7 @@ class Dispatcher:
                 self.failed(attempt, exc.failure)
                 continue
             if isinstance(opened, RawResponse):
-                failure = attempt.adapter.error_from_response(opened.status, opened.body, opened.retry_after)
+                failure = adapter.error_from_response(opened.status, opened.body, opened.retry_after)
             else:
                 try:
                     event: SseEvent | None = await opened.next_event()
@@ -278,7 +285,7 @@ class Dispatcher:
                     failures.append(exc.failure)
                     self.failed(attempt, exc.failure)
                     continue
-                decode = attempt.adapter.stream_decoder()
+                decode = adapter.stream_decoder()
                 step = decode(event) if event is not None else None
                 if step is not None and step.error is None:
                     self.succeeded(attempt, started)

@@ -4,7 +4,7 @@ gateway's terms, over the pooled HTTP/1.1 connections of `http1`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -72,13 +72,11 @@ class StreamHandle:
 
     def __init__(self, response: Response) -> None:
         self._response = response
-        self.events: AsyncIterator[SseEvent] = decode(response.chunks())
+        self.events = decode(response.chunks())
 
     async def next_event(self) -> SseEvent | None:
         try:
-            return await anext(self.events)
-        except StopAsyncIteration:
-            return None
+            return await self.events.next_event()
         except HttpError as exc:
             raise _transport_failure(exc) from None
         except ValueError:  # a line past sse.MAX_LINE

@@ -2,45 +2,82 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator
 
 from nemorouter.providers.types import SseEvent
 
 MAX_LINE = 16 * 1024 * 1024  # one event line's bytes, at most (a broken provider's stream)
 
 
-async def decode(chunks: AsyncIterable[bytes]) -> AsyncIterator[SseEvent]:
-    """Turn a byte stream, in pieces of any size, into events (per the HTML SSE rules: lines end
-    in LF or CRLF; a blank line ends an event; a stream's end ends its last one)."""
-    event: str | None = None
-    data: list[bytes] = []
-    rest = b""  # a line begun in one piece and ended in a later one
-    pieces = aiter(chunks)
-    ended = False
-    while not ended:
-        try:
-            lines = (rest + await anext(pieces)).split(b"\n")
+class EventReader:
+    """The events of a byte stream in pieces of any size (per the HTML SSE rules: lines end in LF
+    or CRLF; a blank line ends an event; a stream's end ends its last one).
+
+    A class, not an async generator, so that it compiles (mypyc has no async generators): it runs
+    once per event of every stream. `next_event()` returns None at the end; it is also an async
+    iterator. A line longer than MAX_LINE raises ValueError."""
+
+    def __init__(self, chunks: AsyncIterator[bytes]) -> None:
+        self._chunks = chunks
+        self._ready: deque[SseEvent] = deque()
+        self._rest = b""  # a line begun in one piece and ended in a later one
+        self._event: str | None = None
+        self._data: list[bytes] = []
+        self._ended = False
+
+    def __aiter__(self) -> EventReader:
+        return self
+
+    async def __anext__(self) -> SseEvent:
+        event = await self.next_event()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def next_event(self) -> SseEvent | None:
+        ready = self._ready
+        while not ready:
+            if self._ended:
+                return None
+            try:
+                piece = await self._chunks.__anext__()
+            except StopAsyncIteration:
+                self._ended = True
+                self._lines([self._rest, b""])
+                self._rest = b""
+                continue
+            lines = (self._rest + piece).split(b"\n")
             rest = lines.pop()
             if len(rest) > MAX_LINE:
                 raise ValueError("an event line is too long")
-        except StopAsyncIteration:
-            ended, lines = True, [rest, b""]
+            self._rest = rest
+            self._lines(lines)
+        return ready.popleft()
+
+    def _lines(self, lines: list[bytes]) -> None:
         for raw in lines:
             line = raw.rstrip(b"\r")
             if not line:
-                if data:
-                    yield SseEvent(event, b"\n".join(data))
-                event, data = None, []
+                if self._data:
+                    self._ready.append(SseEvent(self._event, b"\n".join(self._data)))
+                    self._data = []
+                self._event = None
                 continue
-            if line.startswith(b":"):
+            if line[0] == 58:  # ":" starts a comment
                 continue
             name, _, value = line.partition(b":")
             if value.startswith(b" "):
                 value = value[1:]
             if name == b"data":
-                data.append(value)
+                self._data.append(value)
             elif name == b"event":
-                event = value.decode("utf-8", "replace")
+                self._event = value.decode("utf-8", "replace")
+
+
+def decode(chunks: AsyncIterator[bytes]) -> EventReader:
+    """The events of `chunks` (see EventReader)."""
+    return EventReader(chunks)
 
 
 def encode(payload: bytes, event: str | None = None) -> bytes:

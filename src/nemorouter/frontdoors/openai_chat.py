@@ -13,6 +13,7 @@ from typing import Any
 from nemorouter.errors import InvalidRequest
 from nemorouter.frontdoors.door import FrontDoor
 from nemorouter.frontdoors.json_body import json_object
+from nemorouter.frontdoors.service_tier import check_service_tier
 from nemorouter.money import parse_per_million
 from nemorouter.money.amounts import MoneyFormatError
 from nemorouter.providers.canonical import ChatRequest, EmbeddingsRequest, ProviderPrefs
@@ -84,6 +85,7 @@ def parse_chat(raw: bytes) -> ChatRequest:
     n = _positive_int(body, "n", maximum=128)
     if body.get("tools") is not None and not isinstance(body["tools"], list):
         raise InvalidRequest("`tools` must be a list")
+    check_service_tier(body)
     return ChatRequest(
         body,
         ids,

@@ -93,14 +93,13 @@ end
 """
 ADMIT = ADMIT_FUNCTION + "return admit(KEYS, ARGV)"
 
-# Many admissions in one call, decided one after the other exactly as ADMIT would: KEYS are
-# theirs one after the other; ARGV per admission: its number of keys, its number of arguments,
-# then its arguments. Returns ADMIT's answer for each, in order.
-ADMIT_MANY = (
-    ADMIT_FUNCTION
-    + """
-local out, k, a = {}, 1, 1
-while a < #ARGV do
+# Many admissions in one call, decided one after the other exactly as ADMIT would: KEYS from
+# index k are theirs one after the other; ARGV from index a to `last` per admission: its number
+# of keys, its number of arguments, then its arguments. Returns ADMIT's answer for each, in order.
+ADMIT_MANY_FUNCTION = """
+local function admit_many(k, a, last)
+local out = {}
+while a <= last do
   local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
   local K, A = {}, {}
   for j = 1, nk do K[j] = KEYS[k + j - 1] end
@@ -110,8 +109,9 @@ while a < #ARGV do
   a = a + 2 + na
 end
 return out
+end
 """
-)
+ADMIT_MANY = ADMIT_FUNCTION + ADMIT_MANY_FUNCTION + "return admit_many(1, 1, #ARGV - 1)"
 
 # KEYS: concurrency set (or ''), then token keys. ARGV: slot id (or ''), then a delta (us) per key.
 FINISH = """
@@ -130,11 +130,12 @@ end
 return 1
 """
 
-# Many finishes in one call: KEYS are theirs one after the other; ARGV per finish: its number of
-# keys (n), its slot id (or ''), then n - 1 deltas (us). Each applied as FINISH does, in order.
-FINISH_MANY = """
-local k, a = 1, 1
-while a < #ARGV do
+# Many finishes in one call: KEYS from index k are theirs one after the other; ARGV from index a
+# to `last` per finish: its number of keys (n), its slot id (or ''), then n - 1 deltas (us). Each
+# applied as FINISH does, in order.
+FINISH_MANY_FUNCTION = """
+local function finish_many(k, a, last)
+while a <= last do
   local n = tonumber(ARGV[a])
   if ARGV[a + 1] ~= '' then redis.call('ZREM', KEYS[k], ARGV[a + 1]) end
   for j = 1, n - 1 do
@@ -151,8 +152,24 @@ while a < #ARGV do
   k = k + n
   a = a + n + 1
 end
-return 1
+end
 """
+FINISH_MANY = FINISH_MANY_FUNCTION + "finish_many(1, 1, #ARGV - 1) return 1"
+
+# The finishes waiting when admissions go, in the same call: ARGV[1] and ARGV[2] are the number
+# of KEYS and of ARGV of the finishes (FINISH_MANY's), which come first and are applied first
+# (their requests ended before these were admitted: a slot they free counts for them); then the
+# admissions' (ADMIT_MANY's). Returns ADMIT's answer for each admission, in order.
+FINISH_THEN_ADMIT = (
+    ADMIT_FUNCTION
+    + ADMIT_MANY_FUNCTION
+    + FINISH_MANY_FUNCTION
+    + """
+local fk, fa = tonumber(ARGV[1]), tonumber(ARGV[2])
+finish_many(1, 3, 2 + fa)
+return admit_many(fk + 1, 3 + fa, #ARGV - 1)
+"""
+)
 
 # KEYS: concurrency sets; ARGV: slot ttl (us), then `set index, slot id` pairs. Renews live slots.
 RENEW = """
@@ -193,6 +210,7 @@ class RedisLimiter(LocalLimiter):
         self._admitter: asyncio.Task[None] | None = None
         self._finish = client.register_script(NOW + FINISH)
         self._finish_many = client.register_script(NOW + FINISH_MANY)
+        self._finish_then_admit = client.register_script(NOW + FINISH_THEN_ADMIT)
         self._finishing: list[tuple[list[str], list[Any]]] = []  # finishes waiting to be sent
         self._finisher: asyncio.Task[None] | None = None
         self._renew = client.register_script(NOW + RENEW)
@@ -281,11 +299,16 @@ class RedisLimiter(LocalLimiter):
         return await answer
 
     async def _send_admissions(self) -> None:
+        """Send the waiting admissions, with the finishes waiting beside them (one round trip for
+        both: FINISH_THEN_ADMIT), while any wait."""
         await asyncio.sleep(0)
         while self._admitting:
             batch, self._admitting = self._admitting, []
+            finishes, self._finishing = self._finishing, []
             try:
-                if len(batch) == 1:
+                if finishes:
+                    answers = await self._with_finishes(finishes, batch)
+                elif len(batch) == 1:
                     answers = [await self._admit(keys=batch[0][0], args=[*batch[0][1], self._now()])]
                 else:
                     keys: list[str] = []
@@ -295,6 +318,8 @@ class RedisLimiter(LocalLimiter):
                         args += [len(their_keys), len(their_args), *their_args]
                     answers = list(await self._admit_many(keys=keys, args=[*args, self._now()]))
             except Exception as exc:  # every waiter decides what to do (RedisError: the fallback)
+                if finishes and isinstance(exc, RedisError):  # the slots lapse by themselves
+                    self._went_down(exc)
                 for _, _, answer in batch:
                     if not answer.done():
                         answer.set_exception(exc)
@@ -302,6 +327,23 @@ class RedisLimiter(LocalLimiter):
             for (_, _, answer), out in zip(batch, answers, strict=True):
                 if not answer.done():
                     answer.set_result(out)
+
+    async def _with_finishes(
+        self, finishes: list[tuple[list[str], list[Any]]], batch: list[tuple[list[str], list[Any], Any]]
+    ) -> list[Any]:
+        """FINISH_THEN_ADMIT's answers: the finishes applied, then each admission decided."""
+        keys: list[str] = []
+        done: list[Any] = []
+        for their_keys, their_args in finishes:
+            keys += their_keys
+            done += [len(their_keys), *their_args]
+        finished_keys = len(keys)
+        args: list[Any] = []
+        for their_keys, their_args, _ in batch:
+            keys += their_keys
+            args += [len(their_keys), len(their_args), *their_args]
+        call = [finished_keys, len(done), *done, *args, self._now()]
+        return list(await self._finish_then_admit(keys=keys, args=call))
 
     def finish(self, ticket: Ticket, actual_tokens: int | None) -> None:
         """Release the slot and correct the token estimate in the background (no request waits)."""
@@ -332,9 +374,12 @@ class RedisLimiter(LocalLimiter):
 
     async def _send_finishes(self) -> None:
         """Send the waiting finishes, all of them in one round trip (FINISH_MANY), while any wait:
-        those of one event-loop iteration, then those that came while the last call was out."""
+        those of one event-loop iteration, then those that came while the last call was out.
+        Admissions going meanwhile take them along (`_send_admissions`)."""
         await asyncio.sleep(0)
         while self._finishing:
+            if self._admitting:  # an admission call goes next: these go with it
+                return
             batch, self._finishing = self._finishing, []
             if len(batch) == 1:
                 await self._run_finish(self._finish, *batch[0])

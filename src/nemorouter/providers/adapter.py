@@ -23,6 +23,8 @@ class Adapter:
     - `stream_decoder()`: a fresh function for one stream, fed each decoded SSE event in turn,
       returning the OpenAI chunks to forward and what the event said about usage and errors.
     - `error_from_response(status, body, retry_after)`: a non-200 answer -> a classified `Failure`.
+    - `select(body, upstream)`: another adapter of the same kind that this request and upstream
+      call for (an OpenAI upstream's native Responses API for a Responses client), or None.
     """
 
     chat_request: BuildRequest
@@ -31,3 +33,9 @@ class Adapter:
     error_from_response: Callable[[int, bytes, int | None], Failure]
     embeddings_request: BuildRequest | None = None
     embeddings_response: Callable[[Any], Completion] | None = None
+    select: Callable[[dict[str, Any], Upstream], Adapter | None] | None = None
+
+    def for_request(self, body: dict[str, Any], upstream: Upstream) -> Adapter:
+        """The adapter that builds this request and reads its answer."""
+        chosen = self.select(body, upstream) if self.select is not None else None
+        return chosen if chosen is not None else self

@@ -156,9 +156,14 @@ def _tooling(body: dict[str, Any], out: dict[str, Any]) -> None:
     tools = [_tool(t, i) for i, t in enumerate(body.get("tools") or [])]
     choice = _tool_choice(body.get("tool_choice"), bool(tools))
     fmt = _response_format(body.get("response_format"))
-    if fmt is not None:
-        if tools:
-            raise UnsupportedContent("Anthropic cannot combine response_format with tools")
+    if fmt is not None and tools:
+        # A forced tool would stop the model calling the client's tools (agents such as Codex
+        # offer tools with every request, `--output-schema` too): the schema goes as Anthropic's
+        # structured output, which leaves them free (json_schema -> `output_config.format`).
+        if body["response_format"].get("type") != "json_schema":
+            raise UnsupportedContent("Anthropic cannot combine a json_object response_format with tools")
+        out["output_config"] = {"format": {"type": "json_schema", "schema": fmt["input_schema"]}}
+    elif fmt is not None:
         tools, choice = [fmt], {"type": "tool", "name": JSON_TOOL}
     if not tools:
         return

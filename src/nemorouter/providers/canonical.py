@@ -20,6 +20,15 @@ from typing import Any
 # `anthropic-beta` values (`betas`). Every adapter drops it (providers/openai_wire.GATEWAY_FIELDS);
 # the Anthropic one takes only the fields it knows (providers/anthropic_passthrough.py).
 ANTHROPIC_PASSTHROUGH = "anthropic_passthrough"
+# Likewise for the Responses API: the chat body's field for what only an upstream that speaks
+# Responses natively reads (providers/openai_responses.py): `include` and the whole `reasoning`
+# object (its `summary`). Its presence is what asks for that upstream's Responses wire.
+RESPONSES_PASSTHROUGH = "responses_passthrough"
+# An assistant message's field for the Responses `reasoning` items that came before it, as the
+# client sent them (OpenAI's opaque `encrypted_content` included), and, on the way back, the
+# reasoning items a Responses upstream produced. Only that upstream's adapter sends them; every
+# other adapter ignores the field (their upstreams could not read another model's reasoning).
+RESPONSES_REASONING = "responses_reasoning"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +56,25 @@ class ChatRequest:
     max_output: int | None = None  # the client's output limit (providers/output_limit.py), or None
     prefs: ProviderPrefs | None = None
     stop: tuple[str, ...] = ()  # the client's stop sequences, for front doors that report which one hit
+
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
+    def __init__(
+        self,
+        body: dict[str, Any],
+        model_ids: list[str],
+        stream: bool = False,
+        n: int = 1,
+        max_output: int | None = None,
+        prefs: ProviderPrefs | None = None,
+        stop: tuple[str, ...] = (),
+    ) -> None:
+        self.body = body
+        self.model_ids = model_ids
+        self.stream = stream
+        self.n = n
+        self.max_output = max_output
+        self.prefs = prefs
+        self.stop = stop
 
 
 @dataclass(slots=True)

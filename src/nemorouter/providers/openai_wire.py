@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from nemorouter.money import Usage
-from nemorouter.providers.canonical import ANTHROPIC_PASSTHROUGH
+from nemorouter.providers.canonical import ANTHROPIC_PASSTHROUGH, RESPONSES_PASSTHROUGH, RESPONSES_REASONING
 from nemorouter.providers.counts import count, lenient
 from nemorouter.providers.output_limit import OUTPUT_LIMIT_FIELDS, output_limit
 from nemorouter.providers.types import (
@@ -30,7 +30,16 @@ from nemorouter.providers.vendors import apply_quirks, limit_field
 
 # Fields that steer NemoRouter (OpenRouter's conventions); never sent upstream.
 GATEWAY_FIELDS = frozenset(
-    {"models", "provider", "route", "transforms", "usage", "plugins", ANTHROPIC_PASSTHROUGH}
+    {
+        "models",
+        "provider",
+        "route",
+        "transforms",
+        "usage",
+        "plugins",
+        ANTHROPIC_PASSTHROUGH,
+        RESPONSES_PASSTHROUGH,
+    }
 )
 
 
@@ -43,8 +52,9 @@ def _headers(secret: str) -> dict[str, str]:
 
 
 # Fields other formats round-trip through the OpenAI shape (Anthropic thinking blocks and cache
-# breakpoints): meaningful to those providers, refused by OpenAI's strict message schema.
-_FOREIGN_MESSAGE_FIELDS = frozenset({"thinking_blocks"})
+# breakpoints, Responses reasoning items): meaningful to those providers, refused by OpenAI's
+# strict message schema.
+_FOREIGN_MESSAGE_FIELDS = frozenset({"thinking_blocks", RESPONSES_REASONING})
 
 
 def _has_cache_control(message: Any) -> bool:
@@ -182,14 +192,20 @@ def stream_event(event: SseEvent) -> StreamStep:
         step.usage = parse_usage(raw)
         step.raw_usage = raw
     choices = chunk.get("choices")
+    if choices is not None and not isinstance(choices, list):
+        # A provider's chunk is untrusted: `choices` that is not a list says nothing we can
+        # read, and is not passed on (a client's SDK would choke on it); its usage still counts.
+        return step
     if choices:
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
-            delta = choice.get("delta") or {}
-            if delta.get("content") or delta.get("tool_calls") or delta.get("refusal"):
+            delta = choice.get("delta")
+            if isinstance(delta, dict) and (
+                delta.get("content") or delta.get("tool_calls") or delta.get("refusal")
+            ):
                 step.output_tokens_seen += 1
-            if choice.get("finish_reason"):
+            if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
                 step.finish_reason = choice["finish_reason"]
         step.chunks.append(chunk)
     elif not isinstance(raw, dict):

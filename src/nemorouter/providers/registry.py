@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nemorouter.providers import anthropic, azure, gemini, openai_wire
+from nemorouter.providers import anthropic, azure, gemini, openai_responses, openai_wire
 from nemorouter.providers.adapter import Adapter
 
 __all__ = ["KINDS", "OPENAI", "Adapter", "adapter_for"]
@@ -14,6 +14,7 @@ OPENAI = Adapter(
     error_from_response=openai_wire.error_from_response,
     embeddings_request=openai_wire.embeddings_request,
     embeddings_response=openai_wire.embeddings_response,
+    select=openai_responses.select,  # a Responses client on a Responses upstream: its native API
 )
 
 KINDS = ("openai", "openai-compatible", "anthropic", "gemini", "azure-openai")

@@ -10,12 +10,18 @@ from typing import Any
 from nemorouter.money import Usage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SseEvent:
-    """One decoded server-sent event (the engine parses SSE; adapters only see these)."""
+    """One decoded server-sent event (the engine parses SSE; adapters only see these). Treated
+    as a value; not frozen, so that it has a direct constructor (built once per event)."""
 
     event: str | None
     data: bytes
+
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
+    def __init__(self, event: str | None, data: bytes) -> None:
+        self.event = event
+        self.data = data
 
 
 @dataclass(slots=True, init=False)
@@ -145,6 +151,30 @@ class StreamStep:
     error: Failure | None = None
     done: bool = False
     output_tokens_seen: int = 0
+
+    # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed"); one
+    # is built per stream event.
+    def __init__(
+        self,
+        chunks: list[dict[str, Any]] | None = None,
+        usage: Usage | None = None,
+        raw_usage: dict[str, Any] | None = None,
+        prompt_usage: Usage | None = None,
+        raw_prompt_usage: dict[str, Any] | None = None,
+        finish_reason: str | None = None,
+        error: Failure | None = None,
+        done: bool = False,
+        output_tokens_seen: int = 0,
+    ) -> None:
+        self.chunks = [] if chunks is None else chunks
+        self.usage = usage
+        self.raw_usage = raw_usage
+        self.prompt_usage = prompt_usage
+        self.raw_prompt_usage = raw_prompt_usage
+        self.finish_reason = finish_reason
+        self.error = error
+        self.done = done
+        self.output_tokens_seen = output_tokens_seen
 
 
 class UnsupportedContent(ValueError):

@@ -27,6 +27,10 @@ class Vendor:
     # (providers.output_limit). OpenAI's `max_completion_tokens` caps reasoning too, and its
     # o-series refuse `max_tokens`; servers that predate it know only `max_tokens`.
     limit_field: str = "max_completion_tokens"
+    # Does the vendor serve OpenAI's Responses API (`POST /responses`) for every model? Then a
+    # Responses client's request goes there natively (providers/openai_responses.py); a
+    # provider's `config.responses_api` overrides this either way.
+    responses_api: bool = False
 
 
 def _row(name: str, base_url: str, notes: str = "", **quirks: Any) -> tuple[str, Vendor]:
@@ -36,7 +40,8 @@ def _row(name: str, base_url: str, notes: str = "", **quirks: Any) -> tuple[str,
 VENDORS: Mapping[str, Vendor] = MappingProxyType(
     dict(
         [
-            _row("openai", "https://api.openai.com/v1"),
+            # OpenAI's own API serves /v1/responses for every model (platform.openai.com, Responses).
+            _row("openai", "https://api.openai.com/v1", responses_api=True),
             # Mistral calls the seed `random_seed` and knows only `max_tokens` (LiteLLM mistral transformation).
             _row(
                 "mistral",

@@ -145,6 +145,7 @@ async def start_gateway(services: Services, owner: str) -> None:
         services.clock,
         owner,
         keepalive_seconds=services.settings.sse_keepalive,
+        upstream_counts_per_minute=services.settings.count_tokens_upstream_per_minute,
     )
     services.alerts = AlertWatcher(
         store,

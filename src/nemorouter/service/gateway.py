@@ -19,8 +19,10 @@ from nemorouter import jsonx
 from nemorouter.engine.dispatch import AttemptsFailed, Dispatcher, Operation
 from nemorouter.engine.health import Health
 from nemorouter.engine.http import Transport
+from nemorouter.errors import NemoError
+from nemorouter.limits.budget import PerKeyBudget
 from nemorouter.limits.local import LocalLimiter
-from nemorouter.money import Usd, format_usd
+from nemorouter.money import format_usd
 from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
 from nemorouter.providers.canonical import ChatRequest, EmbeddingsRequest
 from nemorouter.providers.openai_wire import usage_to_openai
@@ -67,6 +69,7 @@ class Gateway:
         owner: str,
         keepalive_seconds: float = 10.0,
         metrics: Metrics | None = None,
+        upstream_counts_per_minute: int = 60,
     ) -> None:
         self.store = store
         self.routes = routes
@@ -75,6 +78,8 @@ class Gateway:
         self.keepalive_seconds = keepalive_seconds  # SSE comments while a stream waits for its first token
         self.metrics = metrics or Metrics()
         self.health = Health()
+        # count_tokens calls upstream at most this often per key (frontdoors/anthropic_messages/count.py)
+        self.count_budget = PerKeyBudget(upstream_counts_per_minute)
         tasks = Tasks()
         self.quarantine = Quarantine(store, routes, clock, self.metrics, tasks)
         self.dispatcher = Dispatcher(client, self.quarantine, self.health)
@@ -122,6 +127,8 @@ class Gateway:
             )
         except AttemptsFailed as exc:
             raise await self.settlement.failed(call, exc) from None
+        except NemoError as exc:
+            raise await self.settlement.refused(call, exc) from None
         except BaseException:
             await self.settlement.release(call, error="the request was interrupted")
             raise
@@ -140,6 +147,8 @@ class Gateway:
             )
         except AttemptsFailed as exc:
             raise await self.settlement.failed(call, exc) from None
+        except NemoError as exc:
+            raise await self.settlement.refused(call, exc) from None
         except BaseException:
             await self.settlement.release(call, error="the request was interrupted")
             raise
@@ -156,16 +165,17 @@ class Gateway:
         body["id"] = call.id
         body["model"] = target.model.id
         body["created"] = int(time.time())
+        cost_text = format_usd(cost)  # once, for the body and the header
         if chat is not None:
-            body["usage"] = {**usage_to_openai(usage), "cost": Usd(cost)}
+            body["usage"] = {**usage_to_openai(usage), "cost": jsonx.usd_literal(cost_text)}
         else:
             body["usage"] = {
                 "prompt_tokens": usage.prompt_tokens,
                 "total_tokens": usage.prompt_tokens,
-                "cost": Usd(cost),
+                "cost": jsonx.usd_literal(cost_text),
             }
         headers = _headers(call)
-        headers["x-nemo-cost"] = format_usd(cost)
+        headers["x-nemo-cost"] = cost_text
         return JsonReply(jsonx.dumps(body), headers)
 
 

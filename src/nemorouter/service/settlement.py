@@ -157,6 +157,14 @@ class Settlement:
         error.headers["x-nemo-request-id"] = call.id
         return error
 
+    async def refused(self, call: Call, error: NemoError) -> NemoError:
+        """The request was refused after admission, before any provider saw it (a header that
+        cannot be sent: engine/http.py): released, the refusal kept on the record as what ended
+        it (not as an interrupted request), and its answer names the record."""
+        await self.release(call, error=f"refused ({error.status} {error.type}): {error.message}")
+        error.headers["x-nemo-request-id"] = call.id
+        return error
+
     async def counted_prompt(self, call: Call, target: Target, body: dict[str, Any] | None) -> int | None:
         """The prompt of a chat `body` by its model family's offline tokenizer, at most the bound;
         None when no tokenizer fits (docs/money-trail.md, "A stream cut short")."""

@@ -6,10 +6,14 @@ Each counts with the same rule as its generate route's usage, so a count equals 
 tokens the next answer reports. Anthropic's body is a Messages body without ``max_tokens``;
 Gemini's is ``{"contents": [...]}`` or ``{"generateContentRequest": {...}}`` (the real API's
 two forms: only the second counts the system instruction and tools).
+
+Their own faults, ``count_status`` and ``count_latency_ms`` (sim/faults.py), make a provider that
+will not count (rate-limited, failing, slow) while the same prompt is answered normally.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -18,9 +22,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nemorouter.sim import anthropic_plan, gemini_plan
-from nemorouter.sim.anthropic_wire import error_response
-from nemorouter.sim.faults import dumps
-from nemorouter.sim.gemini_wire import _key, _key_error, google_error
+from nemorouter.sim.anthropic_wire import _fault_response, error_response
+from nemorouter.sim.anthropic_wire import last_user_texts as anthropic_texts
+from nemorouter.sim.faults import Faults, collect_faults, dumps, sleep_ms
+from nemorouter.sim.gemini_wire import _fault, _key, _key_error, google_error
 from nemorouter.sim.state import SimState, bearer_key
 
 JSON = "application/json"
@@ -39,6 +44,13 @@ async def _body(request: Request) -> Any:
     return body
 
 
+async def _count_fault(request: Request, texts: list[str]) -> Faults | None:
+    """The count's own fault for this request, after its latency; None when it should count."""
+    faults = collect_faults(request.headers.get("x-sim"), texts)
+    await sleep_ms(faults.count_latency_ms)
+    return replace(faults, status=faults.count_status) if faults.count_status is not None else None
+
+
 async def anthropic_count(request: Request) -> Response:
     body = await _body(request)
     state: SimState = request.app.state.sim
@@ -49,6 +61,9 @@ async def anthropic_count(request: Request) -> Response:
         return error_response(400, "anthropic-version: header is required")
     if not isinstance(body, dict):
         return error_response(400, "The request body is not valid JSON.")
+    fault = await _count_fault(request, anthropic_texts(body))
+    if fault is not None:
+        return _fault_response(fault)
     for name in _ANTHROPIC_UNCOUNTED:
         if name in body:
             return error_response(400, f"{name}: Extra inputs are not permitted")
@@ -70,6 +85,9 @@ async def gemini_count(request: Request) -> Response:
     counted = whole if isinstance(whole, dict) else {"contents": body.get("contents")}
     if not isinstance(counted.get("contents"), list) or not counted["contents"]:
         return google_error(400, "contents is not specified")
+    fault = await _count_fault(request, gemini_plan.last_user_texts(counted))
+    if fault is not None:
+        return _fault(fault)
     return Response(dumps({"totalTokens": gemini_plan.count_prompt_tokens(counted)}), media_type=JSON)
 
 

@@ -84,7 +84,23 @@ i.e. tools are offered and the last turn is not a tool result):
 ``tool=NAME``
     Call the offered tool NAME (case kept) instead of the first one; an unknown NAME changes nothing.
 
+A misbehaving provider's stream (OpenAI format):
+
+``bad_chunk=SHAPE``
+    One extra chunk, valid JSON but malformed in one field (``choices`` a string, ``delta`` null,
+    a tool call without ``function``, usage of the wrong types, ...: sim/bad_chunks.py names
+    them), after the first content chunk; the stream then continues normally.
+
 Embeddings honour ``status``, ``retry_after``, ``latency_ms``, ``malformed`` and ``bad_key``.
+
+The token-count endpoints (Anthropic ``count_tokens``, Gemini ``countTokens``; sim/counting.py)
+honour only their own two, so one prompt can be counted badly and then answered well:
+
+``count_status=CODE``
+    Answer the count with HTTP ``CODE`` (400..599) in the provider's error shape
+    (``retry_after`` applies).
+``count_latency_ms=N``
+    Sleep N ms before answering the count.
 """
 
 from __future__ import annotations
@@ -96,6 +112,7 @@ from typing import Any
 
 import orjson
 
+from nemorouter.sim.bad_chunks import BAD_CHUNKS
 from nemorouter.sim.content import inband_directives, parse_pairs
 
 _MAX_DELAY_MS = 600_000
@@ -128,13 +145,16 @@ class Faults:
     bad_usage: str | None = None
     bad_prompt: str | None = None
     tool: str | None = None
+    count_status: int | None = None
+    count_latency_ms: int = 0
+    bad_chunk: str | None = None
 
     @classmethod
     def from_directives(cls, directives: dict[str, str]) -> Faults:
         values: dict[str, int] = {}
         for f in fields(cls):
             raw = directives.get(f.name)
-            if raw is None or f.name in _WORDS or f.name == "tool":
+            if raw is None or f.name in _WORDS or f.name in ("tool", "bad_chunk"):
                 continue
             try:
                 number = int(raw)  # Python refuses past 4300 digits: ignored like any non-integer
@@ -143,7 +163,8 @@ class Faults:
             if number >= 0 or f.name in _SIGNED:
                 values[f.name] = number
         words = {name: directives.get(name, "").lower() for name in _WORDS}
-        status = values.get("status")
+        bad_chunk = directives.get("bad_chunk", "").lower()
+        status, count_status = values.get("status"), values.get("count_status")
         return cls(
             status=status if status is not None and 400 <= status <= 599 else None,
             retry_after=values.get("retry_after"),
@@ -164,6 +185,9 @@ class Faults:
             bad_usage=words["bad_usage"] if words["bad_usage"] in SPOILERS else None,
             bad_prompt=words["bad_prompt"] if words["bad_prompt"] in SPOILERS else None,
             tool=directives.get("tool") or None,
+            count_status=count_status if count_status is not None and 400 <= count_status <= 599 else None,
+            count_latency_ms=min(values.get("count_latency_ms", 0), _MAX_DELAY_MS),
+            bad_chunk=bad_chunk if bad_chunk in BAD_CHUNKS else None,
         )
 
     def output_count(self, generated: int) -> Any:

@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nemorouter.sim import embeddings as emb
+from nemorouter.sim.bad_chunks import BAD_CHUNKS
 from nemorouter.sim.content import Reply, last_user_texts
 from nemorouter.sim.faults import NO_FAULTS, Faults, collect_faults, dumps, sleep_ms
 from nemorouter.sim.openai_plan import BadRequest, ChatPlan, plan_chat
@@ -214,6 +215,9 @@ async def stream_events(plan: ChatPlan, body: dict[str, Any], faults: Faults) ->
             + head["id"].encode()
             + b'", "object": "chat.completion.chunk", "choices": [\n\n'
         )
+    if faults.bad_chunk is not None:  # after the first content chunk (sim/bad_chunks.py)
+        bad = b"data: " + dumps({**head, **BAD_CHUNKS[faults.bad_chunk]}) + b"\n\n"
+        content = [*content[:1], bad, *content[1:]]
     for sent in range(len(content) + 1):
         at_end = sent == len(content)
         if cut_at is not None and (at_end or sent >= cut_at):

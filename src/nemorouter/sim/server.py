@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nemorouter.sim import anthropic_wire, counting, gemini_wire, openai_wire
+from nemorouter.sim import anthropic_wire, counting, gemini_wire, openai_wire, responses_wire
 from nemorouter.sim.state import MAX_RECORDED, SimState
 
 
@@ -53,6 +53,7 @@ def create_sim_app(accepted_keys: set[str] | None = None) -> Starlette:
     """The sim as an ASGI app; ``accepted_keys=None`` accepts any ``sk-sim-...`` bearer key."""
     routes = [
         *openai_wire.routes(),
+        *responses_wire.routes(),
         *anthropic_wire.routes(),
         *gemini_wire.routes(),
         *counting.routes(),

@@ -58,7 +58,7 @@ async def test_catalog(store: Store) -> None:
 
 async def test_providers(store: Store) -> None:
     version = await store.config_version()
-    config = {"timeouts": {"connect": 2.5}, "vendor": "groq", "list": [1, "a"]}
+    config = {"timeouts": {"connect": 2.5}, "vendor": "groq", "list": [1, "a"], "responses_api": True}
     made = await store.create_provider("sim", "openai", "http://127.0.0.1:9/v1", config)
     assert (made.name, made.kind, made.base_url, made.config, made.disabled) == (
         "sim",

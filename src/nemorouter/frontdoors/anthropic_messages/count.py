@@ -6,7 +6,12 @@ tokenizer, else the hold's prompt bound (never less than the prompt). The header
 `x-nemo-token-count` says which: `upstream`, `tokenizer` or `bound`.
 
 Free means no hold and no charge; the request still passes authentication and counts against
-the key's requests per minute like any other (tokens per minute: none are generated).
+the key's requests per minute like any other (tokens per minute: none are generated). Counting
+upstream spends the operator's quota at the provider, so it is a courtesy with limits: one
+upstream call per request at most (no second provider, no retry), within `COUNT_TIMEOUTS`, and
+at most NEMO_COUNT_TOKENS_UPSTREAM_PER_MINUTE per key (`Gateway.count_budget`). Whatever goes
+wrong upstream (429, 5xx, a timeout, an answer without a count) or past the budget, the count is
+made here instead: counting never fails because a provider would not count.
 """
 
 from __future__ import annotations
@@ -31,12 +36,14 @@ from nemorouter.providers.types import UnsupportedContent
 from nemorouter.service.bodies import prompt_rules_of
 from nemorouter.service.gateway import Gateway, JsonReply
 from nemorouter.service.routing import Target
+from nemorouter.settings import Timeouts
 from nemorouter.store.records import ApiKey
 
 __all__ = ["COUNT_TOKENS", "count_tokens"]
 
 SOURCE_HEADER = "x-nemo-token-count"
-UPSTREAM_TRIES = 2  # counting is a courtesy: a second provider at most, then count here
+# An upstream count that takes longer is abandoned and counted here (the client is waiting).
+COUNT_TIMEOUTS = Timeouts(connect=5.0, first_byte=10.0, idle=10.0, total=10.0)
 
 
 def _body(raw: bytes, ignored: list[str]) -> dict[str, Any]:
@@ -51,23 +58,36 @@ def _body(raw: bytes, ignored: list[str]) -> dict[str, Any]:
     return body
 
 
-async def _from_upstream(gateway: Gateway, targets: list[Target], body: dict[str, Any]) -> int | None:
-    for target in targets[:UPSTREAM_TRIES]:
+async def _from_upstream(
+    gateway: Gateway, key: ApiKey, targets: list[Target], body: dict[str, Any]
+) -> int | None:
+    """The count of the first candidate that has a count endpoint, or None (counted here then)."""
+    for target in targets:
         try:
             request = count_request(target.provider.kind, body, target.upstream())
         except (UnsupportedContent, ValueError):
             continue
         if request is None:
             continue
+        if not gateway.count_budget.take(key.id):
+            return None
         try:
-            answer = await gateway.dispatcher.client.send(request, target.timeouts)
+            answer = await gateway.dispatcher.client.send(request, _count_timeouts(target.timeouts))
         except TransportFailure:
-            continue
-        if answer.status == 200:
-            counted = read_count(target.provider.kind, answer.body)
-            if counted is not None:
-                return counted
+            return None
+        return read_count(target.provider.kind, answer.body) if answer.status == 200 else None
     return None
+
+
+def _count_timeouts(own: Timeouts | None) -> Timeouts:
+    """The deployment's timeouts, none above `COUNT_TIMEOUTS`: a slow count is counted here."""
+    base = own or COUNT_TIMEOUTS
+    return Timeouts(
+        connect=min(base.connect, COUNT_TIMEOUTS.connect),
+        first_byte=min(base.first_byte, COUNT_TIMEOUTS.first_byte),
+        idle=min(base.idle, COUNT_TIMEOUTS.idle),
+        total=min(base.total, COUNT_TIMEOUTS.total),
+    )
 
 
 async def count_tokens(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply:
@@ -79,7 +99,7 @@ async def count_tokens(gateway: Gateway, key: ApiKey, raw: bytes) -> JsonReply:
     targets = [attempt.origin for attempt in admission.candidates(routes, None)]
     ticket = await admission.pass_limits(key, 0)
     try:
-        source, counted = "upstream", await _from_upstream(gateway, targets, body)
+        source, counted = "upstream", await _from_upstream(gateway, key, targets, body)
         if counted is None:
             bound = chat_input_bound(body, prompt_rules_of(targets))
             names = [body["model"], *(t.deployment.upstream_model for t in targets)]

@@ -137,9 +137,10 @@ def message_from_completion(body: dict[str, Any], stop_sequences: Sequence[str] 
         text += refusal
     if text:
         content.append({"type": "text", "text": text})
-    for call in message.get("tool_calls") or ():
+    calls = message.get("tool_calls")
+    for call in calls if isinstance(calls, list) else ():
         function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
+        if isinstance(function, dict) and isinstance(function.get("name"), str) and function["name"]:
             content.append(
                 {
                     "type": "tool_use",

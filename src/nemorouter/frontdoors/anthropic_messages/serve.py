@@ -19,15 +19,17 @@ from nemorouter.frontdoors.anthropic_messages.stream import MessagesStream
 from nemorouter.frontdoors.door import FrontDoor
 from nemorouter.frontdoors.event_stream import converted_events
 from nemorouter.frontdoors.json_body import json_object
+from nemorouter.providers.anthropic_passthrough import allowed_beta
 from nemorouter.providers.canonical import ANTHROPIC_PASSTHROUGH, ChatRequest
 from nemorouter.providers.types import UnsupportedContent
 from nemorouter.service.gateway import Gateway, JsonReply, StreamReply
 from nemorouter.store.records import ApiKey
 
 BETA = b"anthropic-beta"
+BETA_PREFIX = "anthropic-beta:"  # how a dropped beta is named in x-nemo-ignored-fields
 IGNORED_HEADER = "x-nemo-ignored-fields"
 MAX_NAMED = 20
-_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_PLAIN = re.compile(r"(?:anthropic-beta:)?[A-Za-z0-9_.-]{1,64}")
 
 __all__ = ["ANTHROPIC_ERROR_TYPES", "MESSAGES", "anthropic_error_body", "chat_request", "messages"]
 
@@ -68,14 +70,21 @@ def chat_request(raw: bytes, ignored: list[str] | None = None, betas: bytes | No
     """A Messages body as the canonical chat request (400 for what is malformed or cannot be
     carried). `chat_body` has checked what the gateway reads: one model, `max_tokens` (the
     output limit), `stream`; Messages has no `n` and no provider preferences. Unknown fields
-    are named in `ignored`; `betas` is the `anthropic-beta` header, for Anthropic upstreams."""
+    are named in `ignored`; `betas` is the `anthropic-beta` header, for Anthropic upstreams (those
+    not known to be price-neutral are named in `ignored` as `anthropic-beta:NAME` instead)."""
     try:
         body = chat_body(json_object(raw), ignored)
     except (MalformedRequest, UnsupportedContent) as exc:
         raise InvalidRequest(str(exc)) from None
     if betas:
-        names = [b.strip() for b in betas.decode("latin-1").split(",") if b.strip()]
-        body.setdefault(ANTHROPIC_PASSTHROUGH, {})["betas"] = names
+        names = list(dict.fromkeys(b.strip() for b in betas.decode("latin-1").split(",") if b.strip()))
+        kept = [name for name in names if allowed_beta(name)]
+        if kept:
+            body.setdefault(ANTHROPIC_PASSTHROUGH, {})["betas"] = kept
+        if ignored is not None:
+            # A beta that may change what Anthropic bills is left out, never refused: the client
+            # (Claude Code sends several) keeps working without it (providers/anthropic_passthrough).
+            ignored += [f"{BETA_PREFIX}{name}" for name in names if name not in kept]
     stops = body.get("stop") or []
     return ChatRequest(
         body,

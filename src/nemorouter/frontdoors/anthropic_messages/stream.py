@@ -8,6 +8,9 @@ Usage: `message_start` carries the prompt's counts when the upstream told them b
 answer (Anthropic's own message_start, Gemini's first usageMetadata: the relay passes them on
 as an SSE comment, `prompt()`), else zeros; `message_delta.usage` has the final counts with `cost`. Anthropic documents those counts as
 cumulative and its SDK lets them replace `message_start`'s, so the final message is exact.
+Chunk fields of the wrong type (a provider's chunks are untrusted input) are skipped: `choices`
+or `tool_calls` that are not lists, a `delta` that is not an object, a tool call that names no
+function when it opens, a finish reason that is not a string.
 An error chunk (a top-level `error`, finish_reason "error") becomes an `error` event, which
 ends the stream as Anthropic's does; the usage chunk before it (the relay sends the usage
 first) becomes a `message_delta` with no stop reason, so the cost is seen before the error.
@@ -71,7 +74,7 @@ class MessagesStream:
             return events
         if chunk.get("usage") is not None:
             self.usage = chunk["usage"]
-        for choice in chunk.get("choices") or ():
+        for choice in _list(chunk.get("choices")):
             if isinstance(choice, dict) and choice.get("index", 0) == 0:
                 self._choice(choice, events)
         return events
@@ -128,10 +131,10 @@ class MessagesStream:
             text = delta.get(key)
             if isinstance(text, str) and text:
                 self._delta("text", {"type": "text_delta", "text": text}, events)
-        for call in delta.get("tool_calls") or ():
+        for call in _list(delta.get("tool_calls")):
             if isinstance(call, dict):
                 self._tool_call(call, events)
-        if choice.get("finish_reason"):
+        if isinstance(choice.get("finish_reason"), str) and choice["finish_reason"]:
             self.finish = choice["finish_reason"]
             self.matched = matched_stop(choice)
             self._close(events)
@@ -178,15 +181,14 @@ class MessagesStream:
 
     def _tool_call(self, call: dict[str, Any], events: list[Event]) -> None:
         key = call.get("index", 0)
+        key = key if isinstance(key, int) and not isinstance(key, bool) else 0  # chat's index is an int
         function = call.get("function")
         function = function if isinstance(function, dict) else {}
         if key not in self.tools:
-            block = {
-                "type": "tool_use",
-                "id": str(call.get("id") or ""),
-                "name": str(function.get("name") or ""),
-                "input": {},
-            }
+            name = function.get("name")
+            if not isinstance(name, str) or not name:
+                return  # Anthropic's tool_use always names its tool: a call that names none is skipped
+            block = {"type": "tool_use", "id": str(call.get("id") or ""), "name": name, "input": {}}
             self.tools[key] = self._open("tool_use", block, events)
         arguments = function.get("arguments")
         if isinstance(arguments, str) and arguments:
@@ -197,6 +199,12 @@ class MessagesStream:
 
 
 _EMPTY_THINKING = {"type": "thinking", "thinking": "", "signature": ""}
+
+
+def _list(value: Any) -> list[Any]:
+    """A chunk's list field, or none: a provider's chunk is untrusted, and what it got wrong is
+    skipped, never a crash (the Responses converter's rule too)."""
+    return value if isinstance(value, list) else []
 
 
 def _error(error: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.frontdoors.responses.reasoning import decode_blocks
+from nemorouter.providers.canonical import RESPONSES_REASONING
 
 ROLES = frozenset({"user", "system", "developer", "assistant"})
 TEXT_PARTS = frozenset({"input_text", "output_text", "text", "summary_text", "reasoning_text"})
@@ -37,6 +38,7 @@ class _Turns:
         self.flat_name = flat_name
         self.messages: list[dict[str, Any]] = []
         self.thinking: list[dict[str, Any]] = []  # reasoning waiting for its assistant turn
+        self.native: list[dict[str, Any]] = []  # reasoning items not ours, likewise (as sent)
 
     def done(self) -> list[dict[str, Any]]:
         return self.messages
@@ -50,11 +52,15 @@ class _Turns:
         elif kind == "function_call_output":
             self._function_output(item, where)
         elif kind == "reasoning":
-            self.thinking += decode_blocks(item.get("encrypted_content"))
+            blocks = decode_blocks(item.get("encrypted_content"))
+            self.thinking += blocks
+            if not blocks:  # an upstream's own (OpenAI's encrypted reasoning): for that upstream only
+                self.native.append(item)
         elif kind == "item_reference":
             raise InvalidRequest(
                 f"`{where}`: item references need stored responses, which this gateway does not keep; "
-                "send the item itself"
+                "send the item itself (the Vercel AI SDK does so with "
+                "`providerOptions: {openai: {store: false}}`)"
             )
         else:
             raise InvalidRequest(f"`{where}.type` {kind!r} is not supported in `input`")
@@ -62,12 +68,15 @@ class _Turns:
     def _assistant(self) -> dict[str, Any]:
         """The open assistant turn (a new one unless the last message is an assistant's)."""
         last = self.messages[-1] if self.messages else None
-        if last is None or last["role"] != "assistant" or self.thinking:
+        if last is None or last["role"] != "assistant" or self.thinking or self.native:
             last = {"role": "assistant", "content": None}
             self.messages.append(last)
         if self.thinking:
             last["thinking_blocks"] = self.thinking
             self.thinking = []
+        if self.native:
+            last[RESPONSES_REASONING] = self.native
+            self.native = []
         return last
 
     def _message(self, item: dict[str, Any], where: str) -> None:

@@ -5,8 +5,9 @@ shape carries those blocks as `thinking_blocks` (LiteLLM's convention). The Resp
 to hand such state to a stateless client is the reasoning item's opaque `encrypted_content`,
 which clients such as Codex send back unchanged with `store: false`. Ours is not encrypted (the
 client may read its own model's thinking; Anthropic's signature guards it against edits): a
-prefix, then the blocks as base64url JSON. Content we did not write (another gateway's or
-OpenAI's own) is not ours to decode, and is left out of the next request.
+prefix, then the blocks as base64url JSON. Content we did not write (OpenAI's own) is not ours
+to decode: its item rides on the canonical request as it came (`RESPONSES_REASONING`), for an
+upstream that speaks the Responses API natively; every other upstream leaves it out.
 """
 
 from __future__ import annotations

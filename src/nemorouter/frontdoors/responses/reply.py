@@ -14,6 +14,7 @@ from typing import Any
 from nemorouter.frontdoors.responses.reasoning import encode_blocks
 from nemorouter.frontdoors.responses.request import ResponsesRequest
 from nemorouter.money import Usd, parse_usd
+from nemorouter.providers.canonical import RESPONSES_REASONING
 
 # A chat finish_reason that cut the answer short -> the Response's incomplete_details.reason.
 INCOMPLETE = {"length": "max_output_tokens", "content_filter": "content_filter"}
@@ -73,18 +74,37 @@ def reasoning_item(
     blocks: list[dict[str, Any]],
     request: ResponsesRequest,
     status: str = "completed",
+    native: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The reasoning item: the upstream's reasoning text as its summary, and (when the client
-    asked for `reasoning.encrypted_content`) the thinking blocks it must send back."""
+    asked for `reasoning.encrypted_content`) the thinking blocks it must send back, or the
+    `encrypted_content` of the upstream's own item (`native`, whose id it keeps)."""
     item: dict[str, Any] = {
         "type": "reasoning",
-        "id": item_id,
+        "id": native_id(native) or item_id,
         "summary": [{"type": "summary_text", "text": text}] if text else [],
         "status": status,
     }
     if request.encrypted_reasoning and blocks:
         item["encrypted_content"] = encode_blocks(blocks)
+    elif (
+        request.encrypted_reasoning
+        and native is not None
+        and isinstance(native.get("encrypted_content"), str)
+    ):
+        item["encrypted_content"] = native["encrypted_content"]
     return item
+
+
+def native_id(native: dict[str, Any] | None) -> str | None:
+    """The id of an upstream's own reasoning item (it must come back with the same id)."""
+    found = native.get("id") if native is not None else None
+    return found if isinstance(found, str) and found else None
+
+
+def native_reasoning(found: Any) -> list[dict[str, Any]]:
+    """The upstream's own reasoning items on a message or delta (`RESPONSES_REASONING`)."""
+    return [i for i in found if isinstance(i, dict)] if isinstance(found, list) else []
 
 
 def function_call_item(
@@ -161,7 +181,15 @@ def response_from_completion(
     reasoning = message.get("reasoning_content")
     reasoning = reasoning if isinstance(reasoning, str) else ""
     blocks = thinking_of(message)
-    if reasoning or blocks:
+    natives = native_reasoning(message.get(RESPONSES_REASONING))
+    for k, native in enumerate(natives):  # the upstream's own items: each with its summary
+        summary = "".join(
+            str(p.get("text") or "")
+            for p in native.get("summary") or ()
+            if isinstance(p, dict) and p.get("type") == "summary_text"
+        )
+        output.append(reasoning_item(f"rs_{response_id}_{k}", summary, [], request, native=native))
+    if (reasoning or blocks) and not natives:
         output.append(reasoning_item(f"rs_{response_id}", reasoning, blocks, request))
     text = _text(message.get("content"))
     refusal = message.get("refusal")

@@ -16,6 +16,8 @@ from typing import Any
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.frontdoors.responses.items import chat_messages, join_name
+from nemorouter.frontdoors.service_tier import check_service_tier
+from nemorouter.providers.canonical import RESPONSES_PASSTHROUGH
 
 # What needs responses stored by the gateway: refused (400) with the stateless alternative.
 STATEFUL = {
@@ -79,6 +81,7 @@ def translate(body: dict[str, Any]) -> ResponsesRequest:
     if body.get("stream") is True:
         chat["stream"] = True
     _check_echoed(body)
+    check_service_tier(body)
     for name in SAME_NAME:
         if body.get(name) is not None:
             chat[name] = body[name]
@@ -118,6 +121,11 @@ def translate(body: dict[str, Any]) -> ResponsesRequest:
         "store": False,
     }
     encrypted = "reasoning.encrypted_content" in (include or [])
+    # What only an upstream that speaks this API natively reads; its presence asks for that wire.
+    native: dict[str, Any] = {"include": [name for name in include or () if isinstance(name, str)]}
+    if isinstance(body.get("reasoning"), dict):
+        native["reasoning"] = body["reasoning"]
+    chat[RESPONSES_PASSTHROUGH] = native
     return ResponsesRequest(chat, echo, omitted, namespaced, encrypted)
 
 

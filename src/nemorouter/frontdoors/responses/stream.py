@@ -21,12 +21,15 @@ from typing import Any
 from nemorouter.frontdoors.responses.reply import (
     function_call_item,
     message_item,
+    native_id,
+    native_reasoning,
     output_text_part,
     reasoning_item,
     response_object,
     responses_usage,
 )
 from nemorouter.frontdoors.responses.request import ResponsesRequest
+from nemorouter.providers.canonical import RESPONSES_REASONING
 
 Event = tuple[str, dict[str, Any]]  # (event name, data object)
 
@@ -59,6 +62,7 @@ class ResponsesStream:
         self.open: str | None = None  # the open text-like item: "message" | "reasoning"
         self.text = ""  # what the open item has received
         self.blocks: list[dict[str, Any]] = []  # the open reasoning item's thinking blocks
+        self.native: dict[str, Any] | None = None  # the upstream's own item for the open reasoning
         self.calls: dict[Any, _Call] = {}  # chat tool-call index -> the call
         self.finish: Any = None
         self.usage: Any = None
@@ -114,6 +118,8 @@ class ResponsesStream:
     def _choice(self, choice: dict[str, Any], events: list[Event]) -> None:
         delta = choice.get("delta")
         delta = delta if isinstance(delta, dict) else {}
+        for item in native_reasoning(delta.get(RESPONSES_REASONING)):
+            self._native(item, events)
         reasoning = delta.get("reasoning_content")
         if isinstance(reasoning, str) and reasoning:
             self._text_delta("reasoning", reasoning, events)
@@ -151,12 +157,26 @@ class ResponsesStream:
             self._emit(events, "response.reasoning_summary_part.added", summary_index=0, part=part, **where)
         self._emit(events, "response.reasoning_summary_text.delta", summary_index=0, delta=text, **where)
 
+    def _native(self, item: dict[str, Any], events: list[Event]) -> None:
+        """An upstream's own reasoning item (when it opens, and again whole when it is done):
+        the open reasoning item takes its id, and its `encrypted_content` when it closes."""
+        if self.open == "reasoning" and native_id(self.native) == native_id(item):
+            self.native = item
+            return
+        self._close_text(events)
+        self.native = item
+        self._open_text("reasoning", events)
+
     def _item_id(self, kind: str) -> str:
+        if kind == "reasoning" and native_id(self.native) is not None:
+            return str(native_id(self.native))
         prefix = "msg" if kind == "message" else "rs"
         return f"{prefix}_{self.response_id}_{len(self.output)}"
 
     def _open_text(self, kind: str, events: list[Event]) -> None:
         self.open, self.text, self.blocks = kind, "", []
+        if kind != "reasoning":
+            self.native = None
         item_id, index = self._item_id(kind), len(self.output)
         if kind == "message":
             item = message_item(item_id, "", status="in_progress")
@@ -195,7 +215,8 @@ class ResponsesStream:
                 self._emit(
                     events, "response.reasoning_summary_part.done", summary_index=0, part=part, **where
                 )
-            item = reasoning_item(item_id, text, self.blocks, self.request)
+            item = reasoning_item(item_id, text, self.blocks, self.request, native=self.native)
+        self.native = None
         self.output.append(item)
         self._emit(events, "response.output_item.done", output_index=index, item=item)
 

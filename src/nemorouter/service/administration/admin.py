@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from urllib.parse import urlparse
 
@@ -15,6 +14,7 @@ from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
 from nemorouter.service import audit, fields
 from nemorouter.service.administration import aliases, provider_secret
+from nemorouter.service.administration.provider_config import provider_config
 from nemorouter.service.administration.views import key_view
 from nemorouter.service.alerting import alerts
 from nemorouter.service.keyformat import display_hint, hash_key, new_key
@@ -50,7 +50,7 @@ class Admin:
         kind = body.get("kind")
         if kind not in KINDS:
             raise InvalidRequest(f"`kind` must be one of {', '.join(KINDS)}")
-        config = _provider_config(body.get("config") or {})
+        config = provider_config(body.get("config") or {}, kind)
         vendor = body.get("vendor", config.get("vendor"))
         if vendor is not None:
             if kind != "openai-compatible" or vendor not in VENDORS:
@@ -411,40 +411,3 @@ class Admin:
     async def key_view(self, key: ApiKey) -> dict[str, Any]:
         """The contract's key object, with usage per window."""
         return key_view(key, await self.window_spend(key), self.current_window_usage(key))
-
-
-_TIMEOUT_NAMES = ("connect", "first_byte", "idle", "total")
-
-
-def _provider_config(value: Any) -> dict[str, Any]:
-    """A provider's settings; `timeouts` (seconds: connect, first_byte, idle, total) is checked here."""
-    if not isinstance(value, dict):
-        raise InvalidRequest("`config` must be an object")
-    config = dict(value)
-    timeouts = config.get("timeouts")
-    if timeouts is not None:
-        if not isinstance(timeouts, dict) or set(timeouts) - set(_TIMEOUT_NAMES):
-            raise InvalidRequest(f"`config.timeouts` may set {', '.join(_TIMEOUT_NAMES)} (seconds)")
-        checked = {}
-        for name, seconds in timeouts.items():
-            if (
-                isinstance(seconds, bool)
-                or not isinstance(seconds, (int, Decimal))
-                or not 0 < seconds <= 3600
-            ):
-                raise InvalidRequest(f"`config.timeouts.{name}` must be a number of seconds from 0 to 3600")
-            checked[name] = float(seconds)  # a duration, not money
-        config["timeouts"] = checked
-    plain: dict[str, Any] = _plain(config)
-    return plain
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: exact decimals parsed from the body become floats (config holds no money)."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value

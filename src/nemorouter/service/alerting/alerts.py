@@ -35,6 +35,7 @@ from nemorouter import jsonx
 from nemorouter.errors import InvalidRequest
 from nemorouter.money import Usd, window_start
 from nemorouter.service import audit, fields
+from nemorouter.service.alerting import destinations
 from nemorouter.service.alerting.outbox import VAULT_PROVIDER, new_secret
 from nemorouter.settings import Settings
 from nemorouter.store.alert_records import Alert, AlertSettings
@@ -86,7 +87,13 @@ async def key_leaked(store: Store, key: ApiKey, now: datetime, url: str | None, 
 
 
 async def configure(
-    store: Store, vault: Vault, account_id: str, body: dict[str, Any], now: datetime
+    store: Store,
+    vault: Vault,
+    account_id: str,
+    body: dict[str, Any],
+    now: datetime,
+    *,
+    allow_private: bool,
 ) -> tuple[AlertSettings, str | None]:
     """Set the account's webhook. Returns the settings and the signing secret when it is new
     (the first time only: it is kept only sealed by the vault and never shown again)."""
@@ -98,6 +105,9 @@ async def configure(
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise InvalidRequest("`url` must be an http(s) URL")
+    refused = None if allow_private else destinations.literal_refusal(url)
+    if refused is not None:  # (service/alerting/destinations.py)
+        raise InvalidRequest(f"`url`: {refused}")
     raw = body.get("low_balance_threshold")
     threshold = None if raw is None else fields.money(raw, "low_balance_threshold")
     secret = new_secret()

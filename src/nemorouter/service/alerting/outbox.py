@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 
+from nemorouter.service.alerting import destinations
 from nemorouter.settings import Settings
 from nemorouter.store.alert_records import OutboxItem
 from nemorouter.store.base import Store
@@ -84,20 +85,26 @@ class OutboxWorker:
         self._operator_key = signing_key(secret) if secret else None
 
     async def run(self, stopping: asyncio.Event) -> None:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT)) as session:
+        # trust_env: HTTP(S)_PROXY and NO_PROXY apply here as they do to calls to providers.
+        # Customers' webhooks go through a session that reaches public addresses only.
+        timeout = aiohttp.ClientTimeout(total=TIMEOUT)
+        customers = destinations.customer_session(timeout, self.settings.webhooks_allow_private)
+        async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as session, customers:
             while not stopping.is_set():
                 try:
-                    await self.deliver_due(session)
+                    await self.deliver_due(session, customers)
                 except Exception:
                     log.exception("alert delivery round failed; trying again")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stopping.wait(), self.poll)
 
-    async def deliver_due(self, session: aiohttp.ClientSession) -> int:
+    async def deliver_due(self, operator: aiohttp.ClientSession, customers: aiohttp.ClientSession) -> int:
         now = self.clock()
         items = await self.store.claim_alerts(iso(now), iso(now + timedelta(seconds=LEASE)), BATCH)
         if items:
-            await asyncio.gather(*(self._deliver(session, item) for item in items))
+            await asyncio.gather(
+                *(self._deliver(operator if i.account_id is None else customers, i) for i in items)
+            )
         return len(items)
 
     def _target(self, item: OutboxItem) -> tuple[str, bytes | None] | None:
@@ -119,6 +126,10 @@ class OutboxWorker:
             await self._finish(item, error or "no webhook URL is set", give_up=True)
             return
         url, key = target
+        refused = None if item.account_id is None else self._refusal(url)
+        if refused is not None:
+            await self._finish(item, refused, give_up=True)
+            return
         body = item.payload.encode()
         stamp = int(self.clock().timestamp())
         headers = {
@@ -133,9 +144,17 @@ class OutboxWorker:
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as answer:
                 if not 200 <= answer.status < 300:
                     error = f"HTTP {answer.status}"
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, destinations.PrivateAddress):  # not retried: it won't change
+                await self._finish(item, destinations.REFUSED, give_up=True)
+                return
             error = type(exc).__name__  # never the URL: it may carry the receiver's own token
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            error = type(exc).__name__
         await self._finish(item, error)
+
+    def _refusal(self, url: str) -> str | None:
+        return None if self.settings.webhooks_allow_private else destinations.literal_refusal(url)
 
     async def _finish(self, item: OutboxItem, error: str | None, give_up: bool = False) -> None:
         now = self.clock()

@@ -21,7 +21,10 @@ if TYPE_CHECKING:  # only for the Protocol: invalidation imports redis, which on
     from nemorouter.settings import Settings
 
 log = logging.getLogger("nemorouter")
-SEAL_EVERY = 0.5  # seconds: a settled entry is tamper-evident within about this long
+# Seconds between sealing rounds: a settled entry is tamper-evident within about this long. Short
+# rounds often, not long ones seldom: a round runs on the event loop (SQLite), and a request
+# arriving meanwhile waits for it (the one-connection p99, bench/README.md).
+SEAL_EVERY = 0.05
 STOP_GRACE = 5.0  # seconds a round in progress may take to finish at shutdown
 
 

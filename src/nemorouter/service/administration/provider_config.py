@@ -1,0 +1,48 @@
+"""A provider's `config` object as the admin API takes it: checked, then stored as plain JSON."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from nemorouter.errors import InvalidRequest
+
+_TIMEOUT_NAMES = ("connect", "first_byte", "idle", "total")
+
+
+def provider_config(value: Any, kind: str) -> dict[str, Any]:
+    """A provider's settings, checked: `timeouts` (seconds: connect, first_byte, idle, total) and
+    `responses_api` (a boolean, for the OpenAI kinds: providers/openai_responses.py)."""
+    if not isinstance(value, dict):
+        raise InvalidRequest("`config` must be an object")
+    config = dict(value)
+    flag = config.get("responses_api")
+    if flag is not None and (kind not in ("openai", "openai-compatible") or not isinstance(flag, bool)):
+        raise InvalidRequest("`config.responses_api` is a boolean, for kinds openai and openai-compatible")
+    timeouts = config.get("timeouts")
+    if timeouts is not None:
+        if not isinstance(timeouts, dict) or set(timeouts) - set(_TIMEOUT_NAMES):
+            raise InvalidRequest(f"`config.timeouts` may set {', '.join(_TIMEOUT_NAMES)} (seconds)")
+        checked = {}
+        for name, seconds in timeouts.items():
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, (int, Decimal))
+                or not 0 < seconds <= 3600
+            ):
+                raise InvalidRequest(f"`config.timeouts.{name}` must be a number of seconds from 0 to 3600")
+            checked[name] = float(seconds)  # a duration, not money
+        config["timeouts"] = checked
+    plain: dict[str, Any] = _plain(config)
+    return plain
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: exact decimals parsed from the body become floats (config holds no money)."""
+    if isinstance(value, Decimal):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
