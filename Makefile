@@ -59,7 +59,10 @@ test: native
 		echo "note: npm unavailable; the Claude Code, Codex CLI and Vercel AI SDK tests will be skipped"
 	@if command -v npm >/dev/null 2>&1 && ! [ clients/node_modules/.package-lock.json -nt clients/package-lock.json ]; \
 		then npm ci --ignore-scripts --no-audit --no-fund --prefix clients >/dev/null; fi
-	$(BIN)/pytest
+	@# Two pytest-xdist workers: most of a test's time is spent waiting on the gateways, simulators
+	@# and databases it starts, so one process leaves a core idle. A test file stays on one worker
+	@# (its module fixtures are made once); the secret scan covers every worker (tests/conftest.py).
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: native
 	@command -v wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk; }

@@ -34,6 +34,12 @@ from secret_scan import files_to_scan, report, scan
 NEMOROUTER = [sys.executable, "-m", "nemorouter"]
 
 
+# The fixtures' own HTTP calls share one client: a new one per call (httpx.get & co.) builds a TLS
+# context each time, ~20 ms of CPU, thousands of times a run. No keep-alive, so each call still
+# opens a connection of its own, as before, and a restarted gateway never meets a stale one.
+HTTP = httpx.Client(timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -77,11 +83,11 @@ class Sim:
     proc: subprocess.Popen[str]
 
     def requests(self, limit: int = 1000) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = httpx.get(f"{self.url}/_sim/requests", params={"limit": limit}).json()
+        found: list[dict[str, Any]] = HTTP.get(f"{self.url}/_sim/requests", params={"limit": limit}).json()
         return found
 
     def clear(self) -> None:
-        httpx.delete(f"{self.url}/_sim/requests")
+        HTTP.delete(f"{self.url}/_sim/requests")
 
 
 def start_sim(log_dir: Path) -> Sim:
@@ -145,11 +151,10 @@ class Gateway:
     def admin(self, method: str, path: str, body: Any = None) -> httpx.Response:
         if isinstance(body, dict) and isinstance(body.get("secret"), str):
             SECRET_SCAN.registry.add(body["secret"], "a provider secret")
-        resp = httpx.request(
+        resp = HTTP.request(
             method,
             f"{self.url}/admin/v1{path}",
             json=body,
-            timeout=30,
             headers={"Authorization": f"Bearer {self.admin_token}"},
         )
         if resp.headers.get("content-type", "").startswith("application/json"):
@@ -188,11 +193,8 @@ class Gateway:
     def hold_of(self, body: dict[str, Any]) -> Decimal:
         """The worst case held for a chat `body`: the `needed` of the 402 of a key that affords nothing."""
         probe = self.key(self.account("1.00"), limit="0.000000000001")
-        refused = httpx.post(
-            f"{self.url}/v1/chat/completions",
-            json=body,
-            headers={"Authorization": f"Bearer {probe}"},
-            timeout=30,
+        refused = HTTP.post(
+            f"{self.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {probe}"}
         )
         assert refused.status_code == 402, refused.text
         needed: Decimal = json.loads(refused.text, parse_float=Decimal)["error"]["needed"]
@@ -311,11 +313,25 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             out.write(report.capstderr)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist's controller: a worker finished; its secrets and files join the scan."""
+    finished = getattr(node, "workeroutput", {}).get("secret_scan")
+    if finished is not None:
+        SECRET_SCAN.add_worker(finished)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Last of all: no plaintext secret in any log line or database the suite wrote."""
-    if SECRET_SCAN.root is None:
+    """Last of all: no plaintext secret in any log line or database the suite wrote. A pytest-xdist
+    worker hands its part to the controller (pytest_testnodedown), which scans it all."""
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        if SECRET_SCAN.root is not None:
+            workeroutput["secret_scan"] = SECRET_SCAN.for_controller()
         return
-    paths = files_to_scan(SECRET_SCAN.root)
+    if not SECRET_SCAN.roots():
+        return
+    paths = [path for root in SECRET_SCAN.roots() for path in files_to_scan(root)]
     hits = scan(paths, SECRET_SCAN.registry)
     terminal = session.config.pluginmanager.get_plugin("terminalreporter")
     if hits:

@@ -125,11 +125,32 @@ def dump_postgres(url: str, dest: Path) -> None:
 
 
 class Session:
-    """The scan of this test session: where its files live and what it must not find."""
+    """The scan of this test session: where its files live and what it must not find.
+
+    Under pytest-xdist each worker process has a Session of its own (its files under the worker's
+    base temp dir); the controller runs no test, merges what every worker registered and scans
+    every worker's files with all of it (`add_worker`)."""
 
     def __init__(self) -> None:
         self.root: Path | None = None
         self.registry = Registry()
+        self.worker_roots: list[Path] = []
+
+    def for_controller(self) -> dict[str, object]:
+        """What a worker hands the controller when it finishes: its root and its secrets."""
+        return {"root": str(self.root), "secrets": dict(self.registry.secrets)}
+
+    def add_worker(self, finished: dict[str, object]) -> None:
+        root, found = finished["root"], finished["secrets"]
+        assert isinstance(root, str) and isinstance(found, dict)
+        self.worker_roots.append(Path(root))
+        for secret, kind in found.items():
+            self.registry.add(secret, kind)
+
+    def roots(self) -> list[Path]:
+        """The directory trees to scan: this process's, or else the one every worker's is in
+        (a worker that crashed and was replaced reported nothing, but its files are there too)."""
+        return [self.root] if self.root is not None else sorted({r.parent for r in self.worker_roots})
 
     @property
     def own_dir(self) -> Path:

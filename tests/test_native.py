@@ -233,8 +233,9 @@ def test_the_compiled_build_passes_the_money_provider_and_client_suites() -> Non
         " import pytest; sys.exit(pytest.main(sys.argv[1:]))"
     )
     suites = ["tests/money", "tests/providers", "tests/engine"]
+    # -n 0: in this process, not on pytest-xdist workers (they would run the sources, not the build).
     proc = subprocess.run(
-        [sys.executable, "-c", code, "-q", "-p", "no:cacheprovider", *suites],
+        [sys.executable, "-c", code, "-q", "-p", "no:cacheprovider", "-n", "0", *suites],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,3 +85,35 @@ async def test_a_planted_key_in_a_postgres_database_is_found_in_its_dump(outside
         await server.close()
     hits = scan(files_to_scan(outside), Registry())
     assert [(h.path.name, h.what) for h in hits] == [("db.pgdump", "a NemoRouter key")]
+
+
+def test_under_xdist_a_secret_one_worker_made_is_found_in_any_workers_log(outside: Path) -> None:
+    """`make test` runs on pytest-xdist workers: each registers its own secrets and writes its own
+    files, and the controller scans every worker's files for what all of them registered."""
+    (outside / "test_a_registers.py").write_text(
+        "from secret_scan import SESSION\n\n"
+        "def test_registers() -> None:\n"
+        "    SESSION.registry.add('planted-by-one-worker-7f3a9c', 'a provider secret')\n"
+    )
+    (outside / "test_b_writes.py").write_text(
+        "from pathlib import Path\n\n"
+        "def test_writes(tmp_path: Path) -> None:\n"
+        "    (tmp_path / 'gateway.log').write_text('calling with planted-by-one-worker-7f3a9c')\n"
+    )
+    tests = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), os.environ.get("PYTHONPATH", "")])}
+    args = ["-q", "-p", "conftest", "-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "--basetemp", str(outside / "base"), str(outside)],
+        cwd=outside,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 1, out
+    assert "2 passed" in out and "SECRET SCAN: 1 plaintext secret(s)" in out, out
+    assert "popen-gw" in out and "gateway.log: a provider secret" in out, out
+    assert "planted-by-one-worker-7f3a9c" not in out  # the report names the place, not the secret
