@@ -103,7 +103,12 @@ async def test_replicas_never_pass_the_key_limit(replicas: list[PostgresStore], 
     assert {(res.reason, res.available) for _, _, res in outcomes if not res.ok} == {
         ("key_limit_exceeded", 0)
     }
-    assert len({r for r, _ in granted}) > 1  # the replicas really competed
+    # The replicas really competed: holds were granted on several, or a replica that was granted
+    # none was refused for holds another one made (group commit may let one replica's batches
+    # take every slot first: that is the cap holding across replicas too).
+    winners = {r for r, _ in granted}
+    refused_elsewhere = {r for r, _, res in outcomes if not res.ok} - winners
+    assert len(winners) > 1 or refused_elsewhere, outcomes
     acct, found = await state(replicas[1], key)
     assert acct.held == found.held == 37 * AMOUNT
     assert len(await replicas[2].open_holds()) == 37

@@ -127,8 +127,8 @@ class Gateway:
             )
         except AttemptsFailed as exc:
             raise await self.settlement.failed(call, exc) from None
-        except NemoError as exc:
-            raise await self.settlement.refused(call, exc) from None
+        except NemoError as refusal:  # its own name: compiled, `exc` has one type per function
+            raise await self.settlement.refused(call, refusal) from None
         except BaseException:
             await self.settlement.release(call, error="the request was interrupted")
             raise
@@ -147,8 +147,8 @@ class Gateway:
             )
         except AttemptsFailed as exc:
             raise await self.settlement.failed(call, exc) from None
-        except NemoError as exc:
-            raise await self.settlement.refused(call, exc) from None
+        except NemoError as refusal:  # its own name: compiled, `exc` has one type per function
+            raise await self.settlement.refused(call, refusal) from None
         except BaseException:
             await self.settlement.release(call, error="the request was interrupted")
             raise

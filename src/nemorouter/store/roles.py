@@ -149,6 +149,12 @@ class LedgerStore(Protocol):
         only, never the request path); returns how many. `verify_ledger` checks the chain."""
         ...
 
+    # Seconds between the background's sealing rounds (service/jobs/background.py): a settled
+    # entry is tamper-evident within about this long. SQLite seals on the event loop, so in short
+    # rounds often (a request waits behind a round); PostgreSQL in a transaction of its own, so
+    # seldom (every round is round trips and a durable commit).
+    seal_every: float
+
 
 class ReportStore(Protocol):
     """Billing reports (usage API, monthly statements, provider invoices): money summed as Python

@@ -21,10 +21,6 @@ if TYPE_CHECKING:  # only for the Protocol: invalidation imports redis, which on
     from nemorouter.settings import Settings
 
 log = logging.getLogger("nemorouter")
-# Seconds between sealing rounds: a settled entry is tamper-evident within about this long. Short
-# rounds often, not long ones seldom: a round runs on the event loop (SQLite), and a request
-# arriving meanwhile waits for it (the one-connection p99, bench/README.md).
-SEAL_EVERY = 0.05
 STOP_GRACE = 5.0  # seconds a round in progress may take to finish at shutdown
 
 
@@ -59,7 +55,7 @@ async def _sealing(store: Store, stopping: asyncio.Event) -> None:
         except Exception:
             log.exception("sealing the ledger failed; trying again")
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), SEAL_EVERY)
+            await asyncio.wait_for(stopping.wait(), store.seal_every)
 
 
 async def _leasing(services: Services, owner: str, stopping: asyncio.Event) -> None:

@@ -38,7 +38,7 @@ from nemorouter.store.sqlite.conn import SqliteConnection
 from nemorouter.timeutil import iso, utcnow
 
 # Entries per kind per call, the rest next time: bounds one pause of the event loop (sealing runs on
-# it, ~10 µs an entry). With a round every SEAL_EVERY (50 ms) that keeps up with ~10,000 requests a
+# it, ~10 µs an entry). With a round every `seal_every` (50 ms) that keeps up with ~10,000 requests a
 # second, while at the rates of one connection a round is well under a millisecond.
 BATCH = 512
 _MARGIN_NS = 2_000_000_000  # more than the sealer's period: how far below the clock to look after a step back
@@ -66,6 +66,8 @@ class _Cursor:
 
 
 class SqliteSeals(SqliteConnection):
+    seal_every = 0.05  # seconds; short rounds often: each one pauses the event loop (store/roles.py)
+
     _seal_cursor: _Cursor | None = None
 
     def _load_seal_cursor(self) -> _Cursor:
