@@ -18,34 +18,15 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from openai.types.responses import Response, ResponseStreamEvent
-from pydantic import TypeAdapter
+from openai.types.responses import Response
 
 from conftest import SIM_PROVIDER_SECRET, Gateway, Sim, new_gateway
+from e2e.test_responses_api import EVENT, PLACE, WEATHER  # the same tool, schema and event type
 
 GPT = "openai/gpt-4o-mini"
 GPT_MAX_OUTPUT = 16384  # the bundled catalog's max_output for gpt-4o-mini (data/catalog.csv)
 M = Decimal(10**6)
 GPT_IN, GPT_OUT, GPT_CACHED = Decimal("0.15"), Decimal("0.6"), Decimal("0.075")  # USD per 1M
-EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
-WEATHER = {
-    "type": "function",
-    "name": "get_weather",
-    "description": "Weather for a city",
-    "parameters": {
-        "type": "object",
-        "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
-        "required": ["city", "days"],
-        "additionalProperties": False,
-    },
-    "strict": True,
-}
-PLACE = {
-    "type": "object",
-    "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
-    "required": ["city", "population"],
-    "additionalProperties": False,
-}
 
 
 def native_gateway(base: Any, sim: Sim) -> Gateway:

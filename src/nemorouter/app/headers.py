@@ -11,7 +11,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSP = "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 ALWAYS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
-SECURITY_NAMES = frozenset({"x-content-type-options", "referrer-policy"})  # ALWAYS's, as text
+SECURITY_NAMES = frozenset(name.decode() for name, _ in ALWAYS)  # ALWAYS's names, as text
 HTML = [(b"content-security-policy", CSP.encode()), (b"x-frame-options", b"DENY")]
 
 

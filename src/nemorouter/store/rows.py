@@ -7,7 +7,16 @@ from typing import Any
 import orjson
 
 from nemorouter.money import Prices
-from nemorouter.store.records import Account, ApiKey, Credit, Generation, Hold, Provider, ProviderKey
+from nemorouter.store.records import (
+    Account,
+    ApiKey,
+    CatalogEntry,
+    Credit,
+    Generation,
+    Hold,
+    Provider,
+    ProviderKey,
+)
 
 Row = Any
 
@@ -155,3 +164,16 @@ def prices(text: str) -> Prices:
 
 def prices_text(value: Prices) -> str:
     return orjson.dumps(value.to_json(), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def catalog_params(e: CatalogEntry) -> tuple[Any, ...]:
+    """A catalog entry as its row's values, in the table's column order (both stores)."""
+    return (
+        e.vendor,
+        e.model_id,
+        e.mode,
+        orjson.dumps(e.pricing).decode(),
+        e.context_length,
+        e.max_output,
+        e.source,
+    )

@@ -144,13 +144,13 @@ class OutboxWorker:
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as answer:
                 if not 200 <= answer.status < 300:
                     error = f"HTTP {answer.status}"
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, destinations.PrivateAddress):  # not retried: it won't change
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(
+                exc.os_error, destinations.PrivateAddress
+            ):  # not retried: it won't change
                 await self._finish(item, destinations.REFUSED, give_up=True)
                 return
             error = type(exc).__name__  # never the URL: it may carry the receiver's own token
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            error = type(exc).__name__
         await self._finish(item, error)
 
     def _refusal(self, url: str) -> str | None:

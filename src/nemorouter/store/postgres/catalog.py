@@ -30,18 +30,7 @@ class PostgresCatalog(PostgresConnection):
                 " DO UPDATE SET mode = excluded.mode, pricing = excluded.pricing,"
                 " context_length = excluded.context_length, max_output = excluded.max_output,"
                 " source = excluded.source",
-                [
-                    (
-                        e.vendor,
-                        e.model_id,
-                        e.mode,
-                        orjson.dumps(e.pricing).decode(),
-                        e.context_length,
-                        e.max_output,
-                        e.source,
-                    )
-                    for e in entries
-                ],
+                [rows.catalog_params(e) for e in entries],
             )
         return len(entries)
 

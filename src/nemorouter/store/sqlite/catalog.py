@@ -27,18 +27,7 @@ class SqliteCatalog(SqliteConnection):
         with self._tx() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO catalog VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        e.vendor,
-                        e.model_id,
-                        e.mode,
-                        orjson.dumps(e.pricing).decode(),
-                        e.context_length,
-                        e.max_output,
-                        e.source,
-                    )
-                    for e in entries
-                ],
+                [rows.catalog_params(e) for e in entries],
             )
         return len(entries)
 

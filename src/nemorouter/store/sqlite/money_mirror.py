@@ -12,36 +12,17 @@ from __future__ import annotations
 import sqlite3
 
 from nemorouter.money.amounts import MAX_AMOUNT
+from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.cap_rule import cap_decision
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation, check_total
 from nemorouter.store.records import Generation, Hold, ReserveResult
 
-# Everything a settle or release fills in on the pending row, in the order `outcome_row` gives
-# it (tests/store/test_money_mirror.py checks these are every column but the four set at reserve).
-OUTCOME_COLUMNS = (
-    "model",
-    "provider",
-    "upstream_model",
-    "deployment_id",
-    "provider_key_id",
-    "endpoint",
-    "streamed",
-    "cancelled",
-    "finish_reason",
-    "status",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "reasoning_tokens",
-    "cost",
-    "hold",
-    "price_version_id",
-    "latency_ms",
-    "error",
-    "raw_usage",
+# Everything a settle or release fills in on the pending row: every column but the four set at
+# reserve, in the order of `rows.GENERATION_COLUMNS`, which `outcome_row` gives
+# (tests/store/test_money_mirror.py checks both).
+OUTCOME_COLUMNS = tuple(
+    c for c in rows.GENERATION_COLUMNS if c not in ("id", "account_id", "key_id", "created_at")
 )
 COMPLETE = (
     f"UPDATE generations SET {', '.join(f'{c} = ?' for c in OUTCOME_COLUMNS)}"
