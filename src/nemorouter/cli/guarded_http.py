@@ -7,7 +7,8 @@ size. Here each connection carries a deadline for the phase it is in — headers
 (`NEMO_CLIENT_BODY_TIMEOUT`, once the headers are in) — and one sweeper per server cuts the
 connections past theirs: 408 if no response has started, else just closed. A request line and
 headers over `NEMO_MAX_HEADER_BYTES` answer 431. Per request this costs a few attribute writes;
-the sweeping runs once a second whatever the traffic.
+the sweeping runs once a second whatever the traffic. Each request's response writes its head
+and its body's start in one system call (`one_write`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nemorouter import jsonx
+from nemorouter.cli.one_write import HeadHeld
 
 SWEEP_EVERY = 0.5  # seconds: a deadline is enforced within this much of passing
 
@@ -72,7 +74,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._reading_headers = False
         self._header_bytes = 0
         self._deadline = self.loop.time() + self.body_timeout
+        before = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not before:  # a new request's, whose app has not run yet
+            cycle.transport = HeadHeld(self.transport, cycle)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._reading_headers = True
