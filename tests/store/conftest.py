@@ -24,6 +24,7 @@ from nemorouter.service.administration.admin import Admin
 from nemorouter.store.base import Store
 from nemorouter.store.open import open_store
 from nemorouter.store.postgres import PostgresStore
+from nemorouter.store.sqlite.conn import LINGER
 from nemorouter.vault import Vault
 from secret_scan import SESSION as SECRET_SCAN
 
@@ -34,6 +35,12 @@ SERVER = os.environ.get("NEMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0
 # Runs one statement straight on the database behind the store, around the store's back (to
 # tamper with it); `?` marks the parameters in either backend. Returns the rows it changed.
 RawSql = Callable[..., Awaitable[int]]
+
+
+async def batches_committed() -> None:
+    """Give the SQLite store's open batch time to commit: a batch no one waits on lingers up to
+    `LINGER` for one that someone does (store/sqlite/conn.py), holding the write lock till then."""
+    await asyncio.sleep(LINGER * 2)
 
 
 def database_url(name: str) -> str:
@@ -167,7 +174,7 @@ def admin(store: Store) -> Admin:
 def raw_sql(store_url: str) -> RawSql:
     async def run(sql: str, *params: Any) -> int:
         if store_url.startswith("sqlite:///"):
-            await asyncio.sleep(0)  # let the store's shared transaction commit first
+            await batches_committed()  # the store's shared transaction first
             con = sqlite3.connect(store_url.removeprefix("sqlite:///"), isolation_level=None)
             try:
                 return con.execute(sql, params).rowcount
@@ -195,7 +202,7 @@ RawQuery = Callable[..., Awaitable[list[tuple[Any, ...]]]]
 def raw_query(store_url: str) -> RawQuery:
     async def run(sql: str, *params: Any) -> list[tuple[Any, ...]]:
         if store_url.startswith("sqlite:///"):
-            await asyncio.sleep(0)  # let the store's shared transaction commit first
+            await batches_committed()  # the store's shared transaction first
             con = sqlite3.connect(store_url.removeprefix("sqlite:///"))
             try:
                 return [tuple(r) for r in con.execute(sql, params).fetchall()]

@@ -18,6 +18,8 @@ from nemorouter.store.base import Store, StoreError
 from nemorouter.store.records import Account, ApiKey, Generation, Hold
 from nemorouter.timeutil import iso, new_id
 
+from .conftest import batches_committed
+
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 NOW_TEXT = iso(NOW)
 
@@ -132,7 +134,7 @@ async def test_an_acknowledged_hold_survives_another_requests_failure(admin: Adm
     assert getattr(results[1], "ok", False)
     assert sorted(type(r).__name__ for r in (results[0], results[2])) == ["ReserveResult", "StoreError"]
     assert all(r.ok for r in (results[0], results[2]) if not isinstance(r, BaseException))
-    await asyncio.sleep(0)
+    await batches_committed()
     account, _ = await state(store, key)
     assert account.held >= 200  # actual: 0, both acknowledged holds were rolled back
     assert await store.settle(second.request_id, outcome(second, 150), "all")  # actual: False
@@ -144,7 +146,7 @@ async def test_reserving_a_used_request_id_does_not_leak_a_driver_error(admin: A
     key = await make_key(admin, "10")
     first = hold(key, 100)
     assert (await store.reserve(first, NOW_TEXT)).ok
-    await asyncio.sleep(0)  # its batch is committed
+    await batches_committed()
     try:
         await store.reserve(hold(key, 100, request_id=first.request_id), NOW_TEXT)
     except (sqlite3.Error, asyncpg.PostgresError) as exc:

@@ -8,7 +8,6 @@ tests change the rows around its back, after it has loaded them, and check that 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import pytest
@@ -18,7 +17,7 @@ from nemorouter.store.base import Store
 from nemorouter.store.records import ApiKey, Hold
 from nemorouter.timeutil import new_id
 
-from .conftest import RawSql
+from .conftest import RawSql, batches_committed
 from .contract.test_leases_contract import charge
 from .contract.test_money_contract import NOW_TEXT, USD, hold, make_key
 
@@ -119,7 +118,7 @@ async def test_two_stores_on_one_database_never_pass_the_balance(
         for i in range(12):
             s = store if i % 2 == 0 else other
             taken.append((await s.reserve(hold(key, 1), NOW_TEXT)).ok)
-            await asyncio.sleep(0)  # its batch commits (one SQLite writer at a time)
+            await batches_committed()  # (one SQLite writer at a time)
         assert taken == [True] * 10 + [False] * 2
         account = await store.get_account(key.account_id)
         assert account is not None and account.held == 10

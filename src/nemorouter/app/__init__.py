@@ -53,11 +53,13 @@ async def readyz(request: Request) -> Response:
 
 
 async def _checkpoints(store: object, stopping: asyncio.Event, every: float = 0.1) -> None:
-    """SQLite only: copy WAL pages into the database from a worker thread, so the checkpoint a
-    commit triggers in the event loop finds little left to copy (steadier tail latency)."""
+    """SQLite only: copy WAL pages into the database from a worker thread, so that a commit on
+    the event loop seldom checkpoints (steadier tail latency)."""
     checkpoint = getattr(store, "checkpoint", None)
-    if checkpoint is None:
+    in_background = getattr(store, "checkpoint_in_background", None)
+    if checkpoint is None or in_background is None:
         return
+    in_background()
     while not stopping.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), every)

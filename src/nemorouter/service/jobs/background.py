@@ -50,10 +50,14 @@ class Background:
 
 async def _sealing(store: Store, stopping: asyncio.Event) -> None:
     while not stopping.is_set():
+        sealed = 0
         try:
-            await store.seal_ledger()
+            sealed = await store.seal_ledger()
         except Exception:
             log.exception("sealing the ledger failed; trying again")
+        if sealed >= store.seal_batch:  # more may be waiting: next round once requests had a turn
+            await asyncio.sleep(0)
+            continue
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopping.wait(), store.seal_every)
 

@@ -62,6 +62,7 @@ _CHECK = (
 
 class PostgresSeals(PostgresConnection):
     seal_every = 0.5  # seconds; each round is round trips and a durable commit (store/roles.py)
+    seal_batch = BATCH
 
     async def seal_ledger(self, now_ns: int | None = None) -> int:
         """Append a seal for every final ledger entry not sealed yet; returns how many.

@@ -5,7 +5,10 @@ than a hop to a worker thread. Writes on the request path run inside a transacti
 batch) shared by everything that happens in the same event-loop iteration, and callers that
 need durability resume only after that transaction's COMMIT (all of it or none of it), so a
 caller never acts on a change that is not durable. Under load one COMMIT (and one set of
-WAL pages) serves many requests; at one request at a time it is an ordinary transaction.
+WAL pages) serves many requests. A batch with no one waiting for durability (a hold, a release)
+lingers up to `LINGER` seconds for one that does, so at one request at a time a request's hold
+and its charge share one COMMIT, not one each; it commits at the end of the first event-loop
+iteration in which someone waits.
 Every transaction is BEGIN IMMEDIATE: while a batch is open no other connection can write,
 which is what lets the money path (sqlite.money) decide from counters it mirrors in memory.
 Changes a batch buffers in memory are written into its transaction before it commits, and
@@ -29,6 +32,12 @@ from nemorouter.store.base import StoreError
 T = TypeVar("T")
 log = logging.getLogger("nemorouter.store")
 _UNCHECKED = object()  # an entry whose answer is not compared when redone (a plain `_write`)
+# Seconds a batch of writes no one waits for stays open for one that someone does (see above):
+# about a fast upstream's answer; the write lock is held no longer than this for them.
+LINGER = 0.002
+# WAL pages past which a commit checkpoints in the foreground, with the worker thread checkpointing
+# (`checkpoint_in_background`): 32 MiB of 4 KiB pages, most of them copied by the thread already.
+FOREGROUND_CHECKPOINT_PAGES = 8192
 
 
 class _Entry:
@@ -64,6 +73,8 @@ class SqliteConnection:
         for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000"):
             self._db.execute(f"PRAGMA {pragma}")
         self._batch: list[_Entry] | None = None
+        self._commit_due: asyncio.TimerHandle | None = None  # the open batch's lingering COMMIT
+        self._commit_soon = False  # the open batch commits at the end of this iteration
         self._checkpointer: sqlite3.Connection | None = None
 
     @staticmethod
@@ -127,7 +138,7 @@ class SqliteConnection:
 
         With `durable=False` the caller goes on at once: the change is already in force for
         every later operation of this process (one connection, one thread) and is committed
-        within this loop iteration. Use it only where losing the change in a crash is harmless
+        within `LINGER` seconds (sooner if someone waits on its batch). Use it only where losing the change in a crash is harmless
         (a hold: a dead process's holds are released at the next start anyway).
         """
         try:
@@ -177,14 +188,19 @@ class SqliteConnection:
         if self._batch is None:
             db.execute("BEGIN IMMEDIATE")
             self._batch = []
-            loop.call_soon(self._flush)
+            self._commit_soon = False
+            self._commit_due = loop.call_later(LINGER, self._flush)
             self._batch_began(db)
         return db
 
     def _committed(self, loop: asyncio.AbstractEventLoop, entry: _Entry) -> asyncio.Future[None]:
-        """A future done once `entry`'s batch has committed (failed if `entry` was rolled back)."""
+        """A future done once `entry`'s batch has committed (failed if `entry` was rolled back);
+        the batch commits at the end of this iteration."""
         done: asyncio.Future[None] = loop.create_future()
         entry.done = done
+        if not self._commit_soon:
+            self._commit_soon = True
+            loop.call_soon(self._flush)
         return done
 
     def _write_buffered(self) -> None:
@@ -244,6 +260,7 @@ class SqliteConnection:
         wake everyone in it."""
         if self._batch is None:
             return
+        self._stop_commit_timer()
         self._write_buffered()
         if self._batch is None:  # rebuilding found the database failing
             return
@@ -259,8 +276,15 @@ class SqliteConnection:
             if done is not None and not done.done():
                 done.set_result(None)
 
+    def _stop_commit_timer(self) -> None:
+        due = self._commit_due
+        if due is not None:
+            self._commit_due = None
+            due.cancel()
+
     def _abort(self, exc: BaseException) -> None:
         """Roll the shared transaction back and fail everyone who was waiting on it."""
+        self._stop_commit_timer()
         entries, self._batch = self._batch, None
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
@@ -271,6 +295,16 @@ class SqliteConnection:
                 done.set_exception(exc if isinstance(exc, Exception) else RuntimeError("write aborted"))
 
     # -- maintenance ----------------------------------------------------------------------
+
+    def checkpoint_in_background(self) -> None:
+        """From now on `checkpoint` (a worker thread, often) copies WAL pages, and a commit on the
+        event loop runs SQLite's automatic checkpoint (copy and sync while every request waits)
+        only past `FOREGROUND_CHECKPOINT_PAGES`, not SQLite's 1,000 (at one connection, one
+        commit in a hundred: the p99). It still must run now and then: SQLite starts the WAL
+        over only after a checkpoint that copied all of it, which one in a thread racing this
+        connection's commits may never do, so without it the WAL would grow for as long as
+        requests keep coming."""
+        self._db.execute(f"PRAGMA wal_autocheckpoint={FOREGROUND_CHECKPOINT_PAGES}")
 
     def checkpoint(self) -> None:
         """Copy WAL pages into the main file without blocking writers. Runs in a worker thread,

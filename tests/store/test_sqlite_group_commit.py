@@ -1,0 +1,106 @@
+"""SQLite's group commit, seen in the database's own write-ahead log: the commits a request costs.
+
+A batch no one waits on (a hold) lingers for one that someone does (a charge), so at one request
+at a time the hold and the charge share one COMMIT (store/sqlite/conn.py, `LINGER`); a hold
+alone is still committed within `LINGER`. Commits are counted from the WAL file itself: every
+frame that ends a transaction records the database's size in pages, the others zero.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from nemorouter.service.administration.admin import Admin
+from nemorouter.store.open import open_store
+from nemorouter.store.sqlite.conn import LINGER
+from nemorouter.store.sqlite.store import SqliteStore
+from nemorouter.vault import Vault
+
+from .contract.test_money_contract import NOW, NOW_TEXT, hold, make_key
+from .test_store_concurrency import outcome
+
+WAL_HEADER, FRAME_HEADER = 32, 24
+
+
+def frames(wal: Path) -> list[int]:
+    """The WAL's current frames, each as the database size its header records (0: not a commit)."""
+    data = wal.read_bytes()
+    if len(data) < WAL_HEADER:
+        return []
+    page_size = struct.unpack(">I", data[8:12])[0]
+    salts = data[16:24]
+    found, offset = [], WAL_HEADER
+    while offset + FRAME_HEADER + page_size <= len(data):
+        if data[offset + 8 : offset + 16] != salts:  # a frame left from before the WAL restarted
+            break
+        found.append(struct.unpack(">I", data[offset + 4 : offset + 8])[0])
+        offset += FRAME_HEADER + page_size
+    return found
+
+
+def commits(wal: Path) -> int:
+    """Transactions in the WAL file: frames whose header gives the size after a commit."""
+    return sum(size != 0 for size in frames(wal))
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[tuple[SqliteStore, Path]]:
+    path = tmp_path / "nemo.db"
+    store = open_store(f"sqlite:///{path}")
+    assert isinstance(store, SqliteStore)
+    await store.migrate()
+    yield store, path.with_name("nemo.db-wal")
+    await store.close()
+
+
+async def test_a_hold_and_its_charge_share_one_commit(sqlite_store: tuple[SqliteStore, Path]) -> None:
+    store, wal = sqlite_store
+    key = await make_key(Admin(store, Vault(os.urandom(32)), lambda: NOW))
+    shared = []
+    for _ in range(5):  # a stall of the machine longer than LINGER would commit the hold alone
+        before = commits(wal)
+        h = hold(key, 100)
+        assert (await store.reserve(h, NOW_TEXT)).ok
+        await asyncio.sleep(0)  # the upstream answers in the next iteration: the batch is still open
+        assert await store.settle(h.request_id, outcome(h, 60), "all")
+        shared.append(commits(wal) - before)
+        if shared[-1] == 1:
+            break
+    assert shared[-1] == 1, f"commits per request: {shared}"
+
+
+async def test_a_hold_alone_is_committed_within_the_linger(sqlite_store: tuple[SqliteStore, Path]) -> None:
+    store, wal = sqlite_store
+    key = await make_key(Admin(store, Vault(os.urandom(32)), lambda: NOW))
+    before = commits(wal)
+    assert (await store.reserve(hold(key, 100), NOW_TEXT)).ok
+    assert commits(wal) == before  # still open, for a charge that may join it
+    await asyncio.sleep(LINGER * 5)
+    assert commits(wal) == before + 1
+
+
+async def test_beside_a_background_checkpointer_commits_do_not_checkpoint(
+    sqlite_store: tuple[SqliteStore, Path],
+) -> None:
+    """SQLite's automatic checkpoint (copy and sync, in the committing thread) would start the WAL
+    over after 1,000 pages; with the server's worker thread checkpointing, the event loop's
+    connection leaves it to the thread until far past that."""
+    store, wal = sqlite_store
+    store.checkpoint_in_background()
+    key = await make_key(Admin(store, Vault(os.urandom(32)), lambda: NOW), "1000")
+    for _ in range(300):
+        h = hold(key, 100)
+        assert (await store.reserve(h, NOW_TEXT)).ok
+        assert await store.settle(h.request_id, outcome(h, 60), "all")
+    assert len(frames(wal)) > 1000
+    await asyncio.to_thread(store.checkpoint)
+    h = hold(key, 100)
+    assert (await store.reserve(h, NOW_TEXT)).ok
+    assert await store.settle(h.request_id, outcome(h, 60), "all")
+    assert len(frames(wal)) < 50  # all of it copied: the next commit started the WAL over
