@@ -57,7 +57,7 @@ def cycle_over(recorder: Recorder, *, expect_100: bool = False) -> RequestRespon
         keep_alive=True,
         on_response=lambda: None,
     )
-    held: Any = HeadHeld(transport, cycle)
+    held: Any = HeadHeld(transport, cycle, asyncio.get_running_loop())
     cycle.transport = held
     return cycle
 

@@ -78,7 +78,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle is not before:  # a new request's, whose app has not run yet
-            cycle.transport = HeadHeld(self.transport, cycle)  # type: ignore[assignment]
+            cycle.transport = HeadHeld(self.transport, cycle, self.loop)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._reading_headers = True

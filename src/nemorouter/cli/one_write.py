@@ -27,11 +27,12 @@ class _Cycle(Protocol):
 class HeadHeld:
     """The transport as one request's cycle sees it (uvicorn gives each cycle its own)."""
 
-    __slots__ = ("_cycle", "_head", "_seen_head", "_transport")
+    __slots__ = ("_cycle", "_head", "_loop", "_seen_head", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, cycle: _Cycle) -> None:
+    def __init__(self, transport: asyncio.Transport, cycle: _Cycle, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._cycle = cycle
+        self._loop = loop  # the protocol's (asking asyncio for it costs a getpid() in Python 3.11)
         self._head: bytes | None = None
         self._seen_head = False
 
@@ -45,7 +46,7 @@ class HeadHeld:
             # uvicorn marks the response started, then writes its head: this is it.
             self._seen_head = True
             self._head = data
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
         else:
             self._transport.write(data)
 

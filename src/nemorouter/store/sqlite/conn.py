@@ -75,6 +75,7 @@ class SqliteConnection:
         self._batch: list[_Entry] | None = None
         self._commit_due: asyncio.TimerHandle | None = None  # the open batch's lingering COMMIT
         self._commit_soon = False  # the open batch commits at the end of this iteration
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._checkpointer: sqlite3.Connection | None = None
 
     @staticmethod
@@ -150,6 +151,14 @@ class SqliteConnection:
         if durable:
             await self._committed(loop, entry)
         return result
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop the request path runs on, for coroutines (which only run on it): asked
+        of asyncio once per loop, since in Python 3.11 every asking is a getpid() system call."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            loop = self._loop = asyncio.get_running_loop()
+        return loop
 
     def _batched(
         self,

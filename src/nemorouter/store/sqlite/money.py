@@ -17,7 +17,6 @@ this class feeds it the batch's events and settles by its record what the mirror
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Sequence
 
@@ -68,7 +67,7 @@ class SqliteMoney(SqliteConnection):
         binds every later operation at once, and a hold lost in a crash is one the next start
         would have released anyway."""
         mirror = self._mirror
-        result, _ = self._batched(asyncio.get_running_loop(), lambda db: mirror.reserve(db, hold, now))
+        result, _ = self._batched(self._running_loop(), lambda db: mirror.reserve(db, hold, now))
         return result
 
     async def settle(self, request_id: str, generation: Generation, window: str) -> bool:
@@ -84,7 +83,7 @@ class SqliteMoney(SqliteConnection):
                 db, generation, window
             )
 
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         settled, entry = self._batched(loop, op)
         await self._committed(loop, entry)
         return settled
@@ -128,7 +127,7 @@ class SqliteMoney(SqliteConnection):
                 db, request_id, generation
             )
 
-        released, _ = self._batched(asyncio.get_running_loop(), op)
+        released, _ = self._batched(self._running_loop(), op)
         return released
 
     def _release_by_record(
