@@ -104,14 +104,25 @@ class UpstreamClient:
         self._timeouts = timeouts
         self._outbound = outbound or Outbound()
         self._client: Http1Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         self._client = Http1Client(USER_AGENT, keepalive=KEEPALIVE_SECONDS, outbound=self._outbound)
+        # Its connections belong to this loop; kept, since asking asyncio for the running loop
+        # is a getpid() system call per request in Python 3.11.
+        self._loop = asyncio.get_running_loop()
+
+    def _now(self) -> float:
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("UpstreamClient.start() was not called")
+        return loop.time()
 
     async def close(self) -> None:
         if self._client is not None:
             await self._client.close()
             self._client = None
+            self._loop = None
 
     @property
     def client(self) -> Http1Client:
@@ -127,7 +138,7 @@ class UpstreamClient:
         one deadline, connecting included.
         """
         chosen = timeouts or self._timeouts
-        deadline = asyncio.get_running_loop().time() + min(chosen.total, chosen.first_byte)
+        deadline = self._now() + min(chosen.total, chosen.first_byte)
         try:
             resp = await self.client.request(
                 request.url, request.headers, request.body, chosen.connect, deadline
@@ -144,7 +155,7 @@ class UpstreamClient:
         """POST a stream request: a StreamHandle on 200, else the whole error answer. No wait
         for the head or for a next piece is longer than `idle`; the whole stream, than `total`."""
         chosen = timeouts or self._timeouts
-        deadline = asyncio.get_running_loop().time() + chosen.total
+        deadline = self._now() + chosen.total
         try:
             resp = await self.client.request(
                 request.url, request.headers, request.body, chosen.connect, deadline, idle=chosen.idle
