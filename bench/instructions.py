@@ -37,7 +37,8 @@ MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Say hello in one short sentence."},
 ]
-# With --stream-events N, each request is a stream of N token events from paced_stub.py.
+# With --stream-events N, each request is a stream of N token events from paced_stub.py, one every
+# --stream-interval seconds.
 STREAM_EVENTS = 0
 
 
@@ -114,6 +115,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--stream-events", type=int, default=0, help="streams of this many token events (paced_stub.py)"
     )
+    parser.add_argument(
+        "--stream-interval",
+        type=float,
+        default=0.001,
+        help="seconds between a stream's events (0.001: under callgrind a server is behind, and "
+        "events arrive several at a time; 0.05: one at a time, as in the streams scenario)",
+    )
     parser.add_argument("--keep", type=Path, help="keep callgrind's files in this directory")
     parser.add_argument("--only", choices=("floor", "nemorouter"), help="measure one server")
     opts = parser.parse_args(argv)
@@ -137,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--port",
                 str(stub_port),
                 "--interval",
-                "0.001",
+                str(opts.stream_interval),
             ]
         stub = stack.enter_context(Server("stub", stub_argv, stub_port, tmp))
         rows = ("floor", "nemorouter") if opts.only is None else (opts.only,)

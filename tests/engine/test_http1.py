@@ -294,6 +294,31 @@ async def test_a_stalled_stream_times_out_and_one_closed_early_is_not_reused(cli
     await up.stop()
 
 
+async def test_the_stall_timer_counts_each_wait_from_its_start(client: Http1Client) -> None:
+    """One timer per stream, moved on when it fires during a wait that began later: pieces 0.15 s
+    apart never stall a stream whose `idle` is 0.4 s, however long it runs; a pause does."""
+
+    async def steady(writer: asyncio.StreamWriter, request: bytes) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(8):
+            await asyncio.sleep(0.15)
+            writer.write(b"9\r\ndata: 1\n\n\r\n")
+            await writer.drain()
+        await asyncio.sleep(2.0)
+
+    up = await served(steady)
+    got = await post(client, up, idle=0.4)
+    pieces = got.chunks()
+    for _ in range(8):
+        assert await anext(pieces) == b"data: 1\n\n"
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(HttpError) as caught:
+        await anext(pieces)
+    assert caught.value.kind == "timeout"
+    assert 0.35 < asyncio.get_running_loop().time() - started < 1.5
+    await up.stop()
+
+
 @pytest.mark.parametrize("end_after", [0.05, None])
 async def test_a_stream_closed_after_its_last_event_keeps_its_connection_if_the_end_follows(
     client: Http1Client, end_after: float | None

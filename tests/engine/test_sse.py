@@ -62,3 +62,29 @@ def test_a_line_longer_than_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ValueError, match="too long"):
         asyncio.run(_all([b"data: " + b"x" * 100]))
     assert asyncio.run(_all([b"data: " + b"x" * 50 + b"\n\n"])) == [SseEvent(None, b"x" * 50)]
+
+
+@pytest.mark.parametrize(
+    "piece",
+    [
+        b'data: {"a": 1}\n\n',
+        b"data: x\r\n\n",
+        b"data: x\r\n\r\n",
+        b"data: \n\n",
+        b"data:  two spaces\n\n",
+        b"data: a\ndata: b\n\n",
+        b"data: a\n\ndata: b\n\n",
+        b"data: a\n\n\n",
+        b"data: a\rb\n\n",
+    ],
+)
+def test_a_piece_that_is_one_whole_event_reads_as_the_lines_would(piece: bytes) -> None:
+    """EventParser takes a piece that is one `data: ...` event whole, without splitting it into
+    lines: the events are the same as when the piece comes a byte at a time."""
+    whole, split = sse.EventParser(), sse.EventParser()
+    whole.feed(piece)
+    whole.end()
+    for i in range(len(piece)):
+        split.feed(piece[i : i + 1])
+    split.end()
+    assert list(whole.ready) == list(split.ready)

@@ -78,6 +78,22 @@ class Chunks:
             raise StopAsyncIteration
         return chunk
 
+    def take(self) -> bytes | None:
+        """The next piece if it is here: b"" at the end, None when `arrival()` must be awaited."""
+        conn = self._conn
+        if conn is None:
+            body, self._body = self._body, b""
+            return body
+        return conn.take()
+
+    def arrival(self) -> asyncio.Future[None]:
+        """Done when `take()` has something (see Connection.arrival)."""
+        if self._conn is not None:
+            return self._conn.arrival()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)  # a whole body is all here
+        return done
+
 
 class Owner(Protocol):
     """Where a connection goes back to, or says it closed: its origin's pool (engine/pool.py),
@@ -119,6 +135,8 @@ class Connection:
         self._paused = False
         self._data_waiter: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._stall_timer: asyncio.TimerHandle | None = None  # a stream reader's wait (arrival())
+        self._waiting_since = 0.0  # when a stream's reader began its current wait
         self._active = False  # an exchange is under way (a stream's until its reader is done)
         self._draining = False  # a finished stream's reader is gone; its end is awaited, unread
         self._keep = False  # the finished answer allows the connection to carry another
@@ -174,6 +192,9 @@ class Connection:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._stall_timer is not None:
+            self._stall_timer.cancel()
+            self._stall_timer = None
 
     def _wake(self) -> None:
         data_waiter, self._data_waiter = self._data_waiter, None
@@ -195,33 +216,59 @@ class Connection:
         """A stream's next piece of body; b"" at its end. Waits at most the stream's `idle`
         seconds, and never past its deadline."""
         while True:
-            if self._chunks:
-                chunk = self._chunks.popleft()
-                self._buffered -= len(chunk)
-                if self._paused and self._buffered < STREAM_BUFFER // 2:
-                    self._resume_reading()
+            chunk = self.take()
+            if chunk is not None:
                 return chunk
-            if self._error is not None:
-                raise self._error
-            if self._complete:
-                return b""
-            now = self.loop.time()
-            if now >= self._deadline:
-                self._fail(HttpError("timeout", "the provider's stream ran past its time limit"))
-                continue
-            self._data_waiter = waiting = self.loop.create_future()
-            timer = self.loop.call_at(min(now + self._idle, self._deadline), self._stalled)
             try:
-                await waiting
+                await self.arrival()
             except BaseException:
                 self.abort()
                 raise
-            finally:
-                timer.cancel()
 
-    def _stalled(self) -> None:
-        if self._data_waiter is not None:
+    def take(self) -> bytes | None:
+        """A stream's next piece if it is here: b"" at its end, None when it must be waited for
+        (`arrival()`). Raises the exchange's HttpError."""
+        if self._chunks:
+            chunk = self._chunks.popleft()
+            self._buffered -= len(chunk)
+            if self._paused and self._buffered < STREAM_BUFFER // 2:
+                self._resume_reading()
+            return chunk
+        if self._error is not None:
+            raise self._error
+        if self._complete:
+            return b""
+        return None
+
+    def arrival(self) -> asyncio.Future[None]:
+        """Done when `take()` has something for a stream's reader: a piece, the end or a failure
+        (a wait longer than `idle`, or past the deadline, fails it). Only after `take()` said
+        None. A reader that stops waiting (cancelled) closes the stream, which aborts this.
+
+        A future, not a coroutine, and one timer for the whole stream that is moved on when it
+        fires early, not one per wait: this runs once per event of every stream."""
+        self._data_waiter = waiting = self.loop.create_future()
+        now = self.loop.time()
+        if now >= self._deadline:
+            self._fail(HttpError("timeout", "the provider's stream ran past its time limit"))
+            return waiting
+        self._waiting_since = now
+        if self._stall_timer is None:
+            self._stall_timer = self.loop.call_at(min(now + self._idle, self._deadline), self._stall_check)
+        return waiting
+
+    def _stall_check(self) -> None:
+        """The stall timer: a reader that has waited `idle` seconds (or until the deadline) fails
+        the stream; one that waits less is checked again when that time comes."""
+        self._stall_timer = None
+        waiting = self._data_waiter
+        if waiting is None or waiting.done():
+            return  # nobody waits now: the next wait arms the timer again
+        due = min(self._waiting_since + self._idle, self._deadline)
+        if self.loop.time() >= due:
             self._fail(HttpError("timeout", "the provider's stream stalled"))
+        else:
+            self._stall_timer = self.loop.call_at(due, self._stall_check)
 
     def _resume_reading(self) -> None:
         if self._paused and self.transport is not None:
@@ -233,6 +280,7 @@ class Connection:
         if usable and self._complete:
             self._release()
         elif usable and finished:
+            self._cancel_timer()
             self._draining = True
             self._chunks.clear()
             self._buffered = 0  # from here on, counts the bytes discarded while draining

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from nemorouter import __version__
 from nemorouter.engine.http1 import Http1Client, HttpError, InvalidHeader, Response
-from nemorouter.engine.sse import decode
+from nemorouter.engine.sse import EventParser
 from nemorouter.errors import InvalidRequest
 from nemorouter.providers.types import Failure, FailureKind, SseEvent, UpstreamRequest
 from nemorouter.settings import Outbound, Timeouts
@@ -68,19 +68,56 @@ def _invalid(exc: InvalidHeader) -> InvalidRequest:
 
 
 class StreamHandle:
-    """An open 200 stream from a provider; `close()` ends it (client gone, or done)."""
+    """An open 200 stream from a provider; `close()` ends it (client gone, or done).
+
+    `poll()` takes an event already received without awaiting anything; `arrival()` waits for
+    more. The relay (service/relay.py) reads through these two: per event, one wait on the
+    connection, not a chain of coroutines. `next_event()` does both."""
 
     def __init__(self, response: Response) -> None:
         self._response = response
-        self.events = decode(response.chunks())
+        self._chunks = response.chunks()
+        self._parser = EventParser()
+        self.ended = False  # the stream's last event has been taken
 
-    async def next_event(self) -> SseEvent | None:
+    def poll(self) -> SseEvent | None:
+        """The next event if it is here; else None, and `ended` says whether one can still come."""
+        parser = self._parser
+        ready = parser.ready
         try:
-            return await self.events.next_event()
+            while not ready:
+                if self.ended:
+                    return None
+                piece = self._chunks.take()
+                if piece is None:
+                    return None
+                if piece:
+                    parser.feed(piece)
+                else:
+                    parser.end()
+                    self.ended = True
         except HttpError as exc:
             raise _transport_failure(exc) from None
         except ValueError:  # a line past sse.MAX_LINE
             raise _transport_failure(HttpError("broken", "unreadable stream")) from None
+        return ready.popleft()
+
+    def arrival(self) -> asyncio.Future[None]:
+        """Done when `poll()` has something to say (an event, the end, a failure): only after it
+        returned None with `ended` false. Awaiting it is the only wait per event."""
+        return self._chunks.arrival()
+
+    async def next_event(self) -> SseEvent | None:
+        """The next event, waiting for it; None at the stream's end."""
+        while True:
+            event = self.poll()
+            if event is not None or self.ended:
+                return event
+            try:
+                await self._chunks.arrival()
+            except BaseException:
+                self.close()  # a reader that stops waiting ends the stream (as next_chunk does)
+                raise
 
     def close(self, finished: bool = False) -> None:
         """`finished`: the last event was read, so the connection is worth keeping for its end."""

@@ -16,7 +16,7 @@ import orjson
 
 from nemorouter import jsonx
 from nemorouter.engine.sse import encode
-from nemorouter.service.relay import PROMPT_COMMENT
+from nemorouter.service.relay import PROMPT_COMMENT, Frames
 
 Event = tuple[str, dict[str, Any]]  # (event name, data object)
 
@@ -42,9 +42,7 @@ def _chunk(data: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-async def converted_events(
-    chunks: AsyncGenerator[bytes, None], converter: EventConverter
-) -> AsyncGenerator[bytes, None]:
+async def converted_events(chunks: Frames, converter: EventConverter) -> AsyncGenerator[bytes, None]:
     """Our OpenAI SSE frames in, the converter's named events out. Closing this closes `chunks`,
     so a client that leaves still settles (the relay charges what was generated)."""
     pending = b""

@@ -1,8 +1,8 @@
 """The gateway flow: resolve -> admit -> dispatch -> settle -> respond.
 
 Knows nothing of HTTP frameworks or wire formats: it takes a key and a canonical request (a front
-door parsed it: frontdoors/) and returns bytes (or an
-async generator of SSE frames) plus headers. Each step is its own module: admission (models,
+door parsed it: frontdoors/) and returns bytes (or a
+stream of SSE frames) plus headers. Each step is its own module: admission (models,
 attempts, rate limits, the hold), the dispatcher (engine/dispatch.py: attempts, breakers,
 quarantine), settlement (charge or release, the record) and the stream relay.
 """
@@ -10,7 +10,7 @@ quarantine), settlement (charge or release, the record) and the stream relay.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,7 +31,7 @@ from nemorouter.service.admission import Admission, Call
 from nemorouter.service.bodies import held_output, prompt_rules_of
 from nemorouter.service.metrics import Metrics
 from nemorouter.service.quarantine import Quarantine
-from nemorouter.service.relay import relay
+from nemorouter.service.relay import Frames, Relay
 from nemorouter.service.routing import RoutingTable, Target
 from nemorouter.service.settlement import Settlement
 from nemorouter.service.tasks import Tasks
@@ -55,7 +55,7 @@ class JsonReply:
 @dataclass(slots=True)
 class StreamReply:
     headers: dict[str, str]
-    chunks: AsyncGenerator[bytes, None]
+    chunks: Frames
 
 
 class Gateway:
@@ -111,7 +111,7 @@ class Gateway:
             if stream:
                 opened = await self.dispatcher.open_stream(call.attempts, body, call.started)
                 target = opened.attempt.origin
-                chunks = relay(
+                chunks = Relay(
                     self.settlement,
                     self.keepalive_seconds,
                     call,

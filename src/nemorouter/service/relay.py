@@ -10,16 +10,17 @@ A provider failure before any output costs nothing.
 The stream ends with the usage chunk (exact cost), then `[DONE]`; after a failure, the usage
 chunk, then the error chunk, and nothing more (an SDK raises on the error chunk, so the
 usage must come first to be seen).
+
+`Relay` is a class with an async `__anext__`, not an async generator, so that mypyc compiles
+it: it runs once per event of every open stream (docs/architecture.md, "Speed").
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 import orjson
 
@@ -41,22 +42,156 @@ KEEPALIVE = b": keepalive\n\n"
 # with the prompt count (Messages' message_start) reads it (frontdoors/event_stream.py).
 PROMPT_COMMENT = b": prompt "
 
-log = logging.getLogger("nemorouter.relay")
+
+class Frames(Protocol):
+    """A stream's SSE bytes for the client, as the response sends them: a Relay, or a front
+    door's conversion of one (frontdoors/event_stream.py). `aclose()` settles one not finished."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    def __anext__(self) -> Awaitable[bytes]: ...
+
+    def aclose(self) -> Awaitable[None]: ...
 
 
-@dataclass(slots=True)
-class _State:
-    usage: Usage | None = None
-    raw_usage: dict[str, Any] | None = None
-    prompt_usage: Usage | None = None
-    raw_prompt_usage: dict[str, Any] | None = None
-    finish_reason: str | None = None
-    output_seen: int = 0
-    error: Failure | None = None
-    cancelled: bool = False
-    done: bool = False
+class Relay:
+    """The client's stream of OpenAI SSE frames: an async iterator whose items are one or more
+    whole frames (every event already received goes out together, none waits for another), and
+    `aclose()`, which settles as `cancelled` a stream not yet settled (the client left).
 
-    def absorb(self, step: StreamStep) -> None:
+    Settles exactly once: at the stream's end (then the usage and closing frames follow), or in
+    `aclose()`, or when reading is interrupted (a cancellation: the disconnect watcher)."""
+
+    def __init__(
+        self,
+        settlement: Settlement,
+        keepalive_seconds: float,
+        call: Call,
+        target: Target,
+        handle: StreamHandle,
+        first: StreamStep,
+        decode: Callable[[SseEvent], StreamStep],
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        """`keepalive_seconds`: between SSE comments while the stream waits for its first token.
+        `body` is the OpenAI-shaped request, read only if the prompt must be counted here."""
+        self._settlement = settlement
+        self._keepalive = keepalive_seconds
+        self._call = call
+        self._target = target
+        self._handle = handle
+        self._decode = decode
+        self._body = body
+        self._created = int(time.time())
+        self._frames: list[bytes] = []  # made, not yet handed out
+        self._waiting: asyncio.Future[SseEvent | None] | None = None  # a read across keep-alives
+        self._reading = True  # events may still come
+        self._settled = False  # settling has begun (it happens once)
+        self._over = False  # the closing frames are made
+        # What the stream told so far.
+        self.usage: Usage | None = None
+        self.raw_usage: dict[str, Any] | None = None
+        self.prompt_usage: Usage | None = None
+        self.raw_prompt_usage: dict[str, Any] | None = None
+        self.finish_reason: str | None = None
+        self.output_seen = 0
+        self.error: Failure | None = None
+        self.cancelled = False
+        self.done = False
+        self._first: StreamStep | None = first  # taken by the first read, where failures settle
+
+    def __aiter__(self) -> Relay:
+        return self
+
+    async def __anext__(self) -> bytes:
+        frames = await self.more()
+        if not frames:
+            raise StopAsyncIteration
+        return frames
+
+    async def aclose(self) -> None:
+        """The client is gone (or the response is over): settle if that has not begun."""
+        if not self._settled:
+            await self._abandon()
+
+    async def more(self) -> bytes:
+        """The next frames (one or more whole ones), b"" once the stream is over."""
+        frames = self._frames
+        handle = self._handle
+        while not frames:
+            if self._over:
+                return b""
+            if not self._reading:
+                await self._close()
+                continue
+            try:
+                first = self._first
+                if first is not None:
+                    self._first = None
+                    self._take(first)
+                elif self.output_seen == 0:
+                    await self._before_output()
+                else:
+                    event = handle.poll()
+                    if event is None and not handle.ended:
+                        await handle.arrival()  # the one wait per event
+                        continue
+                    self._relay(event)
+            except TransportFailure as exc:
+                self.error = exc.failure
+                self._reading = False
+            except BaseException as interrupted:
+                await self._abandon()  # the client went away (the disconnect watcher cancels)
+                # Named, not a bare `raise` after the await: with that, the compiled server
+                # crashed (SIGSEGV) once a client had left a /v1/messages stream.
+                raise interrupted
+        out = frames[0] if len(frames) == 1 else b"".join(frames)
+        frames.clear()
+        return out
+
+    async def _before_output(self) -> None:
+        """The next event before the first token: a model may think for a long while, so the
+        wait is cut into keep-alive comments that keep the client's connection (and any proxy
+        in between) from timing out."""
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = asyncio.ensure_future(self._handle.next_event())
+        if not (await asyncio.wait({waiting}, timeout=self._keepalive))[0]:
+            self._frames.append(KEEPALIVE)
+            return
+        self._waiting = None
+        self._relay(waiting.result())
+
+    def _relay(self, event: SseEvent | None) -> None:
+        """`event` (None: the stream's end), then every event already received after it: none
+        waits for another."""
+        handle = self._handle
+        while event is not None:
+            self._take(self._decode(event))
+            if not self._reading:
+                return
+            event = handle.poll()
+            if event is None and not handle.ended:
+                return
+        if self.usage is None:
+            self.error = Failure(
+                FailureKind.PROTOCOL, 502, "the provider ended the stream early", retryable=False
+            )
+        self._reading = False
+
+    def _take(self, step: StreamStep) -> None:
+        """A decoded event: its frames (our id, model and time on the provider's chunks), and
+        what it tells (usage, finish, output seen, an error, the end)."""
+        frames = self._frames
+        if step.prompt_usage is not None and self.prompt_usage is None:
+            frames.append(PROMPT_COMMENT + orjson.dumps(usage_to_openai(step.prompt_usage)) + b"\n\n")
+        if step.chunks:
+            call_id, model_id, created = self._call.id, self._target.model.id, self._created
+            for chunk in step.chunks:
+                chunk["id"] = call_id
+                chunk["model"] = model_id
+                chunk["created"] = created
+                frames.append(encode(orjson.dumps(chunk)))
         if step.usage is not None:
             self.usage, self.raw_usage = step.usage, step.raw_usage
         if step.prompt_usage is not None:
@@ -64,82 +199,51 @@ class _State:
         if step.finish_reason:
             self.finish_reason = step.finish_reason
         self.output_seen += step.output_tokens_seen
-        self.error = step.error or self.error
-        self.done = self.done or step.done
+        if step.error is not None:
+            self.error = step.error
+        if step.done:
+            self.done = True
+        if self.error is not None or self.done:
+            self._reading = False
 
+    # -- settling -----------------------------------------------------------------------------
 
-async def relay(
-    settlement: Settlement,
-    keepalive_seconds: float,
-    call: Call,
-    target: Target,
-    handle: StreamHandle,
-    first: StreamStep,
-    decode: Callable[[SseEvent], StreamStep],
-    body: dict[str, Any] | None = None,
-) -> AsyncGenerator[bytes, None]:
-    """`keepalive_seconds`: between SSE comments while the stream waits for its first token.
-    `body` is the OpenAI-shaped request, read only if the prompt must be counted here."""
-    state = _State()
-    created = int(time.time())
-    try:
-        step = first
-        while True:
-            if step.prompt_usage is not None and state.prompt_usage is None:
-                yield PROMPT_COMMENT + orjson.dumps(usage_to_openai(step.prompt_usage)) + b"\n\n"
-            for chunk in step.chunks:
-                chunk["id"] = call.id
-                chunk["model"] = target.model.id
-                chunk["created"] = created
-                yield encode(orjson.dumps(chunk))
-            state.absorb(step)
-            if state.error is not None or state.done:
-                break
-            if state.output_seen == 0:
-                # Before the first token a model may think for a long while: keep the client's
-                # connection (and any proxy in between) from timing out with SSE comments.
-                waiting = asyncio.ensure_future(handle.next_event())
-                try:
-                    while not (await asyncio.wait({waiting}, timeout=keepalive_seconds))[0]:
-                        yield KEEPALIVE
-                except BaseException:
-                    waiting.cancel()
-                    raise
-                event = waiting.result()
-            else:
-                event = await handle.next_event()
-            if event is None:
-                if state.usage is None:
-                    state.error = Failure(
-                        FailureKind.PROTOCOL, 502, "the provider ended the stream early", retryable=False
-                    )
-                break
-            step = decode(event)
-    except TransportFailure as exc:
-        state.error = exc.failure
-    except BaseException:
-        state.cancelled = True  # the client went away (cancellation or generator close)
-        handle.close()
-        await _finish(settlement, call, target, state, body)
-        raise
-    handle.close(finished=state.done and state.error is None)  # then its connection may be reused
-    cost, usage = await _finish(settlement, call, target, state, body)
-    base = {"id": call.id, "object": "chat.completion.chunk", "created": created, "model": target.model.id}
-    yield encode(jsonx.dumps({**base, "choices": [], "usage": {**usage_to_openai(usage), "cost": Usd(cost)}}))
-    if state.error is None:
-        yield DONE
-        return
-    # CONTRACT: after a stream has started, an error is the final chunk; no [DONE] follows.
-    error = {"code": state.error.status, "type": "upstream_error", "message": client_message(state.error)}
-    yield encode(
-        jsonx.dumps(
-            {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "error"}], "error": error}
+    async def _abandon(self) -> None:
+        self._settled = True
+        self.cancelled = True
+        self._reading = False
+        self._over = True
+        self._frames.clear()
+        if self._waiting is not None:
+            self._waiting.cancel()
+        self._handle.close()
+        await _finish(self._settlement, self._call, self._target, self, self._body)
+
+    async def _close(self) -> None:
+        """The stream is over: settle, then the usage chunk and [DONE] or the error chunk."""
+        self._settled = True
+        self._handle.close(finished=self.done and self.error is None)  # then its connection may be reused
+        cost, usage = await _finish(self._settlement, self._call, self._target, self, self._body)
+        call_id, model_id = self._call.id, self._target.model.id
+        base = {"id": call_id, "object": "chat.completion.chunk", "created": self._created, "model": model_id}
+        frames = self._frames
+        frames.append(
+            encode(
+                jsonx.dumps({**base, "choices": [], "usage": {**usage_to_openai(usage), "cost": Usd(cost)}})
+            )
         )
-    )
+        self._over = True
+        if self.error is None:
+            frames.append(DONE)
+            return
+        # CONTRACT: after a stream has started, an error is the final chunk; no [DONE] follows.
+        error = {"code": self.error.status, "type": "upstream_error", "message": client_message(self.error)}
+        choices = [{"index": 0, "delta": {}, "finish_reason": "error"}]
+        frames.append(encode(jsonx.dumps({**base, "choices": choices, "error": error})))
 
 
 async def _finish(
-    settlement: Settlement, call: Call, target: Target, state: _State, body: dict[str, Any] | None
+    settlement: Settlement, call: Call, target: Target, state: Relay, body: dict[str, Any] | None
 ) -> tuple[int, Usage]:
     """Settle the stream and return (cost, usage charged).
 
@@ -173,7 +277,7 @@ async def _finish(
 
 
 async def _unreported(
-    settlement: Settlement, call: Call, target: Target, state: _State, body: dict[str, Any] | None
+    settlement: Settlement, call: Call, target: Target, state: Relay, body: dict[str, Any] | None
 ) -> tuple[Usage, dict[str, Any]]:
     """Usage of a stream that ended before the provider's final count: the provider's own early
     prompt count where it sent one, else a count (docs/money-trail.md, "A stream cut short")."""
