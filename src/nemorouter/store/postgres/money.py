@@ -97,7 +97,7 @@ class PostgresMoney(PostgresConnection):
 
     async def _reserve_one(self, item: Reserve) -> str:
         try:
-            return str(await self._call(_RESERVE, *item))
+            return str(await self._call_kept("reserve", _RESERVE, *item, one=True))
         except asyncpg.RaiseError as exc:  # raised after the key was held: all rolled back
             if not str(exc.message).startswith(_REFUSED):
                 raise
@@ -105,7 +105,7 @@ class PostgresMoney(PostgresConnection):
 
     async def _reserve_many(self, batch: list[Reserve]) -> list[str]:
         columns = [list(column) for column in zip(*batch, strict=True)]
-        outcomes: list[str] = await self._call(_RESERVE_MANY, *columns)
+        outcomes: list[str] = await self._call_kept("reserve", _RESERVE_MANY, *columns, one=True)
         return outcomes
 
     async def _why_refused(self, hold: Hold, now: str, what: str) -> ReserveResult:
@@ -158,12 +158,12 @@ class PostgresMoney(PostgresConnection):
 
     async def _settle_one(self, item: Settle) -> bool:
         request_id, window, values = item
-        return bool(await self._call(_SETTLE, request_id, window, *values))
+        return bool(await self._call_kept("settle", _SETTLE, request_id, window, *values, one=True))
 
     async def _settle_many(self, batch: list[Settle]) -> list[bool]:
         columns = [list(column) for column in zip(*(item[2] for item in batch), strict=True)]
         ids, windows = [item[0] for item in batch], [item[1] for item in batch]
-        settled = {row[0] for row in await self._call_rows(_SETTLE_MANY, ids, windows, *columns)}
+        settled = {row[0] for row in await self._call_kept("settle", _SETTLE_MANY, ids, windows, *columns)}
         return [request_id in settled for request_id in ids]
 
     async def release(self, request_id: str, generation: Generation | None) -> bool:
