@@ -311,7 +311,11 @@ def main(argv: list[str] | None = None) -> int:
     if streams is not None:
         report_streams(streams)
     write_json(results, comparisons, opts, streams)
-    bad = [r for r in results.values() if not r.valid and not (opts.skip_pg and r.name == "nemo-pg")
+    bad = [
+        r
+        for r in results.values()
+        if not r.valid
+        and not (opts.skip_pg and r.name == "nemo-pg")
         and not (opts.skip_sqlite and r.name == "nemorouter")
     ]
     for r in bad:

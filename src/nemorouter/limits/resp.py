@@ -198,7 +198,9 @@ class Scripts:
             async with asyncio.timeout(self._connect_timeout):
                 _, wire = await loop.create_connection(_Wire, *self._where)
         except (OSError, TimeoutError) as exc:
-            raise RedisConnectionError(f"cannot reach Redis at {self._where[0]}:{self._where[1]}: {exc}") from None
+            raise RedisConnectionError(
+                f"cannot reach Redis at {self._where[0]}:{self._where[1]}: {exc}"
+            ) from None
         futures = []
         for command in self._hello:
             future: asyncio.Future[Any] = loop.create_future()
