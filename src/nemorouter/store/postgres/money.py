@@ -166,6 +166,12 @@ class PostgresMoney(PostgresConnection):
         settled = {row[0] for row in await self._call_kept("settle", _SETTLE_MANY, ids, windows, *columns)}
         return [request_id in settled for request_id in ids]
 
+    async def unreserve(self, request_id: str) -> bool:
+        """Give a hold back as if never reserved (migration 0012): its record deleted, nothing
+        charged; for a request its rate limits refused while its reserve ran beside them
+        (service/admission.py). False when it has no open hold."""
+        return bool(await self._call_rows("SELECT nemo_unreserve($1)", request_id, one=True))
+
     async def release(self, request_id: str, generation: Generation | None) -> bool:
         """Drop a hold without charge (the request failed before output); once per request.
 
