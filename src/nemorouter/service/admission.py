@@ -264,7 +264,11 @@ class Admission:
         assert unreserve is not None
         try:
             result = await asyncio.shield(reserved)
-            if result.ok:
-                await unreserve(request_id)
+        except Exception:  # the reserve failed: nothing was held
+            return
+        if not result.ok:
+            return
+        try:
+            await unreserve(request_id)
         except Exception as exc:  # left open: recovered with its owner's holds (docs/failures.md)
             log.error("a hold could not be given back", extra={"request": request_id, "error": str(exc)})
