@@ -227,3 +227,42 @@ async def test_a_small_pool_keeps_no_connection(pg_url: str) -> None:
         assert store._kept == {}
     finally:
         await store.close()
+
+
+async def test_batched_settles_store_any_text_exactly(pg_url: str) -> None:
+    """Batched reserves and settles send each column as the text of an array (money.py
+    `_array`): quotes, backslashes, braces, commas, newlines, the word NULL and NULL itself all
+    come back exactly as given, one request to each record."""
+    store = PostgresStore(pg_url)
+    nasty = ['say "hi"', "back\\slash\\", "{a,b}", "NULL", "", "line\nbreak\ttab", "ünïcödé ✓", ' "\\" ']
+    try:
+        account = await store.create_account("texts", None)
+        await store.add_credit(account.id, 10**9, "wire", "t1")
+        key_id = await _key(store, account.id)
+        holds = [
+            Hold(new_id("gen_"), account.id, key_id, 1_000, "all", "p", NOW_TEXT, model=m) for m in nasty
+        ]
+        assert all(r.ok for r in await asyncio.gather(*(store.reserve(h, NOW_TEXT) for h in holds)))
+        pendings = [await store.get_generation(h.request_id) for h in holds]
+        assert [p.model for p in pendings if p is not None] == nasty
+        done = [
+            replace(
+                p, status="success", cost=i, error=text, raw_usage=None if i % 2 else text, latency_ms=None
+            )
+            for i, (p, text) in enumerate(zip(pendings, reversed(nasty), strict=True))
+            if p is not None
+        ]
+        assert all(await asyncio.gather(*(store.settle(g.id, g, "all") for g in done)))
+        for g in done:
+            found = await store.get_generation(g.id)
+            assert found is not None
+            assert (found.error, found.raw_usage, found.cost, found.latency_ms) == (
+                g.error,
+                g.raw_usage,
+                g.cost,
+                None,
+            )
+        stored = await store.get_account(account.id)
+        assert stored is not None and (stored.total_usage, stored.held) == (sum(range(len(nasty))), 0)
+    finally:
+        await store.close()
