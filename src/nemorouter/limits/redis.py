@@ -289,6 +289,11 @@ class RedisLimiter(LocalLimiter):
         ticket.shared = True
         return ticket
 
+    def admitting(self) -> bool:
+        """Whether an admission call is out: one arriving now goes in the next call, with the
+        others that arrive meanwhile."""
+        return self._admitter is not None and not self._admitter.done()
+
     async def _decide(self, keys: list[str], args: list[Any]) -> Any:
         """ADMIT's answer, from a call shared with the admissions waiting beside this one: those of
         one event-loop iteration, then those that came while the last call was out (one round

@@ -172,7 +172,8 @@ class Admission:
         """Pass the rate limits, then reserve the hold: the worst case over every attempt's prices.
 
         With shared limits (Redis) and a store that can give a hold back exactly (PostgreSQL's
-        `unreserve`), both are sent at once: one round trip less on the request's path. The
+        `unreserve`), both are sent at once when no other admission is on its way: one round
+        trip less on the request's path. The
         limits still decide first: a request they refuse gets their 429, its hold given back
         before that answer; and a key they refused sends its reserves after them again while it
         was asked to wait (at most `HOLD_BACK` seconds), so a flood of 429s costs the database
@@ -180,7 +181,15 @@ class Admission:
         account until given back (milliseconds): at the very edge of a limit a request may be
         refused then, never admitted past it."""
         hold, dearest = billing.dearest([a.origin.prices for a in attempts], bound, max_output)
-        beside = self._unreserve is not None and self.limiter.shared and not self._held_back(key.id)
+        # Beside only when no admission call is out: under load, admissions that come back
+        # together send their reserves together, in one batch (store/postgres/batches.py);
+        # sent beside each admission they would go in more, smaller batches.
+        beside = (
+            self._unreserve is not None
+            and self.limiter.shared
+            and not self.limiter.admitting()
+            and not self._held_back(key.id)
+        )
         if not beside:
             ticket = await self.pass_limits(key, tokens_estimate)
         now = self.clock()
