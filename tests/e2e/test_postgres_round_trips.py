@@ -213,9 +213,11 @@ def test_holds_reserved_beside_refused_admissions_are_given_back(counted: Counte
     n = 12
     account = gw.account("50.00")
     key = gw.key(account, limit="10", rpm=3)
-    with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
-        with ThreadPoolExecutor(n) as pool:
-            answers = list(pool.map(lambda _: client.post("/v1/chat/completions", json=QUICK), range(n)))
+    with (
+        httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client,
+        ThreadPoolExecutor(n) as pool,
+    ):
+        answers = list(pool.map(lambda _: client.post("/v1/chat/completions", json=QUICK), range(n)))
     assert sorted(a.status_code for a in answers) == [200] * 3 + [429] * (n - 3)
     balance = gw.balance(account)
     assert Decimal(str(balance["held"])) == 0
