@@ -173,11 +173,10 @@ class Admission:
 
         With shared limits (Redis) and a store that can give a hold back exactly (PostgreSQL's
         `unreserve`), both are sent at once when no other admission is on its way: one round
-        trip less on the request's path. The
-        limits still decide first: a request they refuse gets their 429, its hold given back
-        before that answer; and a key they refused sends its reserves after them again while it
-        was asked to wait (at most `HOLD_BACK` seconds), so a flood of 429s costs the database
-        nothing. A hold reserved beside a refused admission counts against the key and the
+        trip less on the request's path. The limits still decide first: a request they refuse
+        gets their 429, its hold given back before that answer; and a key they refused sends its
+        reserves after them again while it was asked to wait (at most `HOLD_BACK` seconds), so a
+        flood of 429s costs the database nothing. A hold reserved beside a refused admission counts against the key and the
         account until given back (milliseconds): at the very edge of a limit a request may be
         refused then, never admitted past it."""
         hold, dearest = billing.dearest([a.origin.prices for a in attempts], bound, max_output)
@@ -195,6 +194,7 @@ class Admission:
         now = self.clock()
         stamp = iso(now)
         request_id = time_ordered_id("gen-")
+        started = time.monotonic()
         reserving = self.store.reserve(
             Hold(
                 request_id,
@@ -219,14 +219,13 @@ class Admission:
                 await self._give_back(reserved, request_id)
                 raise
             except BaseException:  # cancelled (the client left) or failed: the hold goes back
-                later = asyncio.ensure_future(self._give_back(reserved, request_id))
-                self._later.add(later)
-                later.add_done_callback(self._later.discard)
+                self._give_back_later(reserved, request_id)
                 raise
             try:
                 result = await reserved
-            except BaseException:
+            except BaseException:  # failed, or cancelled while it runs on: no request to hold for
                 self.limiter.finish(ticket, 0)
+                self._give_back_later(reserved, request_id)
                 raise
         else:
             result = await reserving
@@ -240,7 +239,7 @@ class Admission:
             input_bound=bound,
             max_output=max_output,
             ticket=ticket,
-            started=time.monotonic(),
+            started=started,
             created_at=stamp,
             stream=stream,
         )
@@ -266,6 +265,11 @@ class Admission:
             now = time.monotonic()
             self._refused_until = {k: t for k, t in self._refused_until.items() if t > now}
         self._refused_until[key_id] = time.monotonic() + min(float(retry_after), HOLD_BACK)
+
+    def _give_back_later(self, reserved: asyncio.Future[ReserveResult], request_id: str) -> None:
+        later = asyncio.ensure_future(self._give_back(reserved, request_id))
+        self._later.add(later)
+        later.add_done_callback(self._later.discard)
 
     async def _give_back(self, reserved: asyncio.Future[ReserveResult], request_id: str) -> None:
         """The hold reserved beside an admission its limits refused, given back exactly."""
