@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -29,10 +30,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from nemorouter_setup import setup_nemorouter
+from nemorouter_setup import setup_nemorouter, setup_shared
 from servers import Server, free_port, log
 
 BENCH_DIR = Path(__file__).resolve().parent
+POSTGRES_URL = os.environ.get("NEMO_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("NEMO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 MESSAGES = [
     {"role": "system", "content": "You are a helpful assistant."},
     {"role": "user", "content": "Say hello in one short sentence."},
@@ -123,7 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         "events arrive several at a time; 0.05: one at a time, as in the streams scenario)",
     )
     parser.add_argument("--keep", type=Path, help="keep callgrind's files in this directory")
-    parser.add_argument("--only", choices=("floor", "nemorouter"), help="measure one server")
+    parser.add_argument(
+        "--only",
+        choices=("floor", "nemorouter", "nemo-pg"),
+        help="measure one server (nemo-pg: the gateway on PostgreSQL + Redis, one worker, as run.py's"
+        " nemo-pg row provisions it; not in the default pair)",
+    )
     opts = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
@@ -156,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
                 argv_ = [py, str(BENCH_DIR / "floor_proxy.py"), "--port", str(port), "--upstream", stub.url]
                 server = Server(name, _valgrind(out) + argv_, port, tmp)
                 key, model = "sk-bench-any-key", "gpt-4o-mini"
+            elif name == "nemo-pg":
+                data_dir = tmp / "nemo-pg-data"
+                data_dir.mkdir()
+                nemo = setup_shared(data_dir, stub.url + "/v1", port, POSTGRES_URL, REDIS_URL, 1)
+                stack.callback(nemo.cleanup)  # after the server stops
+                server = Server(name, _valgrind(out) + nemo.serve_argv, port, tmp, nemo.env)
+                key, model = nemo.api_key, nemo.model
             else:
                 data_dir = tmp / "nemo-data"
                 data_dir.mkdir()
@@ -171,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     if STREAM_EVENTS:
         for name, total in results.items():
             print(f"{name:<12} {total / opts.requests / STREAM_EVENTS / 1000:>10,.1f}k instructions/event")
-    if len(results) == 2:
+    if set(results) == {"floor", "nemorouter"}:
         print(f"ratio        {results['nemorouter'] / results['floor']:>10.2f}x the floor")
     return 0
 

@@ -132,7 +132,9 @@ def run_all(opts: argparse.Namespace) -> dict[str, Result]:
             except Exception as exc:
                 failed[name] = f"not measured: {exc}"
         try:
-            if opts.fake_nemorouter:  # debug: exercise this code path with a second floor proxy
+            if opts.skip_sqlite:
+                failed["nemorouter"] = "not measured: --skip-sqlite"
+            elif opts.fake_nemorouter:  # debug: exercise this code path with a second floor proxy
                 srv = stack.enter_context(floor_proxy("nemorouter"))
                 targets["nemorouter"] = (srv.url, "sk-fake-nemorouter", NEMO_MODEL)
             else:
@@ -260,6 +262,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="leave out the PostgreSQL + Redis row (it needs NEMO_BENCH_POSTGRES_URL and NEMO_BENCH_REDIS_URL, "
         "default the local servers)",
     )
+    parser.add_argument(
+        "--skip-sqlite",
+        action="store_true",
+        help="leave out the SQLite row (nemorouter), e.g. to measure the PostgreSQL + Redis row more often",
+    )
     streams = parser.add_mutually_exclusive_group()
     streams.add_argument(
         "--skip-streams", action="store_true", help="leave out the thousands-of-streams scenario"
@@ -304,7 +311,13 @@ def main(argv: list[str] | None = None) -> int:
     if streams is not None:
         report_streams(streams)
     write_json(results, comparisons, opts, streams)
-    bad = [r for r in results.values() if not r.valid and not (opts.skip_pg and r.name == "nemo-pg")]
+    bad = [
+        r
+        for r in results.values()
+        if not r.valid
+        and not (opts.skip_pg and r.name == "nemo-pg")
+        and not (opts.skip_sqlite and r.name == "nemorouter")
+    ]
     for r in bad:
         log(f"!!! {r.name.upper()} {r.error}")
     stream_errors = [] if streams is None else streams_invalid(streams)

@@ -168,3 +168,59 @@ def test_concurrent_requests_share_round_trips_and_are_charged_exactly(counted: 
     assert Decimal(str(balance["held"])) == 0
     report = gw.verify()
     assert (report["ok"], report["problems"]) == (True, []), report
+
+
+def _generations(gw: Gateway, account_id: str) -> dict[str, int]:
+    async def run() -> dict[str, int]:
+        con = await asyncpg.connect(gw.env["NEMO_DATABASE_URL"], timeout=10)
+        try:
+            found = await con.fetch(
+                "SELECT status, count(*) FROM generations WHERE account_id = $1 GROUP BY status", account_id
+            )
+        finally:
+            await con.close()
+        return {row[0]: row[1] for row in found}
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
+
+
+def test_holds_reserved_beside_refused_admissions_are_given_back(counted: Counted) -> None:
+    """With Redis limits, a request's admission and its reserve go at once when no other
+    admission is out (service/admission.py): a request the limits refuse gets its 429 with its
+    hold given back exactly (`nemo_unreserve`: no record, nothing held); once refused, the key's
+    next requests wait for the limits and reach no database while it is asked to wait. Many at
+    once: as many answered as the limit allows, nothing left held, the ledger clean."""
+    gw = counted.gateway
+    account = gw.account("50.00")
+    key = gw.key(account, limit="10", rpm=3)
+    with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+        counted.postgres.take()
+        answers = [client.post("/v1/chat/completions", json=QUICK) for _ in range(4)]
+        assert [a.status_code for a in answers] == [200, 200, 200, 429]
+        pg, _ = counted.postgres.take()
+        assert _matching(pg, "nemo_reserve") == 4 and _matching(pg, "nemo_unreserve") == 1, pg
+        charged = sum(Decimal(a.headers["x-nemo-cost"]) for a in answers[:3])
+        balance = gw.balance(account)
+        assert Decimal(str(balance["total_usage"])) == charged
+        assert Decimal(str(balance["held"])) == 0
+        assert _generations(gw, account) == {"success": 3}
+        counted.postgres.take()
+        for _ in range(5):
+            assert client.post("/v1/chat/completions", json=QUICK).status_code == 429
+        pg, _ = counted.postgres.take()
+        assert _matching(pg, "nemo_reserve") == _matching(pg, "nemo_unreserve") == 0, pg
+    n = 12
+    account = gw.account("50.00")
+    key = gw.key(account, limit="10", rpm=3)
+    with (
+        httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client,
+        ThreadPoolExecutor(n) as pool,
+    ):
+        answers = list(pool.map(lambda _: client.post("/v1/chat/completions", json=QUICK), range(n)))
+    assert sorted(a.status_code for a in answers) == [200] * 3 + [429] * (n - 3)
+    balance = gw.balance(account)
+    assert Decimal(str(balance["held"])) == 0
+    assert _generations(gw, account) == {"success": 3}
+    report = gw.verify()
+    assert (report["ok"], report["problems"]) == (True, []), report

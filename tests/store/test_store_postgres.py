@@ -1,6 +1,6 @@
 """PostgreSQL only: what the SQLite store cannot show (sums beyond 64 bits, replicas migrating
-at once) and how the store opens: lazily, with its pool sized from the environment, and with a
-clear error when the server cannot be reached."""
+at once), how the store opens (lazily, with its pool sized from the environment, and with a
+clear error when the server cannot be reached), and the connections reserves and settles keep."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import socket
 from dataclasses import fields, replace
 from datetime import UTC, datetime
 
+import asyncpg
 import pytest
 
 from nemorouter.money.amounts import MAX_AMOUNT, AmountRangeError
@@ -169,5 +170,99 @@ async def test_settle_function_takes_the_outcome_columns_in_order(pg_url: str) -
         found = await store._one("SELECT proargnames FROM pg_proc WHERE proname = 'nemo_settle'")
         assert found is not None
         assert list(found[0]) == ["p_id", "p_window", *(f"p_{c}" for c in _OUTCOME_COLUMNS)]
+    finally:
+        await store.close()
+
+
+# Reserves and settles run on two pool connections kept for them (store/postgres/conn.py
+# `_call_kept`), not taken from the pool and handed back per call.
+
+
+async def _charge(store: PostgresStore, account_id: str, key_id: str) -> None:
+    hold = Hold(new_id("gen_"), account_id, key_id, 1_000, "all", "p", NOW_TEXT)
+    assert (await store.reserve(hold, NOW_TEXT)).ok
+    pending = await store.get_generation(hold.request_id)
+    assert pending is not None
+    assert await store.settle(hold.request_id, replace(pending, status="success", cost=700), "all")
+
+
+async def test_reserves_and_settles_keep_their_connections_and_replace_a_lost_one(pg_url: str) -> None:
+    store = PostgresStore(pg_url)
+    try:
+        account = await store.create_account("kept", None)
+        await store.add_credit(account.id, 10**9, "wire", "k1")
+        key_id = await _key(store, account.id)
+        await _charge(store, account.id, key_id)
+        kept = dict(store._kept)
+        assert set(kept) == {"reserve", "settle"} and kept["reserve"] is not kept["settle"]
+        for _ in range(3):
+            await _charge(store, account.id, key_id)
+        assert store._kept == kept  # the same two connections, call after call
+        # The server drops the reserves' connection: the next reserve fails alone (as a lost
+        # connection always did), the connection goes back to the pool, and the one after runs
+        # on a fresh one.
+        pid = kept["reserve"].get_server_pid()
+        admin = await asyncpg.connect(pg_url)
+        await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        await admin.close()
+        await asyncio.sleep(0.1)
+        with pytest.raises((asyncpg.PostgresError, asyncpg.InterfaceError, OSError)):
+            await _charge(store, account.id, key_id)
+        assert "reserve" not in store._kept
+        await _charge(store, account.id, key_id)
+        assert store._kept["reserve"].get_server_pid() != pid
+        found = await store.get_account(account.id)
+        assert found is not None and (found.total_usage, found.held) == (5 * 700, 0)
+    finally:
+        await asyncio.wait_for(store.close(), 5)  # the kept connections go back: no wait
+
+
+async def test_a_small_pool_keeps_no_connection(pg_url: str) -> None:
+    store = PostgresStore(pg_url, min_size=1, max_size=2)
+    try:
+        account = await store.create_account("small", None)
+        await store.add_credit(account.id, 10**9, "wire", "s1")
+        key_id = await _key(store, account.id)
+        await asyncio.gather(*(_charge(store, account.id, key_id) for _ in range(4)))
+        assert store._kept == {}
+    finally:
+        await store.close()
+
+
+async def test_batched_settles_store_any_text_exactly(pg_url: str) -> None:
+    """Batched reserves and settles send each column as the text of an array (money.py
+    `_array`): quotes, backslashes, braces, commas, newlines, the word NULL and NULL itself all
+    come back exactly as given, one request to each record."""
+    store = PostgresStore(pg_url)
+    nasty = ['say "hi"', "back\\slash\\", "{a,b}", "NULL", "", "line\nbreak\ttab", "ünïcödé ✓", ' "\\" ']
+    try:
+        account = await store.create_account("texts", None)
+        await store.add_credit(account.id, 10**9, "wire", "t1")
+        key_id = await _key(store, account.id)
+        holds = [
+            Hold(new_id("gen_"), account.id, key_id, 1_000, "all", "p", NOW_TEXT, model=m) for m in nasty
+        ]
+        assert all(r.ok for r in await asyncio.gather(*(store.reserve(h, NOW_TEXT) for h in holds)))
+        pendings = [await store.get_generation(h.request_id) for h in holds]
+        assert [p.model for p in pendings if p is not None] == nasty
+        done = [
+            replace(
+                p, status="success", cost=i, error=text, raw_usage=None if i % 2 else text, latency_ms=None
+            )
+            for i, (p, text) in enumerate(zip(pendings, reversed(nasty), strict=True))
+            if p is not None
+        ]
+        assert all(await asyncio.gather(*(store.settle(g.id, g, "all") for g in done)))
+        for g in done:
+            found = await store.get_generation(g.id)
+            assert found is not None
+            assert (found.error, found.raw_usage, found.cost, found.latency_ms) == (
+                g.error,
+                g.raw_usage,
+                g.cost,
+                None,
+            )
+        stored = await store.get_account(account.id)
+        assert stored is not None and (stored.total_usage, stored.held) == (sum(range(len(nasty))), 0)
     finally:
         await store.close()

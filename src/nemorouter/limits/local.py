@@ -108,6 +108,10 @@ class LocalLimiter:
         self._tokens: dict[str, float] = {}
         self._in_flight: dict[str, int] = {}
 
+    def admitting(self) -> bool:
+        """Whether shared admissions are on their way now (never, here: nothing is shared)."""
+        return False
+
     def admit(
         self,
         key_id: str,

@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from nemorouter.limits.gcra import Decision
 from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket, _refusal_headers
+from nemorouter.limits.resp import Scripts
 
 log = logging.getLogger("nemorouter.limits")
 
@@ -204,16 +205,17 @@ class RedisLimiter(LocalLimiter):
         self._redis_clock = redis_clock
         self.redis = client
         self.prefix = prefix
-        self._admit = client.register_script(NOW + ADMIT)
-        self._admit_many = client.register_script(NOW + ADMIT_MANY)
+        self._scripts = Scripts(client)  # the calls on a lean connection of their own (limits/resp.py)
+        self._admit = self._scripts.script(NOW + ADMIT)
+        self._admit_many = self._scripts.script(NOW + ADMIT_MANY)
         self._admitting: list[tuple[list[str], list[Any], asyncio.Future[Any]]] = []  # waiting admissions
         self._admitter: asyncio.Task[None] | None = None
-        self._finish = client.register_script(NOW + FINISH)
-        self._finish_many = client.register_script(NOW + FINISH_MANY)
-        self._finish_then_admit = client.register_script(NOW + FINISH_THEN_ADMIT)
+        self._finish = self._scripts.script(NOW + FINISH)
+        self._finish_many = self._scripts.script(NOW + FINISH_MANY)
+        self._finish_then_admit = self._scripts.script(NOW + FINISH_THEN_ADMIT)
         self._finishing: list[tuple[list[str], list[Any]]] = []  # finishes waiting to be sent
         self._finisher: asyncio.Task[None] | None = None
-        self._renew = client.register_script(NOW + RENEW)
+        self._renew = self._scripts.script(NOW + RENEW)
         self._slots: dict[str, str] = {}  # slot id -> concurrency set, for renewal
         self._down_until = 0.0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -286,6 +288,11 @@ class RedisLimiter(LocalLimiter):
             self._ensure_renewer()
         ticket.shared = True
         return ticket
+
+    def admitting(self) -> bool:
+        """Whether an admission call is out: one arriving now goes in the next call, with the
+        others that arrive meanwhile."""
+        return self._admitter is not None and not self._admitter.done()
 
     async def _decide(self, keys: list[str], args: list[Any]) -> Any:
         """ADMIT's answer, from a call shared with the admissions waiting beside this one: those of
@@ -438,4 +445,5 @@ class RedisLimiter(LocalLimiter):
                 await self._renewer
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._scripts.close()
         await self.redis.aclose()

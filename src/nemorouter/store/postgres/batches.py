@@ -95,7 +95,8 @@ class Batches(Generic[Item, Result]):
         if len(batch) > 1:
             try:
                 return list(await self._many(batch))
-            except asyncpg.PostgresError:  # rolled back: one by one, so that one fails alone
+            except (asyncpg.PostgresError, asyncpg.DataError):  # rolled back, or a value the driver
+                # refused before sending: one by one, so that the one at fault fails alone
                 log.warning("a batch was refused by the database; running its requests one by one")
         out: list[Result | BaseException] = []
         for item in batch:
