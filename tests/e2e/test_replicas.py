@@ -168,8 +168,11 @@ def test_600_concurrent_requests_over_three_replicas_never_pass_a_cap(cluster: C
         assert balance["total_usage"] == charged <= allowed
         assert balance["balance"] >= 0
         assert balance["held"] == 0
+    # The caps go to whichever replicas' reserve batches reach PostgreSQL first (a batch may take
+    # all that is left at once), so one replica may serve none of the ~50 that fit: what this shows
+    # is replicas competing for the same caps, i.e. more than one of them serving.
     served_by = {i % 3 for i, r in enumerate(responses) if r.status_code == 200}
-    assert served_by == {0, 1, 2}
+    assert len(served_by) >= 2, served_by
     report = first.verify()
     assert report["ok"] is True, report
     overruns = {o["request_id"] for o in report["overrun_requests"]}  # the lies are the operator's
