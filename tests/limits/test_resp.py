@@ -1,11 +1,11 @@
 """The limiter's lean script connection (limits/resp.py): replies parsed whole however they are
-split, paired with their calls in order (also when a caller gave up), scripts Redis lost loaded
-again, the URL's database used, and every failure one of redis-py's RedisErrors (what the
+split, paired with their calls in order (also when a caller gave up), scripts Redis lacks loaded, the URL's database used, and every failure one of redis-py's RedisErrors (what the
 limiter's fallback catches). Real Redis on NEMO_TEST_REDIS_URL."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import socket
@@ -60,8 +60,13 @@ async def test_calls_pair_with_their_replies_and_lost_scripts_load_again(key: st
         if i == 3:
             continue
         assert await call == [i + 1, f"v{i}".encode(), [key.encode(), 7], None]
-    await client.script_flush()  # as a restarted Redis: EVALSHA says NOSCRIPT, EVAL loads it
-    assert (await echo(keys=[key], args=[1, "x"]))[0] == 2
+    # A script this Redis has never seen (as after a restart; not SCRIPT FLUSH, which would take
+    # the scripts of tests running beside this one too): EVALSHA says NOSCRIPT, EVAL loads it.
+    body = f"{ECHO} -- {key}"
+    sha = hashlib.sha1(body.encode()).hexdigest()
+    assert await client.script_exists(sha) == [False]
+    assert (await scripts.script(body)(keys=[key], args=[1, "x"]))[0] == 2
+    assert await client.script_exists(sha) == [True]
     with pytest.raises(ResponseError):
         await scripts.script("return redis.call('NOSUCHCOMMAND')")(keys=[], args=[])
     assert (await echo(keys=[key], args=[5, "y"]))[0] == 6  # the connection is still good
