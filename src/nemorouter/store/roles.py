@@ -150,9 +150,9 @@ class LedgerStore(Protocol):
         ...
 
     # Seconds between the background's sealing rounds (service/jobs/background.py): a settled
-    # entry is tamper-evident within about this long. SQLite seals on the event loop (a request
-    # waits behind a round), PostgreSQL in a transaction of its own (every round is round trips
-    # and a durable commit): both a few times a second.
+    # entry is tamper-evident within about this long. SQLite scans in a thread and writes on the
+    # event loop in short slices, PostgreSQL in a transaction of its own (every round is round
+    # trips and a durable commit): both a few times a second.
     seal_every: float
     # Entries a round seals at most (per kind): a round that sealed as many may have left some,
     # and the next one starts at once instead of after `seal_every`.
