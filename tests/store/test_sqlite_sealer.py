@@ -19,7 +19,7 @@ from nemorouter.store.sqlite import SqliteStore
 from nemorouter.store.sqlite import seals as sqlite_seals
 from nemorouter.vault import Vault
 
-from .contract.test_ledger_seals_contract import NOW, charged, make_key
+from .contract.test_ledger_seals_contract import NOW, charged, make_key, reserve, settle
 
 
 @pytest.fixture
@@ -101,3 +101,37 @@ async def test_a_round_cut_off_between_writes_is_finished_by_the_next(
         assert (await again.verify_ledger()).ok
     finally:
         await again.close()
+
+
+def _whole_rows_by_id(statements: list[str]) -> list[str]:
+    """The scanner's reads of whole generation rows by id (the remembered pending ones)."""
+    return [
+        sql for sql in statements if "FROM generations WHERE id IN" in sql and "status = 'pending'" not in sql
+    ]
+
+
+async def test_long_pending_holds_are_looked_up_by_id_only(store: SqliteStore) -> None:
+    """Thousands of open streams stay pending for their whole length: each round reads only their
+    ids again, and the rows of those that ended (charged: sealed; released: never)."""
+    key = await make_key(Admin(store, Vault(os.urandom(32)), lambda: NOW))
+    held = [await reserve(store, key, hold=10**6) for _ in range(600)]  # more than one IN (...) chunk
+    assert await store.seal_ledger() == 1  # the credit; the holds are remembered as pending
+    read: list[str] = []
+    assert store._scanner is not None
+    store._scanner.set_trace_callback(read.append)
+
+    assert await store.seal_ledger() == 0
+    assert _whole_rows_by_id(read) == [] and sum("status = 'pending'" in sql for sql in read) == 2
+
+    for gen_id in held[:3]:
+        await settle(store, key, gen_id, 5, hold=10**6)
+    assert await store.release(held[3], None)
+    read.clear()
+    assert await store.seal_ledger() == 3  # the three charges; the released hold never
+    whole = _whole_rows_by_id(read)
+    assert sum(sql.count("'gen-") for sql in whole) == 4  # the four that ended, not the 596 still open
+    for gen_id in held[4:]:
+        await settle(store, key, gen_id, 1, hold=10**6)
+    assert await store.seal_ledger() == 596
+    assert await store.seal_ledger() == 0
+    assert (await store.verify_ledger()).ok

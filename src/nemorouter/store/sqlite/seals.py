@@ -154,18 +154,28 @@ def _new_generations(db: sqlite3.Connection, cursor: _Cursor, now_ns: int) -> li
 
 
 def _settled_generations(db: sqlite3.Connection, cursor: _Cursor) -> list[tuple[str, Sequence[Any]]]:
+    """The remembered pending rows that are final now. Thousands of long streams stay pending
+    for their whole length: only their ids are read again each round, not their rows."""
     out: list[tuple[str, Sequence[Any]]] = []
     waiting = list(cursor.pending)
     for start in range(0, len(waiting), 500):
         chunk = waiting[start : start + 500]
         marks = ", ".join("?" * len(chunk))
+        still = {
+            row[0]
+            for row in _rows(
+                db, f"SELECT id FROM generations WHERE id IN ({marks}) AND status = 'pending'", chunk
+            )
+        }
+        if len(still) == len(chunk):
+            continue
+        ended = [gen_id for gen_id in chunk if gen_id not in still]
+        marks = ", ".join("?" * len(ended))
         sql = f"SELECT {_GENERATION_COLUMNS} FROM generations WHERE id IN ({marks})"
-        found = {row[0]: row for row in _rows(db, sql, chunk)}
-        for gen_id in chunk:
+        found = {row[0]: row for row in _rows(db, sql, ended)}
+        for gen_id in ended:
+            cursor.pending.discard(gen_id)  # final, or gone: never sealed
             row = found.get(gen_id)
-            if row is not None and row[_STATUS] == "pending":
-                continue
-            cursor.pending.discard(gen_id)
             if row is not None and row[_STATUS] not in UNCHARGED:
                 out.append(("generation", row))
     return out
