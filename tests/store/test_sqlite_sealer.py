@@ -15,11 +15,13 @@ from pathlib import Path
 import pytest
 
 from nemorouter.service.administration.admin import Admin
+from nemorouter.store import seals
+from nemorouter.store.records import Generation
 from nemorouter.store.sqlite import SqliteStore
 from nemorouter.store.sqlite import seals as sqlite_seals
 from nemorouter.vault import Vault
 
-from .contract.test_ledger_seals_contract import NOW, charged, make_key, reserve, settle
+from .contract.test_ledger_seals_contract import NOW, NOW_TEXT, charged, make_key, reserve, settle
 
 
 @pytest.fixture
@@ -135,3 +137,50 @@ async def test_long_pending_holds_are_looked_up_by_id_only(store: SqliteStore) -
     assert await store.seal_ledger() == 596
     assert await store.seal_ledger() == 0
     assert (await store.verify_ledger()).ok
+
+
+TRICKY = (
+    'a quote " a backslash \\ a slash /',
+    "a line\nbreak, a tab\t, controls \x01\x1f\x7f",
+    "é 😀 \u2028 \u00a0 日本",
+    "",
+    '{"looks": ["like", "json"]}',
+    "12345678901234567890",
+)
+
+
+async def test_rows_read_packed_hash_exactly_as_the_rows_themselves(store: SqliteStore) -> None:
+    """The scan reads its rows packed into one JSON text (one step, one hand-off of the GIL): the
+    values must come back as the rows' own, or every seal would be a false alarm in `verify`
+    (which hashes the rows as SQLite gives them, row by row)."""
+    admin = Admin(store, Vault(os.urandom(32)), lambda: NOW)
+    key = await make_key(admin, credits="100000")
+    for text in TRICKY:
+        await admin.add_credit(key.account_id, {"amount": "0.000001", "reason": text or "-"})
+        gen_id = await reserve(store, key, hold=10**12)
+        gen = Generation(
+            id=gen_id,
+            account_id=key.account_id,
+            key_id=key.id,
+            model=text or "m",
+            endpoint="chat",
+            streamed=True,
+            status="success",
+            created_at=NOW_TEXT,
+            prompt_tokens=2**62,  # beyond a double's exact integers
+            completion_tokens=0,
+            cost=999_999_999_999,
+            hold=10**12,
+        )
+        assert await store.settle(gen_id, gen, "all")
+    assert await store.seal_ledger() == 1 + 2 * len(
+        TRICKY
+    )  # the first credit, and a credit and a charge each
+    report = await store.verify_ledger()
+    assert report.ok, report
+    stored = {
+        row[0]: row[1] for row in store._db.execute("SELECT row_id, digest FROM ledger_seals").fetchall()
+    }
+    columns = ", ".join(seals.GENERATION_FIELDS)
+    for row in store._db.execute(f"SELECT {columns} FROM generations").fetchall():
+        assert stored[row[0]] == seals.digest("generation", tuple(row))
