@@ -184,3 +184,18 @@ async def test_rows_read_packed_hash_exactly_as_the_rows_themselves(store: Sqlit
     columns = ", ".join(seals.GENERATION_FIELDS)
     for row in store._db.execute(f"SELECT {columns} FROM generations").fetchall():
         assert stored[row[0]] == seals.digest("generation", tuple(row))
+
+
+async def test_an_in_memory_database_is_scanned_on_its_own_connection() -> None:
+    """A second connection to ":memory:" would open another, empty database: there the scan
+    stays on the one connection, and everything is still sealed."""
+    store = SqliteStore(":memory:")
+    await store.migrate()
+    try:
+        key = await make_key(Admin(store, Vault(os.urandom(32)), lambda: NOW))
+        await charged(store, key, 7)
+        assert await store.seal_ledger() == 2
+        assert store._scanner is None
+        assert (await store.verify_ledger()).ok
+    finally:
+        await store.close()
