@@ -95,6 +95,7 @@ MODULES = (
     "nemorouter/store/cap_rule.py",
     "nemorouter/store/records.py",
     "nemorouter/store/sqlite/money_mirror.py",
+    "nemorouter/store/sqlite/outcome.py",
     "nemorouter/timeutil.py",
 )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from nemorouter.store import rows
 from nemorouter.store.records import Generation
-from nemorouter.store.sqlite.money_mirror import COMPLETE, OUTCOME_COLUMNS, outcome_row
+from nemorouter.store.sqlite.outcome import COMPLETE, OUTCOME_COLUMNS, outcome_row
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 SET_AT_RESERVE = {"id", "account_id", "key_id", "created_at"}

@@ -146,13 +146,15 @@ class LedgerStore(Protocol):
     ) -> list[Overrun]: ...
     async def seal_ledger(self, now_ns: int | None = None) -> int:
         """Append a hash-chain seal for every final ledger entry not sealed yet (background
-        only, never the request path); returns how many. `verify_ledger` checks the chain."""
+        only); returns how many this round appended. SQLite seals a charge in the batch that
+        settles it (store/sqlite/seals.py), so there a round finds only what no settle sealed.
+        `verify_ledger` checks the chain."""
         ...
 
-    # Seconds between the background's sealing rounds (service/jobs/background.py): a settled
-    # entry is tamper-evident within about this long. SQLite scans in a thread and writes on the
-    # event loop in short slices, PostgreSQL in a transaction of its own (every round is round
-    # trips and a durable commit): both a few times a second.
+    # Seconds between the background's sealing rounds (service/jobs/background.py): an entry no
+    # settle sealed is tamper-evident within about this long. SQLite scans in a thread and writes
+    # on the event loop in short slices, PostgreSQL in a transaction of its own (every round is
+    # round trips and a durable commit): both a few times a second.
     seal_every: float
     # Entries a round seals at most (per kind): a round that sealed as many may have left some,
     # and the next one starts at once instead of after `seal_every`.

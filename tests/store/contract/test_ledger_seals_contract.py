@@ -1,7 +1,9 @@
-"""The ledger's hash chain: every final entry is sealed once, off the request path, and an entry
-changed, removed or reordered after it was sealed makes `verify_ledger` (and `nemorouter ledger
-verify`) fail, naming it. On both stores (the `store` fixture), but for SQLite's own resume
-state; several PostgreSQL replicas sealing at once are in test_store_postgres_replicas.py."""
+"""The ledger's hash chain: every final entry is sealed once (at the latest by the next sealing
+round; SQLite seals a charge in the batch that settles it), and an entry changed, removed or
+reordered after it was sealed makes `verify_ledger` (and `nemorouter ledger verify`) fail, naming
+it. On both stores (the `store` fixture), but for SQLite's own resume state; several PostgreSQL
+replicas sealing at once are in test_store_postgres_replicas.py. What a round returns differs
+(entries it found itself), so these tests count the seals."""
 
 from __future__ import annotations
 
@@ -85,12 +87,17 @@ async def test_every_final_entry_is_sealed_once_and_chained(
     failed = await reserve(store, key)
     assert await store.release(failed, None)
 
-    assert await store.seal_ledger() == 5  # two credits, three charged requests
-    assert await store.seal_ledger() == 0
+    credits = [c.id for c in await store.list_credits(key.account_id)]
+    await store.seal_ledger()
+    first = await seal_rows(raw_query)
+    assert sorted(r[2] for r in first) == sorted([*credits, *done])  # two credits, three charges
+    await store.seal_ledger()
+    assert await seal_rows(raw_query) == first  # nothing twice
     await settle(store, key, open_hold, 5_000)
-    assert await store.seal_ledger() == 1
+    await store.seal_ledger()
 
     rows = await seal_rows(raw_query)
+    assert rows[:5] == first
     assert [r[0] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert {r[2] for r in rows if r[1] == "generation"} == {*done, open_hold}
     assert failed not in {r[2] for r in rows}
@@ -123,16 +130,20 @@ async def test_a_restart_resumes_without_sealing_twice(tmp_path: Path) -> None:
     key = await make_key(admin)
     await charged(first, key, 10)
     left_open = await reserve(first, key)
-    assert await first.seal_ledger() == 2
+    await first.seal_ledger()
+    assert len(_sealed_ids(first)) == 2
     await first.close()
 
     second = SqliteStore(str(db_path))
     try:
         assert [h.request_id for h in await second.recover_holds(None)] == [left_open]
-        await charged(second, key, 20)
+        new = await charged(second, key, 20)
         await Admin(second, Vault(os.urandom(32)), lambda: NOW).add_credit(key.account_id, {"amount": "1"})
-        assert await second.seal_ledger() == 2  # the new request and credit; the orphaned hold never
+        assert await second.seal_ledger() == 1  # the credit (the charge sealed itself)
+        sealed = _sealed_ids(second)
+        assert len(sealed) == len(set(sealed)) == 4 and new in sealed and left_open not in sealed
         assert await second.seal_ledger() == 0
+        assert len(_sealed_ids(second)) == 4
         assert (await second.verify_ledger()).ok
     finally:
         await second.close()
@@ -144,15 +155,21 @@ async def test_rows_created_after_the_clock_stepped_back_are_sealed(
     key = await make_key(admin)
     await charged(store, key, 10)
     wall = time.time_ns()
-    assert await store.seal_ledger(now_ns=wall + 10**9) == 2
+    await store.seal_ledger(now_ns=wall + 10**9)
+    assert len(await seal_rows(raw_query)) == 2
     # The clock went back a second (or another replica's clock is behind): new ids sort below
     # the last one the sealer saw.
     early = f"gen-{wall - 10**9:016x}abcdef0001"
     await reserve(store, key, early)
     await settle(store, key, early, 30)
-    assert await store.seal_ledger(now_ns=wall - 5 * 10**8) == 1
-    assert early in {r[2] for r in await seal_rows(raw_query)}
+    await store.seal_ledger(now_ns=wall - 5 * 10**8)
+    rows = await seal_rows(raw_query)
+    assert len(rows) == 3 and early in {r[2] for r in rows}
     assert (await store.verify_ledger()).ok
+
+
+def _sealed_ids(store: SqliteStore) -> list[str]:
+    return [row[0] for row in store._db.execute("SELECT row_id FROM ledger_seals ORDER BY seq")]
 
 
 Tamper = Callable[[RawSql, RawQuery, list[str], list[str], list[SealRow]], Awaitable[list[str]]]

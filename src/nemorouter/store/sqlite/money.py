@@ -25,14 +25,8 @@ from nemorouter.store.base import StoreError
 from nemorouter.store.money_values import check_columns, check_generation, check_total
 from nemorouter.store.records import Generation, Hold, ReserveResult
 from nemorouter.store.sqlite.conn import SqliteConnection
-from nemorouter.store.sqlite.money_mirror import (
-    ACCOUNT_CHANGED,
-    COMPLETE,
-    KEY_CHARGED,
-    KEY_HELD,
-    MoneyMirror,
-    outcome_row,
-)
+from nemorouter.store.sqlite.money_mirror import ACCOUNT_CHANGED, KEY_CHARGED, KEY_HELD, MoneyMirror
+from nemorouter.store.sqlite.outcome import COMPLETE, outcome_row
 
 
 class SqliteMoney(SqliteConnection):
@@ -58,6 +52,13 @@ class SqliteMoney(SqliteConnection):
 
     def _apply_buffered(self, db: sqlite3.Connection) -> None:
         self._mirror.apply_buffered(db)
+
+    def _link_seals(self, db: sqlite3.Connection, found: Sequence[tuple[str, str, str]]) -> None:
+        """The sealer's entries go through the mirror, which holds the chain's head: the batch's
+        settles seal as they close their holds (`MoneyMirror.settle`), and both must link in one
+        order."""
+        for kind, row_id, entry in found:
+            self._mirror.seal(db, kind, row_id, entry)
 
     # -- the hard cap -----------------------------------------------------------------------
 

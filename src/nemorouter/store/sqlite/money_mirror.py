@@ -12,22 +12,14 @@ from __future__ import annotations
 import sqlite3
 
 from nemorouter.money.amounts import MAX_AMOUNT
-from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.cap_rule import cap_decision
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation, check_total
 from nemorouter.store.records import Generation, Hold, ReserveResult
+from nemorouter.store.seals import GENESIS, link
+from nemorouter.store.sqlite.outcome import COMPLETE, outcome_row, sealed_digest
+from nemorouter.timeutil import iso, utcnow
 
-# Everything a settle or release fills in on the pending row: every column but the four set at
-# reserve, in the order of `rows.GENERATION_COLUMNS`, which `outcome_row` gives
-# (tests/store/test_money_mirror.py checks both).
-OUTCOME_COLUMNS = tuple(
-    c for c in rows.GENERATION_COLUMNS if c not in ("id", "account_id", "key_id", "created_at")
-)
-COMPLETE = (
-    f"UPDATE generations SET {', '.join(f'{c} = ?' for c in OUTCOME_COLUMNS)}"
-    " WHERE id = ? AND status = 'pending'"
-)
 _OPEN_HOLD = (
     "INSERT INTO generations (id, account_id, key_id, model, endpoint, streamed, status, hold, owner, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
@@ -45,35 +37,10 @@ KEY_CHARGED = (
 )
 ACCOUNT_CHANGED = "UPDATE accounts SET held = held + ?, total_usage = total_usage + ? WHERE id = ?"
 _ERRORED = "UPDATE generations SET status = 'error' WHERE id = ?"
-
-
-def outcome_row(g: Generation) -> tuple[object, ...]:
-    """The parameters of COMPLETE for `g`: its OUTCOME_COLUMNS, then its id."""
-    return (
-        g.model,
-        g.provider,
-        g.upstream_model,
-        g.deployment_id,
-        g.provider_key_id,
-        g.endpoint,
-        int(g.streamed),
-        int(g.cancelled),
-        g.finish_reason,
-        g.status,
-        g.prompt_tokens,
-        g.completion_tokens,
-        g.cached_tokens,
-        g.cache_write_tokens,
-        g.cache_write_1h_tokens,
-        g.reasoning_tokens,
-        g.cost,
-        g.hold,
-        g.price_version_id,
-        g.latency_ms,
-        g.error,
-        g.raw_usage,
-        g.id,
-    )
+LAST_SEAL = "SELECT seq, chain FROM ledger_seals ORDER BY seq DESC LIMIT 1"
+SEAL = "INSERT INTO ledger_seals (seq, kind, row_id, digest, chain, sealed_at) VALUES (?, ?, ?, ?, ?, ?)"
+# A seal buffered by the batch: (seq, kind, row id, digest, chain).
+BufferedSeal = tuple[int, str, str, str, str]
 
 
 class KeyMoney:
@@ -121,10 +88,11 @@ class AccountMoney:
 
 
 class OpenHold:
-    def __init__(self, account_id: str, key_id: str, amount: int) -> None:
+    def __init__(self, account_id: str, key_id: str, amount: int, created_at: str) -> None:
         self.account_id = account_id
         self.key_id = key_id
         self.amount = amount
+        self.created_at = created_at  # as the pending row holds it (a settle does not change it)
 
 
 class MoneyMirror:
@@ -141,6 +109,10 @@ class MoneyMirror:
         self.dirty_keys: set[str] = set()
         self.dirty_accounts: set[str] = set()
         self.data_version: int | None = None
+        # The ledger's chain as this batch leaves it (seq, chain), and the seals it owes the
+        # table; the head is loaded in a batch and forgotten with the counters.
+        self.seal_head: tuple[int, str] | None = None
+        self.seals: list[BufferedSeal] = []
 
     # -- when the mirror is exact ---------------------------------------------------------
 
@@ -171,9 +143,11 @@ class MoneyMirror:
                     del self.open[request_id]
 
     def forget(self) -> None:
-        """Drop the mirrored counters (they are loaded again, in a batch, when next used)."""
+        """Drop the mirrored counters and the chain's head (loaded again, in a batch, when next
+        used)."""
         self.keys.clear()
         self.accounts.clear()
+        self.seal_head = None
 
     def forget_rows(self, key_id: str, account_id: str) -> None:
         self.keys.pop(key_id, None)
@@ -190,6 +164,7 @@ class MoneyMirror:
         self.completions.clear()
         self.dirty_keys.clear()
         self.dirty_accounts.clear()
+        self.seals.clear()
         self.forget()
 
     def released(self, request_ids: list[str]) -> None:
@@ -228,6 +203,10 @@ class MoneyMirror:
         completions, self.completions = self.completions, []
         if completions:
             db.executemany(COMPLETE, completions)
+        if self.seals:
+            now = iso(utcnow())
+            db.executemany(SEAL, [(*seal, now) for seal in self.seals])
+            self.seals.clear()
         for key_id in self.dirty_keys:
             key = self.keys[key_id]
             assert key is not None
@@ -245,6 +224,19 @@ class MoneyMirror:
             db.execute(ACCOUNT_CHANGED, (account.held_change, account.usage_change, account_id))
             account.held_change = account.usage_change = 0
         self.dirty_accounts.clear()
+
+    # -- the ledger's chain -----------------------------------------------------------------
+
+    def seal(self, db: sqlite3.Connection, kind: str, row_id: str, entry_digest: str) -> None:
+        """Link an entry into the chain after the last seal and buffer its seal for the batch."""
+        head = self.seal_head
+        if head is None:
+            last = db.execute(LAST_SEAL).fetchone()
+            head = (last[0], last[1]) if last is not None else (0, GENESIS)
+        seq = head[0] + 1
+        chain = link(head[1], entry_digest)
+        self.seal_head = (seq, chain)
+        self.seals.append((seq, kind, row_id, entry_digest, chain))
 
     # -- the hard cap -----------------------------------------------------------------------
 
@@ -302,7 +294,7 @@ class MoneyMirror:
         account.held_change += amount
         self.dirty_keys.add(hold.key_id)
         self.dirty_accounts.add(hold.account_id)
-        self.open[request_id] = OpenHold(hold.account_id, hold.key_id, amount)
+        self.open[request_id] = OpenHold(hold.account_id, hold.key_id, amount, hold.created_at)
         self.opened_in_batch.append(request_id)
         return decided
 
@@ -336,8 +328,13 @@ class MoneyMirror:
         if key.usage > MAX_AMOUNT - cost or account.usage > MAX_AMOUNT - cost:
             check_total(request_id, "key's usage", key.usage, cost)
             check_total(request_id, "account's usage", account.usage, cost)
+        entry_digest = None
+        if generation.id == request_id:
+            entry_digest = sealed_digest(generation, found.account_id, found.key_id, found.created_at)
         self._close(db, request_id)
         self.completions.append(outcome_row(generation))
+        if entry_digest is not None:  # sealed in the batch that makes it final
+            self.seal(db, "generation", generation.id, entry_digest)
         key.charge(window, cost)
         account.available -= cost
         account.usage += cost
@@ -347,16 +344,21 @@ class MoneyMirror:
     def release(self, db: sqlite3.Connection, request_id: str, generation: Generation | None) -> bool:
         """Drop this connection's hold without charge, recording `generation` (or just the
         error status); False when the hold is not this connection's."""
-        if request_id not in self.open:
+        found = self.open.get(request_id)
+        if found is None:
             return False
-        row = None
+        row, entry_digest = None, None
         if generation is not None:  # checked whole: the caller does not wait for the commit
             row = outcome_row(generation)
             check_generation(generation)
             check_columns(request_id, row)
+            if generation.id == request_id:
+                entry_digest = sealed_digest(generation, found.account_id, found.key_id, found.created_at)
         self._close(db, request_id)
         if row is not None:
             self.completions.append(row)
+            if entry_digest is not None and generation is not None:
+                self.seal(db, "generation", generation.id, entry_digest)
         else:
             db.execute(_ERRORED, (request_id,))
         return True

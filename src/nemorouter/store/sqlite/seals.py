@@ -1,22 +1,28 @@
 """The ledger's hash chain on SQLite: the sealer's side (append) and the check's side (verify).
 
-Sealing never runs on the request path. A background task calls `seal_ledger` four times a
-second (and once at shutdown); it finds the entries that became final since the last call
-and appends their seals:
+A charge is sealed by the batch that settles it (`MoneyMirror.settle`): its digest is computed
+from the values its row is written with, and linked after the chain's head, which the money
+mirror keeps for the open batch. That costs the event loop ~3 µs a request and leaves nothing
+behind: a sealer that found and hashed every settled row afterwards made background work in
+proportion to the traffic, and that work was what the p99 at one connection waited behind.
+
+What no settle sealed is found by a background task calling `seal_ledger` four times a second
+(and once at shutdown): credits, records settled by another connection, values SQLite stores in
+another type than they were given in (`outcome.sealed_digest`):
 
 - credits are found by rowid (they are inserted once and never change);
 - generations by id: ids are time-ordered (`time_ordered_id`), so new rows sort after the
-  last one seen. A row seen while `pending` is remembered and looked up by key until it is
-  settled (sealed) or released (never sealed: no charge). Should the wall clock step back,
-  new ids may sort below the last one seen, so until the clock is past that point again the
-  scan also starts a margin below the clock.
+  last one seen, and when a scan found fewer unsealed rows than a batch, every row up to the
+  newest is sealed, so the next scan starts there. A row seen while `pending` is remembered and
+  looked up by key until it is final (and, unless its settle sealed it, sealed here) or released
+  (never sealed: no charge). Should the wall clock step back, new ids may sort below the last
+  one seen, so until the clock is past that point again the scan also starts a margin below it.
 
-Finding the entries and hashing them (~7 µs an entry) runs in a worker thread on a connection of
-its own, which sees committed rows only: on the event loop it paused every request in flight,
-and at a few thousand requests a second its rounds of 2-5 ms were the p99 at one connection. The
-event loop only links the digests into the chain and writes them, `APPEND` at a time, as writes
-of the request path's shared transaction (`_write`): no transaction of their own, and nothing the
-money path mirrors is touched.
+The scan runs in a worker thread on a connection of its own, in one read transaction (committed
+rows only; what one query skips as sealed is sealed in the next one's view), and reads each
+query's rows packed into one JSON text. The event loop only links the digests it found into the
+chain and writes them, `APPEND` at a time, as writes of the request path's shared transaction
+(`_write`), through the mirror, so they and the settles' seals link in one order.
 
 Where to resume is kept in `meta` with the last write of a round, so a restart rescans only what
 may have changed (holds open at a stop are released at the next start; a round cut short by a
@@ -48,6 +54,7 @@ from nemorouter.store.seals import (
     link,
 )
 from nemorouter.store.sqlite.conn import SqliteConnection
+from nemorouter.store.sqlite.money_mirror import LAST_SEAL, SEAL
 from nemorouter.timeutil import iso, utcnow
 
 # Entries per kind a scan finds at most; a round that found as many is followed at once by the
@@ -66,7 +73,6 @@ _CREDIT_COLUMNS = ", ".join(CREDIT_FIELDS)
 _GENERATION_COLUMNS = ", ".join(GENERATION_FIELDS)
 _STATUS = GENERATION_FIELDS.index("status")
 _UNSEALED = "NOT EXISTS (SELECT 1 FROM ledger_seals s WHERE s.kind = ? AND s.row_id = {}.id)"
-_INSERT = "INSERT INTO ledger_seals (seq, kind, row_id, digest, chain, sealed_at) VALUES (?, ?, ?, ?, ?, ?)"
 
 Found = tuple[str, str, str]  # (kind, row id, digest): an entry to seal, hashed
 
@@ -123,7 +129,21 @@ def _load_cursor(db: sqlite3.Connection) -> _Cursor:
 
 def _scan(db: sqlite3.Connection, cursor: _Cursor | None, now_ns: int) -> tuple[_Cursor, list[Found]]:
     """The final entries not sealed yet, hashed, and the cursor moved past them."""
-    cursor = cursor or _load_cursor(db)
+    db.execute("BEGIN")  # one snapshot: what a query skipped as sealed is sealed in the next one's
+    try:
+        cursor = cursor or _load_cursor(db)
+        entries = _unsealed(db, cursor, now_ns)
+    finally:
+        db.execute("COMMIT")
+    found: list[Found] = []
+    for i, (kind, values) in enumerate(entries):
+        if i % _HASHED_PER_TURN == _HASHED_PER_TURN - 1:
+            time.sleep(0)  # let the event loop's thread have the GIL
+        found.append((kind, str(values[0]), digest(kind, values)))
+    return cursor, found
+
+
+def _unsealed(db: sqlite3.Connection, cursor: _Cursor, now_ns: int) -> list[tuple[str, Sequence[Any]]]:
     credits = _packed(
         db,
         f"SELECT {_CREDIT_COLUMNS}, rowid AS row_number FROM credits c WHERE rowid > ?"
@@ -136,12 +156,7 @@ def _scan(db: sqlite3.Connection, cursor: _Cursor | None, now_ns: int) -> tuple[
         cursor.credit_rowid = max(cursor.credit_rowid, *(row[-1] for row in credits))
     entries += _new_generations(db, cursor, now_ns)
     entries += _settled_generations(db, cursor)
-    found: list[Found] = []
-    for i, (kind, values) in enumerate(entries):
-        if i % _HASHED_PER_TURN == _HASHED_PER_TURN - 1:
-            time.sleep(0)  # let the event loop's thread have the GIL
-        found.append((kind, str(values[0]), digest(kind, values)))
-    return cursor, found
+    return entries
 
 
 def _new_generations(db: sqlite3.Connection, cursor: _Cursor, now_ns: int) -> list[tuple[str, Sequence[Any]]]:
@@ -170,6 +185,10 @@ def _new_generations(db: sqlite3.Connection, cursor: _Cursor, now_ns: int) -> li
             out.append(("generation", row))
     if found:
         cursor.after = max(cursor.after or "", *(row[0] for row in found))
+    if len(found) < BATCH:  # every unsealed row is in `found`: the rest, up to the newest, are sealed
+        (newest,) = db.execute("SELECT max(id) FROM generations").fetchone()
+        if newest is not None:
+            cursor.after = max(cursor.after or "", newest)
     return out
 
 
@@ -187,30 +206,17 @@ def _settled_generations(db: sqlite3.Connection, cursor: _Cursor) -> list[tuple[
             continue
         ended = [gen_id for gen_id in chunk if gen_id not in still]
         marks = ", ".join("?" * len(ended))
-        sql = f"SELECT {_GENERATION_COLUMNS} FROM generations WHERE id IN ({marks})"
-        found = {row[0]: row for row in _packed(db, sql, _GENERATION_COLUMNS, ended)}
+        sql = (
+            f"SELECT {_GENERATION_COLUMNS} FROM generations g WHERE id IN ({marks})"
+            f" AND {_UNSEALED.format('g')}"  # most were sealed by their settle (`MoneyMirror.settle`)
+        )
+        found = {row[0]: row for row in _packed(db, sql, _GENERATION_COLUMNS, [*ended, "generation"])}
         for gen_id in ended:
             cursor.pending.discard(gen_id)  # final, or gone: never sealed
             row = found.get(gen_id)
             if row is not None and row[_STATUS] not in UNCHARGED:
                 out.append(("generation", row))
     return out
-
-
-def _append(found: Sequence[Found], resume: list[tuple[str, str]] | None, db: sqlite3.Connection) -> None:
-    """Link `found` into the chain after its last seal and write them (and, with the round's
-    last write, where to resume): one operation of the shared transaction."""
-    last = db.execute("SELECT seq, chain FROM ledger_seals ORDER BY seq DESC LIMIT 1").fetchone()
-    seq, chain = (last[0], last[1]) if last else (0, GENESIS)
-    now = iso(utcnow())
-    rows = []
-    for kind, row_id, entry in found:
-        seq += 1
-        chain = link(chain, entry)
-        rows.append((seq, kind, row_id, entry, chain, now))
-    db.executemany(_INSERT, rows)
-    if resume:
-        db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", resume)
 
 
 class SqliteSeals(SqliteConnection):
@@ -222,6 +228,7 @@ class SqliteSeals(SqliteConnection):
     _sealing: asyncio.Lock | None = None
     _scanner: sqlite3.Connection | None = None  # the thread's own connection (see the docstring)
     _scanner_lock: threading.Lock | None = None  # a round cut off (shutdown) may leave its thread running
+    _resume_written: list[tuple[str, str]] | None = None
 
     async def seal_ledger(self, now_ns: int | None = None) -> int:
         """Append a seal for every final ledger entry not sealed yet; returns how many."""
@@ -236,13 +243,40 @@ class SqliteSeals(SqliteConnection):
                 else:
                     cursor, found = await asyncio.to_thread(self._scan_aside, self._seal_cursor, now_ns)
                 self._seal_cursor = cursor
-                for start in range(0, len(found), APPEND):
-                    resume = cursor.resume() if start + APPEND >= len(found) else None
-                    await self._write(partial(_append, found[start : start + APPEND], resume))
+                resume = cursor.resume()
+                slices = [found[start : start + APPEND] for start in range(0, len(found), APPEND)]
+                if not slices and resume != self._resume_written:
+                    slices = [[]]  # nothing to seal, but the scan moved on: keep where to resume
+                for i, chunk in enumerate(slices):
+                    last = i == len(slices) - 1
+                    await self._write(partial(self._append, chunk, resume if last else None))
+                self._resume_written = resume
             except BaseException:
-                self._seal_cursor = None  # start again from what was committed
+                self._seal_cursor = self._resume_written = None  # start again from what was committed
                 raise
         return len(found)
+
+    def _append(
+        self, found: Sequence[Found], resume: list[tuple[str, str]] | None, db: sqlite3.Connection
+    ) -> None:
+        """Seal `found` and (with the round's last write) keep where to resume: one operation of
+        the shared transaction."""
+        self._link_seals(db, found)
+        if resume:
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", resume)
+
+    def _link_seals(self, db: sqlite3.Connection, found: Sequence[Found]) -> None:
+        """Append seals for `found` after the chain's last seal. The money path overrides this
+        (`sqlite.money`): the batch's settles link their own seals, and the chain's head is theirs."""
+        last = db.execute(LAST_SEAL).fetchone()
+        seq, chain = (last[0], last[1]) if last else (0, GENESIS)
+        now = iso(utcnow())
+        rows = []
+        for kind, row_id, entry in found:
+            seq += 1
+            chain = link(chain, entry)
+            rows.append((seq, kind, row_id, entry, chain, now))
+        db.executemany(SEAL, rows)
 
     def _scan_aside(self, cursor: _Cursor | None, now_ns: int) -> tuple[_Cursor, list[Found]]:
         assert self._scanner_lock is not None
