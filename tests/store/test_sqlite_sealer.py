@@ -16,13 +16,14 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nemorouter.service.administration.admin import Admin
 from nemorouter.store import seals
 from nemorouter.store.base import StoreError
-from nemorouter.store.records import Generation
+from nemorouter.store.records import ApiKey, Generation
 from nemorouter.store.sqlite import SqliteStore
 from nemorouter.store.sqlite import seals as sqlite_seals
 from nemorouter.vault import Vault
@@ -48,6 +49,20 @@ def _trace_loop_connection(store: SqliteStore) -> list[tuple[int, str]]:
 async def _sealed(store: SqliteStore) -> list[tuple[str, str]]:
     rows = store._db.execute("SELECT kind, row_id FROM ledger_seals ORDER BY seq").fetchall()
     return [(row[0], row[1]) for row in rows]
+
+
+def _charge(key: ApiKey, gen_id: str, **values: Any) -> Generation:
+    """A successful charge's record for `gen_id`, with `values` in place of the defaults."""
+    fields: dict[str, Any] = {
+        "model": "m/x",
+        "endpoint": "chat",
+        "streamed": False,
+        "status": "success",
+        "created_at": NOW_TEXT,
+        "hold": 10**9,
+        **values,
+    }
+    return Generation(id=gen_id, account_id=key.account_id, key_id=key.id, **fields)
 
 
 async def _credits(store: SqliteStore, admin: Admin, account_id: str, count: int) -> None:
@@ -97,20 +112,7 @@ async def test_a_value_sqlite_stores_otherwise_is_left_to_the_sealer(store: Sqli
     it (`true`), its seal would be a false alarm. Such a record is sealed by the sealer, from the row."""
     key = await make_key(Admin(store, Vault(os.urandom(32)), lambda: NOW))
     gen_id = await reserve(store, key)
-    gen = Generation(
-        id=gen_id,
-        account_id=key.account_id,
-        key_id=key.id,
-        model="m/x",
-        endpoint="chat",
-        streamed=False,
-        status="success",
-        created_at=NOW_TEXT,
-        prompt_tokens=True,
-        cost=3,
-        hold=10**9,
-    )
-    assert await store.settle(gen_id, gen, "all")
+    assert await store.settle(gen_id, _charge(key, gen_id, prompt_tokens=True, cost=3), "all")
     assert await _sealed(store) == []
     assert await store.seal_ledger() == 2  # the credit and the charge, hashed from their rows
     assert (await store.verify_ledger()).ok
@@ -124,18 +126,7 @@ async def test_a_batch_rebuilt_without_a_failing_settle_keeps_the_chain_whole(st
     store._flush()
 
     def gen(gen_id: str, model: str) -> Generation:
-        return Generation(
-            id=gen_id,
-            account_id=key.account_id,
-            key_id=key.id,
-            model=model,
-            endpoint="chat",
-            streamed=False,
-            status="success",
-            created_at=NOW_TEXT,
-            cost=4,
-            hold=10**9,
-        )
+        return _charge(key, gen_id, model=model, cost=4)
 
     results = await asyncio.gather(
         store.settle(ids[0], gen(ids[0], "m/a"), "all"),
@@ -319,17 +310,12 @@ async def test_rows_read_packed_hash_exactly_as_the_rows_themselves(store: Sqlit
     for text in TRICKY:
         await admin.add_credit(key.account_id, {"amount": "0.000001", "reason": text or "-"})
         gen_id = await reserve(store, key, hold=10**12)
-        gen = Generation(
-            id=gen_id,
-            account_id=key.account_id,
-            key_id=key.id,
+        gen = _charge(
+            key,
+            gen_id,
             model=text or "m",
-            endpoint="chat",
             streamed=True,
-            status="success",
-            created_at=NOW_TEXT,
             prompt_tokens=2**62,  # beyond a double's exact integers
-            completion_tokens=0,
             cost=999_999_999_999,
             hold=10**12,
         )
