@@ -53,13 +53,6 @@ class SqliteMoney(SqliteConnection):
     def _apply_buffered(self, db: sqlite3.Connection) -> None:
         self._mirror.apply_buffered(db)
 
-    def _link_seals(self, db: sqlite3.Connection, found: Sequence[tuple[str, str, str]]) -> None:
-        """The sealer's entries go through the mirror, which holds the chain's head: the batch's
-        settles seal as they close their holds (`MoneyMirror.settle`), and both must link in one
-        order."""
-        for kind, row_id, entry in found:
-            self._mirror.seal(db, kind, row_id, entry)
-
     # -- the hard cap -----------------------------------------------------------------------
 
     async def reserve(self, hold: Hold, now: str) -> ReserveResult:

@@ -37,8 +37,8 @@ KEY_CHARGED = (
 )
 ACCOUNT_CHANGED = "UPDATE accounts SET held = held + ?, total_usage = total_usage + ? WHERE id = ?"
 _ERRORED = "UPDATE generations SET status = 'error' WHERE id = ?"
-LAST_SEAL = "SELECT seq, chain FROM ledger_seals ORDER BY seq DESC LIMIT 1"
-SEAL = "INSERT INTO ledger_seals (seq, kind, row_id, digest, chain, sealed_at) VALUES (?, ?, ?, ?, ?, ?)"
+_LAST_SEAL = "SELECT seq, chain FROM ledger_seals ORDER BY seq DESC LIMIT 1"
+_SEAL = "INSERT INTO ledger_seals (seq, kind, row_id, digest, chain, sealed_at) VALUES (?, ?, ?, ?, ?, ?)"
 # A seal buffered by the batch: (seq, kind, row id, digest, chain).
 BufferedSeal = tuple[int, str, str, str, str]
 
@@ -205,7 +205,7 @@ class MoneyMirror:
             db.executemany(COMPLETE, completions)
         if self.seals:
             now = iso(utcnow())
-            db.executemany(SEAL, [(*seal, now) for seal in self.seals])
+            db.executemany(_SEAL, [(*seal, now) for seal in self.seals])
             self.seals.clear()
         for key_id in self.dirty_keys:
             key = self.keys[key_id]
@@ -231,7 +231,7 @@ class MoneyMirror:
         """Link an entry into the chain after the last seal and buffer its seal for the batch."""
         head = self.seal_head
         if head is None:
-            last = db.execute(LAST_SEAL).fetchone()
+            last = db.execute(_LAST_SEAL).fetchone()
             head = (last[0], last[1]) if last is not None else (0, GENESIS)
         seq = head[0] + 1
         chain = link(head[1], entry_digest)
@@ -328,11 +328,12 @@ class MoneyMirror:
         if key.usage > MAX_AMOUNT - cost or account.usage > MAX_AMOUNT - cost:
             check_total(request_id, "key's usage", key.usage, cost)
             check_total(request_id, "account's usage", account.usage, cost)
+        row = outcome_row(generation)
         entry_digest = None
         if generation.id == request_id:
-            entry_digest = sealed_digest(generation, found.account_id, found.key_id, found.created_at)
+            entry_digest = sealed_digest(row, found.account_id, found.key_id, found.created_at)
         self._close(db, request_id)
-        self.completions.append(outcome_row(generation))
+        self.completions.append(row)
         if entry_digest is not None:  # sealed in the batch that makes it final
             self.seal(db, "generation", generation.id, entry_digest)
         key.charge(window, cost)
@@ -353,12 +354,12 @@ class MoneyMirror:
             check_generation(generation)
             check_columns(request_id, row)
             if generation.id == request_id:
-                entry_digest = sealed_digest(generation, found.account_id, found.key_id, found.created_at)
+                entry_digest = sealed_digest(row, found.account_id, found.key_id, found.created_at)
         self._close(db, request_id)
         if row is not None:
             self.completions.append(row)
-            if entry_digest is not None and generation is not None:
-                self.seal(db, "generation", generation.id, entry_digest)
+            if entry_digest is not None:
+                self.seal(db, "generation", request_id, entry_digest)
         else:
             db.execute(_ERRORED, (request_id,))
         return True

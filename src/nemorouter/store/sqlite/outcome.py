@@ -10,7 +10,7 @@ import orjson
 
 from nemorouter.store import rows
 from nemorouter.store.records import Generation
-from nemorouter.store.seals import UNCHARGED, digest
+from nemorouter.store.seals import GENERATION_FIELDS, UNCHARGED, digest
 
 # Everything a settle or release fills in on the pending row: every column but the four set at
 # reserve, in the order of `rows.GENERATION_COLUMNS`, which `outcome_row` gives
@@ -53,59 +53,39 @@ def outcome_row(g: Generation) -> tuple[object, ...]:
     )
 
 
-def sealed_digest(g: Generation, account_id: str, key_id: str, created_at: str) -> str | None:
-    """The seal digest of `g`'s row as COMPLETE leaves it (`seals.GENERATION_FIELDS`: the ids and
-    time as the pending row holds them, the rest from `g`), or None when it is not sealed (no charge) or
-    a value is not of the type SQLite gives back (a bool for a count, say: the row would read 1,
-    not true); the sealer then hashes the committed row itself."""
-    if g.status in UNCHARGED:
+# Where each of `seals.GENERATION_FIELDS` is in an outcome row followed by what the pending row
+# already holds (the account, the key and the time), and the type SQLite gives it back as.
+_AFTER_OUTCOME = ("id", "account_id", "key_id", "created_at")  # `outcome_row` ends with the id
+_SEALED_AT = tuple((*OUTCOME_COLUMNS, *_AFTER_OUTCOME).index(name) for name in GENERATION_FIELDS)
+_INTEGER_COLUMNS = {
+    "streamed",
+    "cancelled",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "reasoning_tokens",
+    "cost",
+    "hold",
+    "price_version_id",
+}
+_SEALED_TYPES = tuple(int if name in _INTEGER_COLUMNS else str for name in GENERATION_FIELDS)
+_STATUS = OUTCOME_COLUMNS.index("status")
+
+
+def sealed_digest(row: tuple[object, ...], account_id: str, key_id: str, created_at: str) -> str | None:
+    """The seal digest of the row COMPLETE leaves, given its parameters (`outcome_row`) and what
+    the pending row holds, or None when it is not sealed (no charge) or a value is not of the
+    type SQLite gives back (a bool for a count, say: the row would read 1, not true); the sealer
+    then hashes the committed row itself."""
+    if row[_STATUS] in UNCHARGED:
         return None
-    texts = (
-        g.id,
-        g.model,
-        g.provider,
-        g.upstream_model,
-        g.deployment_id,
-        g.provider_key_id,
-        g.endpoint,
-        g.status,
-    )
-    for text in texts:
-        if text is not None and type(text) is not str:
+    full = (*row, account_id, key_id, created_at)
+    values = tuple(full[i] for i in _SEALED_AT)
+    for value, kind in zip(values, _SEALED_TYPES, strict=True):
+        if value is not None and type(value) is not kind:
             return None
-    version = g.price_version_id
-    counts = (
-        g.prompt_tokens,
-        g.completion_tokens,
-        g.cached_tokens,
-        g.cache_write_tokens,
-        g.cache_write_1h_tokens,
-        g.reasoning_tokens,
-        g.cost,
-        g.hold,
-    )
-    for count in counts:
-        if type(count) is not int:
-            return None
-    if version is not None and type(version) is not int:
-        return None
-    values = (
-        g.id,
-        account_id,
-        key_id,
-        g.model,
-        g.provider,
-        g.upstream_model,
-        g.deployment_id,
-        g.provider_key_id,
-        g.endpoint,
-        int(g.streamed),
-        int(g.cancelled),
-        g.status,
-        *counts,
-        version,
-        created_at,
-    )
     try:
         return digest("generation", values)
     except orjson.JSONEncodeError:  # text SQLite cannot bind either: the write fails on its own

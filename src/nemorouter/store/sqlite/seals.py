@@ -45,17 +45,14 @@ import orjson
 from nemorouter.store.seals import (
     CREDIT_FIELDS,
     GENERATION_FIELDS,
-    GENESIS,
     KINDS,
     UNCHARGED,
     Seal,
     check_chain,
     digest,
-    link,
 )
 from nemorouter.store.sqlite.conn import SqliteConnection
-from nemorouter.store.sqlite.money_mirror import LAST_SEAL, SEAL
-from nemorouter.timeutil import iso, utcnow
+from nemorouter.store.sqlite.money_mirror import MoneyMirror
 
 # Entries per kind a scan finds at most; a round that found as many is followed at once by the
 # next (service/jobs/background.py).
@@ -229,6 +226,7 @@ class SqliteSeals(SqliteConnection):
     _scanner: sqlite3.Connection | None = None  # the thread's own connection (see the docstring)
     _scanner_lock: threading.Lock | None = None  # a round cut off (shutdown) may leave its thread running
     _resume_written: list[tuple[str, str]] | None = None
+    _mirror: MoneyMirror  # the money path's (sqlite.money): it links every seal, in one order
 
     async def seal_ledger(self, now_ns: int | None = None) -> int:
         """Append a seal for every final ledger entry not sealed yet; returns how many."""
@@ -261,22 +259,10 @@ class SqliteSeals(SqliteConnection):
     ) -> None:
         """Seal `found` and (with the round's last write) keep where to resume: one operation of
         the shared transaction."""
-        self._link_seals(db, found)
+        for kind, row_id, entry in found:  # linked by the mirror, which holds the chain's head:
+            self._mirror.seal(db, kind, row_id, entry)  # the batch's settles seal as they close holds
         if resume:
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", resume)
-
-    def _link_seals(self, db: sqlite3.Connection, found: Sequence[Found]) -> None:
-        """Append seals for `found` after the chain's last seal. The money path overrides this
-        (`sqlite.money`): the batch's settles link their own seals, and the chain's head is theirs."""
-        last = db.execute(LAST_SEAL).fetchone()
-        seq, chain = (last[0], last[1]) if last else (0, GENESIS)
-        now = iso(utcnow())
-        rows = []
-        for kind, row_id, entry in found:
-            seq += 1
-            chain = link(chain, entry)
-            rows.append((seq, kind, row_id, entry, chain, now))
-        db.executemany(SEAL, rows)
 
     def _scan_aside(self, cursor: _Cursor | None, now_ns: int) -> tuple[_Cursor, list[Found]]:
         assert self._scanner_lock is not None
