@@ -19,6 +19,7 @@ import orjson
 
 from nemorouter.engine.health import Health
 from nemorouter.engine.http import RawResponse, StreamHandle, Transport, TransportFailure
+from nemorouter.providers.adapter import BuildRequest
 from nemorouter.providers.registry import Adapter
 from nemorouter.providers.types import (
     Completion,
@@ -82,6 +83,7 @@ class Operation(Enum):
 
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
+    MODERATIONS = "moderations"
 
 
 class Consequence(Enum):
@@ -180,9 +182,13 @@ def _build(
     adapter = attempt.adapter
     if operation is Operation.CHAT:
         adapter = adapter.for_request(body, attempt.upstream)
-    make = adapter.chat_request if operation is Operation.CHAT else adapter.embeddings_request
+        make: BuildRequest | None = adapter.chat_request
+    elif operation is Operation.EMBEDDINGS:
+        make = adapter.embeddings_request
+    else:
+        make = adapter.moderations_request
     if make is None:
-        message = f"provider {attempt.provider} does not serve embeddings"
+        message = f"provider {attempt.provider} does not serve {operation.value}"
         return Failure(FailureKind.UNSUPPORTED, 400, message, retryable=True)
     try:
         return adapter, make(body, attempt.upstream)
@@ -193,8 +199,8 @@ def _build(
 def _parse(adapter: Adapter, operation: Operation, data: Any) -> Completion:
     if operation is Operation.CHAT:
         return adapter.chat_response(data)
-    parse = adapter.embeddings_response
-    assert parse is not None  # built only when the adapter serves embeddings
+    parse = adapter.embeddings_response if operation is Operation.EMBEDDINGS else adapter.moderations_response
+    assert parse is not None  # built only when the adapter serves the operation
     return parse(data)
 
 

@@ -35,7 +35,7 @@ def _positive_int(body: dict[str, Any], name: str, maximum: int | None = None) -
     return value
 
 
-def _model_ids(body: dict[str, Any]) -> list[str]:
+def model_ids(body: dict[str, Any]) -> list[str]:
     model = body.get("model")
     fallbacks = body.get("models")
     if fallbacks is not None and (
@@ -63,7 +63,7 @@ def _stop_sequences(value: Any) -> tuple[str, ...]:
 def parse_chat(raw: bytes) -> ChatRequest:
     """A Chat Completions body as the canonical chat request."""
     body = json_object(raw)
-    ids = _model_ids(body)
+    ids = model_ids(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("`messages` must be a non-empty list")
@@ -100,7 +100,7 @@ def parse_chat(raw: bytes) -> ChatRequest:
 def parse_embeddings(raw: bytes) -> EmbeddingsRequest:
     """An Embeddings body as the canonical embeddings request."""
     body = json_object(raw)
-    ids = _model_ids(body)
+    ids = model_ids(body)
     value = body.get("input")
     ok = isinstance(value, str) and value != ""
     if isinstance(value, list) and value:

@@ -250,3 +250,34 @@ def embeddings_input_bound(value: Any) -> int:
             elif isinstance(item, list):
                 total += len(item)
     return total
+
+
+def moderation_input_bound(value: Any, context_length: int) -> int:
+    """Upper bound of tokens for a moderations `input` (checked by its front door): text by its
+    bytes; an image by no published rule (OpenAI bills none: its moderation models are free), so
+    as one whole context window each. Not capped by the window: each input is classified on its
+    own, so a list may hold more than one window's worth."""
+    items = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    total = 0
+    for item in items:
+        if isinstance(item, dict):
+            text = item.get("text") if item.get("type") == "text" else None
+            total += _utf8_len(text) + MESSAGE_ALLOWANCE if isinstance(text, str) else context_length
+        elif isinstance(item, str):
+            total += _utf8_len(item) + MESSAGE_ALLOWANCE
+    return total
+
+
+def moderation_texts(value: Any) -> list[str] | None:
+    """The texts of a moderations `input`, or None when it holds an image (no tokenizer counts it)."""
+    if isinstance(value, str):
+        return [value]
+    texts = []
+    for item in value if isinstance(value, list) else []:
+        if isinstance(item, str):
+            texts.append(item)
+        elif isinstance(item, dict) and item.get("type") == "text" and isinstance(item.get("text"), str):
+            texts.append(item["text"])
+        else:
+            return None
+    return texts

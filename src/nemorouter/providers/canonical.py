@@ -85,3 +85,13 @@ class EmbeddingsRequest:
     body: dict[str, Any]
     model_ids: list[str]
     prefs: ProviderPrefs | None = None
+
+
+@dataclass(slots=True)
+class ModerationRequest:
+    """A validated moderation request: the OpenAI-shaped body (its `input` checked, its `model`
+    the default when the client named none) and the model ids to try."""
+
+    body: dict[str, Any]
+    model_ids: list[str]
+    prefs: ProviderPrefs | None = None

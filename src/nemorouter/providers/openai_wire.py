@@ -155,6 +155,26 @@ def embeddings_response(data: Any) -> Completion:
     )
 
 
+def moderations_request(body: dict[str, Any], upstream: Upstream) -> UpstreamRequest:
+    out = {k: v for k, v in body.items() if k not in GATEWAY_FIELDS}
+    out["model"] = upstream.model
+    return UpstreamRequest(
+        _url(upstream.base_url, "/moderations"), _headers(upstream.secret), orjson.dumps(out)
+    )
+
+
+def moderations_response(data: Any) -> Completion:
+    """OpenAI's moderation answer carries no usage (its moderation models are free): the
+    gateway records the prompt it counted, at the model's price (service/settlement.py)."""
+    if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+        raise ValueError("upstream answered 200 without moderation results")
+    raw = data.get("usage")
+    usage = _embeddings_usage(raw) if isinstance(raw, dict) else None
+    return Completion(
+        body=data, usage=usage, finish_reason=None, raw_usage=raw if isinstance(raw, dict) else None
+    )
+
+
 @lenient
 def _embeddings_usage(raw: dict[str, Any]) -> Usage:
     return Usage(prompt_tokens=count(raw.get("prompt_tokens")) or count(raw.get("total_tokens")))

@@ -14,6 +14,8 @@ OPENAI = Adapter(
     error_from_response=openai_wire.error_from_response,
     embeddings_request=openai_wire.embeddings_request,
     embeddings_response=openai_wire.embeddings_response,
+    moderations_request=openai_wire.moderations_request,
+    moderations_response=openai_wire.moderations_response,
     select=openai_responses.select,  # a Responses client on a Responses upstream: its native API
 )
 

@@ -31,7 +31,12 @@ TOKENS_PER_NAME = 1
 REPLY_PRIMING = 3
 
 # Model-name prefixes of OpenAI's families -> their encoding (tiktoken's model table).
-_O200K = ("gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "gpt-oss", "codex")
+# omni-moderation: built on GPT-4o (OpenAI, "Upgrading the Moderation API", 2024-09-26); it
+# reports no usage, so this count is only the estimate its free record carries.
+_O200K = (
+    "gpt-4o", "chatgpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "gpt-oss", "codex",
+    "omni-moderation",
+)  # fmt: skip
 _CL100K = ("gpt-4", "gpt-3.5", "gpt-35")  # after the o200k ones: "gpt-4" is a prefix of "gpt-4o"
 _BINDINGS = "bpe_openai._bindings"  # the Rust extension (its API: bpe_openai/_bindings.pyi)
 

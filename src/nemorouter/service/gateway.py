@@ -23,8 +23,13 @@ from nemorouter.errors import NemoError
 from nemorouter.limits.budget import PerKeyBudget
 from nemorouter.limits.local import LocalLimiter
 from nemorouter.money import format_usd
-from nemorouter.providers.bounds import chat_input_bound, embeddings_input_bound
-from nemorouter.providers.canonical import ChatRequest, EmbeddingsRequest
+from nemorouter.providers.bounds import (
+    chat_input_bound,
+    embeddings_input_bound,
+    moderation_input_bound,
+    moderation_texts,
+)
+from nemorouter.providers.canonical import ChatRequest, EmbeddingsRequest, ModerationRequest, ProviderPrefs
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.types import Completion
 from nemorouter.service.admission import Admission, Call
@@ -32,7 +37,7 @@ from nemorouter.service.bodies import held_output, prompt_rules_of
 from nemorouter.service.metrics import Metrics
 from nemorouter.service.quarantine import Quarantine
 from nemorouter.service.relay import Frames, Relay
-from nemorouter.service.routing import RoutingTable, Target
+from nemorouter.service.routing import Route, RoutingTable, Target
 from nemorouter.service.settlement import Settlement
 from nemorouter.service.tasks import Tasks
 from nemorouter.store.base import Store
@@ -135,16 +140,37 @@ class Gateway:
         return await self._reply(call, attempt.origin, completion, chat=body)
 
     async def embeddings(self, key: ApiKey, request: EmbeddingsRequest) -> JsonReply:
-        body, ids = request.body, request.model_ids
+        routes = await self.admission.resolve(key, request.model_ids, "embedding")
+        bound = embeddings_input_bound(request.body["input"])
+        return await self._one_answer(key, routes, request.body, request.prefs, Operation.EMBEDDINGS, bound)
+
+    async def moderations(self, key: ApiKey, request: ModerationRequest) -> JsonReply:
+        body = request.body
+        routes = await self.admission.resolve(key, request.model_ids, "moderation")
+        window = max(r.model.context_length for r in routes)
+        bound = moderation_input_bound(body["input"], window)
+        texts = moderation_texts(body["input"])
+        counted = None if texts is None else {"messages": [{"role": "user", "content": t} for t in texts]}
+        return await self._one_answer(key, routes, body, request.prefs, Operation.MODERATIONS, bound, counted)
+
+    async def _one_answer(
+        self,
+        key: ApiKey,
+        routes: list[Route],
+        body: dict[str, Any],
+        prefs: ProviderPrefs | None,
+        operation: Operation,
+        bound: int,
+        prompt: dict[str, Any] | None = None,
+    ) -> JsonReply:
+        """A request for one answer of input tokens only (embeddings, moderations): held at the
+        bound's input price, sent, settled (`prompt`: its text as a chat body, to count it by
+        when the provider reports no usage)."""
         admission = self.admission
-        routes = await admission.resolve(key, ids, "embedding")
-        bound = embeddings_input_bound(body["input"])
-        attempts = admission.candidates(routes, request.prefs)
-        call = await admission.admit(key, "embeddings", routes, attempts, bound, 0, 1, False, bound // 4)
+        attempts = admission.candidates(routes, prefs)
+        call = await admission.admit(key, operation.value, routes, attempts, bound, 0, 1, False, bound // 4)
         try:
-            attempt, completion = await self.dispatcher.send(
-                call.attempts, body, Operation.EMBEDDINGS, call.started
-            )
+            attempt, completion = await self.dispatcher.send(call.attempts, body, operation, call.started)
         except AttemptsFailed as exc:
             raise await self.settlement.failed(call, exc) from None
         except NemoError as refusal:  # its own name: compiled, `exc` has one type per function
@@ -152,15 +178,21 @@ class Gateway:
         except BaseException:
             await self.settlement.release(call, error="the request was interrupted")
             raise
-        return await self._reply(call, attempt.origin, completion, chat=None)
+        return await self._reply(call, attempt.origin, completion, chat=None, prompt=prompt)
 
     # -- steps ----------------------------------------------------------------------------
 
     async def _reply(
-        self, call: Call, target: Target, completion: Completion, chat: dict[str, Any] | None
+        self,
+        call: Call,
+        target: Target,
+        completion: Completion,
+        chat: dict[str, Any] | None,
+        prompt: dict[str, Any] | None = None,
     ) -> JsonReply:
-        """The answer to a non-stream request (`chat`: its body; None for embeddings), settled."""
-        cost, usage = await self.settlement.settle_completion(call, target, completion, chat)
+        """The answer to a non-stream request (`chat`: its body; None for embeddings and
+        moderations), settled."""
+        cost, usage = await self.settlement.settle_completion(call, target, completion, chat, prompt)
         body = completion.body
         body["id"] = call.id
         body["model"] = target.model.id

@@ -117,10 +117,16 @@ class Settlement:
         return charge.cost, charge.usage
 
     async def settle_completion(
-        self, call: Call, target: Target, completion: Completion, chat: dict[str, Any] | None
+        self,
+        call: Call,
+        target: Target,
+        completion: Completion,
+        chat: dict[str, Any] | None,
+        prompt: dict[str, Any] | None = None,
     ) -> tuple[int, Usage]:
-        """Settle a non-stream answer (`chat`: the request's body; None for embeddings): its
-        reported usage, else an estimate within the hold."""
+        """Settle a non-stream answer (`chat`: the request's body; None for embeddings and
+        moderations): its reported usage, else an estimate within the hold. `prompt`, for an
+        answer that is not chat, is a chat body holding its input text, to count it by."""
         usage = completion.usage
         raw_usage = completion.raw_usage
         if usage is None:
@@ -133,10 +139,10 @@ class Settlement:
                         "raw_usage": _raw_text(raw_usage),
                     },
                 )
-            prompt = await self.counted_prompt(call, target, chat)
+            counted = await self.counted_prompt(call, target, chat if chat is not None else prompt)
             output = _content_tokens(completion.body) if chat is not None else 0
-            usage = estimate_usage(call, output, prompt)
-            how = {"estimated": True, "prompt": "bound" if prompt is None else "tokenizer"}
+            usage = estimate_usage(call, output, counted)
+            how = {"estimated": True, "prompt": "bound" if counted is None else "tokenizer"}
             raw_usage = {**how, "reported": raw_usage} if raw_usage is not None else how
         outcome = Outcome(finish_reason=completion.finish_reason, raw_usage=raw_usage)
         return await self.settle(call, target, usage, "success", outcome)

@@ -1,4 +1,5 @@
-"""OpenAI wire format for the sim: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/models``.
+"""OpenAI wire format for the sim: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/moderations``,
+``/v1/models``.
 
 Shapes follow what the official ``openai`` SDK parses; replies come from
 ``content`` and token counts from ``tokens`` so usage is exact and predictable.
@@ -18,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from nemorouter.sim import embeddings as emb
+from nemorouter.sim import moderations as mod
 from nemorouter.sim.bad_chunks import BAD_CHUNKS
 from nemorouter.sim.content import Reply, last_user_texts
 from nemorouter.sim.faults import NO_FAULTS, Faults, collect_faults, dumps, sleep_ms
@@ -269,6 +271,19 @@ async def embeddings(request: Request) -> Response:
     return Response(payload, media_type=JSON)
 
 
+async def moderations(request: Request) -> Response:
+    pre = await prelude(request, lambda b: mod.input_strings(b.get("input")))
+    if pre.early is not None:
+        return pre.early
+    try:
+        payload = orjson.dumps(mod.moderation_body(pre.body))
+    except mod.ModerationError as exc:
+        return error_response(400, str(exc), "invalid_request_error", param="input")
+    if pre.faults.malformed:
+        payload = payload[: len(payload) // 2]
+    return Response(payload, media_type=JSON)
+
+
 async def list_models(request: Request) -> Response:
     state: SimState = request.app.state.sim
     if not state.key_accepted(bearer_key(request.headers.get("authorization"))):
@@ -281,6 +296,7 @@ def routes() -> list[Route]:
     return [
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/moderations", moderations, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         # Azure OpenAI's deployment URLs (the api-version query parameter is accepted, not checked).
         Route("/openai/deployments/{deployment}/chat/completions", chat_completions, methods=["POST"]),

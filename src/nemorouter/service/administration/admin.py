@@ -23,6 +23,9 @@ from nemorouter.store.records import Account, ApiKey, Credit, Model, Provider, P
 from nemorouter.timeutil import iso, new_id
 from nemorouter.vault import Vault, fingerprint
 
+# What a model serves: the chat front doors, `/v1/embeddings` or `/v1/moderations`.
+MODES = ("chat", "embedding", "moderation")
+
 
 class Admin:
     def __init__(self, store: Store, vault: Vault, clock: Callable[[], datetime]) -> None:
@@ -154,8 +157,8 @@ class Admin:
         assert mid is not None
         name = body.get("name") or (existing.name if existing else mid)
         mode = body.get("mode") or (existing.mode if existing else "chat")
-        if mode not in ("chat", "embedding"):
-            raise InvalidRequest("`mode` must be chat or embedding")
+        if mode not in MODES:
+            raise InvalidRequest(f"`mode` must be one of {', '.join(MODES)}")
         context = body.get("context_length", existing.context_length if existing else None)
         max_output = body.get("max_output", existing.max_output if existing else None)
         if not isinstance(context, int) or isinstance(context, bool) or not 1 <= context <= fields.MAX_INT:

@@ -194,11 +194,14 @@ def public_model_view(model: Model) -> dict[str, Any]:
             "request": per_token_text(prices.request) if prices.request else "0",
         },
         "top_provider": {"max_completion_tokens": model.max_output, "context_length": model.context_length},
-        "supported_parameters": SUPPORTED_PARAMETERS
-        if model.mode == "chat"
-        else ["input", "dimensions", "encoding_format"],
-        "architecture": {"modality": "text->text" if model.mode == "chat" else "text->embedding"},
+        "supported_parameters": _PARAMETERS.get(model.mode, SUPPORTED_PARAMETERS),
+        "architecture": {"modality": _MODALITIES.get(model.mode, "text->text")},
     }
+
+
+# What each mode's model takes and gives, in OpenRouter's `/models` terms.
+_PARAMETERS = {"embedding": ["input", "dimensions", "encoding_format"], "moderation": ["input"]}
+_MODALITIES = {"embedding": "text->embedding", "moderation": "text+image->moderation"}
 
 
 def anthropic_model_view(model: Model) -> dict[str, Any]:
