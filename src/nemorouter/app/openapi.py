@@ -49,6 +49,14 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ),
     ("post", "/v1/embeddings", "inference", "OpenAI-compatible embeddings", True, 200),
     ("post", "/v1/moderations", "inference", "OpenAI-compatible moderations", True, 200),
+    (
+        "post",
+        "/v1/rerank",
+        "inference",
+        "Rerank documents (Cohere/Jina shape; Voyage upstreams too)",
+        True,
+        200,
+    ),
     ("post", "/v1/messages", "inference", "Anthropic-compatible Messages API, for every model", True, 200),
     ("post", "/v1/responses", "inference", "OpenAI Responses API (stateless), for every model", True, 200),
     (

@@ -84,6 +84,7 @@ class Operation(Enum):
     CHAT = "chat"
     EMBEDDINGS = "embeddings"
     MODERATIONS = "moderations"
+    RERANK = "rerank"
 
 
 class Consequence(Enum):
@@ -185,8 +186,10 @@ def _build(
         make: BuildRequest | None = adapter.chat_request
     elif operation is Operation.EMBEDDINGS:
         make = adapter.embeddings_request
-    else:
+    elif operation is Operation.MODERATIONS:
         make = adapter.moderations_request
+    else:
+        make = adapter.rerank_request
     if make is None:
         message = f"provider {attempt.provider} does not serve {operation.value}"
         return Failure(FailureKind.UNSUPPORTED, 400, message, retryable=True)
@@ -199,7 +202,12 @@ def _build(
 def _parse(adapter: Adapter, operation: Operation, data: Any) -> Completion:
     if operation is Operation.CHAT:
         return adapter.chat_response(data)
-    parse = adapter.embeddings_response if operation is Operation.EMBEDDINGS else adapter.moderations_response
+    if operation is Operation.EMBEDDINGS:
+        parse = adapter.embeddings_response
+    elif operation is Operation.MODERATIONS:
+        parse = adapter.moderations_response
+    else:
+        parse = adapter.rerank_response
     assert parse is not None  # built only when the adapter serves the operation
     return parse(data)
 

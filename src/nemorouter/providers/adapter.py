@@ -23,7 +23,7 @@ class Adapter:
     - `stream_decoder()`: a fresh function for one stream, fed each decoded SSE event in turn,
       returning the OpenAI chunks to forward and what the event said about usage and errors.
     - `error_from_response(status, body, retry_after)`: a non-200 answer -> a classified `Failure`.
-    - `embeddings_*`, `moderations_*`: the same for those APIs, where the provider serves them.
+    - `embeddings_*`, `moderations_*`, `rerank_*`: the same for those APIs, where the provider serves them.
     - `select(body, upstream)`: another adapter of the same kind that this request and upstream
       call for (an OpenAI upstream's native Responses API for a Responses client), or None.
     """
@@ -36,6 +36,8 @@ class Adapter:
     embeddings_response: Callable[[Any], Completion] | None = None
     moderations_request: BuildRequest | None = None
     moderations_response: Callable[[Any], Completion] | None = None
+    rerank_request: BuildRequest | None = None
+    rerank_response: Callable[[Any], Completion] | None = None
     select: Callable[[dict[str, Any], Upstream], Adapter | None] | None = None
 
     def for_request(self, body: dict[str, Any], upstream: Upstream) -> Adapter:

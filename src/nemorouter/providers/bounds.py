@@ -281,3 +281,19 @@ def moderation_texts(value: Any) -> list[str] | None:
         else:
             return None
     return texts
+
+
+# Rerank fields that carry no text to bill; any other field counts by its JSON bytes.
+_RERANK_UNBILLED = frozenset(
+    {"model", "models", "provider", "query", "documents", "top_n", "return_documents", "truncation"}
+)
+
+
+def rerank_input_bound(body: dict[str, Any]) -> int:
+    """Upper bound of tokens for a rerank body (checked by its front door): the query is read
+    with every document (Voyage bills `query tokens x documents + document tokens`,
+    docs.voyageai.com/docs/pricing), so each document counts its bytes, the query's, and any
+    unknown field's, plus an allowance."""
+    query = _utf8_len(body["query"])
+    extra = sum(_json_bytes(v) for k, v in body.items() if k not in _RERANK_UNBILLED and v is not None)
+    return sum(query + extra + _utf8_len(doc) + MESSAGE_ALLOWANCE for doc in body["documents"])

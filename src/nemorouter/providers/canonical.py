@@ -95,3 +95,13 @@ class ModerationRequest:
     body: dict[str, Any]
     model_ids: list[str]
     prefs: ProviderPrefs | None = None
+
+
+@dataclass(slots=True)
+class RerankRequest:
+    """A validated rerank request: the body in Cohere's shape (`query`, `documents` as strings,
+    `top_n`) and the model ids to try."""
+
+    body: dict[str, Any]
+    model_ids: list[str]
+    prefs: ProviderPrefs | None = None

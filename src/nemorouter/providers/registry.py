@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nemorouter.providers import anthropic, azure, gemini, openai_responses, openai_wire
+from nemorouter.providers import anthropic, azure, gemini, openai_responses, openai_wire, rerank_wire
 from nemorouter.providers.adapter import Adapter
 
 __all__ = ["KINDS", "OPENAI", "Adapter", "adapter_for"]
@@ -16,6 +16,8 @@ OPENAI = Adapter(
     embeddings_response=openai_wire.embeddings_response,
     moderations_request=openai_wire.moderations_request,
     moderations_response=openai_wire.moderations_response,
+    rerank_request=rerank_wire.rerank_request,
+    rerank_response=rerank_wire.rerank_response,
     select=openai_responses.select,  # a Responses client on a Responses upstream: its native API
 )
 

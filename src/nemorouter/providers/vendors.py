@@ -31,6 +31,8 @@ class Vendor:
     # Responses client's request goes there natively (providers/openai_responses.py); a
     # provider's `config.responses_api` overrides this either way.
     responses_api: bool = False
+    # The shape of its `POST /rerank` (providers/rerank_wire.py): "cohere" (Jina's too) or "voyage".
+    rerank_shape: str = "cohere"
 
 
 def _row(name: str, base_url: str, notes: str = "", **quirks: Any) -> tuple[str, Vendor]:
@@ -71,6 +73,10 @@ VENDORS: Mapping[str, Vendor] = MappingProxyType(
             _row("together", "https://api.together.xyz/v1", limit_field="max_tokens"),
             _row("fireworks", "https://api.fireworks.ai/inference/v1", limit_field="max_tokens"),
             _row("openrouter", "https://openrouter.ai/api/v1", limit_field="max_tokens"),
+            # Rerank vendors (providers/rerank_wire.py): Jina answers in Cohere's shape; Voyage
+            # takes `top_k` and answers `data` (docs.voyageai.com/reference/reranker-api).
+            _row("jina", "https://api.jina.ai/v1", notes="rerank"),
+            _row("voyage", "https://api.voyageai.com/v1", notes="rerank", rerank_shape="voyage"),
             _row("vllm", "http://127.0.0.1:8000/v1", notes="self-hosted", limit_field="max_tokens"),
             _row("ollama", "http://127.0.0.1:11434/v1", notes="self-hosted", limit_field="max_tokens"),
         ]
@@ -82,6 +88,12 @@ def limit_field(vendor_name: str | None) -> str:
     """The output-limit field this vendor obeys; OpenAI's (no row: kinds openai and azure-openai)."""
     vendor = VENDORS.get(vendor_name or "")
     return vendor.limit_field if vendor is not None else "max_completion_tokens"
+
+
+def rerank_shape(vendor_name: str | None) -> str:
+    """The shape of this vendor's rerank API (Cohere's without a row)."""
+    vendor = VENDORS.get(vendor_name or "")
+    return vendor.rerank_shape if vendor is not None else "cohere"
 
 
 def apply_quirks(body: dict[str, Any], vendor_name: str | None) -> dict[str, Any]:

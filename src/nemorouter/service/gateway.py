@@ -28,8 +28,15 @@ from nemorouter.providers.bounds import (
     embeddings_input_bound,
     moderation_input_bound,
     moderation_texts,
+    rerank_input_bound,
 )
-from nemorouter.providers.canonical import ChatRequest, EmbeddingsRequest, ModerationRequest, ProviderPrefs
+from nemorouter.providers.canonical import (
+    ChatRequest,
+    EmbeddingsRequest,
+    ModerationRequest,
+    ProviderPrefs,
+    RerankRequest,
+)
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.types import Completion
 from nemorouter.service.admission import Admission, Call
@@ -152,6 +159,11 @@ class Gateway:
         texts = moderation_texts(body["input"])
         counted = None if texts is None else {"messages": [{"role": "user", "content": t} for t in texts]}
         return await self._one_answer(key, routes, body, request.prefs, Operation.MODERATIONS, bound, counted)
+
+    async def rerank(self, key: ApiKey, request: RerankRequest) -> JsonReply:
+        routes = await self.admission.resolve(key, request.model_ids, "rerank")
+        bound = rerank_input_bound(request.body)
+        return await self._one_answer(key, routes, request.body, request.prefs, Operation.RERANK, bound)
 
     async def _one_answer(
         self,

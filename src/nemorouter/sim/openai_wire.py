@@ -1,5 +1,5 @@
 """OpenAI wire format for the sim: ``/v1/chat/completions``, ``/v1/embeddings``, ``/v1/moderations``,
-``/v1/models``.
+``/v1/rerank`` (and Voyage's at ``/voyage/v1/rerank``), ``/v1/models``.
 
 Shapes follow what the official ``openai`` SDK parses; replies come from
 ``content`` and token counts from ``tokens`` so usage is exact and predictable.
@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from nemorouter.sim import embeddings as emb
 from nemorouter.sim import moderations as mod
+from nemorouter.sim import rerank as rr
 from nemorouter.sim.bad_chunks import BAD_CHUNKS
 from nemorouter.sim.content import Reply, last_user_texts
 from nemorouter.sim.faults import NO_FAULTS, Faults, collect_faults, dumps, sleep_ms
@@ -284,6 +285,27 @@ async def moderations(request: Request) -> Response:
     return Response(payload, media_type=JSON)
 
 
+async def _rerank(request: Request, voyage: bool) -> Response:
+    pre = await prelude(request, rr.input_strings)
+    if pre.early is not None:
+        return pre.early
+    try:
+        payload = orjson.dumps(rr.rerank_body(pre.body, voyage))
+    except rr.RerankError as exc:
+        return error_response(400, str(exc), "invalid_request_error")
+    if pre.faults.malformed:
+        payload = payload[: len(payload) // 2]
+    return Response(payload, media_type=JSON)
+
+
+async def rerank(request: Request) -> Response:
+    return await _rerank(request, voyage=False)
+
+
+async def voyage_rerank(request: Request) -> Response:
+    return await _rerank(request, voyage=True)
+
+
 async def list_models(request: Request) -> Response:
     state: SimState = request.app.state.sim
     if not state.key_accepted(bearer_key(request.headers.get("authorization"))):
@@ -297,6 +319,8 @@ def routes() -> list[Route]:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/moderations", moderations, methods=["POST"]),
+        Route("/v1/rerank", rerank, methods=["POST"]),  # Cohere's and Jina's shape
+        Route("/voyage/v1/rerank", voyage_rerank, methods=["POST"]),  # Voyage's
         Route("/v1/models", list_models, methods=["GET"]),
         # Azure OpenAI's deployment URLs (the api-version query parameter is accepted, not checked).
         Route("/openai/deployments/{deployment}/chat/completions", chat_completions, methods=["POST"]),

@@ -23,8 +23,8 @@ from nemorouter.store.records import Account, ApiKey, Credit, Model, Provider, P
 from nemorouter.timeutil import iso, new_id
 from nemorouter.vault import Vault, fingerprint
 
-# What a model serves: the chat front doors, `/v1/embeddings` or `/v1/moderations`.
-MODES = ("chat", "embedding", "moderation")
+# What a model serves: the chat front doors, `/v1/embeddings`, `/v1/moderations` or `/v1/rerank`.
+MODES = ("chat", "embedding", "moderation", "rerank")
 
 
 class Admin:

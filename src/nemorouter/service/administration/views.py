@@ -200,8 +200,16 @@ def public_model_view(model: Model) -> dict[str, Any]:
 
 
 # What each mode's model takes and gives, in OpenRouter's `/models` terms.
-_PARAMETERS = {"embedding": ["input", "dimensions", "encoding_format"], "moderation": ["input"]}
-_MODALITIES = {"embedding": "text->embedding", "moderation": "text+image->moderation"}
+_PARAMETERS = {
+    "embedding": ["input", "dimensions", "encoding_format"],
+    "moderation": ["input"],
+    "rerank": ["query", "documents", "top_n", "return_documents"],
+}
+_MODALITIES = {
+    "embedding": "text->embedding",
+    "moderation": "text+image->moderation",
+    "rerank": "text->rerank",
+}
 
 
 def anthropic_model_view(model: Model) -> dict[str, Any]:
