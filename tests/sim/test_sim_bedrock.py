@@ -197,3 +197,51 @@ def test_converse_refuses_tool_blocks_without_a_tool_config(bedrock: Any) -> Non
             ],
         )
     assert caught.value.response["Error"]["Code"] == "ValidationException"
+
+
+# -- InvokeModel for Claude, as anthropic.AnthropicBedrock calls it ------------------------------
+
+
+def _anthropic_bedrock(url: str, secret: str = SECRET) -> Any:
+    from anthropic import AnthropicBedrock
+
+    return AnthropicBedrock(
+        aws_access_key=KEY_ID, aws_secret_key=secret, aws_region="us-east-1", base_url=url, max_retries=0
+    )
+
+
+def test_invoke_model_whole_and_streamed_through_the_anthropic_bedrock_client(sim_url: str) -> None:
+    client = _anthropic_bedrock(sim_url)
+    ask = {
+        "model": MODEL,
+        "max_tokens": 100,
+        "messages": [{"role": "user", "content": "Hi [sim:tokens=5,cached=2]"}],
+    }
+    message = client.messages.create(**ask)
+    assert message.stop_reason == "end_turn" and len(message.content[0].text.split()) == 5
+    assert (message.usage.output_tokens, message.usage.cache_read_input_tokens) == (5, 2)
+    with client.messages.stream(**ask) as stream:
+        final = stream.get_final_message()
+    assert final.content[0].text == message.content[0].text and final.usage.output_tokens == 5
+    tools = [
+        {
+            "name": "get_weather",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+        }
+    ]
+    called = client.messages.create(**{**ask, "tools": tools, "tool_choice": {"type": "any"}})
+    assert called.stop_reason == "tool_use" and called.content[0].name == "get_weather"
+
+
+def test_invoke_model_refuses_a_wrong_secret_and_throttles_as_bedrock(sim_url: str) -> None:
+    import anthropic
+
+    with pytest.raises(anthropic.PermissionDeniedError) as wrong:
+        _anthropic_bedrock(sim_url, SECRET + "x").messages.create(
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )
+    assert "signature" in str(wrong.value)
+    with pytest.raises(anthropic.RateLimitError):
+        _anthropic_bedrock(sim_url).messages.create(
+            model=MODEL, max_tokens=10, messages=[{"role": "user", "content": "hi [sim:status=429]"}]
+        )

@@ -45,7 +45,14 @@ FAULTS = {
 }
 
 
-def _fault(faults: Faults) -> Response:
+def bad_key() -> Response:
+    """AWS's answer to a key it does not take (it has no 401)."""
+    return aws_error(
+        403, "UnrecognizedClientException", "The security token included in the request is invalid."
+    )
+
+
+def fault(faults: Faults) -> Response:
     status = faults.status or 500
     if status == 401:  # AWS has no 401: a key it does not take is its 403
         return aws_error(
@@ -127,11 +134,9 @@ async def _converse(request: Request, stream: bool) -> Response:
     faults = Faults.from_directives(directives) if directives else NO_FAULTS
     await sleep_ms(faults.latency_ms)
     if faults.bad_key:
-        return aws_error(
-            403, "UnrecognizedClientException", "The security token included in the request is invalid."
-        )
+        return bad_key()
     if faults.status is not None:
-        return _fault(faults)
+        return fault(faults)
     try:
         plan = plan_message(messages, faults, Extras.from_directives(directives), CLASSIC_VERSION)
     except Invalid as exc:
