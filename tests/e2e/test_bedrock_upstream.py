@@ -30,6 +30,7 @@ SECRET_SCAN.registry.add(AWS_SECRET, "an AWS secret access key")
 M = Decimal(10**6)
 # USD per 1M tokens, the bundled catalog's (litellm's key anthropic.claude-haiku-4-5-20251001-v1:0).
 INPUT, OUTPUT, CACHE_READ, CACHE_WRITE = Decimal("1"), Decimal("5"), Decimal("0.1"), Decimal("1.25")
+CACHE_WRITE_1H = Decimal("2")
 WEATHER = {
     "type": "function",
     "function": {
@@ -44,8 +45,9 @@ def aws_key(secret: str = AWS_SECRET) -> str:
     return json.dumps({"access_key_id": KEY_ID, "secret_access_key": secret})
 
 
-def cost(prompt: int, completion: int, cached: int = 0, written: int = 0) -> Decimal:
-    return (
+def cost(prompt: int, completion: int, cached: int = 0, written: int = 0, hour: int = 0) -> Decimal:
+    """`written` counts every cache write, `hour` the part of them with a one-hour lifetime."""
+    return (hour * (CACHE_WRITE_1H - CACHE_WRITE) / M) + (
         (prompt - cached - written) * INPUT
         + cached * CACHE_READ
         + written * CACHE_WRITE
@@ -163,6 +165,16 @@ def test_text_both_ways_signed_and_charged_exactly(gw: Gateway, aws_sim: Sim) ->
     assert streamed["cost"] == usage["cost"] and streamed["completion_tokens"] == words
     assert seen(aws_sim, "e2e-bedrock-text")["path"] == f"/model/{UPSTREAM}/converse-stream"
     assert spent(gw, account) == 2 * usage["cost"]
+    # One-hour cache writes (Bedrock's cacheDetails) at the catalog's one-hour write price.
+    _, hour_usage = create(
+        client,
+        model=HAIKU,
+        messages=[{"role": "user", "content": "e2e-bedrock-1h [sim:cache_write=2,cache_write_1h=5]"}],
+    )
+    assert hour_usage["prompt_tokens_details"]["cache_write_tokens"] == 7
+    assert hour_usage["cost"] == cost(
+        hour_usage["prompt_tokens"], hour_usage["completion_tokens"], written=7, hour=5
+    )
     assert gw.verify()["ok"] is True
 
 
@@ -253,7 +265,11 @@ def test_the_anthropic_sdk_through_a_bedrock_upstream(gw: Gateway, aws_sim: Sim)
     assert gw.verify()["ok"] is True
 
 
-def test_a_bedrock_throttle_is_a_429_and_fails_over_to_another_deployment(gw: Gateway, aws_sim: Sim) -> None:
+def test_a_bedrock_throttle_is_a_429_and_fails_over_to_another_deployment(
+    tmp_path: Path, aws_sim: Sim
+) -> None:
+    # Its own gateway: the throttle cools the vault key down for the retry-after it names (7 s).
+    gw = bedrock_gateway(tmp_path, aws_sim.url, aws_key())
     account = gw.account("5.00")
     key = gw.key(account)
     answer = httpx.post(
@@ -299,9 +315,10 @@ def test_a_bedrock_throttle_is_a_429_and_fails_over_to_another_deployment(gw: Ga
         )
         assert served.choices[0].message.content and throttled.requests == 1
         seen(aws_sim, "e2e-bedrock-failover")
+        assert gw.verify()["ok"] is True
     finally:
         throttled.stop()
-    assert gw.verify()["ok"] is True
+        assert gw.stop() == 0
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["whole", "stream"])
@@ -409,3 +426,25 @@ def test_a_corrupt_event_stream_message_ends_the_stream_with_an_error_and_a_boun
     assert wait_until(lambda: gw.balance(account)["held"] == 0, timeout=10)
     assert 0 <= charge_of(gw, key, request_id) <= hold
     assert gw.verify()["ok"] is True
+
+
+@pytest.mark.parametrize(
+    ("extra", "named"),
+    [
+        ({"logprobs": True}, "logprobs"),
+        ({"n": 2}, "`n`"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+    ],
+)
+def test_what_converse_cannot_take_is_a_400_before_anything_is_sent_or_charged(
+    gw: Gateway, aws_sim: Sim, extra: dict[str, Any], named: str
+) -> None:
+    account = gw.account("5.00")
+    before = len(aws_sim.requests())
+    with pytest.raises(openai.BadRequestError) as caught:
+        gw.openai(gw.key(account)).chat.completions.create(
+            model=HAIKU, messages=[{"role": "user", "content": "hi e2e-bedrock-refused"}], **extra
+        )
+    assert named in caught.value.body["message"]
+    assert len(aws_sim.requests()) == before  # never sent
+    assert spent(gw, account) == 0 and gw.balance(account)["held"] == 0

@@ -273,6 +273,30 @@ def test_the_whole_answer_text_tools_reasoning_and_usage() -> None:
         assert ADAPTER.chat_response({**data, "stopReason": reason}).finish_reason == finish
 
 
+def test_cache_writes_split_by_ttl_and_a_one_hour_cache_point() -> None:
+    raw = {
+        "inputTokens": 5,
+        "outputTokens": 1,
+        "cacheWriteInputTokens": 9,
+        "cacheDetails": [{"ttl": "1h", "inputTokens": 4}, {"ttl": "5m", "inputTokens": 5}],
+    }
+    data = {
+        "output": {"message": {"role": "assistant", "content": [{"text": "x"}]}},
+        "stopReason": "end_turn",
+        "usage": raw,
+    }
+    assert ADAPTER.chat_response(data).usage == Usage(
+        prompt_tokens=14, completion_tokens=1, cache_write_tokens=9, cache_write_1h_tokens=4
+    )
+    assert ADAPTER.chat_response({**data, "usage": {**raw, "cacheDetails": {"ttl": "1h"}}}).usage is None
+    part = {"type": "text", "text": "Long context", "cache_control": {"type": "ephemeral", "ttl": "1h"}}
+    sent = converse({"messages": [{"role": "user", "content": [part]}]})
+    assert sent["messages"][0]["content"] == [
+        {"text": "Long context"},
+        {"cachePoint": {"type": "default", "ttl": "1h"}},
+    ]
+
+
 @pytest.mark.parametrize("lie", [-1, 1.5, "10", True])
 def test_an_impossible_usage_is_not_believed(lie: Any) -> None:
     data = {

@@ -72,6 +72,10 @@ def test_converse_text_and_usage_in_bedrocks_conventions(bedrock: Any) -> None:
     parts = usage["inputTokens"] + usage["cacheReadInputTokens"] + usage["cacheWriteInputTokens"]
     assert usage["totalTokens"] == parts + usage["outputTokens"]
     assert got["metrics"]["latencyMs"] >= 0
+    assert "cacheDetails" in usage and usage["cacheDetails"] == [{"ttl": "5m", "inputTokens": 2}]
+    split = bedrock.converse(modelId=MODEL, messages=_ask("Hi [sim:cache_write=2,cache_write_1h=3]"))["usage"]
+    assert split["cacheWriteInputTokens"] == 5
+    assert split["cacheDetails"] == [{"ttl": "1h", "inputTokens": 3}, {"ttl": "5m", "inputTokens": 2}]
 
 
 def test_converse_max_tokens_cuts_and_says_so(bedrock: Any) -> None:

@@ -123,8 +123,13 @@ def _blocks(blocks: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for j, block in enumerate(blocks):
         out.append(_block(block, f"{where}.content[{j}]", j))
-        if block.get("cache_control"):
-            out.append({"cachePoint": {"type": "default"}})  # Converse's prompt-caching checkpoint
+        cache = block.get("cache_control")
+        if cache:
+            # Converse's prompt-caching checkpoint (CachePointBlock); `ttl` 1h as Anthropic's.
+            point = {"type": "default"}
+            if isinstance(cache, dict) and cache.get("ttl") == "1h":
+                point["ttl"] = "1h"
+            out.append({"cachePoint": point})
     return out
 
 

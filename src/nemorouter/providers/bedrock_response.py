@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from nemorouter.money import Usage
-from nemorouter.providers.counts import count, lenient
+from nemorouter.providers.counts import UnreadableUsage, count, lenient
 from nemorouter.providers.openai_wire import usage_to_openai
 from nemorouter.providers.types import Completion
 
@@ -41,15 +41,29 @@ def parse_usage(raw: dict[str, Any]) -> Usage:
     (AWS "Prompt caching for faster model inference": a cached request reports a small
     `inputTokens` beside `cacheReadInputTokens`, and `totalTokens` is the sum of all four), so
     they are added back into `prompt_tokens`, as the anthropic adapter does. Reasoning is
-    inside `outputTokens` and not broken out. Cache writes carry no lifetime here: 5-minute.
+    inside `outputTokens` and not broken out. `cacheDetails` splits the writes by TTL (`1h`,
+    `5m`: service-2.json's CacheDetail); without it every write is a 5-minute write.
     """
     read = count(raw.get("cacheReadInputTokens"))
     writes = count(raw.get("cacheWriteInputTokens"))
+    one_hour = five_minutes = 0
+    details = raw.get("cacheDetails")
+    if details is not None:
+        if not isinstance(details, list):
+            raise UnreadableUsage("cacheDetails is not a list")
+        for detail in details:
+            tokens = count(detail.get("inputTokens")) if isinstance(detail, dict) else 0
+            if isinstance(detail, dict) and detail.get("ttl") == "1h":
+                one_hour += tokens
+            else:
+                five_minutes += tokens
+        writes = max(writes, one_hour + five_minutes)
     return Usage(
         prompt_tokens=count(raw.get("inputTokens")) + read + writes,
         completion_tokens=count(raw.get("outputTokens")),
         cached_tokens=read,
         cache_write_tokens=writes,
+        cache_write_1h_tokens=min(one_hour, writes),
     )
 
 

@@ -157,13 +157,20 @@ def usage(plan: Plan, faults: Faults) -> dict[str, Any]:
         raw["cache_creation_input_tokens"],
     ]
     honest = sum(p for p in parts if type(p) is int)
-    return {
+    out: dict[str, Any] = {
         "inputTokens": raw["input_tokens"],
         "outputTokens": raw["output_tokens"],
         "totalTokens": total_count(parts, honest),
         "cacheReadInputTokens": raw["cache_read_input_tokens"],
         "cacheWriteInputTokens": raw["cache_creation_input_tokens"],
     }
+    # The writes by TTL, 1h before 5m (service-2.json's CacheDetail), when there are any.
+    split = raw["cache_creation"]
+    ttls = (("1h", split["ephemeral_1h_input_tokens"]), ("5m", split["ephemeral_5m_input_tokens"]))
+    details = [{"ttl": ttl, "inputTokens": tokens} for ttl, tokens in ttls if tokens]
+    if details:
+        out["cacheDetails"] = details
+    return out
 
 
 def content(plan: Plan) -> list[dict[str, Any]]:
