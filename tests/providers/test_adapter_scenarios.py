@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,13 +25,16 @@ import pytest
 
 from conftest import Sim
 from nemorouter.engine import sse
+from nemorouter.engine.eventstream import EventStreamParser
 from nemorouter.money import Usage
-from nemorouter.providers import anthropic, azure, gemini
+from nemorouter.providers import anthropic, azure, bedrock, gemini
 from nemorouter.providers.canonical import RESPONSES_PASSTHROUGH
 from nemorouter.providers.registry import OPENAI, Adapter
-from nemorouter.providers.types import Completion, Failure, Upstream
-from nemorouter.sim import anthropic_plan, gemini_plan, responses_plan
+from nemorouter.providers.types import EVENT_STREAM, Completion, Failure, SseEvent, Upstream
+from nemorouter.sim import anthropic_plan, bedrock_plan, gemini_plan, responses_plan
 from nemorouter.sim.tokens import count_chat_prompt_tokens, count_text_tokens
+
+SIM_AWS_KEY = "AKIASIM" + secrets.token_hex(6).upper()
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,21 @@ WIRES = {
         lambda url: Upstream("gemini-2.5-flash", url, "AIza" + secrets.token_hex(16)),
         gemini_plan.count_prompt_tokens,
         cache_writes=False,
+    ),
+    # Bedrock Converse: SigV4-signed with a key the simulator knows (AKIASIM..., its rule), the
+    # stream in AWS's event-stream framing; Converse breaks no reasoning out of outputTokens.
+    "bedrock": Wire(
+        bedrock.ADAPTER,
+        lambda url: Upstream(
+            "anthropic.claude-haiku-4-5-20251001-v1:0",
+            url,
+            orjson.dumps(
+                {"access_key_id": SIM_AWS_KEY, "secret_access_key": "sk-sim-" + SIM_AWS_KEY}
+            ).decode(),
+            config={"region": "us-east-1"},
+        ),
+        lambda body: anthropic_plan.count_prompt_tokens(bedrock_plan.messages_body(body, "m")),
+        reasoning_reported=False,
     ),
 }
 
@@ -167,18 +185,23 @@ async def exchange(wire: Wire, sim: Sim, body: dict[str, Any]) -> Answer:
         if not request.stream:
             resp = await client.post(request.url, headers=request.headers, content=request.body)
             if resp.status_code != 200:
-                answer.failure = adapter.error_from_response(
-                    resp.status_code, resp.content, _retry_after(resp)
+                answer.failure = adapter.error_of(
+                    resp.status_code, resp.content, _retry_after(resp), resp.headers
                 )
                 return answer
             return _from_completion(answer.sent, adapter.chat_response(orjson.loads(resp.content)))
         async with client.stream("POST", request.url, headers=request.headers, content=request.body) as resp:
             if resp.status_code != 200:
                 body_bytes = await resp.aread()
-                answer.failure = adapter.error_from_response(resp.status_code, body_bytes, _retry_after(resp))
+                answer.failure = adapter.error_of(
+                    resp.status_code, body_bytes, _retry_after(resp), resp.headers
+                )
                 return answer
             decode = adapter.stream_decoder()
-            async for event in sse.decode(resp.aiter_raw()):
+            events = (
+                _frames(resp.aiter_raw()) if request.framing == EVENT_STREAM else sse.decode(resp.aiter_raw())
+            )
+            async for event in events:
                 step = decode(event)
                 for chunk in step.chunks:
                     _add_chunk(answer, chunk)
@@ -191,6 +214,16 @@ async def exchange(wire: Wire, sim: Sim, body: dict[str, Any]) -> Answer:
                 if step.done:
                     break
     return answer
+
+
+async def _frames(pieces: AsyncIterator[bytes]) -> AsyncIterator[SseEvent]:
+    """AWS event-stream messages, decoded by the engine's parser (botocore's decoder)."""
+    parser = EventStreamParser()
+    async for piece in pieces:
+        parser.feed(piece)
+        while parser.ready:
+            yield parser.ready.popleft()
+    parser.end()
 
 
 def chat(text: str, stream: bool, **extra: Any) -> dict[str, Any]:
@@ -249,6 +282,7 @@ LIMIT_FIELD = {
     "azure": ("max_completion_tokens",),
     "anthropic": ("max_tokens",),
     "gemini": ("generationConfig", "maxOutputTokens"),
+    "bedrock": ("inferenceConfig", "maxTokens"),
 }
 
 
@@ -372,6 +406,14 @@ ERRORS = {
 # 529 of its own: any 5xx is a server error there.
 BAD_KEY_STATUS = {"gemini": 400}
 GEMINI_KINDS = {"overloaded": "server"}
+# AWS has no 401: a rejected key is 403 UnrecognizedClientException; a 503 is Bedrock's
+# ServiceUnavailableException (overloaded) and it has no 529 of its own (a server error).
+BEDROCK = {
+    "bad_key=1": (403, "auth"),
+    "status=401": (403, "auth"),
+    "status=503": (503, "overloaded"),
+    "status=529": (529, "server"),
+}
 
 
 @EVERY_WIRE
@@ -383,6 +425,8 @@ async def test_error_answers_are_classified(sim: Sim, wire: str, stream: bool, d
         status = BAD_KEY_STATUS.get(wire, status)
     if wire == "gemini":
         kind = GEMINI_KINDS.get(kind, kind)
+    if wire == "bedrock":
+        status, kind = BEDROCK.get(directive, (status, kind))
     answer = await exchange(WIRES[wire], sim, chat(f"Hello [sim:{directive}]", stream))
     failure = answer.failure
     assert failure is not None, "an error answer was taken for a reply"

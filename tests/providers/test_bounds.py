@@ -89,6 +89,8 @@ def image(url: str = "https://example.com/a.png", detail: str = "high") -> dict[
         ("openai", "gpt-4o-mini", OPENAI_4O_MINI_IMAGE_MAX),
         ("anthropic", "claude-sonnet-4-5", ANTHROPIC_IMAGE_MAX),
         ("gemini", "gemini-3-flash-preview", GEMINI_3_IMAGE_MAX),
+        ("bedrock", "anthropic.claude-haiku-4-5-20251001-v1:0", ANTHROPIC_IMAGE_MAX),
+        ("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0", ANTHROPIC_IMAGE_MAX),
     ],
 )
 def test_images_by_each_providers_worst_case(kind: str, model: str, per_image: int) -> None:
@@ -116,6 +118,7 @@ def test_what_no_rule_bounds_counts_as_the_whole_context_window() -> None:
     assert bound(image(detail="original")) == CEILING  # no published bound for `original`
     assert bound(image(), rules=prompt_rules([("gemini", "gemini-2.5-flash", CEILING)])) == CEILING
     assert bound(image(), rules=prompt_rules([("openai-compatible-x", "m", CEILING)])) == CEILING
+    assert bound(image(), rules=prompt_rules([("bedrock", "amazon.nova-pro-v1:0", CEILING)])) == CEILING
     odd = {"role": "user", "content": [{"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}
     assert bound(odd) == CEILING  # media under a name we do not know
     replay = {"role": "assistant", "content": None, "audio": {"id": "audio_1"}}

@@ -34,7 +34,9 @@ async def _names(services: Services) -> dict[str, str]:
 @providers.command("add")
 def providers_add(
     name: str,
-    kind: str = typer.Option(..., help="openai | openai-compatible | anthropic | gemini | azure-openai"),
+    kind: str = typer.Option(
+        ..., help="openai | openai-compatible | anthropic | gemini | azure-openai | bedrock"
+    ),
     base_url: str | None = typer.Option(
         None, help="as in the provider's official SDK (default: the vendor's)"
     ),
@@ -42,6 +44,7 @@ def providers_add(
         None, help="openai-compatible vendor row: mistral, deepseek, groq, xai, ..."
     ),
     api_version: str | None = typer.Option(None, help="azure-openai only: the api-version to pin"),
+    region: str | None = typer.Option(None, help="bedrock only (required): the AWS region, e.g. us-east-1"),
     responses_api: bool | None = typer.Option(
         None,
         "--responses-api/--no-responses-api",
@@ -54,6 +57,8 @@ def providers_add(
         config["api_version"] = api_version
     if responses_api is not None:
         config["responses_api"] = responses_api
+    if region is not None:
+        config["region"] = region
     if config:
         body["config"] = config
 

@@ -263,7 +263,7 @@ class Dispatcher:
                     self.succeeded(attempt, started)
                     return attempt, completion
             else:
-                error = adapter.error_from_response(raw.status, raw.body, raw.retry_after)
+                error = adapter.error_of(raw.status, raw.body, raw.retry_after, raw.headers)
                 failure = blame.judge(error)
             self.failed(attempt, failure)
             if not failure.retryable:
@@ -290,7 +290,7 @@ class Dispatcher:
                 self.failed(attempt, exc.failure)
                 continue
             if isinstance(opened, RawResponse):
-                failure = adapter.error_from_response(opened.status, opened.body, opened.retry_after)
+                failure = adapter.error_of(opened.status, opened.body, opened.retry_after, opened.headers)
             else:
                 try:
                     event: SseEvent | None = await opened.next_event()

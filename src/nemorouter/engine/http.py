@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from nemorouter import __version__
 from nemorouter.engine.http1 import Http1Client, HttpError, InvalidHeader, Response
-from nemorouter.engine.sse import EventParser
+from nemorouter.engine.sse import EventParser, MalformedFrame
 from nemorouter.errors import InvalidRequest
-from nemorouter.providers.types import Failure, FailureKind, SseEvent, UpstreamRequest
+from nemorouter.providers.types import SSE, Failure, FailureKind, SseEvent, UpstreamRequest
 from nemorouter.settings import Outbound, Timeouts
 
 USER_AGENT = f"NemoRouter/{__version__}"  # what every provider sees of us
@@ -32,12 +32,17 @@ class RawResponse:
     status: int
     retry_after: int | None
     body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)  # names lower-cased; read by adapters
+    # that classify errors by a header (AWS's x-amzn-ErrorType)
 
     # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
-    def __init__(self, status: int, retry_after: int | None, body: bytes) -> None:
+    def __init__(
+        self, status: int, retry_after: int | None, body: bytes, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.status = status
         self.retry_after = retry_after
         self.body = body
+        self.headers = {} if headers is None else headers
 
 
 def _retry_after(headers: Mapping[str, str]) -> int | None:
@@ -55,6 +60,9 @@ _FAILURES = {
     "connect": Failure(FailureKind.CONNECT, 502, "could not connect to the provider", retryable=True),
     "broken": Failure(FailureKind.CONNECT, 502, "the connection to the provider failed", retryable=True),
 }
+# A stream whose framing cannot be read (an event-stream message failing its CRC or limits):
+# the provider's answer is unreadable, not the connection broken.
+_UNREADABLE = Failure(FailureKind.PROTOCOL, 502, "the provider sent an unreadable stream", retryable=True)
 
 
 def _transport_failure(exc: HttpError) -> TransportFailure:
@@ -67,6 +75,13 @@ def _invalid(exc: InvalidHeader) -> InvalidRequest:
     return InvalidRequest(f"the request cannot be sent to the provider: {exc}")
 
 
+def _event_stream_parser() -> Any:
+    """Imported on first use: botocore is loaded only for the providers that answer in its framing."""
+    from nemorouter.engine.eventstream import EventStreamParser
+
+    return EventStreamParser()
+
+
 class StreamHandle:
     """An open 200 stream from a provider; `close()` ends it (client gone, or done).
 
@@ -74,14 +89,19 @@ class StreamHandle:
     more. The relay (service/relay.py) reads through these two: per event, one wait on the
     connection, not a chain of coroutines. `next_event()` does both."""
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, framing: str = SSE) -> None:
         self._response = response
         self._chunks = response.chunks()
         self._parser = EventParser()
+        # Another framing's parser (engine/eventstream.py, same interface), or None for SSE. Its
+        # own attribute, so the SSE path keeps its typed parser and pays one None test a poll.
+        self._frames: Any = None if framing == SSE else _event_stream_parser()
         self.ended = False  # the stream's last event has been taken
 
     def poll(self) -> SseEvent | None:
         """The next event if it is here; else None, and `ended` says whether one can still come."""
+        if self._frames is not None:
+            return self._poll_frames()
         parser = self._parser
         ready = parser.ready
         try:
@@ -101,6 +121,29 @@ class StreamHandle:
         except ValueError:  # a line past sse.MAX_LINE
             raise _transport_failure(HttpError("broken", "unreadable stream")) from None
         return ready.popleft()
+
+    def _poll_frames(self) -> SseEvent | None:
+        """`poll` for a framing other than SSE: a corrupt message is the provider's PROTOCOL failure."""
+        parser = self._frames
+        ready = parser.ready
+        try:
+            while not ready:
+                if self.ended:
+                    return None
+                piece = self._chunks.take()
+                if piece is None:
+                    return None
+                if piece:
+                    parser.feed(piece)
+                else:
+                    self.ended = True
+                    parser.end()
+        except HttpError as exc:
+            raise _transport_failure(exc) from None
+        except MalformedFrame:
+            raise TransportFailure(_UNREADABLE) from None
+        event: SseEvent = ready.popleft()
+        return event
 
     def arrival(self) -> asyncio.Future[None]:
         """Done when `poll()` has something to say (an event, the end, a failure): only after it
@@ -184,7 +227,7 @@ class UpstreamClient:
             raise _transport_failure(exc) from None
         except InvalidHeader as unsendable:  # its own name: compiled, `exc` has one type per function
             raise _invalid(unsendable) from None
-        return RawResponse(resp.status, _retry_after(resp.headers), resp.body)
+        return RawResponse(resp.status, _retry_after(resp.headers), resp.body, resp.headers)
 
     async def open_stream(
         self, request: UpstreamRequest, timeouts: Timeouts | None = None
@@ -208,5 +251,5 @@ class UpstreamClient:
                 raise _transport_failure(exc) from None
             finally:
                 resp.close()
-            return RawResponse(resp.status, _retry_after(resp.headers), body)
-        return StreamHandle(resp)
+            return RawResponse(resp.status, _retry_after(resp.headers), body, resp.headers)
+        return StreamHandle(resp, request.framing)

@@ -10,6 +10,11 @@ from nemorouter.providers.types import SseEvent
 MAX_LINE = 16 * 1024 * 1024  # one event line's bytes, at most (a broken provider's stream)
 
 
+class MalformedFrame(ValueError):
+    """A stream whose framing cannot be read on (engine/eventstream.py: a message failing its CRC
+    or its length limits, or a stream ending inside one): the provider's fault, not the wire's."""
+
+
 class EventParser:
     """The events of a byte stream fed in pieces of any size (per the HTML SSE rules: lines end in
     LF or CRLF; a blank line ends an event; `end()`, the stream's end, ends its last one). Each

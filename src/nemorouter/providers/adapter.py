@@ -5,7 +5,7 @@ Its own module so that the adapters and the registry that lists them import it w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +24,8 @@ class Adapter:
       returning the OpenAI chunks to forward and what the event said about usage and errors.
     - `error_from_response(status, body, retry_after)`: a non-200 answer -> a classified `Failure`.
     - `embeddings_*`, `moderations_*`, `rerank_*`: the same for those APIs, where the provider serves them.
+    - `error_from_answer(status, body, retry_after, headers)`: the same, for a wire format whose
+      error type travels in a header (AWS's `x-amzn-ErrorType`); used instead when set.
     - `select(body, upstream)`: another adapter of the same kind that this request and upstream
       call for (an OpenAI upstream's native Responses API for a Responses client), or None.
     """
@@ -39,6 +41,15 @@ class Adapter:
     rerank_request: BuildRequest | None = None
     rerank_response: Callable[[Any], Completion] | None = None
     select: Callable[[dict[str, Any], Upstream], Adapter | None] | None = None
+    error_from_answer: Callable[[int, bytes, int | None, Mapping[str, str]], Failure] | None = None
+
+    def error_of(
+        self, status: int, body: bytes, retry_after: int | None, headers: Mapping[str, str]
+    ) -> Failure:
+        """A non-200 answer -> a classified `Failure` (headers only for adapters that read them)."""
+        if self.error_from_answer is not None:
+            return self.error_from_answer(status, body, retry_after, headers)
+        return self.error_from_response(status, body, retry_after)
 
     def for_request(self, body: dict[str, Any], upstream: Upstream) -> Adapter:
         """The adapter that builds this request and reads its answer."""

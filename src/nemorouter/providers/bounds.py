@@ -79,7 +79,9 @@ def image_tokens(kind: str, upstream_model: str) -> int:
     model = upstream_model.lower()
     if kind in ("openai", "azure-openai", "openai-compatible"):
         return OPENAI_4O_MINI_IMAGE_MAX if "4o-mini" in model else OPENAI_IMAGE_MAX
-    if kind == "anthropic":
+    if kind == "anthropic" or (kind == "bedrock" and "anthropic.claude" in model):
+        # Claude on Bedrock (a model id or a `us.`/`eu.`/`global.` inference profile) is the same
+        # model, billing an image by Anthropic's rule; other Bedrock families have none here.
         return ANTHROPIC_IMAGE_MAX
     if kind == "gemini" and "gemini-3" in model:
         return GEMINI_3_IMAGE_MAX

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from nemorouter.providers import anthropic, azure, gemini, openai_responses, openai_wire, rerank_wire
+from nemorouter.providers import (
+    anthropic,
+    azure,
+    bedrock,
+    gemini,
+    openai_responses,
+    openai_wire,
+    rerank_wire,
+)
 from nemorouter.providers.adapter import Adapter
 
 __all__ = ["KINDS", "OPENAI", "Adapter", "adapter_for"]
@@ -21,7 +29,7 @@ OPENAI = Adapter(
     select=openai_responses.select,  # a Responses client on a Responses upstream: its native API
 )
 
-KINDS = ("openai", "openai-compatible", "anthropic", "gemini", "azure-openai")
+KINDS = ("openai", "openai-compatible", "anthropic", "gemini", "azure-openai", "bedrock")
 
 
 def adapter_for(kind: str) -> Adapter | None:
@@ -34,4 +42,6 @@ def adapter_for(kind: str) -> Adapter | None:
         return gemini.ADAPTER
     if kind == "azure-openai":
         return azure.ADAPTER
+    if kind == "bedrock":
+        return bedrock.ADAPTER
     return None

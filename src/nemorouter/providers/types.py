@@ -50,6 +50,10 @@ class Upstream:
         self.config = {} if config is None else config
 
 
+SSE = "sse"  # text/event-stream, parsed by engine/sse.py
+EVENT_STREAM = "eventstream"  # application/vnd.amazon.eventstream, parsed by engine/eventstream.py
+
+
 @dataclass(slots=True, init=False)
 class UpstreamRequest:
     """One HTTP request to a provider, fully built (the secret is already in `headers`)."""
@@ -58,13 +62,17 @@ class UpstreamRequest:
     headers: dict[str, str]
     body: bytes
     stream: bool = False
+    framing: str = SSE  # how a 200 stream is framed: SSE, or EVENT_STREAM (AWS's binary messages)
 
     # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
-    def __init__(self, url: str, headers: dict[str, str], body: bytes, stream: bool = False) -> None:
+    def __init__(
+        self, url: str, headers: dict[str, str], body: bytes, stream: bool = False, framing: str = SSE
+    ) -> None:
         self.url = url
         self.headers = headers
         self.body = body
         self.stream = stream
+        self.framing = framing
 
 
 class FailureKind(StrEnum):

@@ -17,7 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nemorouter.sim import anthropic_wire, counting, gemini_wire, openai_wire, responses_wire
+from nemorouter.sim import (
+    anthropic_wire,
+    bedrock_invoke,
+    bedrock_wire,
+    counting,
+    gemini_wire,
+    openai_wire,
+    responses_wire,
+)
 from nemorouter.sim.state import MAX_RECORDED, SimState
 
 
@@ -56,6 +64,8 @@ def create_sim_app(accepted_keys: set[str] | None = None) -> Starlette:
         *responses_wire.routes(),
         *anthropic_wire.routes(),
         *gemini_wire.routes(),
+        *bedrock_wire.routes(),
+        *bedrock_invoke.routes(),
         *counting.routes(),
         Route("/_sim/requests", _requests_list, methods=["GET"]),
         Route("/_sim/requests", _requests_clear, methods=["DELETE"]),

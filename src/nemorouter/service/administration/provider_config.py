@@ -6,19 +6,27 @@ from decimal import Decimal
 from typing import Any
 
 from nemorouter.errors import InvalidRequest
+from nemorouter.providers.bedrock import REGION
 
 _TIMEOUT_NAMES = ("connect", "first_byte", "idle", "total")
 
 
 def provider_config(value: Any, kind: str) -> dict[str, Any]:
     """A provider's settings, checked: `timeouts` (seconds: connect, first_byte, idle, total) and
-    `responses_api` (a boolean, for the OpenAI kinds: providers/openai_responses.py)."""
+    `responses_api` (a boolean, for the OpenAI kinds: providers/openai_responses.py), `region`
+    (required for kind bedrock)."""
     if not isinstance(value, dict):
         raise InvalidRequest("`config` must be an object")
     config = dict(value)
     flag = config.get("responses_api")
     if flag is not None and (kind not in ("openai", "openai-compatible") or not isinstance(flag, bool)):
         raise InvalidRequest("`config.responses_api` is a boolean, for kinds openai and openai-compatible")
+    if kind == "bedrock":  # the region signs every request and names the default endpoint
+        region = config.get("region")
+        if not isinstance(region, str) or REGION.fullmatch(region) is None:
+            raise InvalidRequest(
+                "`config.region` is required for kind bedrock: an AWS region such as us-east-1"
+            )
     timeouts = config.get("timeouts")
     if timeouts is not None:
         if not isinstance(timeouts, dict) or set(timeouts) - set(_TIMEOUT_NAMES):
