@@ -25,6 +25,9 @@ class Adapter:
     - `error_from_response(status, body, retry_after)`: a non-200 answer -> a classified `Failure`.
     - `select(body, upstream)`: another adapter of the same kind that this request and upstream
       call for (an OpenAI upstream's native Responses API for a Responses client), or None.
+    - `mints_token`: the vault secret is a credential (a Google service account) that the engine
+      exchanges for a short-lived bearer token before each attempt (engine/google_tokens.py);
+      the builders then see that token as `upstream.secret`. False costs other kinds nothing.
     """
 
     chat_request: BuildRequest
@@ -34,6 +37,7 @@ class Adapter:
     embeddings_request: BuildRequest | None = None
     embeddings_response: Callable[[Any], Completion] | None = None
     select: Callable[[dict[str, Any], Upstream], Adapter | None] | None = None
+    mints_token: bool = False
 
     def for_request(self, body: dict[str, Any], upstream: Upstream) -> Adapter:
         """The adapter that builds this request and reads its answer."""

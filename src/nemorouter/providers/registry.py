@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nemorouter.providers import anthropic, azure, gemini, openai_responses, openai_wire
+from nemorouter.providers import anthropic, azure, gemini, openai_responses, openai_wire, vertex
 from nemorouter.providers.adapter import Adapter
 
 __all__ = ["KINDS", "OPENAI", "Adapter", "adapter_for"]
@@ -17,7 +17,7 @@ OPENAI = Adapter(
     select=openai_responses.select,  # a Responses client on a Responses upstream: its native API
 )
 
-KINDS = ("openai", "openai-compatible", "anthropic", "gemini", "azure-openai")
+KINDS = ("openai", "openai-compatible", "anthropic", "gemini", "azure-openai", "vertex")
 
 
 def adapter_for(kind: str) -> Adapter | None:
@@ -30,4 +30,6 @@ def adapter_for(kind: str) -> Adapter | None:
         return gemini.ADAPTER
     if kind == "azure-openai":
         return azure.ADAPTER
+    if kind == "vertex":
+        return vertex.ADAPTER
     return None
