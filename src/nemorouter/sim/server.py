@@ -17,7 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from nemorouter.sim import anthropic_wire, counting, gemini_wire, openai_wire, responses_wire
+from nemorouter.sim import (
+    anthropic_wire,
+    counting,
+    gemini_wire,
+    openai_wire,
+    responses_wire,
+    vertex_auth,
+    vertex_wire,
+)
 from nemorouter.sim.state import MAX_RECORDED, SimState
 
 
@@ -57,6 +65,8 @@ def create_sim_app(accepted_keys: set[str] | None = None) -> Starlette:
         *anthropic_wire.routes(),
         *gemini_wire.routes(),
         *counting.routes(),
+        *vertex_auth.routes(),
+        *vertex_wire.routes(),
         Route("/_sim/requests", _requests_list, methods=["GET"]),
         Route("/_sim/requests", _requests_clear, methods=["DELETE"]),
         Route("/_sim/health", _health, methods=["GET"]),
