@@ -10,6 +10,7 @@ from urllib.parse import urlparse
 from nemorouter.errors import Conflict, InvalidRequest, NotFound
 from nemorouter.money import LIMIT_RESETS, Prices, window_start
 from nemorouter.money.amounts import AmountRangeError, MoneyFormatError
+from nemorouter.providers import vertex
 from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
 from nemorouter.service import audit, fields
@@ -58,6 +59,8 @@ class Admin:
             config["vendor"] = vendor
         if body.get("base_url") is None and vendor is not None:
             body = {**body, "base_url": VENDORS[vendor].base_url}
+        if body.get("base_url") is None and kind == "vertex":
+            body = {**body, "base_url": vertex.default_base_url(config["region"])}
         base_url = fields.text(body, "base_url", maximum=500)
         assert name is not None and base_url is not None
         parsed = urlparse(base_url)
@@ -82,7 +85,7 @@ class Admin:
 
     async def add_provider_key(self, provider_name: str, body: dict[str, Any]) -> ProviderKey:
         provider = await self.provider(provider_name)
-        secret = provider_secret.checked_secret(body.get("secret"))
+        secret = provider_secret.checked_secret(body.get("secret"), provider.kind)
         label = fields.text(body, "label", required=False, maximum=100) or "default"
         weight = fields.positive_int(body, "weight", 1)
         key_id = new_id("pk_", 8)

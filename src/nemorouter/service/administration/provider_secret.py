@@ -11,12 +11,16 @@ from __future__ import annotations
 import unicodedata
 
 from nemorouter.errors import InvalidRequest
+from nemorouter.service.administration.service_account import checked_service_account
 
 MAX_LENGTH = 8192
 
 
-def checked_secret(value: object) -> str:
-    """The secret, stripped, or InvalidRequest naming what is wrong (never echoing the secret)."""
+def checked_secret(value: object, kind: str | None = None) -> str:
+    """The secret, stripped, or InvalidRequest naming what is wrong (never echoing the secret).
+    A `vertex` provider's secret is a service-account JSON, exchanged for tokens, never sent."""
+    if kind == "vertex":
+        return checked_service_account(value)
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("`secret` must be a non-empty string")
     secret = value.strip()
