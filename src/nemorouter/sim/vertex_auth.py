@@ -7,7 +7,8 @@ with the account's private key, `iss` the client_email, `aud` Google's token end
 `oauth2/service_account.py`), a `scope`, `iat` and `exp` an hour apart. The sim verifies the signature against the public key of an account it
 accepts (registered with `POST /_sim/vertex/service-accounts`) and answers an opaque bearer
 token with `expires_in`; anything else gets Google's `invalid_grant` 400. `GET
-/_sim/vertex/tokens` lists the tokens issued (tests register them with the secret scan).
+/_sim/vertex/tokens` lists the tokens issued (tests register them with the secret scan);
+`DELETE` revokes them all.
 """
 
 from __future__ import annotations
@@ -122,6 +123,15 @@ async def issued(request: Request) -> Response:
     return Response(orjson.dumps(sorted(state.access_tokens)), media_type=JSON)
 
 
+async def revoke(request: Request) -> Response:
+    """Revoke every token issued (as a revoked or rotated credential would): the Vertex routes
+    then answer 401 to a cached one, which the gateway must drop and mint again."""
+    state: SimState = request.app.state.sim
+    for value in state.access_tokens:
+        state.access_tokens[value] = 0.0  # expired, still listed
+    return Response(orjson.dumps({"revoked": True}), media_type=JSON)
+
+
 def token_accepted(state: SimState, authorization: str | None) -> bool:
     """A live token this sim issued, as `Authorization: Bearer <token>`."""
     scheme, _, value = (authorization or "").partition(" ")
@@ -134,4 +144,5 @@ def routes() -> list[Route]:
         Route(TOKEN_PATH, token, methods=["POST"]),
         Route("/_sim/vertex/service-accounts", register, methods=["POST"]),
         Route("/_sim/vertex/tokens", issued, methods=["GET"]),
+        Route("/_sim/vertex/tokens", revoke, methods=["DELETE"]),
     ]
