@@ -100,8 +100,8 @@ def providers_add_key(
     ),
 ) -> None:
     """Add a provider secret to the vault; the secret is read from stdin (or --secret-env,
-    --secret-file), never argv. A vertex provider takes the whole service-account JSON (all of a
-    piped stdin); other kinds take the first line."""
+    --secret-file), never argv. From stdin, a vertex provider takes the whole service-account
+    JSON (all of a piped stdin); other kinds take its first line."""
     if secret_file is not None:
         try:
             text = secret_file.read_text()
@@ -116,7 +116,8 @@ def providers_add_key(
 
     async def act(s: Services) -> None:
         provider = await s.admin.provider(name)
-        secret = text.strip() if provider.kind == "vertex" else text.split("\n", 1)[0].strip()
+        first_line = secret_file is None and not secret_env and provider.kind != "vertex"
+        secret = (text.split("\n", 1)[0] if first_line else text).strip()
         key = await s.admin.add_provider_key(name, {"secret": secret, "label": label, "weight": weight})
         emit({"data": provider_key_view(key)})
 
