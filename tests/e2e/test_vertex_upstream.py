@@ -6,6 +6,7 @@ refresh, a refused account quarantined, and neither the key nor a token in plain
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -45,14 +46,23 @@ def register(account: ServiceAccount) -> None:
             SECRET_SCAN.registry.add(line, "a line of a service account's private key")
 
 
-def vertex_gateway(base: Path, sim: Sim, account: ServiceAccount, name: str = "vx") -> Gateway:
+def vertex_gateway(base: Path, sim: Sim, account: ServiceAccount, from_file: bool = False) -> Gateway:
     register(account)
+    name = "vx"
     gw = new_gateway(base, sim=None)
     gw.cli(
         "providers", "add", name, "--kind", "vertex", "--base-url", sim.url, "--project", PROJECT,
         "--region", REGION,
     )  # fmt: skip
-    gw.cli("providers", "add-key", name, "--label", "sa", input=account.key_file())  # the whole JSON, piped
+    if from_file:
+        key_file = base / "sa-key.json"
+        key_file.write_text(account.key_file())
+        gw.cli("providers", "add-key", name, "--label", "sa", "--secret-file", str(key_file))
+        key_file.unlink()
+    else:
+        gw.cli(
+            "providers", "add-key", name, "--label", "sa", input=account.key_file()
+        )  # the whole JSON, piped
     gw.cli("models", "import", "--vendor", "vertex", "--provider", name)
     gw.start()
     return gw
@@ -259,7 +269,7 @@ def test_the_anthropic_sdk_on_messages_through_claude_on_vertex(vx: Gateway, sim
 def test_a_token_is_reused_then_refreshed_before_it_expires(tmp_path: Path, sim: Sim) -> None:
     account = new_account(sim.url, "short")
     accept(sim.url, account, lifetime=3)  # refreshed at half its life
-    gw = vertex_gateway(tmp_path, sim, account)
+    gw = vertex_gateway(tmp_path, sim, account, from_file=True)
     try:
         client = gw.openai(gw.key(gw.account("5.00")))
         tokens = []
@@ -267,8 +277,6 @@ def test_a_token_is_reused_then_refreshed_before_it_expires(tmp_path: Path, sim:
             create(client, model=GEMINI, messages=[{"role": "user", "content": f"e2e-vx-refresh-{i}"}])
             tokens.append(bearer_of(last_call(sim, f"e2e-vx-refresh-{i}"), sim))
             if i == 1:
-                import time
-
                 time.sleep(2)  # past half the token's life: a fresh one, before the old one expires
         assert tokens[0] == tokens[1] != tokens[2]
         assert gw.verify()["ok"] is True

@@ -188,8 +188,10 @@ def test_token_endpoint_down_is_retryable(sim_url: str) -> None:
     assert failed.value.retryable is True
 
 
-def test_claude_body_rules(sim_url: str, claude: anthropic.AnthropicVertex) -> None:
-    token = httpx.get(f"{sim_url}/_sim/vertex/tokens").json()[-1]
+def test_claude_body_rules(sim_url: str, account: ServiceAccount) -> None:
+    creds = credentials(account)
+    creds.refresh(Request())
+    token = creds.token
     url = f"{sim_url}/v1/projects/p/locations/us-east5/publishers/anthropic/models/{CLAUDE}:rawPredict"
     base = {"max_tokens": 16, "messages": [{"role": "user", "content": HELLO}]}
     auth = {"Authorization": f"Bearer {token}"}
