@@ -268,17 +268,20 @@ def test_the_anthropic_sdk_on_messages_through_claude_on_vertex(vx: Gateway, sim
 
 def test_a_token_is_reused_then_refreshed_before_it_expires(tmp_path: Path, sim: Sim) -> None:
     account = new_account(sim.url, "short")
-    accept(sim.url, account, lifetime=3)  # refreshed at half its life
+    accept(sim.url, account, lifetime=3)  # its successor minted from 1.5 s on, it is sent until 2.25 s
     gw = vertex_gateway(tmp_path, sim, account, from_file=True)
     try:
         client = gw.openai(gw.key(gw.account("5.00")))
-        tokens = []
-        for i in range(3):
+
+        def call(i: int) -> str:
             create(client, model=GEMINI, messages=[{"role": "user", "content": f"e2e-vx-refresh-{i}"}])
-            tokens.append(bearer_of(last_call(sim, f"e2e-vx-refresh-{i}"), sim))
-            if i == 1:
-                time.sleep(2)  # past half the token's life: a fresh one, before the old one expires
-        assert tokens[0] == tokens[1] != tokens[2]
+            return bearer_of(last_call(sim, f"e2e-vx-refresh-{i}"), sim)
+
+        first = call(0)
+        assert call(1) == first
+        time.sleep(2)
+        later = [call(i) for i in range(2, 5)]  # every one served; a new token within them
+        assert later[-1] != first
         assert gw.verify()["ok"] is True
     finally:
         assert gw.stop() == 0

@@ -60,17 +60,34 @@ async def test_concurrent_requests_share_one_refresh_and_reuse_it(sim_url: str) 
 
 async def test_a_token_is_refreshed_before_it_expires_and_after_a_refusal(sim_url: str) -> None:
     account = new_account(sim_url)
-    accept(sim_url, account, lifetime=2)  # refreshed at half its life, 1 s
+    accept(sim_url, account, lifetime=4)  # a successor from 2 s (half its life), the old one sent until 3 s
     tokens = GoogleTokens()
     first = await tokens.upstream_for("pk_2", upstream(account))
     same = await tokens.upstream_for("pk_2", upstream(account))
-    await asyncio.sleep(1.2)
-    later = await tokens.upstream_for("pk_2", upstream(account))
-    assert isinstance(first, Upstream) and isinstance(same, Upstream) and isinstance(later, Upstream)
-    assert first.secret == same.secret != later.secret
+    assert isinstance(first, Upstream) and isinstance(same, Upstream) and first.secret == same.secret
+    await asyncio.sleep(2.2)
+    during = await tokens.upstream_for("pk_2", upstream(account))  # served at once, a refresh begun
+    assert isinstance(during, Upstream) and during.secret == first.secret
+    for _ in range(50):
+        later = await tokens.upstream_for("pk_2", upstream(account))
+        assert isinstance(later, Upstream)
+        if later.secret != first.secret:
+            break
+        await asyncio.sleep(0.02)
+    assert later.secret != first.secret and later.secret in issued_tokens(sim_url)
     tokens.forget("pk_2")
     fresh = await tokens.upstream_for("pk_2", upstream(account))
     assert isinstance(fresh, Upstream) and fresh.secret != later.secret
+
+
+async def test_past_its_last_use_a_token_is_not_sent_the_request_waits_for_the_next(sim_url: str) -> None:
+    account = new_account(sim_url)
+    accept(sim_url, account, lifetime=2)  # sent until 1.5 s
+    tokens = GoogleTokens()
+    first = await tokens.upstream_for("pk_8", upstream(account))
+    await asyncio.sleep(1.6)
+    second = await tokens.upstream_for("pk_8", upstream(account))
+    assert isinstance(first, Upstream) and isinstance(second, Upstream) and first.secret != second.secret
 
 
 async def test_a_refused_account_is_an_auth_failure_of_its_key(sim_url: str) -> None:
@@ -117,3 +134,31 @@ async def test_the_event_loop_keeps_running_while_a_token_is_minted(sim_url: str
     minted = await GoogleTokens().upstream_for("pk_7", upstream(account))
     ticker.cancel()
     assert isinstance(minted, Upstream) and ticks > 1
+
+
+async def test_a_failed_background_refresh_is_retried_later_not_per_request() -> None:
+    from google.auth.exceptions import RefreshError
+
+    now = [0.0]
+    calls: list[float] = []
+
+    def mint(secret: str) -> tuple[str, float]:  # google-auth's part: a token, then invalid_grant
+        calls.append(now[0])
+        if len(calls) > 1:
+            raise RefreshError("invalid_grant: account disabled", {"error": "invalid_grant"})
+        return "ya29.first", 100.0
+
+    tokens = GoogleTokens(mint, clock=lambda: now[0])
+    up = Upstream("m", "http://unused", "{}")
+
+    async def secret_at(t: float) -> str | FailureKind:
+        now[0] = t
+        got = await tokens.upstream_for("pk_9", up)
+        await asyncio.sleep(0.05)  # let a background refresh finish
+        return got.secret if isinstance(got, Upstream) else got.kind
+
+    assert await secret_at(0) == "ya29.first"  # refresh from 50 s, sent until 75 s
+    assert await secret_at(60) == "ya29.first" and calls == [0, 60]  # served; the successor refused
+    assert await secret_at(61) == "ya29.first" and calls == [0, 60]  # no new try per request
+    assert await secret_at(66) == "ya29.first" and calls == [0, 60, 66]  # tried again after 5 s
+    assert await secret_at(80) is FailureKind.AUTH  # past its last use: the refusal is the answer

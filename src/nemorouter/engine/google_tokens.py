@@ -3,7 +3,8 @@
 google-auth signs the JWT-bearer grant and posts it to the account's `token_uri`, in a worker
 thread (its transport is blocking `requests`), so the event loop never waits on it. Tokens are
 cached per vault key and refreshed before they expire (5 minutes early, or at half their life
-if they live shorter); concurrent requests for one key share one refresh. A token is never
+if they live shorter), the old one serving meanwhile (until a minute before it expires);
+concurrent requests for one key share one refresh. A token is never
 logged, and neither is the account's key: failures carry a fixed message and the OAuth error code.
 
 What a failure means (google-auth's `oauth2/_client.py`): a token endpoint that refuses the
@@ -22,7 +23,9 @@ from typing import Any
 from nemorouter.providers.types import Failure, FailureKind, Upstream
 
 SCOPES = ("https://www.googleapis.com/auth/cloud-platform",)
-EARLY = 300.0  # seconds before expiry at which a token is replaced
+EARLY = 300.0  # seconds before expiry at which a token's successor is minted
+LAST = 60.0  # seconds before expiry after which a token is no longer sent
+RETRY = 5.0  # seconds between tries to mint a successor while the old token serves
 TOKEN_TIMEOUT = 10.0  # seconds for one call to the token endpoint
 
 Minter = Callable[[str], tuple[str, float]]
@@ -74,11 +77,12 @@ def classify(exc: BaseException) -> Failure:
 
 
 class _Token:
-    __slots__ = ("refresh_at", "value")
+    __slots__ = ("refresh_at", "usable_until", "value")
 
-    def __init__(self, value: str, refresh_at: float) -> None:
+    def __init__(self, value: str, refresh_at: float, usable_until: float) -> None:
         self.value = value
-        self.refresh_at = refresh_at
+        self.refresh_at = refresh_at  # from here a successor is minted...
+        self.usable_until = usable_until  # ...while this one still serves, until here
 
 
 def _retrieved(future: asyncio.Future[_Token]) -> None:
@@ -96,27 +100,37 @@ class GoogleTokens:
         self._pending: dict[str, asyncio.Future[_Token]] = {}
 
     async def upstream_for(self, key_id: str, upstream: Upstream) -> Upstream | Failure:
-        """The upstream with a live access token as its secret, or why none could be had."""
+        """The upstream with a live access token as its secret, or why none could be had. A
+        token due for refresh still serves while its successor is minted; a request waits for
+        the token endpoint only when there is no usable token."""
         token = self._tokens.get(key_id)
-        if token is None or self._clock() >= token.refresh_at:
+        now = self._clock()
+        if token is None or now >= token.refresh_at:
             pending = self._pending.get(key_id)
             if pending is None:
                 pending = asyncio.ensure_future(self._refresh(key_id, upstream.secret))
                 pending.add_done_callback(_retrieved)  # read even if every waiter went away
                 self._pending[key_id] = pending
-            try:
-                token = await asyncio.shield(pending)
-            except Exception as exc:  # every refresh failure is classified
-                return classify(exc)
+            if token is None or now >= token.usable_until:
+                try:
+                    token = await asyncio.shield(pending)
+                except Exception as exc:  # every refresh failure is classified
+                    return classify(exc)
         return Upstream(upstream.model, upstream.base_url, token.value, upstream.max_output, upstream.config)
 
     async def _refresh(self, key_id: str, secret: str) -> _Token:
         try:
             value, lifetime = await asyncio.to_thread(self._mint, secret)
-            early = min(EARLY, max(lifetime, 0.0) / 2)
-            token = _Token(value, self._clock() + max(lifetime, 0.0) - early)
+            life = max(lifetime, 0.0)
+            now = self._clock()
+            token = _Token(value, now + life - min(EARLY, life / 2), now + life - min(LAST, life / 4))
             self._tokens[key_id] = token
             return token
+        except Exception:
+            serving = self._tokens.get(key_id)
+            if serving is not None:  # the old token serves on; try again a little later, not per request
+                serving.refresh_at = min(self._clock() + RETRY, serving.usable_until)
+            raise
         finally:
             self._pending.pop(key_id, None)
 
