@@ -383,3 +383,56 @@ def test_a_bad_service_account_is_refused_naming_the_field(
     assert answer.status_code == 400 and named in answer.json()["error"]["message"]
     assert account.private_key.splitlines()[1] not in answer.text
     assert "refused" not in vx.admin("GET", "/providers/vx").text
+
+
+# -- a misbehaving upstream ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", [GEMINI, CLAUDE])
+def test_a_usage_report_past_the_hold_is_charged_the_hold_at_most(vx: Gateway, model: str) -> None:
+    account = vx.account("5.00")
+    client = vx.openai(vx.key(account))
+    body = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Lie [sim:usage_scale=1000]"}],
+        "max_tokens": 20,
+    }
+    hold = vx.hold_of(body)
+    _, usage = create(client, **body)
+    assert 0 < usage["cost"] <= hold and spent(vx, account) == usage["cost"]
+    assert vx.balance(account)["held"] == 0
+    assert vx.verify()["ok"] is True
+
+
+@pytest.mark.parametrize("model", [GEMINI, CLAUDE])
+@pytest.mark.parametrize("streamed", [False, True])
+def test_a_malformed_answer_is_a_502_and_free(vx: Gateway, model: str, streamed: bool) -> None:
+    account = vx.account("5.00")
+    client = vx.openai(vx.key(account))
+    messages = [{"role": "user", "content": "Garbage please [sim:malformed=1]"}]
+    if streamed:
+        with httpx.stream(
+            "POST",
+            f"{vx.url}/v1/chat/completions",
+            json={"model": model, "messages": messages, "max_tokens": 20, "stream": True},
+            headers={"Authorization": f"Bearer {client.api_key}"},
+            timeout=30,
+        ) as response:
+            text = response.read().decode()
+        assert response.status_code == 502 or '"error"' in text
+    else:
+        with pytest.raises(openai.APIStatusError) as caught:
+            create(client, model=model, messages=messages, max_tokens=20)
+        assert caught.value.status_code == 502
+    assert vx.balance(account)["held"] == 0
+    assert vx.verify()["ok"] is True
+
+
+def test_vertex_refusing_a_token_mid_run_never_quarantines_the_account(vx: Gateway) -> None:
+    client = vx.openai(vx.key(vx.account("5.00")))
+    with pytest.raises(openai.APIStatusError) as caught:  # the sim answers 401 UNAUTHENTICATED
+        create(client, model=GEMINI, messages=[{"role": "user", "content": "no [sim:bad_key=1]"}])
+    assert caught.value.status_code == 502
+    assert vx.admin("GET", "/providers/vx").json()["data"]["keys"][0]["quarantined_at"] is None
+    reply, _ = create(client, model=GEMINI, messages=[{"role": "user", "content": "and now?"}])
+    assert reply.choices[0].message.content
