@@ -4,7 +4,7 @@ over a real loopback HTTP server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import orjson
 import pytest
@@ -223,3 +223,54 @@ async def test_a_provider_without_embeddings_is_skipped_unsent(provider: tuple[s
         await dispatcher.send([attempt], {"model": "m", "input": "x"}, Operation.EMBEDDINGS, 0.0)
     assert seen == [] and caught.value.final is None
     assert [f.kind for f in caught.value.failures] == [FailureKind.UNSUPPORTED]
+
+
+def _minter(calls: list[str], refuse: set[str]) -> Callable[[str], tuple[str, float]]:
+    """google-auth's part (tested against the sim in test_google_tokens.py): a token, or the
+    RefreshError an `invalid_grant` raises."""
+    from google.auth.exceptions import RefreshError
+
+    def mint(secret: str) -> tuple[str, float]:
+        calls.append(secret)
+        if secret in refuse:
+            raise RefreshError("invalid_grant: Invalid JWT Signature.", {"error": "invalid_grant"})
+        return "ya29.token-for-" + secret, 3600.0
+
+    return mint
+
+
+async def test_only_kinds_that_mint_tokens_ask_for_one_and_a_refused_account_is_quarantined() -> None:
+    from nemorouter.engine.google_tokens import GoogleTokens
+    from nemorouter.providers import vertex
+
+    calls: list[str] = []
+    observer = Recorder()
+    client = UpstreamClient(Timeouts())
+    await client.start()
+    dispatcher = Dispatcher(
+        client, observer, Health(clock=FakeClock()), GoogleTokens(_minter(calls, {"sa-bad"}))
+    )
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with pytest.raises(AttemptsFailed):
+        await dispatcher.send([_attempt("plain")], body, Operation.CHAT, 0.0)
+    assert calls == []  # an OpenAI attempt never touches the token cache
+    config = {"project": "nemo-test", "region": "us-east5"}
+    refused = Attempt(
+        vertex.ADAPTER,
+        Upstream("gemini-2.5-flash", "http://127.0.0.1:9", "sa-bad", 100, config),
+        Timeouts(connect=2, first_byte=5, idle=5, total=5),
+        "deployment:v",
+        "key:v:bad",
+        "vertex",
+        "v",
+        "k-bad",
+        "v",
+    )
+    try:
+        with pytest.raises(AttemptsFailed) as failed:
+            await dispatcher.send([refused], body, Operation.CHAT, 0.0)
+    finally:
+        await client.close()
+    assert calls == ["sa-bad"] and [k for k, _ in observer.refused] == ["k-bad"]
+    assert failed.value.failures[0].kind is FailureKind.AUTH
+    assert "sa-bad" not in failed.value.failures[0].message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -35,7 +36,7 @@ async def _names(services: Services) -> dict[str, str]:
 def providers_add(
     name: str,
     kind: str = typer.Option(
-        ..., help="openai | openai-compatible | anthropic | gemini | azure-openai | bedrock"
+        ..., help="openai | openai-compatible | anthropic | gemini | azure-openai | bedrock | vertex"
     ),
     base_url: str | None = typer.Option(
         None, help="as in the provider's official SDK (default: the vendor's)"
@@ -44,11 +45,16 @@ def providers_add(
         None, help="openai-compatible vendor row: mistral, deepseek, groq, xai, ..."
     ),
     api_version: str | None = typer.Option(None, help="azure-openai only: the api-version to pin"),
-    region: str | None = typer.Option(None, help="bedrock only (required): the AWS region, e.g. us-east-1"),
     responses_api: bool | None = typer.Option(
         None,
         "--responses-api/--no-responses-api",
         help="openai kinds: send Responses clients' requests to its /responses (default: the vendor row's)",
+    ),
+    project: str | None = typer.Option(None, help="vertex only: the GCP project id"),
+    region: str | None = typer.Option(
+        None,
+        help="bedrock and vertex (required): the AWS region (us-east-1, ...) or the Vertex AI location "
+        "(us-central1, global, ...)",
     ),
 ) -> None:
     body: dict[str, Any] = {"name": name, "kind": kind, "base_url": base_url, "vendor": vendor}
@@ -57,8 +63,9 @@ def providers_add(
         config["api_version"] = api_version
     if responses_api is not None:
         config["responses_api"] = responses_api
-    if region is not None:
-        config["region"] = region
+    for setting, value in (("project", project), ("region", region)):
+        if value is not None:
+            config[setting] = value
     if config:
         body["config"] = config
 
@@ -90,16 +97,30 @@ def providers_add_key(
     label: str = typer.Option("default"),
     weight: int = typer.Option(1),
     secret_env: str | None = typer.Option(None, help="read the secret from this environment variable"),
+    secret_file: Path | None = typer.Option(
+        None, help="read the secret from this file (e.g. a vertex service account's JSON key file)"
+    ),
 ) -> None:
-    """Add a provider secret to the vault; the secret is read from stdin (or --secret-env), never argv."""
-    secret = os.environ.get(secret_env, "") if secret_env else sys.stdin.readline()
-    if not secret.strip():
-        fail("no secret given: pipe it on stdin or name an environment variable with --secret-env")
+    """Add a provider secret to the vault; the secret is read from stdin (or --secret-env,
+    --secret-file), never argv. From stdin, a vertex provider takes the whole service-account
+    JSON (all of a piped stdin); other kinds take its first line."""
+    if secret_file is not None:
+        try:
+            text = secret_file.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            fail(f"cannot read --secret-file: {exc.strerror if isinstance(exc, OSError) else 'not text'}")
+    elif secret_env:
+        text = os.environ.get(secret_env, "")
+    else:  # a person at a terminal pastes one line; a pipe may carry a whole JSON file
+        text = sys.stdin.readline() if sys.stdin.isatty() else sys.stdin.read()
+    if not text.strip():
+        fail("no secret given: pipe it on stdin, or use --secret-env or --secret-file")
 
     async def act(s: Services) -> None:
-        key = await s.admin.add_provider_key(
-            name, {"secret": secret.strip(), "label": label, "weight": weight}
-        )
+        provider = await s.admin.provider(name)
+        first_line = secret_file is None and not secret_env and provider.kind != "vertex"
+        secret = (text.split("\n", 1)[0] if first_line else text).strip()
+        key = await s.admin.add_provider_key(name, {"secret": secret, "label": label, "weight": weight})
         emit({"data": provider_key_view(key)})
 
     run(act)

@@ -17,6 +17,7 @@ from typing import Any, Generic, Protocol, TypeVar, assert_never
 
 import orjson
 
+from nemorouter.engine.google_tokens import GoogleTokens
 from nemorouter.engine.health import Health
 from nemorouter.engine.http import RawResponse, StreamHandle, Transport, TransportFailure
 from nemorouter.providers.adapter import BuildRequest
@@ -176,13 +177,13 @@ class _KeyBlame:
 
 
 def _build(
-    attempt: Attempt[Any], body: dict[str, Any], operation: Operation
+    attempt: Attempt[Any], body: dict[str, Any], operation: Operation, upstream: Upstream
 ) -> tuple[Adapter, UpstreamRequest] | Failure:
     """The adapter this request calls for (`Adapter.for_request`) and its request for one
     attempt, or why its provider cannot take it (another one may)."""
     adapter = attempt.adapter
     if operation is Operation.CHAT:
-        adapter = adapter.for_request(body, attempt.upstream)
+        adapter = adapter.for_request(body, upstream)
         make: BuildRequest | None = adapter.chat_request
     elif operation is Operation.EMBEDDINGS:
         make = adapter.embeddings_request
@@ -194,7 +195,7 @@ def _build(
         message = f"provider {attempt.provider} does not serve {operation.value}"
         return Failure(FailureKind.UNSUPPORTED, 400, message, retryable=True)
     try:
-        return adapter, make(body, attempt.upstream)
+        return adapter, make(body, upstream)
     except UnsupportedContent as exc:
         return Failure(FailureKind.UNSUPPORTED, 400, str(exc), retryable=True)
 
@@ -231,10 +232,22 @@ class Opened(Generic[T]):
 
 
 class Dispatcher:
-    def __init__(self, client: Transport, observer: Observer, health: Health | None = None) -> None:
+    def __init__(
+        self,
+        client: Transport,
+        observer: Observer,
+        health: Health | None = None,
+        tokens: GoogleTokens | None = None,
+    ) -> None:
         self.client = client
         self.observer = observer
         self.health = health if health is not None else Health()
+        self.tokens = tokens if tokens is not None else GoogleTokens()
+
+    def _refused(self, attempt: Attempt[Any], failure: Failure) -> None:
+        """A provider that refused a minted token: drop it, so the next attempt mints anew."""
+        if attempt.adapter.mints_token and failure.kind is FailureKind.AUTH:
+            self.tokens.forget(attempt.key_id)
 
     async def send(
         self, attempts: Sequence[Attempt[T]], body: dict[str, Any], operation: Operation, started: float
@@ -243,7 +256,18 @@ class Dispatcher:
         failures: list[Failure] = []
         blame = _KeyBlame()
         for attempt in attempts:
-            built = _build(attempt, body, operation)
+            upstream = attempt.upstream
+            if attempt.adapter.mints_token:  # only kinds whose secret is exchanged for a token
+                minted = await self.tokens.upstream_for(attempt.key_id, upstream)
+                if isinstance(minted, Failure):
+                    failure = blame.judge(minted)
+                    self.failed(attempt, failure)
+                    if not failure.retryable:
+                        raise AttemptsFailed(failures, final=failure)
+                    failures.append(failure)
+                    continue
+                upstream = minted
+            built = _build(attempt, body, operation, upstream)
             if isinstance(built, Failure):
                 failures.append(built)
                 continue
@@ -264,6 +288,7 @@ class Dispatcher:
                     return attempt, completion
             else:
                 error = adapter.error_of(raw.status, raw.body, raw.retry_after, raw.headers)
+                self._refused(attempt, error)
                 failure = blame.judge(error)
             self.failed(attempt, failure)
             if not failure.retryable:
@@ -278,7 +303,18 @@ class Dispatcher:
         failures: list[Failure] = []
         blame = _KeyBlame()
         for attempt in attempts:
-            built = _build(attempt, body, Operation.CHAT)
+            upstream = attempt.upstream
+            if attempt.adapter.mints_token:  # only kinds whose secret is exchanged for a token
+                minted = await self.tokens.upstream_for(attempt.key_id, upstream)
+                if isinstance(minted, Failure):
+                    failure = blame.judge(minted)
+                    self.failed(attempt, failure)
+                    if not failure.retryable:
+                        raise AttemptsFailed(failures, final=failure)
+                    failures.append(failure)
+                    continue
+                upstream = minted
+            built = _build(attempt, body, Operation.CHAT, upstream)
             if isinstance(built, Failure):
                 failures.append(built)
                 continue
@@ -291,6 +327,7 @@ class Dispatcher:
                 continue
             if isinstance(opened, RawResponse):
                 failure = adapter.error_of(opened.status, opened.body, opened.retry_after, opened.headers)
+                self._refused(attempt, failure)
             else:
                 try:
                     event: SseEvent | None = await opened.next_event()

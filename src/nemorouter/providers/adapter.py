@@ -28,6 +28,9 @@ class Adapter:
       error type travels in a header (AWS's `x-amzn-ErrorType`); used instead when set.
     - `select(body, upstream)`: another adapter of the same kind that this request and upstream
       call for (an OpenAI upstream's native Responses API for a Responses client), or None.
+    - `mints_token`: the vault secret is a credential (a Google service account) that the engine
+      exchanges for a short-lived bearer token before each attempt (engine/google_tokens.py);
+      the builders then see that token as `upstream.secret`. False costs other kinds nothing.
     """
 
     chat_request: BuildRequest
@@ -50,6 +53,7 @@ class Adapter:
         if self.error_from_answer is not None:
             return self.error_from_answer(status, body, retry_after, headers)
         return self.error_from_response(status, body, retry_after)
+    mints_token: bool = False
 
     def for_request(self, body: dict[str, Any], upstream: Upstream) -> Adapter:
         """The adapter that builds this request and reads its answer."""

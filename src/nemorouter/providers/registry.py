@@ -10,6 +10,7 @@ from nemorouter.providers import (
     openai_responses,
     openai_wire,
     rerank_wire,
+    vertex,
 )
 from nemorouter.providers.adapter import Adapter
 
@@ -29,7 +30,7 @@ OPENAI = Adapter(
     select=openai_responses.select,  # a Responses client on a Responses upstream: its native API
 )
 
-KINDS = ("openai", "openai-compatible", "anthropic", "gemini", "azure-openai", "bedrock")
+KINDS = ("openai", "openai-compatible", "anthropic", "gemini", "azure-openai", "bedrock", "vertex")
 
 
 def adapter_for(kind: str) -> Adapter | None:
@@ -44,4 +45,6 @@ def adapter_for(kind: str) -> Adapter | None:
         return azure.ADAPTER
     if kind == "bedrock":
         return bedrock.ADAPTER
+    if kind == "vertex":
+        return vertex.ADAPTER
     return None

@@ -196,6 +196,11 @@ async def messages(request: Request) -> Response:
         return error_response(400, "anthropic-version: header is required")
     if not isinstance(body, dict):
         return error_response(400, "The request body is not valid JSON.")
+    return await answer(request, body, version)
+
+
+async def answer(request: Request, body: dict[str, Any], version: str) -> Response:
+    """The answer to an authenticated Messages body (also Claude on Vertex's, sim/vertex_wire.py)."""
     directives = inband_directives(last_user_texts(body))
     header = request.headers.get("x-sim")
     if header:

@@ -10,7 +10,7 @@ Directives: those of ``faults`` plus the Gemini-only ones of ``gemini_plan``.
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -228,6 +228,12 @@ async def _generate(request: Request, stream: bool) -> Response:
     key, accepted = _key(request, state)
     if not accepted:
         return _key_error(key)
+    return await answer(request, parsed, stream, lambda: _key_error(key or ""))
+
+
+async def answer(request: Request, parsed: Any, stream: bool, refuse_key: Callable[[], Response]) -> Response:
+    """The answer to an authenticated generateContent body (also Gemini on Vertex's, whose
+    refusal of its credential `refuse_key` is another shape)."""
     if not isinstance(parsed, dict):
         return google_error(400, "Invalid JSON payload received.")
     texts = last_user_texts(parsed)
@@ -235,7 +241,7 @@ async def _generate(request: Request, stream: bool) -> Response:
     extra = extra_directives(request.headers.get("x-sim"), texts, faults)
     await sleep_ms(faults.latency_ms)
     if faults.bad_key:
-        return _key_error(key or "")
+        return refuse_key()
     if faults.status is not None:
         return _fault(faults)
     try:

@@ -25,6 +25,8 @@ from nemorouter.sim import (
     gemini_wire,
     openai_wire,
     responses_wire,
+    vertex_auth,
+    vertex_wire,
 )
 from nemorouter.sim.state import MAX_RECORDED, SimState
 
@@ -67,6 +69,8 @@ def create_sim_app(accepted_keys: set[str] | None = None) -> Starlette:
         *bedrock_wire.routes(),
         *bedrock_invoke.routes(),
         *counting.routes(),
+        *vertex_auth.routes(),
+        *vertex_wire.routes(),
         Route("/_sim/requests", _requests_list, methods=["GET"]),
         Route("/_sim/requests", _requests_clear, methods=["DELETE"]),
         Route("/_sim/health", _health, methods=["GET"]),

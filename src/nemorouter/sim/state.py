@@ -25,12 +25,28 @@ def bearer_key(authorization: str | None) -> str | None:
     return key if scheme.lower() == "bearer" and key else None
 
 
+@dataclass(frozen=True)
+class ServiceAccount:
+    """A Google service account the sim's OAuth token endpoint accepts (sim/vertex_auth.py):
+    its public key verifies the grant's RS256 signature; `token_lifetime` is the `expires_in`
+    of the tokens it gets; `token_status`, if set, is what the token endpoint answers instead
+    (a 503: the endpoint is down)."""
+
+    public_key_pem: str
+    token_lifetime: int = 3600
+    token_status: int | None = None
+
+
 @dataclass
 class SimState:
-    """Mutable state of one sim app instance."""
+    """Mutable state of one sim app instance. `accepted_keys` are the API keys it accepts;
+    `service_accounts` (by client_email) the Google service accounts it issues tokens to, and
+    `access_tokens` the tokens it issued (token -> expiry, Unix time), which Vertex routes take."""
 
     accepted_keys: frozenset[str] | None = None
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_RECORDED))
+    service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)
+    access_tokens: dict[str, float] = field(default_factory=dict)
 
     def key_accepted(self, key: str | None) -> bool:
         """``accepted_keys=None`` accepts any key that starts with ``sk-sim-``."""

@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 from nemorouter.errors import Conflict, InvalidRequest, NotFound
 from nemorouter.money import LIMIT_RESETS, Prices, window_start
 from nemorouter.money.amounts import AmountRangeError, MoneyFormatError
-from nemorouter.providers import bedrock
+from nemorouter.providers import bedrock, vertex
 from nemorouter.providers.registry import KINDS
 from nemorouter.providers.vendors import VENDORS
 from nemorouter.service import audit, fields
@@ -64,6 +64,8 @@ class Admin:
             body = {**body, "base_url": VENDORS[vendor].base_url}
         if body.get("base_url") is None and kind == "bedrock":  # its region's endpoint
             body = {**body, "base_url": bedrock.default_base_url(config["region"])}
+        elif body.get("base_url") is None and kind == "vertex":
+            body = {**body, "base_url": vertex.default_base_url(config["region"])}
         base_url = fields.text(body, "base_url", maximum=500)
         assert name is not None and base_url is not None
         parsed = urlparse(base_url)

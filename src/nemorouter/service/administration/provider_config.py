@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -9,12 +10,16 @@ from nemorouter.errors import InvalidRequest
 from nemorouter.providers.bedrock import REGION
 
 _TIMEOUT_NAMES = ("connect", "first_byte", "idle", "total")
+# GCP project ids (6-30 of a-z, 0-9, -) and Vertex locations (`us-central1`, `global`, `eu`):
+# both go into the request path, so nothing else is let in.
+_GCP_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_GCP_REGION = re.compile(r"[a-z][a-z0-9-]{1,40}")
 
 
 def provider_config(value: Any, kind: str) -> dict[str, Any]:
-    """A provider's settings, checked: `timeouts` (seconds: connect, first_byte, idle, total) and
+    """A provider's settings, checked: `timeouts` (seconds: connect, first_byte, idle, total),
     `responses_api` (a boolean, for the OpenAI kinds: providers/openai_responses.py), `region`
-    (required for kind bedrock)."""
+    (required for kind bedrock), and `project` and `region` (required for kind vertex)."""
     if not isinstance(value, dict):
         raise InvalidRequest("`config` must be an object")
     config = dict(value)
@@ -27,6 +32,8 @@ def provider_config(value: Any, kind: str) -> dict[str, Any]:
             raise InvalidRequest(
                 "`config.region` is required for kind bedrock: an AWS region such as us-east-1"
             )
+    if kind == "vertex":
+        _vertex(config)
     timeouts = config.get("timeouts")
     if timeouts is not None:
         if not isinstance(timeouts, dict) or set(timeouts) - set(_TIMEOUT_NAMES):
@@ -43,6 +50,17 @@ def provider_config(value: Any, kind: str) -> dict[str, Any]:
         config["timeouts"] = checked
     plain: dict[str, Any] = _plain(config)
     return plain
+
+
+def _vertex(config: dict[str, Any]) -> None:
+    """Vertex addresses a model inside a GCP project and location (providers/vertex.py)."""
+    project, region = config.get("project"), config.get("region")
+    if not isinstance(project, str) or not _GCP_PROJECT.fullmatch(project):
+        raise InvalidRequest("`config.project` is required for kind vertex: the GCP project id")
+    if not isinstance(region, str) or not _GCP_REGION.fullmatch(region):
+        raise InvalidRequest(
+            "`config.region` is required for kind vertex: a Vertex AI location (e.g. us-central1, global)"
+        )
 
 
 def _plain(value: Any) -> Any:

@@ -15,13 +15,17 @@ import orjson
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.providers import bedrock_signing
+from nemorouter.service.administration.service_account import checked_service_account
 
 MAX_LENGTH = 8192
 
 
 def checked_secret(value: object, kind: str | None = None) -> str:
     """The secret, stripped, or InvalidRequest naming what is wrong (never echoing the secret).
-    A `bedrock` provider's secret is an AWS key as JSON (`_aws_secret`); other kinds', a header value."""
+    A `bedrock` provider's secret is an AWS key as JSON (`_aws_secret`); a `vertex` provider's, a
+    service-account JSON, exchanged for tokens, never sent; other kinds', a header value."""
+    if kind == "vertex":
+        return checked_service_account(value)
     if not isinstance(value, str) or not value.strip():
         raise InvalidRequest("`secret` must be a non-empty string")
     secret = value.strip()
