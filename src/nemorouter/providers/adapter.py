@@ -53,6 +53,7 @@ class Adapter:
         if self.error_from_answer is not None:
             return self.error_from_answer(status, body, retry_after, headers)
         return self.error_from_response(status, body, retry_after)
+
     mints_token: bool = False
 
     def for_request(self, body: dict[str, Any], upstream: Upstream) -> Adapter:
