@@ -249,6 +249,14 @@ class Dispatcher:
         if attempt.adapter.mints_token and failure.kind is FailureKind.AUTH:
             self.tokens.forget(attempt.key_id)
 
+    def _gave_up(self, attempt: Attempt[Any], failure: Failure, failures: list[Failure]) -> None:
+        """One attempt failed (`failure`, judged): teach the breakers, then end the request if
+        no other target may be tried, else keep the failure and let the loop go on."""
+        self.failed(attempt, failure)
+        if not failure.retryable:
+            raise AttemptsFailed(failures, final=failure)
+        failures.append(failure)
+
     async def send(
         self, attempts: Sequence[Attempt[T]], body: dict[str, Any], operation: Operation, started: float
     ) -> tuple[Attempt[T], Completion]:
@@ -260,11 +268,7 @@ class Dispatcher:
             if attempt.adapter.mints_token:  # only kinds whose secret is exchanged for a token
                 minted = await self.tokens.upstream_for(attempt.key_id, upstream)
                 if isinstance(minted, Failure):
-                    failure = blame.judge(minted)
-                    self.failed(attempt, failure)
-                    if not failure.retryable:
-                        raise AttemptsFailed(failures, final=failure)
-                    failures.append(failure)
+                    self._gave_up(attempt, blame.judge(minted), failures)
                     continue
                 upstream = minted
             built = _build(attempt, body, operation, upstream)
@@ -290,10 +294,7 @@ class Dispatcher:
                 error = adapter.error_of(raw.status, raw.body, raw.retry_after, raw.headers)
                 self._refused(attempt, error)
                 failure = blame.judge(error)
-            self.failed(attempt, failure)
-            if not failure.retryable:
-                raise AttemptsFailed(failures, final=failure)
-            failures.append(failure)
+            self._gave_up(attempt, failure, failures)
         raise AttemptsFailed(failures)
 
     async def open_stream(
@@ -307,11 +308,7 @@ class Dispatcher:
             if attempt.adapter.mints_token:  # only kinds whose secret is exchanged for a token
                 minted = await self.tokens.upstream_for(attempt.key_id, upstream)
                 if isinstance(minted, Failure):
-                    failure = blame.judge(minted)
-                    self.failed(attempt, failure)
-                    if not failure.retryable:
-                        raise AttemptsFailed(failures, final=failure)
-                    failures.append(failure)
+                    self._gave_up(attempt, blame.judge(minted), failures)
                     continue
                 upstream = minted
             built = _build(attempt, body, Operation.CHAT, upstream)
@@ -348,10 +345,7 @@ class Dispatcher:
                     else _protocol("the provider closed the stream")
                 )
             failure = blame.judge(failure)
-            self.failed(attempt, failure)
-            if not failure.retryable:
-                raise AttemptsFailed(failures, final=failure)
-            failures.append(failure)
+            self._gave_up(attempt, failure, failures)
         raise AttemptsFailed(failures)
 
     def succeeded(self, attempt: Attempt[Any], started: float) -> None:
