@@ -56,6 +56,9 @@ def providers_add(
         help="bedrock and vertex (required): the AWS region (us-east-1, ...) or the Vertex AI location "
         "(us-central1, global, ...)",
     ),
+    sts_url: str | None = typer.Option(
+        None, help="bedrock only: the STS endpoint its keys' roles are assumed at (default: the region's)"
+    ),
 ) -> None:
     body: dict[str, Any] = {"name": name, "kind": kind, "base_url": base_url, "vendor": vendor}
     config: dict[str, Any] = {}
@@ -63,7 +66,7 @@ def providers_add(
         config["api_version"] = api_version
     if responses_api is not None:
         config["responses_api"] = responses_api
-    for setting, value in (("project", project), ("region", region)):
+    for setting, value in (("project", project), ("region", region), ("sts_url", sts_url)):
         if value is not None:
             config[setting] = value
     if config:

@@ -21,6 +21,7 @@ from nemorouter.providers.bedrock_errors import error_from_answer, error_from_re
 from nemorouter.providers.bedrock_request import converse_body
 from nemorouter.providers.bedrock_response import chat_response
 from nemorouter.providers.bedrock_stream import stream_decoder
+from nemorouter.providers.bedrock_sts import AWS_ROLE
 from nemorouter.providers.types import EVENT_STREAM, SSE, UnsupportedContent, Upstream, UpstreamRequest
 
 # An AWS region name: us-east-1, eu-central-2, ap-southeast-3, us-gov-west-1, ...
@@ -61,4 +62,5 @@ ADAPTER = Adapter(
     stream_decoder=stream_decoder,
     error_from_response=error_from_response,
     error_from_answer=error_from_answer,
+    minter=AWS_ROLE,  # a key with a role_arn signs with the role's credentials (bedrock_sts.py)
 )

@@ -7,7 +7,9 @@ known and its secret is ``sk-sim-`` followed by the id. The signature is recompu
 botocore's own signer over what arrived (method, Host, raw path, query, the signed headers and
 body): an unknown access key id is AWS's 403 ``UnrecognizedClientException``, a signature that
 does not match is 403 ``InvalidSignatureException``, a request with none 403
-``MissingAuthenticationTokenException``. The request's age is not checked.
+``MissingAuthenticationTokenException``. The request's age is not checked. Temporary credentials
+the sim's STS issued (sim/sts.py) are known too, with their session token required in
+``X-Amz-Security-Token`` and refused once expired (403 ``ExpiredTokenException``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hmac
 import re
 import secrets
+import time
 
 import orjson
 from starlette.requests import Request
@@ -59,8 +62,8 @@ def _unrecognized() -> Response:
     )
 
 
-async def verify(request: Request, body: bytes, state: SimState) -> Response | None:
-    """None when the request is signed by a known key; else AWS's 403 for what is wrong."""
+async def verify(request: Request, body: bytes, state: SimState, service: str = "bedrock") -> Response | None:
+    """None when the request is signed by a known key for `service`; else AWS's 403 for what is wrong."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -68,12 +71,23 @@ async def verify(request: Request, body: bytes, state: SimState) -> Response | N
     found = _AUTH.fullmatch(request.headers.get("authorization", "").strip())
     if found is None:
         return aws_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-    key_id, _, region, service, signed, signature = found.groups()
-    secret = aws_secret(state, key_id)
-    if secret is None:
-        return _unrecognized()
+    key_id, _, region, signed_for, signed, signature = found.groups()
+    session = state.aws_sessions.get(key_id)
+    if session is not None:  # temporary credentials from the sim's STS
+        secret, issued_token, expires = session
+        if time.time() >= expires:
+            return aws_error(
+                403, "ExpiredTokenException", "The security token included in the request is expired"
+            )
+        if not hmac.compare_digest(request.headers.get("x-amz-security-token", ""), issued_token):
+            return _unrecognized()
+    else:
+        known = aws_secret(state, key_id)
+        if known is None:
+            return _unrecognized()
+        secret = known
     names = signed.split(";")
-    if "host" not in names or "x-amz-date" not in names or service != "bedrock":
+    if "host" not in names or "x-amz-date" not in names or signed_for != service:
         return _signature_mismatch()
     raw_path = request.scope.get("raw_path") or request.url.path.encode()
     query = request.url.query
@@ -82,7 +96,8 @@ async def verify(request: Request, body: bytes, state: SimState) -> Response | N
     headers = {name: request.headers.get(name, "") for name in names if name != "host"}
     signed_request = AWSRequest(method=request.method, url=url, data=body, headers=headers)
     signed_request.context["timestamp"] = headers["x-amz-date"]
-    signer = SigV4Auth(Credentials(key_id, secret), service, region)
+    session_token = request.headers.get("x-amz-security-token") if session is not None else None
+    signer = SigV4Auth(Credentials(key_id, secret, session_token), service, region)
     canonical = signer.canonical_request(signed_request)
     expected = signer.signature(signer.string_to_sign(signed_request, canonical), signed_request)
     if not hmac.compare_digest(expected, signature):

@@ -25,6 +25,7 @@ from nemorouter.sim import (
     gemini_wire,
     openai_wire,
     responses_wire,
+    sts,
     vertex_auth,
     vertex_wire,
 )
@@ -68,6 +69,7 @@ def create_sim_app(accepted_keys: set[str] | None = None) -> Starlette:
         *gemini_wire.routes(),
         *bedrock_wire.routes(),
         *bedrock_invoke.routes(),
+        *sts.routes(),
         *counting.routes(),
         *vertex_auth.routes(),
         *vertex_wire.routes(),

@@ -41,12 +41,15 @@ class ServiceAccount:
 class SimState:
     """Mutable state of one sim app instance. `accepted_keys` are the API keys it accepts;
     `service_accounts` (by client_email) the Google service accounts it issues tokens to, and
-    `access_tokens` the tokens it issued (token -> expiry, Unix time), which Vertex routes take."""
+    `access_tokens` the tokens it issued (token -> expiry, Unix time), which Vertex routes take;
+    `aws_sessions` the temporary AWS credentials its STS issued (access key id -> (secret,
+    session token, expiry in Unix time)), which the Bedrock routes take."""
 
     accepted_keys: frozenset[str] | None = None
     requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_RECORDED))
     service_accounts: dict[str, ServiceAccount] = field(default_factory=dict)
     access_tokens: dict[str, float] = field(default_factory=dict)
+    aws_sessions: dict[str, tuple[str, str, float]] = field(default_factory=dict)
 
     def key_accepted(self, key: str | None) -> bool:
         """``accepted_keys=None`` accepts any key that starts with ``sk-sim-``."""

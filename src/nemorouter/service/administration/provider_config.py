@@ -14,12 +14,14 @@ _TIMEOUT_NAMES = ("connect", "first_byte", "idle", "total")
 # both go into the request path, so nothing else is let in.
 _GCP_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
 _GCP_REGION = re.compile(r"[a-z][a-z0-9-]{1,40}")
+_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")
 
 
 def provider_config(value: Any, kind: str) -> dict[str, Any]:
     """A provider's settings, checked: `timeouts` (seconds: connect, first_byte, idle, total),
     `responses_api` (a boolean, for the OpenAI kinds: providers/openai_responses.py), `region`
-    (required for kind bedrock), and `project` and `region` (required for kind vertex)."""
+    (required for kind bedrock) and `sts_url` (bedrock: where its keys' roles are assumed), and
+    `project` and `region` (required for kind vertex)."""
     if not isinstance(value, dict):
         raise InvalidRequest("`config` must be an object")
     config = dict(value)
@@ -32,6 +34,11 @@ def provider_config(value: Any, kind: str) -> dict[str, Any]:
             raise InvalidRequest(
                 "`config.region` is required for kind bedrock: an AWS region such as us-east-1"
             )
+    sts = config.get("sts_url")
+    if sts is not None and (
+        kind != "bedrock" or not isinstance(sts, str) or _URL.fullmatch(sts) is None or len(sts) > 2048
+    ):
+        raise InvalidRequest("`config.sts_url` is for kind bedrock: an http(s) URL of an STS endpoint")
     if kind == "vertex":
         _vertex(config)
     timeouts = config.get("timeouts")

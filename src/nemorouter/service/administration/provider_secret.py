@@ -43,13 +43,16 @@ def checked_secret(value: object, kind: str | None = None) -> str:
 
 
 def _aws_secret(secret: str) -> str:
-    """A Bedrock secret: `{"access_key_id", "secret_access_key", "session_token"?}`, checked by
-    the adapter's own reader and stored compact (its values never in the error)."""
+    """A Bedrock secret: `{"access_key_id", "secret_access_key", "session_token"?, "role_arn"?,
+    "external_id"?}`, checked by the adapter's own reader and stored compact (its values never
+    in the error)."""
     try:
         key = bedrock_signing.credentials(secret)
     except ValueError as exc:
         raise InvalidRequest(f"`secret`: {exc}") from None
     stored = {"access_key_id": key.access_key_id, "secret_access_key": key.secret_access_key}
-    if key.session_token is not None:
-        stored["session_token"] = key.session_token
+    for name in ("session_token", "role_arn", "external_id"):
+        value = getattr(key, name)
+        if value is not None:
+            stored[name] = value
     return orjson.dumps(stored).decode()
