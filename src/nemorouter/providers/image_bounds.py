@@ -66,7 +66,7 @@ def output_tokens(size: str | None, quality: str | None) -> int:
 
 def image_tiers(prices: Prices) -> set[str]:
     """The per-image units this price list names (`image/<size>/<quality>`)."""
-    return {name for name in prices.units if name.split("/", 1)[0] == IMAGE}
+    return {name for name, _ in prices.units if name.split("/", 1)[0] == IMAGE}
 
 
 @dataclass(frozen=True, slots=True)
