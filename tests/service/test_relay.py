@@ -98,7 +98,7 @@ class FakeSettlement:
 
 
 def _relay(handle: FakeHandle, settlement: FakeSettlement, keepalive: float = 10.0) -> Relay:
-    call = SimpleNamespace(id="gen-1", input_bound=40)
+    call = SimpleNamespace(id="gen-1", input_bound=40, unit="", units=0)
     target = SimpleNamespace(model=SimpleNamespace(id="public/m"))
     first = stream_event(ROLE)
     return Relay(settlement, keepalive, call, target, handle, first, stream_event)  # type: ignore[arg-type]

@@ -160,16 +160,21 @@ async def test_a_statement_past_the_command_timeout_is_cancelled(pg_url: str) ->
 
 
 async def test_settle_function_takes_the_outcome_columns_in_order(pg_url: str) -> None:
-    # nemo_settle (migration 0008) binds the outcome by position: its parameters must follow
-    # `_OUTCOME_COLUMNS`, or a settle would write one column's value into another.
+    # nemo_settle and nemo_settle_many (migration 0013's overloads, with the unit columns) bind
+    # the outcome by position: their parameters must follow `_OUTCOME_COLUMNS`, or a settle would
+    # write one column's value into another. The store calls the overload of that many arguments.
     from nemorouter.store.postgres.money import _OUTCOME_COLUMNS
 
     store = PostgresStore(pg_url)
     try:
         await store.migrate()
-        found = await store._one("SELECT proargnames FROM pg_proc WHERE proname = 'nemo_settle'")
-        assert found is not None
-        assert list(found[0]) == ["p_id", "p_window", *(f"p_{c}" for c in _OUTCOME_COLUMNS)]
+        expected = ["p_id", "p_window", *(f"p_{c}" for c in _OUTCOME_COLUMNS)]
+        for name in ("nemo_settle", "nemo_settle_many"):
+            found = await store._one(
+                "SELECT proargnames FROM pg_proc WHERE proname = $1 AND pronargs = $2", name, len(expected)
+            )
+            assert found is not None, name
+            assert list(found[0]) == expected, name
     finally:
         await store.close()
 

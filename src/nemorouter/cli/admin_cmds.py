@@ -159,6 +159,9 @@ def models_add(
     cache_write: str | None = typer.Option(None),
     cache_write_1h: str | None = typer.Option(None),
     request: str | None = typer.Option(None, help="USD per request"),
+    unit: list[str] = typer.Option(
+        [], help="NAME=USD: USD per one unit (image/1024x1024/hd=0.08, character=0.000015), repeatable"
+    ),
     context: int = typer.Option(128000),
     max_output: int = typer.Option(16384),
     mode: str = typer.Option("chat"),
@@ -174,6 +177,12 @@ def models_add(
         "cache_write_1h": cache_write_1h,
         "request": request,
     }
+    units = {}
+    for spec in unit:
+        name, sep, price = spec.partition("=")
+        if not sep or not name or not price:
+            fail(f"--unit {spec!r}: expected NAME=USD (USD per one unit)")
+        units[name] = price
     deployments = []
     for spec in deploy:
         parts = spec.split(":")
@@ -195,7 +204,7 @@ def models_add(
         "mode": mode,
         "context_length": context,
         "max_output": max_output,
-        "pricing": {k: v for k, v in pricing.items() if v is not None},
+        "pricing": {k: v for k, v in pricing.items() if v is not None} | ({"units": units} if units else {}),
         "deployments": deployments,
         **({"aliases": alias} if alias else {}),
     }

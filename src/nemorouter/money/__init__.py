@@ -8,7 +8,7 @@ from nemorouter.money.cost import CostBreakdown, cost_of
 from nemorouter.money.holds import max_affordable_output, worst_case_cost
 from nemorouter.money.prices import Prices, parse_per_million, parse_per_request
 from nemorouter.money.settlement import Charge, charge_for
-from nemorouter.money.usage import Usage, overrun_reason, within_limits
+from nemorouter.money.usage import Usage, named, overrun_reason, within_limits
 from nemorouter.money.windows import LIMIT_RESETS, window_start
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "cost_of",
     "format_usd",
     "max_affordable_output",
+    "named",
     "overrun_reason",
     "parse_per_million",
     "parse_per_request",

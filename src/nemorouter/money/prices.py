@@ -1,7 +1,10 @@
-"""Prices as integer pico-USD per token, parsed exactly from USD-per-million decimal strings."""
+"""Prices as integer pico-USD per token, parsed exactly from USD-per-million decimal strings,
+and per unit (an image, a character, a second of audio, a search) from USD-per-unit strings."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import InvalidOperation
 from typing import Any
@@ -9,6 +12,8 @@ from typing import Any
 from nemorouter.money.amounts import MoneyFormatError, format_usd, parse_usd
 
 _PER_MILLION = 10**6
+# A unit's name: a path of lower-case words, its kind first ("image/1024x1024/hd", "second").
+UNIT_NAME = re.compile(r"[a-z0-9_.-]{1,40}(/[a-z0-9_.-]{1,40}){0,3}")
 
 
 def parse_per_million(value: object) -> int:
@@ -28,6 +33,21 @@ def parse_per_request(value: object) -> int:
     if fee < 0:
         raise MoneyFormatError("a price cannot be negative")
     return fee
+
+
+def parse_units(value: object) -> tuple[tuple[str, int], ...]:
+    """`{unit name: USD per one unit}` -> ((name, pico-USD per unit), ...), sorted by name."""
+    if not isinstance(value, Mapping):
+        raise MoneyFormatError("units must be an object of unit name -> USD per unit")
+    out = []
+    for name, price in value.items():
+        if not isinstance(name, str) or UNIT_NAME.fullmatch(name) is None:
+            raise MoneyFormatError(
+                f"unit name {str(name)[:60]!r} must be lower-case words joined by '/', its kind first"
+                " (e.g. image/1024x1024/hd, character, second)"
+            )
+        out.append((name, parse_per_request(price)))
+    return tuple(sorted(out))
 
 
 def per_million_text(rate: int) -> str:
@@ -60,6 +80,27 @@ class Prices:
     request: int = 0
     long_context_threshold: int | None = None
     long_context: Prices | None = field(default=None)
+    units: tuple[tuple[str, int], ...] = ()  # (unit name, pico-USD per unit), sorted by name
+
+    def unit_rate(self, unit: str) -> int:
+        """What one `unit` costs: its own rate; else the dearest of the names under it (a hold for
+        "image" when the request named no size); else the dearest of its kind (a tier this price
+        list does not name costs no less than any it does); else 0 (an unpriced unit is free)."""
+        under = unit + "/"
+        kind = unit.split("/", 1)[0]
+        of_kind = kind + "/"
+        exact = below = same_kind = None
+        for name, rate in self.units:
+            if name == unit:
+                exact = rate
+            elif name.startswith(under):
+                below = rate if below is None else max(below, rate)
+            if name == kind or name.startswith(of_kind):
+                same_kind = rate if same_kind is None else max(same_kind, rate)
+        for found in (exact, below, same_kind):
+            if found is not None:
+                return found
+        return 0
 
     def for_prompt(self, prompt_tokens: int) -> Prices:
         """The rates that apply to a request with this many prompt tokens."""
@@ -123,6 +164,7 @@ class Prices:
                 request=parse_per_request(data["request"]) if data.get("request") is not None else 0,
                 long_context_threshold=threshold,
                 long_context=tier,
+                units=parse_units(data["units"]) if data.get("units") else (),
             )
         except KeyError as missing:
             raise MoneyFormatError(f"pricing is missing {missing}") from None
@@ -140,6 +182,8 @@ class Prices:
             out["request"] = _trim(format_usd(self.request))
         if self.long_context is not None:
             out["long_context"] = {"threshold": self.long_context_threshold, **self.long_context.to_json()}
+        if self.units:
+            out["units"] = {name: _trim(format_usd(rate)) for name, rate in self.units}
         return out
 
 
@@ -149,4 +193,12 @@ def _optional_rate(value: object) -> int | None:
     return parse_per_million(value)
 
 
-__all__ = ["Prices", "parse_per_million", "parse_per_request", "per_million_text", "per_token_text"]
+__all__ = [
+    "UNIT_NAME",
+    "Prices",
+    "parse_per_million",
+    "parse_per_request",
+    "parse_units",
+    "per_million_text",
+    "per_token_text",
+]

@@ -33,19 +33,23 @@ class Charge:
         return max(0, self.reported_cost - self.cost)
 
 
-def charge_for(reported: Usage, prices: Prices, hold: int, input_bound: int, max_output: int) -> Charge:
+def charge_for(
+    reported: Usage, prices: Prices, hold: int, input_bound: int, max_output: int, max_units: int = 0
+) -> Charge:
     """Bill `reported` at `prices` within the request's `hold`.
 
     Output beyond `max_output` (the limit sent upstream) cannot have been generated and is not
     billed. The prompt is billed as reported (a provider may bill tokens our bound cannot see,
     such as Gemini's search results), up to the hold. When the cost reaches the hold, the charge
-    is the hold and the record's counts are the report cut to the request's limits.
+    is the hold and the record's counts are the report cut to the request's limits (`max_units`:
+    the units held, for a request priced per unit).
     """
     reported_cost = cost_of(reported, prices).total
     usage = within_output_limit(reported, max_output)
     cost = reported_cost if usage is reported else cost_of(usage, prices).total
     if cost > hold:
-        return Charge(within_limits(reported, input_bound, max_output), hold, reported_cost)
-    if usage.prompt_tokens > PLAUSIBLE_TOKENS:  # a free prompt reported absurdly: fits a column
-        usage = within_limits(reported, input_bound, max_output)
+        return Charge(within_limits(reported, input_bound, max_output, max_units), hold, reported_cost)
+    if usage.prompt_tokens > PLAUSIBLE_TOKENS or usage.units > max_units:
+        # a free prompt reported absurdly (fits a column), or free units beyond those held
+        usage = within_limits(reported, input_bound, max_output, max_units)
     return Charge(usage, cost, reported_cost)

@@ -12,7 +12,10 @@ class Usage:
     `prompt_tokens` counts every input token; `cached_tokens` (cache reads) and
     `cache_write_tokens` are parts of it, and `cache_write_1h_tokens` is the part of the
     writes made with a one-hour lifetime. `completion_tokens` counts every output token;
-    `reasoning_tokens` is part of it. A value: never changed once made.
+    `reasoning_tokens` is part of it. `units` counts what a model priced per unit used (images,
+    characters, seconds, searches: docs/money-trail.md, "Units"), in the unit named by `unit`
+    (a path, its kind first: "image/1024x1024/hd"); "" while the request has not named it yet.
+    A value: never changed once made.
     """
 
     prompt_tokens: int = 0
@@ -21,6 +24,8 @@ class Usage:
     cache_write_tokens: int = 0
     cache_write_1h_tokens: int = 0
     reasoning_tokens: int = 0
+    unit: str = ""
+    units: int = 0
 
     # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     # It takes `object`s because the counts come from providers: anything that is not an exact,
@@ -34,6 +39,8 @@ class Usage:
         cache_write_tokens: object = 0,
         cache_write_1h_tokens: object = 0,
         reasoning_tokens: object = 0,
+        unit: str = "",
+        units: object = 0,
     ) -> None:
         p, c, cr = (
             _count("prompt_tokens", prompt_tokens),
@@ -45,6 +52,7 @@ class Usage:
             _count("cache_write_1h_tokens", cache_write_1h_tokens),
         )
         r = _count("reasoning_tokens", reasoning_tokens)
+        u = _count("units", units)
         if cr + cw > p:
             raise ValueError("cached and cache-write tokens cannot exceed prompt tokens")
         if cw1 > cw:
@@ -57,6 +65,8 @@ class Usage:
         self.cache_write_tokens = cw
         self.cache_write_1h_tokens = cw1
         self.reasoning_tokens = r
+        self.unit = unit
+        self.units = u
 
     @property
     def total_tokens(self) -> int:
@@ -75,6 +85,24 @@ def _count(name: str, value: object) -> int:
 PLAUSIBLE_TOKENS = 10**12
 
 
+def named(usage: Usage, unit: str) -> Usage:
+    """`usage` of a request priced per `unit`, its units named so: an adapter counts what the
+    answer shows (images returned, seconds transcribed), the request names the tier it held for.
+    A unit the adapter named itself is kept."""
+    if usage.unit or not unit:
+        return usage
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        cached_tokens=usage.cached_tokens,
+        cache_write_tokens=usage.cache_write_tokens,
+        cache_write_1h_tokens=usage.cache_write_1h_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+        unit=unit,
+        units=usage.units,
+    )
+
+
 def within_output_limit(usage: Usage, max_output: int) -> Usage:
     """`usage` with at most `max_output` completion tokens, the limit sent upstream: output
     beyond it cannot have been generated, so a report of more is the provider's fault and is
@@ -88,14 +116,21 @@ def within_output_limit(usage: Usage, max_output: int) -> Usage:
         cache_write_tokens=usage.cache_write_tokens,
         cache_write_1h_tokens=usage.cache_write_1h_tokens,
         reasoning_tokens=min(usage.reasoning_tokens, max_output),
+        unit=usage.unit,
+        units=usage.units,
     )
 
 
-def within_limits(usage: Usage, input_bound: int, max_output: int) -> Usage:
+def within_limits(usage: Usage, input_bound: int, max_output: int, max_units: int = 0) -> Usage:
     """`usage` cut to the request's limits: at most `input_bound` prompt tokens (the bound the
-    hold was sized from) and `max_output` completion tokens (the limit sent upstream). Its cost
-    never exceeds the hold. Returns `usage` itself when it is within both."""
-    if usage.prompt_tokens <= input_bound and usage.completion_tokens <= max_output:
+    hold was sized from), `max_output` completion tokens (the limit sent upstream) and
+    `max_units` units (the count held). Its cost never exceeds the hold. Returns `usage` itself
+    when it is within all three."""
+    if (
+        usage.prompt_tokens <= input_bound
+        and usage.completion_tokens <= max_output
+        and usage.units <= max_units
+    ):
         return usage
     prompt = min(usage.prompt_tokens, input_bound)
     cached = min(usage.cached_tokens, prompt)
@@ -108,12 +143,16 @@ def within_limits(usage: Usage, input_bound: int, max_output: int) -> Usage:
         cache_write_tokens=writes,
         cache_write_1h_tokens=min(usage.cache_write_1h_tokens, writes),
         reasoning_tokens=min(usage.reasoning_tokens, completion),
+        unit=usage.unit,
+        units=min(usage.units, max_units),
     )
 
 
-def overrun_reason(usage: Usage, input_bound: int, max_output: int) -> str:
+def overrun_reason(usage: Usage, input_bound: int, max_output: int, max_units: int = 0) -> str:
     """Why a report cost more than the request's hold allowed, for the operator."""
     reasons = []
+    if usage.units > max_units:
+        reasons.append(f"{usage.units} units ({usage.unit}) reported for a hold of {max_units}")
     if usage.completion_tokens > max_output:
         reasons.append(f"{usage.completion_tokens} output tokens reported for a limit of {max_output}")
     if usage.prompt_tokens > input_bound:

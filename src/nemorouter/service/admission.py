@@ -47,6 +47,8 @@ class Call:
     started: float
     created_at: str
     stream: bool
+    unit: str = ""  # a request priced per unit: the unit it is held for ("" for tokens only)
+    units: int = 0  # and how many of it the hold covers
 
     # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(
@@ -63,6 +65,8 @@ class Call:
         started: float,
         created_at: str,
         stream: bool,
+        unit: str = "",
+        units: int = 0,
     ) -> None:
         self.id = id
         self.key = key
@@ -76,6 +80,8 @@ class Call:
         self.started = started
         self.created_at = created_at
         self.stream = stream
+        self.unit = unit
+        self.units = units
 
 
 class Admission:
@@ -168,6 +174,8 @@ class Admission:
         n: int,
         stream: bool,
         tokens_estimate: int,
+        unit: str = "",
+        units: int = 0,
     ) -> Call:
         """Pass the rate limits, then reserve the hold: the worst case over every attempt's prices.
 
@@ -178,8 +186,9 @@ class Admission:
         reserves after them again while it was asked to wait (at most `HOLD_BACK` seconds), so a
         flood of 429s costs the database nothing. A hold reserved beside a refused admission counts against the key and the
         account until given back (milliseconds): at the very edge of a limit a request may be
-        refused then, never admitted past it."""
-        hold, dearest = billing.dearest([a.origin.prices for a in attempts], bound, max_output)
+        refused then, never admitted past it. A request priced per unit holds `units` of `unit`
+        besides its tokens."""
+        hold, dearest = billing.dearest([a.origin.prices for a in attempts], bound, max_output, unit, units)
         # Beside only when no admission call is out: under load, admissions that come back
         # together send their reserves together, in one batch (store/postgres/batches.py);
         # sent beside each admission they would go in more, smaller batches.
@@ -242,11 +251,13 @@ class Admission:
             started=started,
             created_at=stamp,
             stream=stream,
+            unit=unit,
+            units=units,
         )
         if not result.ok:
             self.limiter.finish(ticket, 0)
             self.refusals.add((key.id, result.reason))
-            raise billing.refusal(result, hold, dearest, bound, n)
+            raise billing.refusal(result, hold, dearest, bound, n, units)
         self.metrics.open_holds += 1
         return call
 

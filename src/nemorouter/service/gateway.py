@@ -174,13 +174,18 @@ class Gateway:
         operation: Operation,
         bound: int,
         prompt: dict[str, Any] | None = None,
+        unit: str = "",
+        units: int = 0,
     ) -> JsonReply:
-        """A request for one answer of input tokens only (embeddings, moderations): held at the
-        bound's input price, sent, settled (`prompt`: its text as a chat body, to count it by
+        """A request for one answer of input tokens (embeddings, moderations, rerank) or units
+        (`units` of `unit`: images, characters, seconds): held at the bound's input price and the
+        units' dearest rate, sent, settled (`prompt`: its text as a chat body, to count it by
         when the provider reports no usage)."""
         admission = self.admission
         attempts = admission.candidates(routes, prefs)
-        call = await admission.admit(key, operation.value, routes, attempts, bound, 0, 1, False, bound // 4)
+        call = await admission.admit(
+            key, operation.value, routes, attempts, bound, 0, 1, False, bound // 4, unit, units
+        )
         try:
             attempt, completion = await self.dispatcher.send(call.attempts, body, operation, call.started)
         except AttemptsFailed as exc:

@@ -23,7 +23,7 @@ from nemorouter.engine.dispatch import AttemptsFailed
 from nemorouter.errors import NemoError
 from nemorouter.limits.local import LocalLimiter
 from nemorouter.logs import RequestLog
-from nemorouter.money import Usage, charge_for, format_usd, overrun_reason, window_start
+from nemorouter.money import Usage, charge_for, format_usd, named, overrun_reason, window_start
 from nemorouter.providers.tokenizers import count_chat_prompt
 from nemorouter.providers.types import Completion
 from nemorouter.service import failures
@@ -40,10 +40,13 @@ log = logging.getLogger("nemorouter.gateway")
 def estimate_usage(call: Call, output_tokens: int, prompt_tokens: int | None = None) -> Usage:
     """When the provider reported no usage: the prompt as counted by the model family's
     tokenizer, else the hold's own prompt bound (it never undercounts what the provider
-    bills, and never passes the hold); the output as counted."""
+    bills, and never passes the hold); the output as counted; a request priced per unit, the
+    units held (what the request asked for: the images, the characters, the file's seconds)."""
+    if call.units and not call.input_bound:  # priced per unit alone: no prompt to count
+        return Usage(completion_tokens=output_tokens, unit=call.unit, units=call.units)
     bound = max(1, call.input_bound)
     prompt = bound if prompt_tokens is None else max(1, min(prompt_tokens, bound))
-    return Usage(prompt_tokens=prompt, completion_tokens=output_tokens)
+    return Usage(prompt_tokens=prompt, completion_tokens=output_tokens, unit=call.unit, units=call.units)
 
 
 class Settlement:
@@ -94,6 +97,8 @@ class Settlement:
             finish_reason=outcome.finish_reason,
             raw_usage=_raw_text(raw_usage) if raw_usage else None,
             error=outcome.error,
+            unit=usage.unit or None,
+            units=usage.units,
         )
 
     async def settle(
@@ -102,7 +107,9 @@ class Settlement:
         """Charge `usage` at the serving deployment's prices, never more than the hold: what a
         provider reports beyond it is the operator's overrun (docs/money-trail.md). Returns the
         charge and the counts it was billed for."""
-        charge = charge_for(usage, target.prices, call.hold, call.input_bound, call.max_output)
+        if call.unit:  # priced per unit: the adapter counted, the request names the unit
+            usage = named(usage, call.unit)
+        charge = charge_for(usage, target.prices, call.hold, call.input_bound, call.max_output, call.units)
         gen = self.generation(call, target, charge.usage, charge.cost, status, outcome)
         reset = call.key.limit_reset
         window = "all" if reset is None else window_start(reset, self.clock())
@@ -199,7 +206,7 @@ class Settlement:
             charged=gen.cost,
             reported_cost=cost,
             overrun=cost - gen.cost,
-            reason=overrun_reason(reported, call.input_bound, call.max_output),
+            reason=overrun_reason(reported, call.input_bound, call.max_output, call.units),
             raw_usage=gen.raw_usage,
             created_at=call.created_at,
         )

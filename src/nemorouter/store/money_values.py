@@ -53,6 +53,7 @@ _COUNTS = attrgetter(
     "cache_write_tokens",
     "cache_write_1h_tokens",
     "reasoning_tokens",
+    "units",
 )
 
 

@@ -214,6 +214,8 @@ class Generation:
     latency_ms: int | None = None
     error: str | None = None
     raw_usage: str | None = None
+    unit: str | None = None  # a request priced per unit: the unit it was billed in
+    units: int = 0  # and how many
 
     # A hand-written __init__: compiled, a direct constructor (docs/architecture.md, "Speed").
     def __init__(
@@ -244,6 +246,8 @@ class Generation:
         latency_ms: int | None = None,
         error: str | None = None,
         raw_usage: str | None = None,
+        unit: str | None = None,
+        units: int = 0,
     ) -> None:
         self.id = id
         self.account_id = account_id
@@ -271,6 +275,8 @@ class Generation:
         self.latency_ms = latency_ms
         self.error = error
         self.raw_usage = raw_usage
+        self.unit = unit
+        self.units = units
 
 
 @dataclass(slots=True, init=False)
@@ -346,7 +352,8 @@ class LedgerReport:
 @dataclass(frozen=True, slots=True)
 class UsageRow:
     """Charged requests of one account summed at the finest grain a report needs: one UTC day,
-    key, model, provider and price snapshot. `cost` is an exact Python-int sum (pico-USD)."""
+    key, model, provider, price snapshot and unit (of a model priced per unit: requests billed in
+    different tiers are different rows). `cost` is an exact Python-int sum (pico-USD)."""
 
     day: str
     key_id: str
@@ -360,3 +367,5 @@ class UsageRow:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cost: int = 0
+    unit: str | None = None
+    units: int = 0

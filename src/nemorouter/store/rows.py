@@ -143,6 +143,8 @@ GENERATION_COLUMNS = [
     "latency_ms",
     "error",
     "raw_usage",
+    "unit",
+    "units",
     "created_at",
 ]
 

@@ -44,6 +44,8 @@ GENERATION_FIELDS = (
     "hold",
     "price_version_id",
     "created_at",
+    "unit",
+    "units",
 )
 FIELDS = {"credit": CREDIT_FIELDS, "generation": GENERATION_FIELDS}
 # A generation in one of these states carries no charge: it is never sealed.
@@ -52,7 +54,11 @@ UNCHARGED = ("pending", "error", "orphaned")
 
 def digest(kind: str, values: Sequence[Any]) -> str:
     """SHA-256 (hex) of an entry's canonical fields (`values`, in the order of `FIELDS[kind]`):
-    the JSON array of the kind and the values."""
+    the JSON array of the kind and the values. A generation with no units (any priced per token,
+    every one sealed before units existed) is hashed without its two unit fields, so the chains
+    sealed before them still verify."""
+    if kind == "generation" and not values[-1]:
+        values = values[:-2]
     return hashlib.sha256(orjson.dumps([kind, *values])).hexdigest()
 
 

@@ -3,7 +3,8 @@ and, given the provider's usage export, where the two disagree.
 
 Invoice CSV (a documented simple format): a header row `date,model,category,tokens,amount`,
 then one row per day, upstream model and token category (`input`, `cached`, `cache_write`,
-`output`), with `amount` in USD as an exact decimal. Our side is built the same way, and the
+`output`) or unit (a model priced per unit: the unit's name, `image/1024x1024/hd`, `second`...,
+with its count in `tokens`), with `amount` in USD as an exact decimal. Our side is built the same way, and the
 differences are listed line by line (a line on one side only counts as a difference).
 """
 
@@ -19,6 +20,7 @@ from typing import Any
 from nemorouter.errors import InvalidRequest, NotFound
 from nemorouter.money import Usage, Usd, cost_of, parse_usd
 from nemorouter.money.amounts import MoneyFormatError
+from nemorouter.money.prices import UNIT_NAME
 from nemorouter.service.accounting.reports import bound, parse_month
 from nemorouter.store.base import Store
 from nemorouter.store.records import UsageRow
@@ -108,6 +110,10 @@ async def our_lines(store: Store, rows: list[UsageRow]) -> dict[Line, Amount]:
         rates = prices.get(row.price_version_id) if row.price_version_id is not None else None
         parts = cost_of(usage, rates) if rates is not None else None
         uncached = row.prompt_tokens - row.cached_tokens - row.cache_write_tokens
+        if row.unit and row.units:
+            found = lines[(row.day, row.model, row.unit)]
+            found[0] += row.units
+            found[1] += row.units * rates.unit_rate(row.unit) if rates is not None else 0
         for category, tokens, pico in (
             ("input", uncached, parts.input if parts else 0),
             ("cached", row.cached_tokens, parts.cache_read if parts else 0),
@@ -133,8 +139,10 @@ def parse_invoice(text: str) -> dict[Line, Amount]:
         raise InvalidRequest("the invoice CSV needs a header row: date,model,category,tokens,amount")
     lines: dict[Line, list[int]] = defaultdict(lambda: [0, 0])
     for number, row in enumerate(reader, start=2):
-        if row["category"] not in CATEGORIES:
-            raise InvalidRequest(f"invoice line {number}: category must be one of {', '.join(CATEGORIES)}")
+        if row["category"] not in CATEGORIES and UNIT_NAME.fullmatch(row["category"] or "") is None:
+            raise InvalidRequest(
+                f"invoice line {number}: category must be one of {', '.join(CATEGORIES)}, or a unit's name"
+            )
         try:
             tokens, pico = int(row["tokens"]), parse_usd(row["amount"])
         except (ValueError, MoneyFormatError) as exc:

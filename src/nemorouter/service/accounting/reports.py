@@ -28,7 +28,8 @@ _MONTH = re.compile(r"(\d{4})-(\d{2})")
 
 @dataclass(frozen=True, slots=True)
 class Tally:
-    """Requests, tokens and cost (pico-USD) of a set of charged requests."""
+    """Requests, tokens, units (of models priced per unit) and cost (pico-USD) of a set of charged
+    requests."""
 
     requests: int = 0
     prompt_tokens: int = 0
@@ -37,6 +38,7 @@ class Tally:
     cache_write_tokens: int = 0
     reasoning_tokens: int = 0
     cost: int = 0
+    units: int = 0
 
     def plus(self, other: Tally | UsageRow) -> Tally:
         return Tally(
@@ -47,6 +49,7 @@ class Tally:
             self.cache_write_tokens + other.cache_write_tokens,
             self.reasoning_tokens + other.reasoning_tokens,
             self.cost + other.cost,
+            self.units + other.units,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -57,6 +60,7 @@ class Tally:
             "cached_tokens": self.cached_tokens,
             "cache_write_tokens": self.cache_write_tokens,
             "reasoning_tokens": self.reasoning_tokens,
+            "units": self.units,
             "cost": Usd(self.cost),
         }
 
@@ -85,11 +89,13 @@ class StatementCredit:
 
 @dataclass(frozen=True, slots=True)
 class StatementLine:
-    """One model on one provider at one price snapshot (a price change mid-month makes two lines)."""
+    """One model on one provider at one price snapshot (a price change mid-month makes two lines),
+    and for a model priced per unit, one unit (each image size and quality is its own line)."""
 
     model: str
     provider: str | None
     price_version_id: int | None
+    unit: str | None
     prices: Prices | None
     first_day: str
     last_day: str
@@ -254,9 +260,9 @@ class Reports:
     async def _lines(self, rows: list[UsageRow]) -> list[StatementLine]:
         versions = [r.price_version_id for r in rows if r.price_version_id is not None]
         prices = await self.store.price_versions(versions)
-        lines: dict[tuple[str, str | None, int | None], StatementLine] = {}
+        lines: dict[tuple[str, str | None, int | None, str | None], StatementLine] = {}
         for row in sorted(rows, key=lambda r: r.day):
-            group = (row.model, row.provider, row.price_version_id)
+            group = (row.model, row.provider, row.price_version_id, row.unit)
             line = lines.get(group)
             if line is None:
                 version = row.price_version_id
@@ -265,7 +271,8 @@ class Reports:
                 )
             lines[group] = replace(line, last_day=row.day, tally=line.tally.plus(row))
         return sorted(
-            lines.values(), key=lambda x: (x.model, x.provider or "", x.first_day, x.price_version_id or 0)
+            lines.values(),
+            key=lambda x: (x.model, x.provider or "", x.first_day, x.price_version_id or 0, x.unit or ""),
         )
 
     async def _keys(self, account_id: str, rows: list[UsageRow]) -> list[KeySubtotal]:
@@ -298,11 +305,20 @@ def line_json(line: StatementLine) -> dict[str, Any]:
         "provider": line.provider,
         **line.tally.to_json(),
         "price_version_id": line.price_version_id,
-        # USD per 1M tokens (`request`: USD per request), as exact decimal strings.
+        # USD per 1M tokens (`request`: USD per request; `units`: USD per unit), exact decimal strings.
         "unit_prices": line.prices.to_json() if line.prices is not None else None,
+        "unit": line.unit,  # of a model priced per unit: what `units` counts ("image/1024x1024/hd")
+        "unit_price": (
+            _unit_price(line.prices, line.unit) if line.prices is not None and line.unit else None
+        ),
         "first_day": line.first_day,
         "last_day": line.last_day,
     }
+
+
+def _unit_price(prices: Prices, unit: str) -> Usd:
+    """USD per one `unit` at `prices` (what `units` of the line were billed at)."""
+    return Usd(prices.unit_rate(unit))
 
 
 def statement_json(st: Statement) -> dict[str, Any]:

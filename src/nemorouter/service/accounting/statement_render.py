@@ -56,6 +56,9 @@ STATEMENT_CSV_COLUMNS = (
     *TALLY_COLUMNS,
     "input_per_1m",
     "output_per_1m",
+    "unit",  # a model priced per unit: what it was billed in, how many, and USD per one
+    "units",
+    "unit_price",
     "amount",
 )
 
@@ -73,10 +76,13 @@ def _cell(text: str) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-def _price_text(prices: Prices | None) -> str:
+def _price_text(prices: Prices | None, unit: str | None = None, units: int = 0) -> str:
     if prices is None:
         return "-"
     parts = [f"in {per_million_text(prices.input)}", f"out {per_million_text(prices.output)}"]
+    if unit:  # priced per unit: the unit is what the line bills; tokens only where they cost
+        unit_part = f"{units} x {unit} at {format_usd(prices.unit_rate(unit))} each"
+        parts = [unit_part] + (parts if prices.input or prices.output else [])
     if prices.cache_read is not None:
         parts.append(f"cached {per_million_text(prices.cache_read)}")
     if prices.cache_write is not None:
@@ -112,11 +118,13 @@ def statement_csv(st: Statement) -> str:
     blank = [""] * len(TALLY_COLUMNS)
 
     def total(kind: str, day: str, text: str, amount: int) -> None:
-        writer.writerow([kind, day, text, "", "", "", *blank, "", "", format_usd(amount)])
+        writer.writerow([kind, day, text, "", "", "", *blank, "", "", "", "", "", format_usd(amount)])
 
     total("opening_balance", st.start.isoformat(), "balance at the start of the month", st.opening_balance)
     for c in st.credits:
-        writer.writerow(["credit", c.at, _cell(c.reason), "", "", "", *blank, "", "", format_usd(c.amount)])
+        writer.writerow(
+            ["credit", c.at, _cell(c.reason), "", "", "", *blank, "", "", "", "", "", format_usd(c.amount)]
+        )
     for line in st.lines:
         prices = line.prices
         writer.writerow(
@@ -130,6 +138,9 @@ def statement_csv(st: Statement) -> str:
                 *_counts(line.tally),
                 per_million_text(prices.input) if prices else "",
                 per_million_text(prices.output) if prices else "",
+                line.unit or "",
+                str(line.tally.units) if line.unit else "",
+                format_usd(prices.unit_rate(line.unit)) if prices and line.unit else "",
                 format_usd(line.tally.cost),
             ]
         )
@@ -195,7 +206,7 @@ def _sections(st: Statement) -> list[_Section]:
         [
             "Model",
             "Provider",
-            "Unit prices (USD per 1M tokens)",
+            "Unit prices (USD per 1M tokens, or per unit)",
             "Days",
             "Requests",
             "Prompt tokens",
@@ -206,7 +217,7 @@ def _sections(st: Statement) -> list[_Section]:
             [
                 line.model,
                 line.provider or "-",
-                _price_text(line.prices),
+                _price_text(line.prices, line.unit, line.tally.units),
                 f"{line.first_day} to {line.last_day}",
                 *_counts(line.tally)[:3],
                 format_usd(line.tally.cost),

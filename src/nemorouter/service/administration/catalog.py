@@ -19,6 +19,8 @@ def _pricing(row: dict[str, str]) -> dict[str, Any]:
             name: row[f"long_context_{name}"] for name in _PRICE_FIELDS if row.get(f"long_context_{name}")
         }
         pricing["long_context"] = {"threshold": int(row["long_context_threshold"]), **tier}
+    if row.get("units"):  # `name=USD;name=USD`: USD per one unit (money/prices.py)
+        pricing["units"] = dict(part.split("=", 1) for part in row["units"].split(";"))
     return pricing
 
 

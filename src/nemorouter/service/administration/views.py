@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from nemorouter.money import Usd
+from nemorouter.money import Prices, Usd
 from nemorouter.money.prices import per_token_text
 from nemorouter.store.records import Account, ApiKey, Credit, Generation, Model, Provider, ProviderKey
 from nemorouter.timeutil import iso, parse_iso, to_api
@@ -91,6 +91,8 @@ def generation_view(gen: Generation) -> dict[str, Any]:
             "cache_write": gen.cache_write_tokens,
             "reasoning": gen.reasoning_tokens,
         },
+        "unit": gen.unit,  # a model priced per unit: what `units` counts (images, characters, seconds...)
+        "units": gen.units,
         "total_cost": Usd(gen.cost),
         "latency_ms": gen.latency_ms,
         "created_at": to_api(gen.created_at),
@@ -186,17 +188,30 @@ def public_model_view(model: Model) -> dict[str, Any]:
         "name": model.name,
         "aliases": list(model.aliases),  # other names it answers to (not listed as items of their own)
         "context_length": model.context_length,
-        "pricing": {
-            "prompt": per_token_text(prices.input),
-            "completion": per_token_text(prices.output),
-            "input_cache_read": per_token_text(prices.cache_read_rate),
-            "input_cache_write": per_token_text(prices.cache_write_rate),
-            "request": per_token_text(prices.request) if prices.request else "0",
-        },
+        "pricing": _public_pricing(prices),
         "top_provider": {"max_completion_tokens": model.max_output, "context_length": model.context_length},
         "supported_parameters": _PARAMETERS.get(model.mode, SUPPORTED_PARAMETERS),
         "architecture": {"modality": _MODALITIES.get(model.mode, "text->text")},
     }
+
+
+def _public_pricing(prices: Prices) -> dict[str, Any]:
+    """USD per token in OpenRouter's names; a model priced per unit adds `units` (USD per one of
+    each unit it names) and, where OpenRouter has a name for it, `image`: USD per image at the
+    cheapest tier (OpenRouter's "from" price; the tier a request names is in `units`)."""
+    out: dict[str, Any] = {
+        "prompt": per_token_text(prices.input),
+        "completion": per_token_text(prices.output),
+        "input_cache_read": per_token_text(prices.cache_read_rate),
+        "input_cache_write": per_token_text(prices.cache_write_rate),
+        "request": per_token_text(prices.request) if prices.request else "0",
+    }
+    if prices.units:
+        out["units"] = {name: per_token_text(rate) for name, rate in prices.units}
+        images = [rate for name, rate in prices.units if name == "image" or name.startswith("image/")]
+        if images:
+            out["image"] = per_token_text(min(images))
+    return out
 
 
 # What each mode's model takes and gives, in OpenRouter's `/models` terms.

@@ -304,27 +304,27 @@ class PostgresAccounts(PostgresMoney):
         found = await self._all(
             "SELECT substr(created_at, 1, 10) AS day, key_id, model, provider, price_version_id, COUNT(*),"
             " SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens), SUM(cache_write_tokens),"
-            " SUM(reasoning_tokens), SUM(cost) FROM generations"
+            " SUM(reasoning_tokens), SUM(cost), unit, SUM(units) FROM generations"
             f" WHERE account_id = $1 AND created_at >= $2 AND created_at < $3 AND {_CHARGED}"
-            " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+            " GROUP BY 1, 2, 3, 4, 5, 13 ORDER BY 1, 2, 3, 4, 5, 13",
             account_id,
             since,
             until,
         )
-        return [UsageRow(*r) for r in found]
+        return [_usage_row(r) for r in found]
 
     async def provider_usage_rows(self, provider: str, since: str, until: str) -> list[UsageRow]:
         found = await self._all(
             "SELECT substr(created_at, 1, 10) AS day, COALESCE(provider_key_id, ''), COALESCE(upstream_model, ''),"
             " provider, price_version_id, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens), SUM(cached_tokens),"
-            " SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost) FROM generations"
+            " SUM(cache_write_tokens), SUM(reasoning_tokens), SUM(cost), unit, SUM(units) FROM generations"
             f" WHERE provider = $1 AND created_at >= $2 AND created_at < $3 AND {_CHARGED}"
-            " GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5",
+            " GROUP BY 1, 2, 3, 4, 5, 13 ORDER BY 1, 2, 3, 4, 5, 13",
             provider,
             since,
             until,
         )
-        return [UsageRow(r[0], r[1], r[2], r[3], r[4], *(int(v) for v in r[5:])) for r in found]
+        return [_usage_row(r) for r in found]
 
     async def charges_before(self, account_id: str, until: str) -> int:
         total = await self._one(
@@ -342,3 +342,25 @@ class PostgresAccounts(PostgresMoney):
             return {}
         found = await self._all("SELECT id, pricing FROM price_versions WHERE id = ANY($1::bigint[])", wanted)
         return {int(r["id"]): rows.prices(r["pricing"]) for r in found}
+
+
+def _usage_row(r: Any) -> UsageRow:
+    """A row of `usage_rows`' sums (NUMERIC: exact, made ints): day, key, model, provider, price
+    version, requests, tokens..., cost, then the unit and its count."""
+    requests, prompt, completion, cached, cache_write, reasoning, cost = (int(v) for v in r[5:12])
+    return UsageRow(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        requests,
+        prompt,
+        completion,
+        cached,
+        cache_write,
+        reasoning,
+        cost,
+        r[12],
+        int(r[13]),
+    )

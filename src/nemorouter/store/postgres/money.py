@@ -49,6 +49,7 @@ _BIGINT = {
     "cache_write_tokens",
     "cache_write_1h_tokens",
     "reasoning_tokens",
+    "units",
     "cost",
     "price_version_id",
     "latency_ms",

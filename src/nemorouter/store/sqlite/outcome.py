@@ -49,6 +49,8 @@ def outcome_row(g: Generation) -> tuple[object, ...]:
         g.latency_ms,
         g.error,
         g.raw_usage,
+        g.unit,
+        g.units,
         g.id,
     )
 
@@ -69,6 +71,7 @@ _INTEGER_COLUMNS = {
     "cost",
     "hold",
     "price_version_id",
+    "units",
 }
 _SEALED_TYPES = tuple(int if name in _INTEGER_COLUMNS else str for name in GENERATION_FIELDS)
 _STATUS = OUTCOME_COLUMNS.index("status")

@@ -37,36 +37,37 @@ class SqliteReports(SqliteConnection):
     _CHARGED = "status != 'pending' AND (status IN ('success', 'partial', 'cancelled') OR cost != 0)"
 
     async def usage_rows(self, account_id: str, since: str, until: str) -> list[UsageRow]:
-        sums: dict[tuple[str, str, str, str | None, int | None], list[int]] = {}
+        sums: dict[tuple[str, str, str, str | None, int | None, str | None], list[int]] = {}
         cursor = self._read(
-            "SELECT substr(created_at, 1, 10), key_id, model, provider, price_version_id, prompt_tokens,"
-            " completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost FROM generations"
+            "SELECT substr(created_at, 1, 10), key_id, model, provider, price_version_id, unit, prompt_tokens,"
+            " completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost, units FROM generations"
             f" WHERE account_id = ? AND created_at >= ? AND created_at < ? AND {self._CHARGED}",
             (account_id, since, until),
         )
-        for day, key_id, model, provider, version, *amounts in cursor:
-            found = sums.setdefault((day, key_id, model, provider, version), [0] * 7)
+        for day, key_id, model, provider, version, unit, *amounts in cursor:
+            found = sums.setdefault((day, key_id, model, provider, version, unit), [0] * 8)
             found[0] += 1
             for i, amount in enumerate(amounts, start=1):
                 found[i] += amount
-        return [UsageRow(*group, *totals) for group, totals in sums.items()]
+        return [_usage_row(group, totals) for group, totals in sums.items()]
 
     async def provider_usage_rows(self, provider: str, since: str, until: str) -> list[UsageRow]:
         """Charged requests served by `provider`, summed per UTC day, vault key (`key_id` holds the
         provider key id), upstream model and price snapshot: what the provider's invoice bills."""
-        sums: dict[tuple[str, str, str, str | None, int | None], list[int]] = {}
+        sums: dict[tuple[str, str, str, str | None, int | None, str | None], list[int]] = {}
         cursor = self._read(
-            "SELECT substr(created_at, 1, 10), provider_key_id, upstream_model, provider, price_version_id,"
-            " prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost"
+            "SELECT substr(created_at, 1, 10), provider_key_id, upstream_model, provider, price_version_id, unit,"
+            " prompt_tokens, completion_tokens, cached_tokens, cache_write_tokens, reasoning_tokens, cost, units"
             f" FROM generations WHERE provider = ? AND created_at >= ? AND created_at < ? AND {self._CHARGED}",
             (provider, since, until),
         )
-        for day, key_id, model, name, version, *amounts in cursor:
-            found = sums.setdefault((day, key_id or "", model or "", name, version), [0] * 7)
+        for day, key_id, model, name, version, unit, *amounts in cursor:
+            found = sums.setdefault((day, key_id or "", model or "", name, version, unit), [0] * 8)
             found[0] += 1
             for i, amount in enumerate(amounts, start=1):
                 found[i] += amount
-        return [UsageRow(*group, *totals) for group, totals in sorted(sums.items(), key=lambda kv: kv[0][:3])]
+        ordered = sorted(sums.items(), key=lambda kv: kv[0][:3])
+        return [_usage_row(group, totals) for group, totals in ordered]
 
     async def charges_before(self, account_id: str, until: str) -> int:
         total = 0
@@ -85,3 +86,28 @@ class SqliteReports(SqliteConnection):
         marks = ", ".join("?" * len(wanted))
         found = self._all(f"SELECT id, pricing FROM price_versions WHERE id IN ({marks})", wanted)
         return {int(r["id"]): rows.prices(r["pricing"]) for r in found}
+
+
+def _usage_row(
+    group: tuple[str, str, str, str | None, int | None, str | None], totals: list[int]
+) -> UsageRow:
+    """A row of sums: (day, key, model, provider, price version, unit) and (requests, tokens...,
+    cost, units)."""
+    day, key_id, model, provider, version, unit = group
+    requests, prompt, completion, cached, cache_write, reasoning, cost, units = totals
+    return UsageRow(
+        day,
+        key_id,
+        model,
+        provider,
+        version,
+        requests,
+        prompt,
+        completion,
+        cached,
+        cache_write,
+        reasoning,
+        cost,
+        unit,
+        units,
+    )
