@@ -87,6 +87,7 @@ def test_dall_e_3_is_charged_its_tier_exactly_and_the_sdk_parses_the_answer(gw: 
     assert sent["path"] == "/v1/images/generations" and sent["body"]["model"] == "dall-e-3"
     gen = record(gw, key, raw.headers["x-nemo-request-id"])
     assert gen["endpoint"] == "images" and gen["status"] == "success" and gen["total_cost"] == price
+    assert gen["unit"] == "image/1024x1792/hd" and gen["units"] == 1
     assert spent(gw, account) == price
 
 
@@ -167,6 +168,7 @@ def test_an_edit_with_images_and_a_mask_is_sent_as_a_form_and_charged_exactly(gw
     assert Decimal(raw.headers["x-nemo-cost"]) == expected == spent(gw, account)
     gen = record(gw, key, raw.headers["x-nemo-request-id"])
     assert gen["endpoint"] == "image_edits" and gen["total_cost"] == expected
+    assert gen["unit"] == "image_input_token" and gen["units"] == 2 * 194
 
 
 def test_a_dall_e_2_edit_is_charged_per_image(gw: Gateway) -> None:
@@ -297,6 +299,7 @@ def test_image_models_are_listed_and_serve_only_their_endpoints(gw: Gateway) -> 
     headers = {"Authorization": f"Bearer {key}"}
     listed = httpx.get(f"{gw.url}/v1/models/{DALL_E_3}", headers=headers).json()
     assert listed["architecture"]["modality"] == "text+image->image"
+    assert listed["pricing"]["image"] == "0.04" and listed["pricing"]["units"]["image/1024x1792/hd"] == "0.12"
     as_chat = httpx.post(
         f"{gw.url}/v1/chat/completions",
         json={"model": DALL_E_3, "messages": [{"role": "user", "content": "hi"}]},
