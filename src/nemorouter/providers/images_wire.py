@@ -132,8 +132,8 @@ def _usage(raw: dict[str, Any]) -> Usage:
     images = count((details or {}).get("image_tokens"))
     if images > total_in:
         raise ValueError("more input image tokens than input tokens")
-    # The text part is what is left of the input: a report whose parts do not add up cannot
-    # make the input cheaper than its whole at the text rate plus its image part.
+    # The text part is the input less its image part (`text_tokens` is not read): a report whose
+    # details do not add up is billed for its whole input all the same.
     return Usage(
         prompt_tokens=total_in - images, completion_tokens=count(raw.get("output_tokens")), units=images
     )
