@@ -323,3 +323,26 @@ def test_the_sdk_parses_every_sim_answer(sim: Sim, model: str) -> None:
         assert len(edited.data) == 1
     with pytest.raises(openai.BadRequestError):
         client.images.generate(model=model, prompt="x", size="7x7")
+
+
+def test_an_edit_over_the_body_limit_is_413_before_it_is_read(
+    tmp_path_factory: pytest.TempPathFactory, sim: Sim
+) -> None:
+    small = new_gateway(tmp_path_factory.mktemp("images-413"), sim)
+    small.env["NEMO_MAX_BODY_BYTES"] = "4096"
+    small.start()
+    try:
+        account = small.account("5.00")
+        client = small.openai(small.key(account))
+        before = len(sim.requests())
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.images.edit(model=DALL_E_2, image=("a.png", PNG + b"\0" * 5000, "image/png"), prompt="x")
+        assert refused.value.status_code == 413
+        assert len(sim.requests()) == before
+        fits = client.images.with_raw_response.edit(
+            model=DALL_E_2, image=("a.png", PNG, "image/png"), prompt="x"
+        )
+        assert Decimal(fits.headers["x-nemo-cost"]) == Decimal("0.02") == spent(small, account)
+        assert small.verify()["ok"] is True
+    finally:
+        assert small.stop() == 0
