@@ -1,4 +1,5 @@
-"""The hot path in plain ASGI: the front doors' POST routes (chat, embeddings, moderations, rerank, messages).
+"""The hot path in plain ASGI: the front doors' POST routes (chat, embeddings, moderations, rerank,
+images, messages).
 
 These routes carry nearly all traffic, so they skip the framework's middleware, router and
 request objects (about a fifth of a request's CPU) and speak ASGI directly. Everything else goes
@@ -26,6 +27,7 @@ from nemorouter.frontdoors.anthropic_messages.count import COUNT_TOKENS
 from nemorouter.frontdoors.anthropic_messages.serve import MESSAGES
 from nemorouter.frontdoors.door import FrontDoor, contract_error_body
 from nemorouter.frontdoors.openai_chat import CHAT, EMBEDDINGS
+from nemorouter.frontdoors.openai_images import IMAGE_EDITS, IMAGES
 from nemorouter.frontdoors.openai_moderations import MODERATIONS
 from nemorouter.frontdoors.rerank import RERANK
 from nemorouter.frontdoors.responses.serve import RESPONSES
@@ -41,7 +43,18 @@ _JSON = (b"content-type", b"application/json")
 
 # Every public wire format's POST route (frontdoors/): path -> its door.
 DOORS: dict[str, FrontDoor] = {
-    door.path: door for door in (CHAT, EMBEDDINGS, MODERATIONS, RERANK, MESSAGES, COUNT_TOKENS, RESPONSES)
+    door.path: door
+    for door in (
+        CHAT,
+        EMBEDDINGS,
+        MODERATIONS,
+        RERANK,
+        IMAGES,
+        IMAGE_EDITS,
+        MESSAGES,
+        COUNT_TOKENS,
+        RESPONSES,
+    )
 }
 
 

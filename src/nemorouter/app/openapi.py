@@ -25,6 +25,9 @@ ERROR = {
 OBJECT = {"type": "object", "additionalProperties": True}
 
 # (method, path, security, summary, has JSON body, success status)
+# Routes whose body is a form with files, not JSON.
+_MULTIPART = frozenset({"/v1/images/edits"})
+
 OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("get", "/", "none", "The web console (redirects to /console/; its pages are HTML)", False, 303),
     ("get", "/healthz", "none", "Alive", False, 200),
@@ -54,6 +57,15 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
         "/v1/rerank",
         "inference",
         "Rerank documents (Cohere/Jina shape; Voyage upstreams too)",
+        True,
+        200,
+    ),
+    ("post", "/v1/images/generations", "inference", "OpenAI-compatible image generation", True, 200),
+    (
+        "post",
+        "/v1/images/edits",
+        "inference",
+        "OpenAI-compatible image edits (multipart/form-data: image files, mask, fields)",
         True,
         200,
     ),
@@ -239,7 +251,8 @@ def document(version: str) -> dict[str, Any]:
                 for name in params
             ]
         if has_body:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": OBJECT}}}
+            media = "multipart/form-data" if path in _MULTIPART else "application/json"
+            operation["requestBody"] = {"required": True, "content": {media: {"schema": OBJECT}}}
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",

@@ -86,6 +86,8 @@ class Operation(Enum):
     EMBEDDINGS = "embeddings"
     MODERATIONS = "moderations"
     RERANK = "rerank"
+    IMAGES = "images"
+    IMAGE_EDITS = "image_edits"
 
 
 class Consequence(Enum):
@@ -189,8 +191,12 @@ def _build(
         make = adapter.embeddings_request
     elif operation is Operation.MODERATIONS:
         make = adapter.moderations_request
-    else:
+    elif operation is Operation.RERANK:
         make = adapter.rerank_request
+    elif operation is Operation.IMAGES:
+        make = adapter.images_request
+    else:
+        make = adapter.image_edits_request
     if make is None:
         message = f"provider {attempt.provider} does not serve {operation.value}"
         return Failure(FailureKind.UNSUPPORTED, 400, message, retryable=True)
@@ -207,8 +213,10 @@ def _parse(adapter: Adapter, operation: Operation, data: Any) -> Completion:
         parse = adapter.embeddings_response
     elif operation is Operation.MODERATIONS:
         parse = adapter.moderations_response
-    else:
+    elif operation is Operation.RERANK:
         parse = adapter.rerank_response
+    else:  # a generation's or an edit's answer: one shape
+        parse = adapter.images_response
     assert parse is not None  # built only when the adapter serves the operation
     return parse(data)
 

@@ -31,7 +31,8 @@ class Adapter:
     - `stream_decoder()`: a fresh function for one stream, fed each decoded SSE event in turn,
       returning the OpenAI chunks to forward and what the event said about usage and errors.
     - `error_from_response(status, body, retry_after)`: a non-200 answer -> a classified `Failure`.
-    - `embeddings_*`, `moderations_*`, `rerank_*`: the same for those APIs, where the provider serves them.
+    - `embeddings_*`, `moderations_*`, `rerank_*`, `images_*`, `image_edits_request`: the same
+      for those APIs, where the provider serves them (an edit's answer is read by `images_response`).
     - `error_from_answer(status, body, retry_after, headers)`: the same, for a wire format whose
       error type travels in a header (AWS's `x-amzn-ErrorType`); used instead when set.
     - `select(body, upstream)`: another adapter of the same kind that this request and upstream
@@ -52,6 +53,9 @@ class Adapter:
     moderations_response: Callable[[Any], Completion] | None = None
     rerank_request: BuildRequest | None = None
     rerank_response: Callable[[Any], Completion] | None = None
+    images_request: BuildRequest | None = None
+    image_edits_request: BuildRequest | None = None
+    images_response: Callable[[Any], Completion] | None = None
     select: Callable[[dict[str, Any], Upstream], Adapter | None] | None = None
     error_from_answer: Callable[[int, bytes, int | None, Mapping[str, str]], Failure] | None = None
 

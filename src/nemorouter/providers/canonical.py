@@ -105,3 +105,31 @@ class RerankRequest:
     body: dict[str, Any]
     model_ids: list[str]
     prefs: ProviderPrefs | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFile:
+    """One file of a multipart image edit, as the client sent it: its form field (`image`,
+    `image[]` or `mask`), file name, content type and bytes (passed on unread)."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class ImageRequest:
+    """A validated images request (`POST /v1/images/generations`, or `/edits` when `files`):
+    `body` holds the form's or JSON's fields in OpenAI's shape (`prompt`, `n`, `size`,
+    `quality`, ...), `files` the edit's images and mask, in the order sent."""
+
+    body: dict[str, Any]
+    model_ids: list[str]
+    n: int
+    files: tuple[ImageFile, ...] = ()
+    prefs: ProviderPrefs | None = None
+
+    @property
+    def edit(self) -> bool:
+        return bool(self.files)

@@ -7,6 +7,7 @@ from nemorouter.providers import (
     azure,
     bedrock,
     gemini,
+    images_wire,
     openai_responses,
     openai_wire,
     rerank_wire,
@@ -27,6 +28,9 @@ OPENAI = Adapter(
     moderations_response=openai_wire.moderations_response,
     rerank_request=rerank_wire.rerank_request,
     rerank_response=rerank_wire.rerank_response,
+    images_request=images_wire.images_request,
+    image_edits_request=images_wire.image_edits_request,
+    images_response=images_wire.images_response,
     select=openai_responses.select,  # a Responses client on a Responses upstream: its native API
 )
 

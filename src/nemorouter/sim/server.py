@@ -23,6 +23,7 @@ from nemorouter.sim import (
     bedrock_wire,
     counting,
     gemini_wire,
+    images,
     openai_wire,
     responses_wire,
     sts,
@@ -64,6 +65,7 @@ def create_sim_app(accepted_keys: set[str] | None = None) -> Starlette:
     """The sim as an ASGI app; ``accepted_keys=None`` accepts any ``sk-sim-...`` bearer key."""
     routes = [
         *openai_wire.routes(),
+        *images.routes(),
         *responses_wire.routes(),
         *anthropic_wire.routes(),
         *gemini_wire.routes(),

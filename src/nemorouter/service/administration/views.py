@@ -219,11 +219,13 @@ _PARAMETERS = {
     "embedding": ["input", "dimensions", "encoding_format"],
     "moderation": ["input"],
     "rerank": ["query", "documents", "top_n", "return_documents"],
+    "image": ["prompt", "n", "size", "quality", "response_format"],
 }
 _MODALITIES = {
     "embedding": "text->embedding",
     "moderation": "text+image->moderation",
     "rerank": "text->rerank",
+    "image": "text+image->image",
 }
 
 
