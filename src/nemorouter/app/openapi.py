@@ -57,6 +57,30 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
         True,
         200,
     ),
+    (
+        "post",
+        "/v1/audio/speech",
+        "inference",
+        "OpenAI-compatible text to speech (audio bytes out)",
+        True,
+        200,
+    ),
+    (
+        "post",
+        "/v1/audio/transcriptions",
+        "inference",
+        "OpenAI-compatible transcription (multipart form in)",
+        True,
+        200,
+    ),
+    (
+        "post",
+        "/v1/audio/translations",
+        "inference",
+        "OpenAI-compatible translation to English (multipart form in)",
+        True,
+        200,
+    ),
     ("post", "/v1/messages", "inference", "Anthropic-compatible Messages API, for every model", True, 200),
     ("post", "/v1/responses", "inference", "OpenAI Responses API (stateless), for every model", True, 200),
     (
@@ -216,6 +240,27 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
 }
 
 
+_BINARY = {"type": "string", "format": "binary"}
+# Bodies that are not JSON: the audio routes' multipart forms in, and their answers out.
+_FORM = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file", "model"],
+            "properties": {"file": _BINARY, "model": {"type": "string"}},
+            "additionalProperties": True,
+        }
+    }
+}
+_TRANSCRIPT = {"application/json": {"schema": OBJECT}, "text/plain": {"schema": {"type": "string"}}}
+_REQUESTS = {"/v1/audio/transcriptions": _FORM, "/v1/audio/translations": _FORM}
+_ANSWERS: dict[str, dict[str, Any]] = {
+    "/v1/audio/speech": {"audio/*": {"schema": _BINARY}},
+    "/v1/audio/transcriptions": _TRANSCRIPT,
+    "/v1/audio/translations": _TRANSCRIPT,
+}
+
+
 def extra_operations() -> list[tuple[str, str, str, str, bool, int]]:
     """Operations registered by optional parts (kept here so the document stays one list)."""
     return []
@@ -228,7 +273,10 @@ def document(version: str) -> dict[str, Any]:
             "summary": summary,
             "security": _SECURITY[security],
             "responses": {
-                str(status): {"description": "OK", "content": {"application/json": {"schema": OBJECT}}},
+                str(status): {
+                    "description": "OK",
+                    "content": _ANSWERS.get(path, {"application/json": {"schema": OBJECT}}),
+                },
                 "default": {"description": "Error", "content": {"application/json": {"schema": ERROR}}},
             },
         }
@@ -239,7 +287,8 @@ def document(version: str) -> dict[str, Any]:
                 for name in params
             ]
         if has_body:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": OBJECT}}}
+            content = _REQUESTS.get(path, {"application/json": {"schema": OBJECT}})
+            operation["requestBody"] = {"required": True, "content": content}
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",

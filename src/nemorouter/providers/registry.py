@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nemorouter.providers import (
     anthropic,
+    audio_wire,
     azure,
     bedrock,
     gemini,
@@ -27,6 +28,11 @@ OPENAI = Adapter(
     moderations_response=openai_wire.moderations_response,
     rerank_request=rerank_wire.rerank_request,
     rerank_response=rerank_wire.rerank_response,
+    speech_request=audio_wire.speech_request,
+    speech_response=audio_wire.speech_response,
+    transcription_request=audio_wire.transcription_request,
+    translation_request=audio_wire.translation_request,
+    transcription_response=audio_wire.transcription_response,
     select=openai_responses.select,  # a Responses client on a Responses upstream: its native API
 )
 

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from nemorouter.sim import (
     anthropic_wire,
+    audio,
     bedrock_invoke,
     bedrock_wire,
     counting,
@@ -63,6 +64,7 @@ def create_sim_app(accepted_keys: set[str] | None = None) -> Starlette:
     """The sim as an ASGI app; ``accepted_keys=None`` accepts any ``sk-sim-...`` bearer key."""
     routes = [
         *openai_wire.routes(),
+        *audio.routes(),
         *responses_wire.routes(),
         *anthropic_wire.routes(),
         *gemini_wire.routes(),

@@ -24,8 +24,9 @@ from nemorouter.store.records import Account, ApiKey, Credit, Model, Provider, P
 from nemorouter.timeutil import iso, new_id
 from nemorouter.vault import Vault, fingerprint
 
-# What a model serves: the chat front doors, `/v1/embeddings`, `/v1/moderations` or `/v1/rerank`.
-MODES = ("chat", "embedding", "moderation", "rerank")
+# What a model serves: the chat front doors, `/v1/embeddings`, `/v1/moderations`, `/v1/rerank`,
+# `/v1/audio/speech` or `/v1/audio/transcriptions` and `/translations`.
+MODES = ("chat", "embedding", "moderation", "rerank", "speech", "transcription")
 
 
 class Admin:

@@ -219,11 +219,15 @@ _PARAMETERS = {
     "embedding": ["input", "dimensions", "encoding_format"],
     "moderation": ["input"],
     "rerank": ["query", "documents", "top_n", "return_documents"],
+    "speech": ["input", "voice", "response_format", "speed"],
+    "transcription": ["file", "language", "prompt", "response_format", "temperature"],
 }
 _MODALITIES = {
     "embedding": "text->embedding",
     "moderation": "text+image->moderation",
     "rerank": "text->rerank",
+    "speech": "text->audio",
+    "transcription": "audio->text",
 }
 
 
