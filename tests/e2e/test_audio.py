@@ -93,6 +93,7 @@ def test_speech_is_charged_per_input_character(gw: Gateway, sim: Sim) -> None:
     assert spent(gw, account) == cost
     gen = record(gw, key, raw.headers["x-nemo-request-id"])
     assert gen["status"] == "success" and gen["model"] == "openai/tts-1" and gen["total_cost"] == cost
+    assert gen["unit"] == "character" and gen["units"] == len(text)
 
 
 def test_speech_counts_unicode_code_points(gw: Gateway) -> None:
@@ -155,6 +156,7 @@ def test_a_transcription_is_charged_the_seconds_reported(gw: Gateway, sim: Sim) 
     }
     gen = record(gw, key, raw.headers["x-nemo-request-id"])
     assert gen["status"] == "success" and gen["total_cost"] == cost
+    assert gen["unit"] == "second" and gen["units"] == 3
 
 
 @pytest.mark.parametrize(
@@ -205,7 +207,9 @@ def test_a_lying_provider_is_charged_at_most_the_hold(gw: Gateway) -> None:
     )
     assert raw.parse().usage.seconds == 500  # type: ignore[union-attr]  # what the provider said
     assert Decimal(raw.headers["x-nemo-cost"]) == 2 * WHISPER == spent(gw, account)
-    assert record(gw, key, raw.headers["x-nemo-request-id"])["total_cost"] == 2 * WHISPER
+    gen = record(gw, key, raw.headers["x-nemo-request-id"])
+    assert gen["total_cost"] == 2 * WHISPER and gen["units"] == 2
+    assert gw.verify()["overruns"] >= 1  # the provider's 500 seconds: the operator's, not the customer's
 
 
 def test_groq_bills_at_least_ten_seconds(gw: Gateway, sim: Sim) -> None:
@@ -293,3 +297,25 @@ def test_a_model_serves_only_its_own_route(gw: Gateway) -> None:
     with pytest.raises(openai.APIStatusError) as chat:
         client.chat.completions.create(model="openai/tts-1", messages=[{"role": "user", "content": "hi"}])
     assert chat.value.status_code in (400, 404)
+
+
+def test_an_upload_over_the_body_limit_is_a_413_reaching_no_provider(
+    tmp_path_factory: pytest.TempPathFactory, sim: Sim
+) -> None:
+    small = new_gateway(tmp_path_factory.mktemp("audio-limit"), sim)
+    small.env["NEMO_MAX_BODY_BYTES"] = "100000"
+    small.start()
+    try:
+        account, _, client = customer(small)
+        sim.clear()
+        with pytest.raises(openai.APIStatusError) as refused:
+            client.audio.transcriptions.create(model="openai/whisper-1", file=("a.wav", wav(7), "audio/wav"))
+        assert refused.value.status_code == 413
+        assert sim.requests() == [] and spent(small, account) == 0
+        fits = client.audio.transcriptions.create(
+            model="openai/whisper-1", file=("a.wav", wav(5), "audio/wav")
+        )
+        assert fits.text and spent(small, account) == 5 * WHISPER
+        assert small.verify()["ok"] is True
+    finally:
+        assert small.stop() == 0

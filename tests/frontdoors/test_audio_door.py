@@ -3,10 +3,13 @@ adapter's own encoder, and by hand when hostile), and the duration read from the
 
 from __future__ import annotations
 
+import contextlib
 import io
 import wave
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nemorouter.errors import InvalidRequest
 from nemorouter.frontdoors.audio import duration_seconds, parse_speech, parse_transcription
@@ -150,3 +153,21 @@ def test_durations_of_known_formats() -> None:
     assert duration_seconds(wav(1)) == 1
     assert duration_seconds(wav(1.001)) == 2
     assert duration_seconds(wav(61.5, rate=16000)) == 62
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=400), st.sampled_from([b"XyZ", b"a", b"--", b"x" * 70]))
+def test_any_body_is_a_form_or_a_400(raw: bytes, boundary: bytes) -> None:
+    """A hostile body never gets past the parser as anything but a form, or a clear 400."""
+    try:
+        fields, upload = parse_form(raw, b"multipart/form-data; boundary=" + boundary)
+    except InvalidRequest:
+        return
+    assert upload.data and all(isinstance(v, (str, list)) for v in fields.values())
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=600))
+def test_any_file_has_a_duration_or_is_a_400(data: bytes) -> None:
+    with contextlib.suppress(InvalidRequest):
+        assert duration_seconds(b"RIFF" + data) >= 1
