@@ -4,7 +4,8 @@ over a real loopback HTTP server."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import dataclasses
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -20,7 +21,7 @@ from nemorouter.engine.dispatch import (
 from nemorouter.engine.health import Health
 from nemorouter.engine.http import UpstreamClient
 from nemorouter.providers.registry import OPENAI
-from nemorouter.providers.types import Failure, FailureKind, Upstream
+from nemorouter.providers.types import Failure, FailureKind, Minter, Upstream
 from nemorouter.settings import Timeouts
 
 from .test_health import FakeClock
@@ -225,38 +226,39 @@ async def test_a_provider_without_embeddings_is_skipped_unsent(provider: tuple[s
     assert [f.kind for f in caught.value.failures] == [FailureKind.UNSUPPORTED]
 
 
-def _minter(calls: list[str], refuse: set[str]) -> Callable[[str], tuple[str, float]]:
-    """google-auth's part (tested against the sim in test_google_tokens.py): a token, or the
+def _minter(calls: list[str], refuse: set[str]) -> Minter:
+    """google-auth's part (tested against the sim in test_minted_google.py): a token, or the
     RefreshError an `invalid_grant` raises."""
     from google.auth.exceptions import RefreshError
 
-    def mint(secret: str) -> tuple[str, float]:
+    from nemorouter.providers.google_auth import classify
+
+    def mint(upstream: Upstream) -> tuple[str, float]:
+        secret = upstream.secret
         calls.append(secret)
         if secret in refuse:
             raise RefreshError("invalid_grant: Invalid JWT Signature.", {"error": "invalid_grant"})
         return "ya29.token-for-" + secret, 3600.0
 
-    return mint
+    return Minter(mint, classify)
 
 
 async def test_only_kinds_that_mint_tokens_ask_for_one_and_a_refused_account_is_quarantined() -> None:
-    from nemorouter.engine.google_tokens import GoogleTokens
     from nemorouter.providers import vertex
 
     calls: list[str] = []
     observer = Recorder()
     client = UpstreamClient(Timeouts())
     await client.start()
-    dispatcher = Dispatcher(
-        client, observer, Health(clock=FakeClock()), GoogleTokens(_minter(calls, {"sa-bad"}))
-    )
+    dispatcher = Dispatcher(client, observer, Health(clock=FakeClock()))
+    adapter = dataclasses.replace(vertex.ADAPTER, minter=_minter(calls, {"sa-bad"}))
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     with pytest.raises(AttemptsFailed):
         await dispatcher.send([_attempt("plain")], body, Operation.CHAT, 0.0)
     assert calls == []  # an OpenAI attempt never touches the token cache
     config = {"project": "nemo-test", "region": "us-east5"}
     refused = Attempt(
-        vertex.ADAPTER,
+        adapter,
         Upstream("gemini-2.5-flash", "http://127.0.0.1:9", "sa-bad", 100, config),
         Timeouts(connect=2, first_byte=5, idle=5, total=5),
         "deployment:v",

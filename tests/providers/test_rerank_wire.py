@@ -7,6 +7,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from nemorouter.providers.rerank_wire import rerank_request, rerank_response
 from nemorouter.providers.types import Upstream
@@ -58,3 +60,37 @@ def test_an_unreadable_answer_is_refused(answer: Any) -> None:
 def test_an_impossible_usage_is_unreadable_not_zero(usage: dict[str, Any]) -> None:
     answer = rerank_response({"results": [], "usage": usage})
     assert answer.usage is None and answer.raw_usage == usage
+
+
+def test_cohere_bills_search_units_and_no_tokens() -> None:
+    answer = rerank_response(
+        {
+            "id": "x",
+            "results": [{"index": 1, "relevance_score": 0.9}],
+            "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 3}},
+        }
+    )
+    assert answer.usage is not None
+    assert (answer.usage.prompt_tokens, answer.usage.units, answer.usage.unit) == (0, 3, "")
+    assert answer.raw_usage == {"search_units": 3}
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", True])
+def test_an_impossible_search_count_is_unreadable(bad: object) -> None:
+    answer = rerank_response({"results": [], "meta": {"billed_units": {"search_units": bad}}})
+    assert answer.usage is None and answer.raw_usage == {"search_units": bad}
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    query=st.text(min_size=1, max_size=700),
+    documents=st.lists(st.text(min_size=1, max_size=3000), min_size=1, max_size=250),
+)
+def test_the_search_unit_bound_is_never_below_what_a_provider_can_bill(
+    query: str, documents: list[str]
+) -> None:
+    # The sim bills by Cohere's published rule with its own tokenizer (a token is at least a byte).
+    from nemorouter.providers.bounds import rerank_search_units
+    from nemorouter.sim.rerank import search_units
+
+    assert rerank_search_units({"query": query, "documents": documents}) >= search_units(query, documents)

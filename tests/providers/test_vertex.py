@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from nemorouter.providers import vertex
+from nemorouter.providers.google_auth import GOOGLE
 from nemorouter.providers.registry import KINDS, adapter_for
 from nemorouter.providers.types import FailureKind, Upstream
 
@@ -34,8 +35,8 @@ def test_default_base_url_per_region(region: str, url: str) -> None:
 
 def test_the_kind_is_registered_and_mints_tokens() -> None:
     assert "vertex" in KINDS and adapter_for("vertex") is vertex.ADAPTER
-    assert vertex.ADAPTER.mints_token and vertex.CLAUDE.mints_token
-    assert not any(adapter_for(k).mints_token for k in KINDS if k != "vertex")  # type: ignore[union-attr]
+    assert vertex.ADAPTER.minter is vertex.CLAUDE.minter is GOOGLE
+    assert not any(adapter_for(k).minter for k in KINDS if k not in ("vertex", "bedrock"))  # type: ignore[union-attr]
 
 
 def test_gemini_models_go_to_google_publisher_with_the_gemini_body() -> None:

@@ -17,9 +17,9 @@ from typing import Any, Generic, Protocol, TypeVar, assert_never
 
 import orjson
 
-from nemorouter.engine.google_tokens import GoogleTokens
 from nemorouter.engine.health import Health
 from nemorouter.engine.http import RawResponse, StreamHandle, Transport, TransportFailure
+from nemorouter.engine.minted import MintedSecrets
 from nemorouter.providers.adapter import BuildRequest
 from nemorouter.providers.registry import Adapter
 from nemorouter.providers.types import (
@@ -258,16 +258,16 @@ class Dispatcher:
         client: Transport,
         observer: Observer,
         health: Health | None = None,
-        tokens: GoogleTokens | None = None,
+        tokens: MintedSecrets | None = None,
     ) -> None:
         self.client = client
         self.observer = observer
         self.health = health if health is not None else Health()
-        self.tokens = tokens if tokens is not None else GoogleTokens()
+        self.tokens = tokens if tokens is not None else MintedSecrets()
 
     def _refused(self, attempt: Attempt[Any], failure: Failure) -> None:
         """A provider that refused a minted token: drop it, so the next attempt mints anew."""
-        if attempt.adapter.mints_token and failure.kind is FailureKind.AUTH:
+        if attempt.adapter.minter is not None and failure.kind is FailureKind.AUTH:
             self.tokens.forget(attempt.key_id)
 
     def _gave_up(self, attempt: Attempt[Any], failure: Failure, failures: list[Failure]) -> None:
@@ -286,8 +286,9 @@ class Dispatcher:
         blame = _KeyBlame()
         for attempt in attempts:
             upstream = attempt.upstream
-            if attempt.adapter.mints_token:  # only kinds whose secret is exchanged for a token
-                minted = await self.tokens.upstream_for(attempt.key_id, upstream)
+            minter = attempt.adapter.minter
+            if minter is not None:  # only kinds whose secret is exchanged for another
+                minted = await self.tokens.upstream_for(attempt.key_id, upstream, minter)
                 if isinstance(minted, Failure):
                     self._gave_up(attempt, blame.judge(minted), failures)
                     continue
@@ -326,8 +327,9 @@ class Dispatcher:
         blame = _KeyBlame()
         for attempt in attempts:
             upstream = attempt.upstream
-            if attempt.adapter.mints_token:  # only kinds whose secret is exchanged for a token
-                minted = await self.tokens.upstream_for(attempt.key_id, upstream)
+            minter = attempt.adapter.minter
+            if minter is not None:  # only kinds whose secret is exchanged for another
+                minted = await self.tokens.upstream_for(attempt.key_id, upstream, minter)
                 if isinstance(minted, Failure):
                     self._gave_up(attempt, blame.judge(minted), failures)
                     continue

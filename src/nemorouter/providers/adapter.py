@@ -9,7 +9,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nemorouter.providers.types import Completion, Failure, SseEvent, StreamStep, Upstream, UpstreamRequest
+from nemorouter.providers.types import (
+    Completion,
+    Failure,
+    Minter,
+    SseEvent,
+    StreamStep,
+    Upstream,
+    UpstreamRequest,
+)
 
 BuildRequest = Callable[[dict[str, Any], Upstream], UpstreamRequest]
 # An answer read from its raw bytes and content type (audio, or a transcription as text).
@@ -32,9 +40,10 @@ class Adapter:
       error type travels in a header (AWS's `x-amzn-ErrorType`); used instead when set.
     - `select(body, upstream)`: another adapter of the same kind that this request and upstream
       call for (an OpenAI upstream's native Responses API for a Responses client), or None.
-    - `mints_token`: the vault secret is a credential (a Google service account) that the engine
-      exchanges for a short-lived bearer token before each attempt (engine/google_tokens.py);
-      the builders then see that token as `upstream.secret`. False costs other kinds nothing.
+    - `minter`: the vault secret is a credential (a Google service account, an AWS key that
+      assumes a role) that the engine exchanges for a short-lived secret before each attempt
+      (engine/minted.py); the builders then see that as `upstream.secret`. None costs other
+      kinds nothing.
     """
 
     chat_request: BuildRequest
@@ -63,7 +72,7 @@ class Adapter:
             return self.error_from_answer(status, body, retry_after, headers)
         return self.error_from_response(status, body, retry_after)
 
-    mints_token: bool = False
+    minter: Minter | None = None
 
     def for_request(self, body: dict[str, Any], upstream: Upstream) -> Adapter:
         """The adapter that builds this request and reads its answer."""

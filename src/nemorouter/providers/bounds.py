@@ -299,3 +299,21 @@ def rerank_input_bound(body: dict[str, Any]) -> int:
     query = _utf8_len(body["query"])
     extra = sum(_json_bytes(v) for k, v in body.items() if k not in _RERANK_UNBILLED and v is not None)
     return sum(query + extra + _utf8_len(doc) + MESSAGE_ALLOWANCE for doc in body["documents"])
+
+
+# Cohere bills rerank in search units: "one query with up to 100 documents"; a document longer
+# than 510 tokens with the query is split into chunks, each counted as a document
+# (cohere.com/pricing, docs.cohere.com/docs/rerank).
+SEARCH_DOCUMENTS, CHUNK_TOKENS = 100, 510
+
+
+def rerank_search_units(body: dict[str, Any]) -> int:
+    """Upper bound of the search units a rerank body can be billed (checked by its front door):
+    every document's chunks, counting a byte as a token (a token is at least one byte), in
+    groups of 100. With a query of 510 bytes or more, every document byte may be its own chunk."""
+    room = CHUNK_TOKENS - _utf8_len(body["query"])
+    chunks = 0
+    for doc in body["documents"]:
+        size = _utf8_len(doc)
+        chunks += max(1, -(-size // room) if room > 0 else size)
+    return -(-chunks // SEARCH_DOCUMENTS)

@@ -7,8 +7,9 @@ provider's vendor row names (providers/vendors.py, `rerank_shape`).
   `document` as a string, `usage.total_tokens`.
 
 Both answers become the front door's shape: `results` of `{index, relevance_score,
-document?: {text}}`, ordered as the provider ordered them. Cohere's own API bills search units,
-a unit this gateway does not price yet: a Cohere row is deliberately absent.
+document?: {text}}`, ordered as the provider ordered them. Cohere's own API (vendor `cohere`,
+`POST https://api.cohere.com/v2/rerank`) reports no tokens but `meta.billed_units.search_units`:
+the units its models are priced in (money/prices.py, unit "search").
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ def rerank_response(data: Any) -> Completion:
     if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
         raise ValueError("upstream answered 200 without rerank results")
     raw = data.get("usage")
+    meta = data.get("meta")
+    billed = meta.get("billed_units") if isinstance(meta, dict) else None
+    if not isinstance(raw, dict) and isinstance(billed, dict):  # Cohere's: search units
+        raw = billed
     usage = _usage(raw) if isinstance(raw, dict) else None
     body = {"results": [_result(item) for item in found]}
     return Completion(
@@ -64,4 +69,5 @@ def rerank_response(data: Any) -> Completion:
 
 @lenient
 def _usage(raw: dict[str, Any]) -> Usage:
-    return Usage(prompt_tokens=count(raw.get("total_tokens")))
+    """`{total_tokens}` (Voyage, Jina), or Cohere's `{search_units}`: named "search" by the request."""
+    return Usage(prompt_tokens=count(raw.get("total_tokens")), units=count(raw.get("search_units")))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -187,3 +187,14 @@ class StreamStep:
 
 class UnsupportedContent(ValueError):
     """The request carries something this provider cannot take; answered as 400, never dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Minter:
+    """How a kind's vault secret becomes the short-lived secret each attempt is built with (a
+    Google service account's access token, an AWS role's temporary credentials): `mint` (run
+    in a worker thread: it blocks) returns it and its lifetime in seconds; `classify` names
+    what a failure to mint means, without any of the secret's text (engine/minted.py)."""
+
+    mint: Callable[[Upstream], tuple[str, float]]
+    classify: Callable[[BaseException], Failure]

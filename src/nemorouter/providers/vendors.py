@@ -83,6 +83,8 @@ VENDORS: Mapping[str, Vendor] = MappingProxyType(
             # takes `top_k` and answers `data` (docs.voyageai.com/reference/reranker-api).
             _row("jina", "https://api.jina.ai/v1", notes="rerank"),
             _row("voyage", "https://api.voyageai.com/v1", notes="rerank", rerank_shape="voyage"),
+            # Cohere's rerank (docs.cohere.com/reference/rerank): its shape, billed in search units.
+            _row("cohere", "https://api.cohere.com/v2", notes="rerank, priced per search unit"),
             _row("vllm", "http://127.0.0.1:8000/v1", notes="self-hosted", limit_field="max_tokens"),
             _row("ollama", "http://127.0.0.1:11434/v1", notes="self-hosted", limit_field="max_tokens"),
         ]

@@ -12,7 +12,7 @@ usage and streams are theirs (`gemini_request`/`gemini_response`, `anthropic_*`)
   google-genai's and anthropic's Vertex clients; the API version is `v1`, the GA one (google-genai
   defaults to `v1beta1` on Vertex; the generateContent body is the same in both);
 - the vault secret is a service-account JSON; the engine exchanges it for an OAuth access token
-  before each attempt (`Adapter.mints_token`, engine/google_tokens.py), so `upstream.secret` is
+  before each attempt (`Adapter.minter`: providers/google_auth.py, engine/minted.py), so `upstream.secret` is
   that bearer token by the time these pure functions see it;
 - Claude's body is the Messages body without `model` (it is in the URL) and with
   `anthropic_version: "vertex-2023-10-16"` in the body instead of the header (anthropic's
@@ -37,6 +37,7 @@ from nemorouter.providers.gemini import error_from_body as google_failure
 from nemorouter.providers.gemini import stream_decoder as gemini_stream
 from nemorouter.providers.gemini_request import gemini_body
 from nemorouter.providers.gemini_response import chat_response as gemini_response
+from nemorouter.providers.google_auth import GOOGLE
 from nemorouter.providers.types import Failure, FailureKind, Upstream, UpstreamRequest
 
 API_VERSION = "v1"
@@ -135,7 +136,7 @@ CLAUDE = Adapter(
     chat_response=claude_response,
     stream_decoder=claude_stream,
     error_from_response=claude_error,
-    mints_token=True,
+    minter=GOOGLE,
 )
 
 
@@ -149,5 +150,5 @@ ADAPTER = Adapter(
     stream_decoder=gemini_stream,
     error_from_response=gemini_error,
     select=_select,
-    mints_token=True,
+    minter=GOOGLE,
 )

@@ -29,6 +29,7 @@ from nemorouter.providers.bounds import (
     moderation_input_bound,
     moderation_texts,
     rerank_input_bound,
+    rerank_search_units,
 )
 from nemorouter.providers.canonical import (
     ChatRequest,
@@ -162,8 +163,14 @@ class Gateway:
 
     async def rerank(self, key: ApiKey, request: RerankRequest) -> JsonReply:
         routes = await self.admission.resolve(key, request.model_ids, "rerank")
-        bound = rerank_input_bound(request.body)
-        return await self._one_answer(key, routes, request.body, request.prefs, Operation.RERANK, bound)
+        body = request.body
+        bound = rerank_input_bound(body)
+        if any(p.unit_rate("search") for r in routes for p in r.prices):  # Cohere's search units
+            units = rerank_search_units(body)
+            return await self._one_answer(
+                key, routes, body, request.prefs, Operation.RERANK, bound, None, "search", units
+            )
+        return await self._one_answer(key, routes, body, request.prefs, Operation.RERANK, bound)
 
     async def _one_answer(
         self,

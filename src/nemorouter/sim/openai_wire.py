@@ -285,12 +285,16 @@ async def moderations(request: Request) -> Response:
     return Response(payload, media_type=JSON)
 
 
-async def _rerank(request: Request, voyage: bool) -> Response:
+async def _rerank(request: Request, voyage: bool, cohere: bool = False) -> Response:
     pre = await prelude(request, rr.input_strings)
     if pre.early is not None:
         return pre.early
     try:
-        payload = orjson.dumps(rr.rerank_body(pre.body, voyage))
+        answer = rr.rerank_body(pre.body, voyage, cohere)
+        if cohere:  # its one input count: what the prompt directives misreport here
+            billed = answer["meta"]["billed_units"]
+            billed["search_units"] = pre.faults.prompt_count(billed["search_units"])
+        payload = orjson.dumps(answer)
     except rr.RerankError as exc:
         return error_response(400, str(exc), "invalid_request_error")
     if pre.faults.malformed:
@@ -304,6 +308,10 @@ async def rerank(request: Request) -> Response:
 
 async def voyage_rerank(request: Request) -> Response:
     return await _rerank(request, voyage=True)
+
+
+async def cohere_rerank(request: Request) -> Response:
+    return await _rerank(request, voyage=False, cohere=True)
 
 
 async def list_models(request: Request) -> Response:
@@ -321,6 +329,7 @@ def routes() -> list[Route]:
         Route("/v1/moderations", moderations, methods=["POST"]),
         Route("/v1/rerank", rerank, methods=["POST"]),  # Cohere's and Jina's shape
         Route("/voyage/v1/rerank", voyage_rerank, methods=["POST"]),  # Voyage's
+        Route("/cohere/v2/rerank", cohere_rerank, methods=["POST"]),  # Cohere's (search units)
         Route("/v1/models", list_models, methods=["GET"]),
         # Azure OpenAI's deployment URLs (the api-version query parameter is accepted, not checked).
         Route("/openai/deployments/{deployment}/chat/completions", chat_completions, methods=["POST"]),

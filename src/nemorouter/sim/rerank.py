@@ -1,17 +1,21 @@
-"""Deterministic rerank, in two providers' shapes: ``POST /v1/rerank`` as Cohere and Jina answer
-(`top_n`; `results` with `document: {text}`) and ``POST /voyage/v1/rerank`` as Voyage does
-(`top_k`; `data` with `document` as a string). Each is strict about its own field for the count
+"""Deterministic rerank, in three providers' shapes: ``POST /v1/rerank`` as Jina answers
+(`top_n`; `results` with `document: {text}`), ``POST /cohere/v2/rerank`` as Cohere does (the
+same, but usage as ``meta.billed_units.search_units``) and ``POST /voyage/v1/rerank`` as Voyage
+does (`top_k`; `data` with `document` as a string). Each is strict about its own field for the count
 of results, so a gateway that sends the other shape's is caught.
 
 A document's score is the share of the query's words it contains (plus a small hash-drawn
 part below 0.001 that breaks ties), so rankings are meaningful and repeatable. Usage follows
 Voyage's documented formula for both: every document is read with the query, so
-``total_tokens = sum(tokens(query) + tokens(document))``.
+``total_tokens = sum(tokens(query) + tokens(document))``. Cohere's search units follow its
+pricing page: a search is one query with up to 100 documents, and a document longer than 510
+tokens with the query counts as one document per chunk of that size.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import secrets
 from typing import Any
@@ -40,7 +44,17 @@ def _score(query: str, document: str) -> float:
     return round(share * 0.99 + tie / 1000, 6)
 
 
-def rerank_body(body: dict[str, Any], voyage: bool) -> dict[str, Any]:
+def search_units(query: str, documents: list[str]) -> int:
+    """Cohere's billed search units for a query over these documents."""
+    room = 510 - count_text_tokens(query)
+    chunks = 0
+    for doc in documents:
+        tokens = count_text_tokens(doc)
+        chunks += max(1, math.ceil(tokens / room) if room > 0 else tokens)
+    return math.ceil(chunks / 100)
+
+
+def rerank_body(body: dict[str, Any], voyage: bool, cohere: bool = False) -> dict[str, Any]:
     """The provider's answer to a rerank body; raises ``RerankError``."""
     model, query, documents = body.get("model"), body.get("query"), body.get("documents")
     if not isinstance(model, str) or not model:
@@ -71,4 +85,11 @@ def rerank_body(body: dict[str, Any], voyage: bool) -> dict[str, Any]:
         results.append(item)
     if voyage:
         return {"object": "list", "data": results, "model": model, "usage": {"total_tokens": tokens}}
+    if cohere:
+        billed = {"search_units": search_units(query, documents)}
+        return {
+            "id": secrets.token_hex(8),
+            "results": results,
+            "meta": {"api_version": {"version": "2"}, "billed_units": billed},
+        }
     return {"id": secrets.token_hex(8), "model": model, "results": results, "usage": {"total_tokens": tokens}}

@@ -1,7 +1,7 @@
 """A `vertex` provider's vault secret: a Google service-account key file (JSON), checked whole.
 
 The file is what `gcloud iam service-accounts keys create` writes; the gateway signs the
-JWT-bearer grant with its `private_key` and posts it to its `token_uri` (engine/google_tokens.py),
+JWT-bearer grant with its `private_key` and posts it to its `token_uri` (providers/google_auth.py, cached by engine/minted.py),
 so those, with `client_email` (the JWT's issuer), must be there and usable. Errors name the
 field, never its value.
 """
