@@ -1,5 +1,5 @@
 """The hot path in plain ASGI: the front doors' POST routes (chat, embeddings, moderations, rerank,
-images, messages).
+images, audio, messages).
 
 These routes carry nearly all traffic, so they skip the framework's middleware, router and
 request objects (about a fifth of a request's CPU) and speak ASGI directly. Everything else goes
@@ -25,7 +25,8 @@ from nemorouter.app.streaming import SseResponse
 from nemorouter.errors import NemoError
 from nemorouter.frontdoors.anthropic_messages.count import COUNT_TOKENS
 from nemorouter.frontdoors.anthropic_messages.serve import MESSAGES
-from nemorouter.frontdoors.door import FrontDoor, contract_error_body
+from nemorouter.frontdoors.audio import SPEECH, TRANSCRIPTIONS, TRANSLATIONS
+from nemorouter.frontdoors.door import FrontDoor, Reply, contract_error_body
 from nemorouter.frontdoors.openai_chat import CHAT, EMBEDDINGS
 from nemorouter.frontdoors.openai_images import IMAGE_EDITS, IMAGES
 from nemorouter.frontdoors.openai_moderations import MODERATIONS
@@ -33,7 +34,8 @@ from nemorouter.frontdoors.rerank import RERANK
 from nemorouter.frontdoors.responses.serve import RESPONSES
 from nemorouter.service.auth import bearer
 from nemorouter.service.container import Services
-from nemorouter.service.gateway import JsonReply, StreamReply
+from nemorouter.service.gateway import JsonReply
+from nemorouter.service.media import BytesReply
 from nemorouter.timeutil import time_ordered_id
 from nemorouter.web.body import receive_body
 from nemorouter.web.throttle import AuthThrottle
@@ -51,6 +53,9 @@ DOORS: dict[str, FrontDoor] = {
         RERANK,
         IMAGES,
         IMAGE_EDITS,
+        SPEECH,
+        TRANSCRIPTIONS,
+        TRANSLATIONS,
         MESSAGES,
         COUNT_TOKENS,
         RESPONSES,
@@ -58,8 +63,10 @@ DOORS: dict[str, FrontDoor] = {
 }
 
 
-async def _send_json(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:
-    raw = [_JSON, (b"content-length", str(len(body)).encode())]
+async def _send_json(
+    send: Send, status: int, body: bytes, headers: dict[str, str], kind: tuple[bytes, bytes] = _JSON
+) -> None:
+    raw = [kind, (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in headers.items()]
     if SECURITY_NAMES.isdisjoint(headers):  # the usual answer: JSON, none of them set, so all added
         raw += ALWAYS
@@ -131,14 +138,15 @@ class FastPath:
             return
         if isinstance(reply, JsonReply):
             await _send_json(send, reply.status, reply.body, reply.headers)
+        elif isinstance(reply, BytesReply):  # audio, or a transcription as text: as the provider sent it
+            kind = (b"content-type", reply.content_type.encode("latin-1"))
+            await _send_json(send, reply.status, reply.body, reply.headers, kind)
         else:
             metrics.ttft.labels(route).observe(time.monotonic() - started)
             await SseResponse(reply.chunks, reply.headers)(scope, receive, send)
         metrics.answered(route, 200, time.monotonic() - started)
 
-    async def _handle(
-        self, services: Services, door: FrontDoor, scope: Scope, receive: Receive
-    ) -> JsonReply | StreamReply:
+    async def _handle(self, services: Services, door: FrontDoor, scope: Scope, receive: Receive) -> Reply:
         authorization = declared = api_key = None
         key_header, reads = door.key_header, door.reads
         read: dict[bytes, bytes] = {}

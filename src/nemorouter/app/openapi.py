@@ -24,10 +24,8 @@ ERROR = {
 }
 OBJECT = {"type": "object", "additionalProperties": True}
 
-# (method, path, security, summary, has JSON body, success status)
-# Routes whose body is a form with files, not JSON.
-_MULTIPART = frozenset({"/v1/images/edits"})
-
+# (method, path, security, summary, has a body, success status); a body is JSON unless
+# `_REQUESTS` names its media.
 OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
     ("get", "/", "none", "The web console (redirects to /console/; its pages are HTML)", False, 303),
     ("get", "/healthz", "none", "Alive", False, 200),
@@ -66,6 +64,30 @@ OPERATIONS: list[tuple[str, str, str, str, bool, int]] = [
         "/v1/images/edits",
         "inference",
         "OpenAI-compatible image edits (multipart/form-data: image files, mask, fields)",
+        True,
+        200,
+    ),
+    (
+        "post",
+        "/v1/audio/speech",
+        "inference",
+        "OpenAI-compatible text to speech (audio bytes out)",
+        True,
+        200,
+    ),
+    (
+        "post",
+        "/v1/audio/transcriptions",
+        "inference",
+        "OpenAI-compatible transcription (multipart form in)",
+        True,
+        200,
+    ),
+    (
+        "post",
+        "/v1/audio/translations",
+        "inference",
+        "OpenAI-compatible translation to English (multipart form in)",
         True,
         200,
     ),
@@ -228,6 +250,42 @@ _SECURITY: dict[str, list[dict[str, list[str]]]] = {
 }
 
 
+_BINARY = {"type": "string", "format": "binary"}
+# Bodies that are not JSON: the image edits' and audio routes' multipart forms in, and the audio
+# routes' answers out.
+_FORM = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["file", "model"],
+            "properties": {"file": _BINARY, "model": {"type": "string"}},
+            "additionalProperties": True,
+        }
+    }
+}
+_IMAGE_FORM = {
+    "multipart/form-data": {
+        "schema": {
+            "type": "object",
+            "required": ["image", "prompt"],
+            "properties": {"image": _BINARY, "mask": _BINARY, "prompt": {"type": "string"}},
+            "additionalProperties": True,
+        }
+    }
+}
+_TRANSCRIPT = {"application/json": {"schema": OBJECT}, "text/plain": {"schema": {"type": "string"}}}
+_REQUESTS = {
+    "/v1/images/edits": _IMAGE_FORM,
+    "/v1/audio/transcriptions": _FORM,
+    "/v1/audio/translations": _FORM,
+}
+_ANSWERS: dict[str, dict[str, Any]] = {
+    "/v1/audio/speech": {"audio/*": {"schema": _BINARY}},
+    "/v1/audio/transcriptions": _TRANSCRIPT,
+    "/v1/audio/translations": _TRANSCRIPT,
+}
+
+
 def extra_operations() -> list[tuple[str, str, str, str, bool, int]]:
     """Operations registered by optional parts (kept here so the document stays one list)."""
     return []
@@ -240,7 +298,10 @@ def document(version: str) -> dict[str, Any]:
             "summary": summary,
             "security": _SECURITY[security],
             "responses": {
-                str(status): {"description": "OK", "content": {"application/json": {"schema": OBJECT}}},
+                str(status): {
+                    "description": "OK",
+                    "content": _ANSWERS.get(path, {"application/json": {"schema": OBJECT}}),
+                },
                 "default": {"description": "Error", "content": {"application/json": {"schema": ERROR}}},
             },
         }
@@ -251,8 +312,8 @@ def document(version: str) -> dict[str, Any]:
                 for name in params
             ]
         if has_body:
-            media = "multipart/form-data" if path in _MULTIPART else "application/json"
-            operation["requestBody"] = {"required": True, "content": {media: {"schema": OBJECT}}}
+            content = _REQUESTS.get(path, {"application/json": {"schema": OBJECT}})
+            operation["requestBody"] = {"required": True, "content": content}
         paths.setdefault(path, {})[method] = operation
     return {
         "openapi": "3.1.0",

@@ -88,6 +88,10 @@ class Operation(Enum):
     RERANK = "rerank"
     IMAGES = "images"
     IMAGE_EDITS = "image_edits"
+    # Audio: the answer is read from its raw bytes and content type, not as JSON.
+    SPEECH = "speech"
+    TRANSCRIPTIONS = "transcriptions"
+    TRANSLATIONS = "translations"
 
 
 class Consequence(Enum):
@@ -195,8 +199,14 @@ def _build(
         make = adapter.rerank_request
     elif operation is Operation.IMAGES:
         make = adapter.images_request
-    else:
+    elif operation is Operation.IMAGE_EDITS:
         make = adapter.image_edits_request
+    elif operation is Operation.SPEECH:
+        make = adapter.speech_request
+    elif operation is Operation.TRANSCRIPTIONS:
+        make = adapter.transcription_request
+    else:
+        make = adapter.translation_request
     if make is None:
         message = f"provider {attempt.provider} does not serve {operation.value}"
         return Failure(FailureKind.UNSUPPORTED, 400, message, retryable=True)
@@ -206,9 +216,20 @@ def _build(
         return Failure(FailureKind.UNSUPPORTED, 400, str(exc), retryable=True)
 
 
-def _parse(adapter: Adapter, operation: Operation, data: Any) -> Completion:
+def _parse(adapter: Adapter, operation: Operation, raw: RawResponse) -> Completion:
+    """A 200 answer read: JSON for every operation but audio's, whose parsers take the answer's
+    bytes and content type (audio, or a transcription in text, SRT or VTT)."""
     if operation is Operation.CHAT:
-        return adapter.chat_response(data)
+        return adapter.chat_response(orjson.loads(raw.body))
+    if (
+        operation is Operation.SPEECH
+        or operation is Operation.TRANSCRIPTIONS
+        or operation is Operation.TRANSLATIONS
+    ):
+        media = adapter.speech_response if operation is Operation.SPEECH else adapter.transcription_response
+        assert media is not None  # built only when the adapter serves the operation
+        return media(raw.body, raw.headers.get("content-type", ""))
+    data = orjson.loads(raw.body)
     if operation is Operation.EMBEDDINGS:
         parse = adapter.embeddings_response
     elif operation is Operation.MODERATIONS:
@@ -293,7 +314,7 @@ class Dispatcher:
                 continue
             if raw.status == 200:
                 try:
-                    completion = _parse(adapter, operation, orjson.loads(raw.body))
+                    completion = _parse(adapter, operation, raw)
                 except (ValueError, TypeError, KeyError):
                     failure = _protocol("the provider sent an unreadable response")
                 else:

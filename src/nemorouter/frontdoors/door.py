@@ -8,11 +8,13 @@ from typing import Any
 
 from nemorouter.errors import NemoError
 from nemorouter.service.gateway import Gateway, JsonReply, StreamReply
+from nemorouter.service.media import BytesReply
 from nemorouter.store.records import ApiKey
 
-Serve = Callable[[Gateway, ApiKey, bytes], Awaitable[JsonReply | StreamReply]]
+Reply = JsonReply | StreamReply | BytesReply
+Serve = Callable[[Gateway, ApiKey, bytes], Awaitable[Reply]]
 # A door that reads request headers too: those named in `FrontDoor.reads`, as sent (lower-case names).
-ServeWithHeaders = Callable[[Gateway, ApiKey, bytes, dict[bytes, bytes]], Awaitable[JsonReply | StreamReply]]
+ServeWithHeaders = Callable[[Gateway, ApiKey, bytes, dict[bytes, bytes]], Awaitable[Reply]]
 ErrorBody = Callable[[NemoError], dict[str, Any]]
 
 

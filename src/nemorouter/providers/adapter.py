@@ -20,6 +20,8 @@ from nemorouter.providers.types import (
 )
 
 BuildRequest = Callable[[dict[str, Any], Upstream], UpstreamRequest]
+# An answer read from its raw bytes and content type (audio, or a transcription as text).
+ParseMedia = Callable[[bytes, str], Completion]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,8 @@ class Adapter:
     - `error_from_response(status, body, retry_after)`: a non-200 answer -> a classified `Failure`.
     - `embeddings_*`, `moderations_*`, `rerank_*`, `images_*`, `image_edits_request`: the same
       for those APIs, where the provider serves them (an edit's answer is read by `images_response`).
+    - `speech_*`, `transcription_*`, `translation_request`: the same for the audio APIs, whose
+      answers are read from their raw bytes and content type (`ParseMedia`), not as JSON.
     - `error_from_answer(status, body, retry_after, headers)`: the same, for a wire format whose
       error type travels in a header (AWS's `x-amzn-ErrorType`); used instead when set.
     - `select(body, upstream)`: another adapter of the same kind that this request and upstream
@@ -56,6 +60,11 @@ class Adapter:
     images_request: BuildRequest | None = None
     image_edits_request: BuildRequest | None = None
     images_response: Callable[[Any], Completion] | None = None
+    speech_request: BuildRequest | None = None
+    speech_response: ParseMedia | None = None
+    transcription_request: BuildRequest | None = None
+    translation_request: BuildRequest | None = None
+    transcription_response: ParseMedia | None = None
     select: Callable[[dict[str, Any], Upstream], Adapter | None] | None = None
     error_from_answer: Callable[[int, bytes, int | None, Mapping[str, str]], Failure] | None = None
 

@@ -133,3 +133,39 @@ class ImageRequest:
     @property
     def edit(self) -> bool:
         return bool(self.files)
+
+
+@dataclass(slots=True)
+class SpeechRequest:
+    """A validated text-to-speech request: OpenAI's `/audio/speech` body (`input` checked),
+    the model ids to try, and `characters`, the input's length in Unicode code points: what
+    the provider bills (USD per character) and what the request is held for."""
+
+    body: dict[str, Any]
+    model_ids: list[str]
+    characters: int
+    prefs: ProviderPrefs | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioUpload:
+    """The audio file of a transcription or translation, as the client uploaded it."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(slots=True)
+class TranscriptionRequest:
+    """A validated transcription (or, with `translate`, translation) request: the form's fields
+    (`model`, `language`, `prompt`, `response_format`, ...: strings, or lists of strings for a
+    repeated `name[]` field) with the file under `"file"` as an `AudioUpload`; the model ids to
+    try; and `seconds`, the file's duration read from the file itself, in whole seconds
+    rounded up: what the request is held for."""
+
+    body: dict[str, Any]
+    model_ids: list[str]
+    seconds: int
+    translate: bool = False
+    prefs: ProviderPrefs | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nemorouter.providers import (
     anthropic,
+    audio_wire,
     azure,
     bedrock,
     gemini,
@@ -31,6 +32,11 @@ OPENAI = Adapter(
     images_request=images_wire.images_request,
     image_edits_request=images_wire.image_edits_request,
     images_response=images_wire.images_response,
+    speech_request=audio_wire.speech_request,
+    speech_response=audio_wire.speech_response,
+    transcription_request=audio_wire.transcription_request,
+    translation_request=audio_wire.translation_request,
+    transcription_response=audio_wire.transcription_response,
     select=openai_responses.select,  # a Responses client on a Responses upstream: its native API
 )
 

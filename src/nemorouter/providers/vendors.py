@@ -33,6 +33,9 @@ class Vendor:
     responses_api: bool = False
     # The shape of its `POST /rerank` (providers/rerank_wire.py): "cohere" (Jina's too) or "voyage".
     rerank_shape: str = "cohere"
+    # The fewest seconds one transcription or translation is billed for, however short its
+    # audio (service/media.py holds and charges at least this).
+    min_billed_seconds: int = 0
 
 
 def _row(name: str, base_url: str, notes: str = "", **quirks: Any) -> tuple[str, Vendor]:
@@ -60,11 +63,14 @@ VENDORS: Mapping[str, Vendor] = MappingProxyType(
                 limit_field="max_tokens",
             ),
             # Groq rejects these with a 400 (console.groq.com/docs/openai); it takes
-            # `max_completion_tokens` (`max_tokens` is its deprecated alias).
+            # `max_completion_tokens` (`max_tokens` is its deprecated alias). Its speech-to-text
+            # bills every request at least 10 seconds of audio ("Minimum billed length: 10
+            # seconds", console.groq.com/docs/speech-text, audio file limitations).
             _row(
                 "groq",
                 "https://api.groq.com/openai/v1",
                 refuse=frozenset({"logprobs", "top_logprobs", "logit_bias"}),
+                min_billed_seconds=10,
             ),
             # xAI counts reasoning outside completion_tokens (recognised by parse_usage from total_tokens).
             _row("xai", "https://api.x.ai/v1", notes="reasoning tokens outside completion tokens"),
@@ -96,6 +102,12 @@ def rerank_shape(vendor_name: str | None) -> str:
     """The shape of this vendor's rerank API (Cohere's without a row)."""
     vendor = VENDORS.get(vendor_name or "")
     return vendor.rerank_shape if vendor is not None else "cohere"
+
+
+def min_billed_seconds(vendor_name: str | None) -> int:
+    """The fewest seconds this vendor bills one transcription for (none without a row)."""
+    vendor = VENDORS.get(vendor_name or "")
+    return vendor.min_billed_seconds if vendor is not None else 0
 
 
 def apply_quirks(body: dict[str, Any], vendor_name: str | None) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from starlette.routing import Route
 
 from nemorouter.sim import (
     anthropic_wire,
+    audio,
     bedrock_invoke,
     bedrock_wire,
     counting,
@@ -66,6 +67,7 @@ def create_sim_app(accepted_keys: set[str] | None = None) -> Starlette:
     routes = [
         *openai_wire.routes(),
         *images.routes(),
+        *audio.routes(),
         *responses_wire.routes(),
         *anthropic_wire.routes(),
         *gemini_wire.routes(),

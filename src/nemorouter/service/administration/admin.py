@@ -24,9 +24,10 @@ from nemorouter.store.records import Account, ApiKey, Credit, Model, Provider, P
 from nemorouter.timeutil import iso, new_id
 from nemorouter.vault import Vault, fingerprint
 
-# What a model serves: the chat front doors, `/v1/embeddings`, `/v1/moderations`, `/v1/rerank` or
-# `/v1/images/generations` and `/edits`.
-MODES = ("chat", "embedding", "moderation", "rerank", "image")
+# What a model serves: the chat front doors, `/v1/embeddings`, `/v1/moderations`, `/v1/rerank`,
+# `/v1/images/generations` and `/edits`, `/v1/audio/speech`, or `/v1/audio/transcriptions` and
+# `/translations`.
+MODES = ("chat", "embedding", "moderation", "rerank", "image", "speech", "transcription")
 
 
 class Admin:

@@ -220,12 +220,16 @@ _PARAMETERS = {
     "moderation": ["input"],
     "rerank": ["query", "documents", "top_n", "return_documents"],
     "image": ["prompt", "n", "size", "quality", "response_format"],
+    "speech": ["input", "voice", "response_format", "speed"],
+    "transcription": ["file", "language", "prompt", "response_format", "temperature"],
 }
 _MODALITIES = {
     "embedding": "text->embedding",
     "moderation": "text+image->moderation",
     "rerank": "text->rerank",
     "image": "text+image->image",
+    "speech": "text->audio",
+    "transcription": "audio->text",
 }
 
 
