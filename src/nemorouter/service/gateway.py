@@ -1,10 +1,10 @@
 """The gateway flow: resolve -> admit -> dispatch -> settle -> respond.
 
 Knows nothing of HTTP frameworks or wire formats: it takes a key and a canonical request (a front
-door parsed it: frontdoors/) and returns bytes (or a
-stream of SSE frames) plus headers. Each step is its own module: admission (models,
-attempts, rate limits, the hold), the dispatcher (engine/dispatch.py: attempts, breakers,
-quarantine), settlement (charge or release, the record) and the stream relay.
+door parsed it: frontdoors/) and returns bytes (or a stream of SSE frames) plus headers. Each step
+is its own module: admission (models, attempts, rate limits, the hold), the dispatcher
+(engine/dispatch.py: attempts, breakers, quarantine), settlement (charge or release, the record)
+and the stream relay.
 """
 
 from __future__ import annotations
@@ -16,21 +16,14 @@ from datetime import datetime
 from typing import Any
 
 from nemorouter import jsonx
-from nemorouter.engine.dispatch import AttemptsFailed, Dispatcher, Operation
+from nemorouter.engine.dispatch import Attempt, AttemptsFailed, Dispatcher, Operation
 from nemorouter.engine.health import Health
 from nemorouter.engine.http import Transport
 from nemorouter.errors import NemoError
 from nemorouter.limits.budget import PerKeyBudget
 from nemorouter.limits.local import LocalLimiter
 from nemorouter.money import format_usd
-from nemorouter.providers.bounds import (
-    chat_input_bound,
-    embeddings_input_bound,
-    moderation_input_bound,
-    moderation_texts,
-    rerank_input_bound,
-    rerank_search_units,
-)
+from nemorouter.providers import bounds
 from nemorouter.providers.canonical import (
     ChatRequest,
     EmbeddingsRequest,
@@ -116,7 +109,7 @@ class Gateway:
         max_output = held_output(request.max_output, [r.model.max_output for r in routes], n)
         stream = request.stream
         attempts = admission.candidates(routes, request.prefs)
-        bound = chat_input_bound(body, prompt_rules_of([a.origin for a in attempts]))
+        bound = bounds.chat_input_bound(body, prompt_rules_of([a.origin for a in attempts]))
         call = await admission.admit(
             key, "chat", routes, attempts, bound, max_output, n, stream, bound // 4 + max_output
         )
@@ -149,28 +142,27 @@ class Gateway:
 
     async def embeddings(self, key: ApiKey, request: EmbeddingsRequest) -> JsonReply:
         routes = await self.admission.resolve(key, request.model_ids, "embedding")
-        bound = embeddings_input_bound(request.body["input"])
+        bound = bounds.embeddings_input_bound(request.body["input"])
         return await self._one_answer(key, routes, request.body, request.prefs, Operation.EMBEDDINGS, bound)
 
     async def moderations(self, key: ApiKey, request: ModerationRequest) -> JsonReply:
         body = request.body
         routes = await self.admission.resolve(key, request.model_ids, "moderation")
         window = max(r.model.context_length for r in routes)
-        bound = moderation_input_bound(body["input"], window)
-        texts = moderation_texts(body["input"])
+        bound = bounds.moderation_input_bound(body["input"], window)
+        texts = bounds.moderation_texts(body["input"])
         counted = None if texts is None else {"messages": [{"role": "user", "content": t} for t in texts]}
         return await self._one_answer(key, routes, body, request.prefs, Operation.MODERATIONS, bound, counted)
 
     async def rerank(self, key: ApiKey, request: RerankRequest) -> JsonReply:
         routes = await self.admission.resolve(key, request.model_ids, "rerank")
         body = request.body
-        bound = rerank_input_bound(body)
-        if any(p.unit_rate("search") for r in routes for p in r.prices):  # Cohere's search units
-            units = rerank_search_units(body)
-            return await self._one_answer(
-                key, routes, body, request.prefs, Operation.RERANK, bound, None, "search", units
-            )
-        return await self._one_answer(key, routes, body, request.prefs, Operation.RERANK, bound)
+        bound = bounds.rerank_input_bound(body)
+        search = any(p.unit_rate("search") for r in routes for p in r.prices)  # Cohere's search units
+        unit, units = ("search", bounds.rerank_search_units(body)) if search else ("", 0)
+        return await self._one_answer(
+            key, routes, body, request.prefs, Operation.RERANK, bound, None, unit, units
+        )
 
     async def _one_answer(
         self,
@@ -184,14 +176,31 @@ class Gateway:
         unit: str = "",
         units: int = 0,
     ) -> JsonReply:
-        """A request for one answer of input tokens (embeddings, moderations, rerank) or units
-        (`units` of `unit`: images, characters, seconds): held at the bound's input price and the
-        units' dearest rate, sent, settled (`prompt`: its text as a chat body, to count it by
-        when the provider reports no usage)."""
-        admission = self.admission
-        attempts = admission.candidates(routes, prefs)
-        call = await admission.admit(
-            key, operation.value, routes, attempts, bound, 0, 1, False, bound // 4, unit, units
+        """One answer of input tokens (embeddings, moderations, rerank) and units (`units` of `unit`),
+        held, sent, settled (`prompt`: its text as a chat body, counted when no usage is reported)."""
+        attempts = self.admission.candidates(routes, prefs)
+        held = (bound, 0, 1, bound // 4, unit, units)
+        call, target, completion = await self.send_held(key, routes, attempts, body, operation, *held)
+        return await self._reply(call, target, completion, chat=None, prompt=prompt)
+
+    async def send_held(
+        self,
+        key: ApiKey,
+        routes: list[Route],
+        attempts: list[Attempt[Target]],
+        body: dict[str, Any],
+        operation: Operation,
+        bound: int,
+        max_output: int,
+        n: int,
+        tokens: int,
+        unit: str = "",
+        units: int = 0,
+    ) -> tuple[Call, Target, Completion]:
+        """Admit (the hold), send with failover, and release the hold if no answer came: the
+        answer, unsettled, for a flow that settles it its own way (one answer, images, audio)."""
+        call = await self.admission.admit(
+            key, operation.value, routes, attempts, bound, max_output, n, False, tokens, unit, units
         )
         try:
             attempt, completion = await self.dispatcher.send(call.attempts, body, operation, call.started)
@@ -202,7 +211,7 @@ class Gateway:
         except BaseException:
             await self.settlement.release(call, error="the request was interrupted")
             raise
-        return await self._reply(call, attempt.origin, completion, chat=None, prompt=prompt)
+        return call, attempt.origin, completion
 
     # -- steps ----------------------------------------------------------------------------
 

@@ -19,8 +19,8 @@ import time
 from typing import Any
 
 from nemorouter import jsonx
-from nemorouter.engine.dispatch import AttemptsFailed, Operation
-from nemorouter.errors import InvalidRequest, NemoError
+from nemorouter.engine.dispatch import Operation
+from nemorouter.errors import InvalidRequest
 from nemorouter.money import Usage, format_usd
 from nemorouter.providers.canonical import ImageRequest
 from nemorouter.providers.image_bounds import ImageHold, UnpricedTier, output_tokens, plan
@@ -55,31 +55,11 @@ async def serve_images(gateway: Gateway, key: ApiKey, request: ImageRequest) -> 
     if request.edit:
         body["files"] = request.files
     bound, max_output = hold.input_bound, hold.max_output
-    call = await admission.admit(
-        key,
-        operation.value,
-        routes,
-        attempts,
-        bound,
-        max_output,
-        n,
-        False,
-        bound // 4 + max_output,
-        unit=hold.unit,
-        units=hold.units,
-    )
-    try:
-        attempt, completion = await gateway.dispatcher.send(call.attempts, body, operation, call.started)
-    except AttemptsFailed as exc:
-        raise await gateway.settlement.failed(call, exc) from None
-    except NemoError as refusal:  # its own name: compiled, `exc` has one type per function
-        raise await gateway.settlement.refused(call, refusal) from None
-    except BaseException:
-        await gateway.settlement.release(call, error="the request was interrupted")
-        raise
+    held = (bound, max_output, n, bound // 4 + max_output, hold.unit, hold.units)
+    call, target, completion = await gateway.send_held(key, routes, attempts, body, operation, *held)
     usage, raw_usage = _billed(hold, completion, n, body)
     outcome = Outcome(finish_reason=None, raw_usage=raw_usage)
-    cost, charged = await gateway.settlement.settle(call, attempt.origin, usage, "success", outcome)
+    cost, charged = await gateway.settlement.settle(call, target, usage, "success", outcome)
     answer = completion.body
     answer.setdefault("created", int(time.time()))
     cost_text = format_usd(cost)

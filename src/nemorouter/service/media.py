@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nemorouter import jsonx
-from nemorouter.engine.dispatch import AttemptsFailed, Operation
-from nemorouter.errors import NemoError
+from nemorouter.engine.dispatch import Operation
 from nemorouter.money import Usage, format_usd
 from nemorouter.providers.canonical import ProviderPrefs, SpeechRequest, TranscriptionRequest
 from nemorouter.providers.types import Completion
@@ -60,23 +59,10 @@ async def _answer(
     units: int,
 ) -> tuple[Call, Target, Completion]:
     """Hold `units` of `unit` at the dearest candidate's rate, send, and answer (unsettled)."""
-    admission, settlement = gateway.admission, gateway.settlement
-    attempts = admission.candidates(routes, prefs)
+    attempts = gateway.admission.candidates(routes, prefs)
     if unit == SECOND:  # a vendor with a minimum bills at least that, however short the audio
         units = max([units, *(min_billed_seconds(_vendor(a.origin)) for a in attempts)])
-    call = await admission.admit(
-        key, operation.value, routes, attempts, 0, 0, 1, False, 1, unit=unit, units=units
-    )
-    try:
-        attempt, completion = await gateway.dispatcher.send(call.attempts, body, operation, call.started)
-    except AttemptsFailed as exc:
-        raise await settlement.failed(call, exc) from None
-    except NemoError as refusal:  # its own name: compiled, `exc` has one type per function
-        raise await settlement.refused(call, refusal) from None
-    except BaseException:
-        await settlement.release(call, error="the request was interrupted")
-        raise
-    return call, attempt.origin, completion
+    return await gateway.send_held(key, routes, attempts, body, operation, 0, 0, 1, 1, unit, units)
 
 
 def _reply(call: Call, cost: int, body: bytes, content_type: str) -> BytesReply:
