@@ -18,12 +18,8 @@ import pytest
 
 from conftest import Sim, new_gateway, wait_until
 from e2e.test_alerts import Receiver, chat, management
-from nemorouter.service.alerting.destinations import (
-    REFUSED,
-    PrivateAddress,
-    PublicOnlyResolver,
-    literal_refusal,
-)
+from nemorouter.service.alerting.destinations import REFUSED, PrivateAddress, literal_refusal
+from nemorouter.service.alerting.webhook_session import PublicOnlyResolver
 
 INSIDE = [
     "http://127.0.0.1:8080/hook",

@@ -13,17 +13,16 @@ would make the gateway a way in (server-side request forgery). So:
 The operator's own alert URL (`NEMO_OPERATOR_ALERT_URL`) is trusted and goes out unfiltered. With
 an outbound proxy (HTTP(S)_PROXY) the proxy's own host is exempt: egress is controlled there.
 `NEMO_WEBHOOKS_ALLOW_PRIVATE=true` lifts the rule, for receivers on the operator's own network.
+
+The session that enforces it at delivery is `webhook_session.py` (aiohttp, loaded by the delivery
+worker when it starts: the admin API and every CLI command check URLs without loading it).
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
 import urllib.request
 from urllib.parse import urlparse
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 REFUSED = "the webhook's host is not a public address"
 
@@ -44,33 +43,11 @@ def literal_refusal(url: str) -> str | None:
     return None if address.is_global else REFUSED
 
 
-def _is_global(text: str) -> bool:
+def is_global(text: str) -> bool:
     try:
         return ipaddress.ip_address(text.split("%", 1)[0]).is_global
     except ValueError:
         return False
-
-
-class PublicOnlyResolver(AbstractResolver):
-    """aiohttp's threaded resolver, keeping only global addresses (but for `exempt` hosts)."""
-
-    def __init__(self, exempt: frozenset[str] = frozenset()) -> None:
-        self._inner = aiohttp.ThreadedResolver()
-        self._exempt = exempt
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        found = await self._inner.resolve(host, port, family)
-        if host.rstrip(".").lower() in self._exempt:
-            return found
-        public = [entry for entry in found if _is_global(entry["host"])]
-        if not public:
-            raise PrivateAddress(REFUSED)
-        return public
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 def proxy_hosts() -> frozenset[str]:
@@ -81,9 +58,3 @@ def proxy_hosts() -> frozenset[str]:
         if host:
             hosts.add(host.rstrip(".").lower())
     return frozenset(hosts)
-
-
-def customer_session(timeout: aiohttp.ClientTimeout, allow_private: bool) -> aiohttp.ClientSession:
-    """The session customers' webhooks are sent with (proxy settings honoured, as for all calls)."""
-    connector = None if allow_private else aiohttp.TCPConnector(resolver=PublicOnlyResolver(proxy_hosts()))
-    return aiohttp.ClientSession(timeout=timeout, trust_env=True, connector=connector)

@@ -28,8 +28,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from datetime import datetime, timedelta
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from nemorouter.service.alerting import destinations
 from nemorouter.settings import Settings
@@ -37,6 +36,9 @@ from nemorouter.store.alert_records import OutboxItem
 from nemorouter.store.base import Store
 from nemorouter.timeutil import iso, parse_iso
 from nemorouter.vault import Vault, VaultError
+
+if TYPE_CHECKING:  # aiohttp loads in ~0.25 s: when the worker starts, not on every CLI command
+    import aiohttp
 
 log = logging.getLogger("nemorouter.alerts")
 
@@ -87,8 +89,12 @@ class OutboxWorker:
     async def run(self, stopping: asyncio.Event) -> None:
         # trust_env: HTTP(S)_PROXY and NO_PROXY apply here as they do to calls to providers.
         # Customers' webhooks go through a session that reaches public addresses only.
+        import aiohttp
+
+        from nemorouter.service.alerting.webhook_session import customer_session
+
         timeout = aiohttp.ClientTimeout(total=TIMEOUT)
-        customers = destinations.customer_session(timeout, self.settings.webhooks_allow_private)
+        customers = customer_session(timeout, self.settings.webhooks_allow_private)
         async with aiohttp.ClientSession(timeout=timeout, trust_env=True) as session, customers:
             while not stopping.is_set():
                 try:
@@ -117,6 +123,8 @@ class OutboxWorker:
         return item.url, signing_key(secret.reveal())
 
     async def _deliver(self, session: aiohttp.ClientSession, item: OutboxItem) -> None:
+        import aiohttp  # loaded by `run` already: a dictionary lookup
+
         error: str | None = None
         try:
             target = self._target(item)
