@@ -15,7 +15,6 @@ from nemorouter.settings import Settings
 from nemorouter.store.base import StoreError
 from nemorouter.store.migration_files import backend_of, migration_names
 from nemorouter.store.open import open_store
-from nemorouter.store.postgres.conn import describe
 from nemorouter.store.roles import SchemaStore
 
 migrate = typer.Typer(
@@ -25,7 +24,11 @@ migrate = typer.Typer(
 
 def _database(url: str) -> str:
     """Where the schema lives, never a password."""
-    return url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else describe(url)
+    if url.startswith("sqlite:///"):
+        return url.removeprefix("sqlite:///")
+    from nemorouter.store.postgres.conn import describe  # asyncpg loads only for PostgreSQL
+
+    return describe(url)
 
 
 def _with_store(action: Callable[[SchemaStore], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
