@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import wave
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -20,22 +19,13 @@ import pytest
 
 from conftest import SIM_PROVIDER_SECRET, Gateway, Sim, new_gateway
 from nemorouter.sim.audio import mp3_bytes
+from nemorouter.sim.audio import wav_bytes as wav  # a WAV of silence, as the sim makes it
 
 # The catalog's prices (src/nemorouter/data/catalog.csv), USD per unit.
 TTS = Decimal("0.000015")  # openai/tts-1, per character ($15 per 1M)
 TTS_HD = Decimal("0.00003")  # openai/tts-1-hd, per character ($30 per 1M)
 WHISPER = Decimal("0.0001")  # openai/whisper-1, per second ($0.006 per minute)
 GROQ_V3 = Decimal("0.000030833333")  # groq/whisper-large-v3, per second ($0.111 per hour)
-
-
-def wav(seconds: float, rate: int = 8000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(2 * round(seconds * rate)))
-    return out.getvalue()
 
 
 @pytest.fixture(scope="module")

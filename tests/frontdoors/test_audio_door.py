@@ -4,8 +4,6 @@ adapter's own encoder, and by hand when hostile), and the duration read from the
 from __future__ import annotations
 
 import contextlib
-import io
-import wave
 
 import pytest
 from hypothesis import given, settings
@@ -16,16 +14,7 @@ from nemorouter.frontdoors.audio import duration_seconds, parse_speech, parse_tr
 from nemorouter.frontdoors.multipart_form import MAX_PARTS, parse_form
 from nemorouter.providers.audio_wire import multipart_form
 from nemorouter.providers.canonical import AudioUpload
-
-
-def wav(seconds: float, rate: int = 8000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(2 * round(seconds * rate)))
-    return out.getvalue()
+from nemorouter.sim.audio import wav_bytes as wav  # a WAV of silence, as the sim makes it
 
 
 def test_speech_counts_code_points_and_refuses_past_4096() -> None:

@@ -5,7 +5,6 @@ the fault directives work."""
 from __future__ import annotations
 
 import io
-import wave
 
 import mutagen
 import openai
@@ -13,16 +12,7 @@ import pytest
 
 from conftest import SIM_PROVIDER_SECRET, Sim
 from nemorouter.sim.audio import mp3_bytes
-
-
-def wav(seconds: float, rate: int = 8000) -> bytes:
-    out = io.BytesIO()
-    with wave.open(out, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(2 * round(seconds * rate)))
-    return out.getvalue()
+from nemorouter.sim.audio import wav_bytes as wav  # a WAV of silence, as the sim makes it
 
 
 @pytest.fixture

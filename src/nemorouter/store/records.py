@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -369,3 +370,17 @@ class UsageRow:
     cost: int = 0
     unit: str | None = None
     units: int = 0
+
+    @classmethod
+    def of(cls, group: UsageGroupKey, totals: Sequence[int]) -> UsageRow:
+        """A row from its group (day, key, model, provider, price version, unit) and its sums
+        (requests, prompt, completion, cached, cache write, reasoning tokens, cost, units)."""
+        day, key_id, model, provider, version, unit = group
+        requests, prompt, completion, cached, cache_write, reasoning, cost, units = totals
+        return cls(
+            day, key_id, model, provider, version, requests, prompt, completion, cached, cache_write,
+            reasoning, cost, unit, units,
+        )  # fmt: skip
+
+
+UsageGroupKey = tuple[str, str, str, str | None, int | None, str | None]

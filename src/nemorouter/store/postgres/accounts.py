@@ -347,20 +347,4 @@ class PostgresAccounts(PostgresMoney):
 def _usage_row(r: Any) -> UsageRow:
     """A row of `usage_rows`' sums (NUMERIC: exact, made ints): day, key, model, provider, price
     version, requests, tokens..., cost, then the unit and its count."""
-    requests, prompt, completion, cached, cache_write, reasoning, cost = (int(v) for v in r[5:12])
-    return UsageRow(
-        r[0],
-        r[1],
-        r[2],
-        r[3],
-        r[4],
-        requests,
-        prompt,
-        completion,
-        cached,
-        cache_write,
-        reasoning,
-        cost,
-        r[12],
-        int(r[13]),
-    )
+    return UsageRow.of((r[0], r[1], r[2], r[3], r[4], r[12]), [int(v) for v in (*r[5:12], r[13])])

@@ -49,7 +49,7 @@ class SqliteReports(SqliteConnection):
             found[0] += 1
             for i, amount in enumerate(amounts, start=1):
                 found[i] += amount
-        return [_usage_row(group, totals) for group, totals in sums.items()]
+        return [UsageRow.of(group, totals) for group, totals in sums.items()]
 
     async def provider_usage_rows(self, provider: str, since: str, until: str) -> list[UsageRow]:
         """Charged requests served by `provider`, summed per UTC day, vault key (`key_id` holds the
@@ -67,7 +67,7 @@ class SqliteReports(SqliteConnection):
             for i, amount in enumerate(amounts, start=1):
                 found[i] += amount
         ordered = sorted(sums.items(), key=lambda kv: kv[0][:3])
-        return [_usage_row(group, totals) for group, totals in ordered]
+        return [UsageRow.of(group, totals) for group, totals in ordered]
 
     async def charges_before(self, account_id: str, until: str) -> int:
         total = 0
@@ -86,28 +86,3 @@ class SqliteReports(SqliteConnection):
         marks = ", ".join("?" * len(wanted))
         found = self._all(f"SELECT id, pricing FROM price_versions WHERE id IN ({marks})", wanted)
         return {int(r["id"]): rows.prices(r["pricing"]) for r in found}
-
-
-def _usage_row(
-    group: tuple[str, str, str, str | None, int | None, str | None], totals: list[int]
-) -> UsageRow:
-    """A row of sums: (day, key, model, provider, price version, unit) and (requests, tokens...,
-    cost, units)."""
-    day, key_id, model, provider, version, unit = group
-    requests, prompt, completion, cached, cache_write, reasoning, cost, units = totals
-    return UsageRow(
-        day,
-        key_id,
-        model,
-        provider,
-        version,
-        requests,
-        prompt,
-        completion,
-        cached,
-        cache_write,
-        reasoning,
-        cost,
-        unit,
-        units,
-    )
