@@ -67,7 +67,8 @@ test: native
 	@$(BIN)/python -m compileall -q -j 0 src >/dev/null
 	@# Three pytest-xdist workers on this 2-core machine: much of a test's time is spent waiting on
 	@# the gateways, simulators and databases it starts, so two processes still leave the cores idle
-	@# part of the time (2026-12-07, 3,014 tests: 13:10 with three workers, 1.77 cores busy).
+	@# part of the time (2026-12-07, 3,014 tests on a fresh clone: 10:44 with three workers, 11:01
+	@# with four).
 	@# A test file stays on one worker (its module fixtures are made once); the secret scan covers
 	@# every worker (tests/conftest.py).
 	$(BIN)/pytest -n 3 --dist loadfile
