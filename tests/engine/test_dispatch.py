@@ -276,3 +276,11 @@ async def test_only_kinds_that_mint_tokens_ask_for_one_and_a_refused_account_is_
     assert calls == ["sa-bad"] and [k for k, _ in observer.refused] == ["k-bad"]
     assert failed.value.failures[0].kind is FailureKind.AUTH
     assert "sa-bad" not in failed.value.failures[0].message
+
+
+def test_every_operation_but_chat_has_a_builder_and_exactly_one_reader() -> None:
+    from nemorouter.engine.dispatch import _BUILDS, _READS_JSON, _READS_MEDIA
+
+    others = set(Operation) - {Operation.CHAT}
+    assert set(_BUILDS) == others
+    assert set(_READS_JSON) | set(_READS_MEDIA) == others and not set(_READS_JSON) & set(_READS_MEDIA)

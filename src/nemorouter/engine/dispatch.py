@@ -20,7 +20,7 @@ import orjson
 from nemorouter.engine.health import Health
 from nemorouter.engine.http import RawResponse, StreamHandle, Transport, TransportFailure
 from nemorouter.engine.minted import MintedSecrets
-from nemorouter.providers.adapter import BuildRequest
+from nemorouter.providers.adapter import BuildRequest, ParseMedia
 from nemorouter.providers.registry import Adapter
 from nemorouter.providers.types import (
     Completion,
@@ -182,6 +182,33 @@ class _KeyBlame:
         return failure
 
 
+# What builds each operation's request on an adapter, and what reads its answer: JSON for all but
+# audio's, whose readers take the answer's bytes and content type (audio, or a transcription as
+# text, SRT or VTT). Chat is not here: its adapter is `for_request`'s, its reader always set.
+_BUILDS: dict[Operation, Callable[[Adapter], BuildRequest | None]] = {
+    Operation.EMBEDDINGS: lambda a: a.embeddings_request,
+    Operation.MODERATIONS: lambda a: a.moderations_request,
+    Operation.RERANK: lambda a: a.rerank_request,
+    Operation.IMAGES: lambda a: a.images_request,
+    Operation.IMAGE_EDITS: lambda a: a.image_edits_request,
+    Operation.SPEECH: lambda a: a.speech_request,
+    Operation.TRANSCRIPTIONS: lambda a: a.transcription_request,
+    Operation.TRANSLATIONS: lambda a: a.translation_request,
+}
+_READS_JSON: dict[Operation, Callable[[Adapter], Callable[[Any], Completion] | None]] = {
+    Operation.EMBEDDINGS: lambda a: a.embeddings_response,
+    Operation.MODERATIONS: lambda a: a.moderations_response,
+    Operation.RERANK: lambda a: a.rerank_response,
+    Operation.IMAGES: lambda a: a.images_response,  # a generation's and an edit's answer: one shape
+    Operation.IMAGE_EDITS: lambda a: a.images_response,
+}
+_READS_MEDIA: dict[Operation, Callable[[Adapter], ParseMedia | None]] = {
+    Operation.SPEECH: lambda a: a.speech_response,
+    Operation.TRANSCRIPTIONS: lambda a: a.transcription_response,
+    Operation.TRANSLATIONS: lambda a: a.transcription_response,
+}
+
+
 def _build(
     attempt: Attempt[Any], body: dict[str, Any], operation: Operation, upstream: Upstream
 ) -> tuple[Adapter, UpstreamRequest] | Failure:
@@ -191,22 +218,8 @@ def _build(
     if operation is Operation.CHAT:
         adapter = adapter.for_request(body, upstream)
         make: BuildRequest | None = adapter.chat_request
-    elif operation is Operation.EMBEDDINGS:
-        make = adapter.embeddings_request
-    elif operation is Operation.MODERATIONS:
-        make = adapter.moderations_request
-    elif operation is Operation.RERANK:
-        make = adapter.rerank_request
-    elif operation is Operation.IMAGES:
-        make = adapter.images_request
-    elif operation is Operation.IMAGE_EDITS:
-        make = adapter.image_edits_request
-    elif operation is Operation.SPEECH:
-        make = adapter.speech_request
-    elif operation is Operation.TRANSCRIPTIONS:
-        make = adapter.transcription_request
     else:
-        make = adapter.translation_request
+        make = _BUILDS[operation](adapter)
     if make is None:
         message = f"provider {attempt.provider} does not serve {operation.value}"
         return Failure(FailureKind.UNSUPPORTED, 400, message, retryable=True)
@@ -217,29 +230,17 @@ def _build(
 
 
 def _parse(adapter: Adapter, operation: Operation, raw: RawResponse) -> Completion:
-    """A 200 answer read: JSON for every operation but audio's, whose parsers take the answer's
-    bytes and content type (audio, or a transcription in text, SRT or VTT)."""
+    """A 200 answer read by the adapter that built its request."""
     if operation is Operation.CHAT:
         return adapter.chat_response(orjson.loads(raw.body))
-    if (
-        operation is Operation.SPEECH
-        or operation is Operation.TRANSCRIPTIONS
-        or operation is Operation.TRANSLATIONS
-    ):
-        media = adapter.speech_response if operation is Operation.SPEECH else adapter.transcription_response
-        assert media is not None  # built only when the adapter serves the operation
-        return media(raw.body, raw.headers.get("content-type", ""))
-    data = orjson.loads(raw.body)
-    if operation is Operation.EMBEDDINGS:
-        parse = adapter.embeddings_response
-    elif operation is Operation.MODERATIONS:
-        parse = adapter.moderations_response
-    elif operation is Operation.RERANK:
-        parse = adapter.rerank_response
-    else:  # a generation's or an edit's answer: one shape
-        parse = adapter.images_response
-    assert parse is not None  # built only when the adapter serves the operation
-    return parse(data)
+    media = _READS_MEDIA.get(operation)
+    if media is not None:
+        read_media = media(adapter)
+        assert read_media is not None  # built only when the adapter serves the operation
+        return read_media(raw.body, raw.headers.get("content-type", ""))
+    read = _READS_JSON[operation](adapter)
+    assert read is not None  # built only when the adapter serves the operation
+    return read(orjson.loads(raw.body))
 
 
 class Opened(Generic[T]):

@@ -1,17 +1,20 @@
 """A multipart/form-data body (RFC 7578) read whole into its parts, with python-multipart (the
-parser Starlette itself uses). The body was already read within `NEMO_MAX_BODY_BYTES`
-(web/body.py); a body that is not well-formed multipart is a 400, never guessed at."""
+parser Starlette itself uses): the one reader of every form a front door takes (image edits,
+audio uploads). The body was already read within `NEMO_MAX_BODY_BYTES` (web/body.py).
+
+Everything about it is untrusted: the boundary, the parts' headers and names, their number. A
+body that is not a complete, well-formed form is a 400, never guessed at.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from nemorouter.errors import InvalidRequest
 
-MAX_PARTS = 64  # OpenAI's edits take up to 16 images, a mask and a dozen fields
+MAX_PARTS = 64  # OpenAI's edits take up to 16 images, a mask and a dozen fields; audio forms ten or so
 
 
 @dataclass(slots=True)
@@ -27,10 +30,12 @@ class Part:
 
 def boundary_of(content_type: bytes | None) -> bytes:
     """The boundary of a multipart/form-data content type; a 400 for any other type."""
-    kind, params = parse_options_header(content_type or b"")
+    if content_type is None:
+        raise InvalidRequest("the body must be multipart/form-data (no Content-Type was sent)")
+    kind, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
-    if kind != b"multipart/form-data" or not boundary:
-        raise InvalidRequest("the body must be multipart/form-data (with a boundary)")
+    if kind.lower() != b"multipart/form-data" or not boundary:
+        raise InvalidRequest("the body must be multipart/form-data with a boundary")
     return boundary
 
 
@@ -50,7 +55,7 @@ def parse_parts(body: bytes, content_type: bytes | None) -> list[Part]:
         value.append(data[start:end])
 
     def on_header_end() -> None:
-        headers[b"".join(name).lower()] = b"".join(value)
+        headers[b"".join(name).strip().lower()] = b"".join(value).strip()
         name.clear()
         value.clear()
 
@@ -58,9 +63,9 @@ def parse_parts(body: bytes, content_type: bytes | None) -> list[Part]:
         kind, params = parse_options_header(headers.get(b"content-disposition"))
         field_name = params.get(b"name")
         if kind != b"form-data" or field_name is None:
-            raise InvalidRequest("a multipart part without a form-data name")
+            raise InvalidRequest("a form part has no name")
         if len(parts) >= MAX_PARTS:
-            raise InvalidRequest(f"more than {MAX_PARTS} multipart parts")
+            raise InvalidRequest(f"the form has more than {MAX_PARTS} parts")
         filename = params.get(b"filename")
         content_type = headers.get(b"content-type", b"application/octet-stream")
         parts.append(
@@ -92,10 +97,12 @@ def parse_parts(body: bytes, content_type: bytes | None) -> list[Part]:
     try:
         parser.write(body)
         parser.finalize()
-    except MultipartParseError as exc:
-        raise InvalidRequest(f"the multipart body is malformed: {exc}") from None
+    except InvalidRequest:
+        raise
+    except Exception:  # the library's parse errors, and whatever a hostile body provokes in it
+        raise InvalidRequest("the multipart/form-data body is malformed") from None
     if not ended:
-        raise InvalidRequest("the multipart body ends before its closing boundary")
+        raise InvalidRequest("the multipart/form-data body is incomplete (no closing boundary)")
     for part in parts:
         part.data = b"".join(part.chunks)
         part.chunks = []
