@@ -55,6 +55,7 @@ MODULES = (
     "nemorouter/engine/connection.py",
     "nemorouter/engine/dial.py",
     "nemorouter/engine/dispatch.py",
+    "nemorouter/engine/outbox.py",
     "nemorouter/engine/health.py",
     "nemorouter/engine/http.py",
     "nemorouter/engine/http1.py",

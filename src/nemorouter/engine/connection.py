@@ -16,6 +16,8 @@ from typing import Protocol, cast
 
 import httptools
 
+from nemorouter.engine.outbox import send_at_step_end
+
 STREAM_BUFFER = 256 * 1024  # bytes of an unread stream held before reading from the socket pauses
 MAX_BODY = 256 * 1024 * 1024  # a whole answer larger than this is refused (a broken provider)
 # A stream whose reader has seen its last event is usually a few bytes short of its HTTP end (the
@@ -163,9 +165,7 @@ class Connection:
             self._deadline, self._idle = deadline, idle
             deadline = min(deadline, self.loop.time() + idle)
         self._timer = self.loop.call_at(deadline, self._expired)
-        self.transport.write(head + body if len(body) < 65536 else head)
-        if len(body) >= 65536:
-            self.transport.write(body)
+        send_at_step_end(self.loop, self.transport, head, body)
         return waiter
 
     def died_unanswered(self, error: HttpError) -> bool:
