@@ -75,6 +75,33 @@ async def test_a_hold_and_its_charge_share_one_commit(sqlite_store: tuple[Sqlite
     assert shared[-1] == 1, f"commits per request: {shared}"
 
 
+async def test_a_charge_commits_at_once_only_when_no_other_hold_is_open(
+    sqlite_store: tuple[SqliteStore, Path],
+) -> None:
+    """At one request at a time nobody could join the charge's batch: its COMMIT runs inside the
+    settle, not a turn or two of the loop later. With another request's hold open, the settle waits
+    for the end of the step, so that the others settling in it share the COMMIT."""
+    store, wal = sqlite_store
+    key = await make_key(Admin(store, Vault(os.urandom(32)), lambda: NOW))
+    loop = asyncio.get_running_loop()
+    turns: list[str] = []
+    alone = hold(key, 100)
+    assert (await store.reserve(alone, NOW_TEXT)).ok
+    before = commits(wal)
+    loop.call_soon(turns.append, "turn")
+    assert await store.settle(alone.request_id, outcome(alone, 60), "all")
+    assert (turns, commits(wal)) == ([], before + 1)  # committed, and the loop never turned
+    await asyncio.sleep(0)
+    first, second = hold(key, 100), hold(key, 100)
+    for h in (first, second):
+        assert (await store.reserve(h, NOW_TEXT)).ok
+    turns.clear()
+    loop.call_soon(turns.append, "turn")
+    assert await store.settle(first.request_id, outcome(first, 60), "all")
+    assert turns == ["turn"]  # waited for the step's end: `second` could still have joined
+    assert await store.settle(second.request_id, outcome(second, 60), "all")
+
+
 async def test_a_hold_alone_is_committed_within_the_linger(sqlite_store: tuple[SqliteStore, Path]) -> None:
     store, wal = sqlite_store
     key = await make_key(Admin(store, Vault(os.urandom(32)), lambda: NOW))

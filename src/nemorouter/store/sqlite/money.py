@@ -79,7 +79,9 @@ class SqliteMoney(SqliteConnection):
 
         loop = self._running_loop()
         settled, entry = self._batched(loop, op)
-        await self._committed(loop, entry)
+        # Every request in flight holds from before it is sent until it settles or releases: with
+        # no hold open, no other charge could join this batch, so it commits now.
+        await self._committed(loop, entry, at_once=not mirror.open)
         return settled
 
     def _settle_by_record(self, db: sqlite3.Connection, generation: Generation, window: str) -> bool:
