@@ -9,7 +9,7 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -51,6 +51,10 @@ class Listener:
                 got += piece
         self.received[number] = bytes(got)
 
+    @property
+    def accepted(self) -> int:
+        return len(self._threads)
+
     def close(self) -> None:
         self.sock.close()
         for reader in self._threads:
@@ -70,16 +74,16 @@ async def _connect(port: int) -> asyncio.Transport:
     return transport
 
 
-async def _until(check: object, seconds: float = 5.0) -> None:
+async def _until(check: Callable[[], bool], seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
-    while not check():  # type: ignore[operator]
+    while not check():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.01)
 
 
 async def test_nothing_leaves_during_the_step_and_everything_after_it_in_order(listener: Listener) -> None:
     transports = [await _connect(listener.port) for _ in range(4)]
-    await _until(lambda: len(listener._threads) == 4)
+    await _until(lambda: listener.accepted == 4)
     loop = asyncio.get_running_loop()
     big = b"B" * (SEPARATE_BODY + 10)
     for i, transport in enumerate(transports):
@@ -98,7 +102,7 @@ async def test_nothing_leaves_during_the_step_and_everything_after_it_in_order(l
 
 async def test_a_connection_closed_before_the_step_ends_sends_nothing(listener: Listener) -> None:
     given_up, kept = await _connect(listener.port), await _connect(listener.port)
-    await _until(lambda: len(listener._threads) == 2)
+    await _until(lambda: listener.accepted == 2)
     loop = asyncio.get_running_loop()
     send_at_step_end(loop, given_up, b"GIVEN-UP|", b"")
     send_at_step_end(loop, kept, b"KEPT|", b"x")
