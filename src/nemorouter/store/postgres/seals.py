@@ -67,7 +67,7 @@ class PostgresSeals(PostgresConnection):
     async def seal_ledger(self, now_ns: int | None = None) -> int:
         """Append a seal for every final ledger entry not sealed yet; returns how many.
         (`now_ns` is for SQLite's scan; the queue needs no clock.)"""
-        if await self._one("SELECT 1 FROM seal_queue LIMIT 1") is None:
+        if await self._one("SELECT 1 FROM seal_queue ORDER BY id LIMIT 1") is None:
             return 0  # the common case: one index probe, no transaction, no lock
         return await self._atomic(_seal_round)
 
