@@ -114,6 +114,19 @@ END $$;
 -- updates: `held` and `usage` move by the sums; the window ends as the last settle's; its usage
 -- is the costs since the window last changed within the batch, plus the row's own usage if the
 -- window never changed and is the row's current one.
+-- One key's settles of a batch, folded (below): the holds given back, the charges, the window
+-- its last settle names, the charges since the window last changed in the batch, and whether it
+-- changed at all.
+CREATE FUNCTION nemo_settle_key(
+  p_key TEXT, p_held NUMERIC, p_usage NUMERIC, p_window TEXT, p_in_window NUMERIC, p_moved BOOLEAN
+) RETURNS VOID LANGUAGE sql AS $$
+  UPDATE api_keys SET held = held - p_held, usage = usage + p_usage,
+      window_usage = (CASE WHEN NOT p_moved AND window_start = p_window THEN window_usage ELSE 0 END)
+                     + p_in_window,
+      window_start = p_window
+    WHERE id = p_key;
+$$;
+
 CREATE OR REPLACE FUNCTION nemo_settle_many(
   p_id TEXT[], p_window TEXT[],
   p_model TEXT[], p_provider TEXT[], p_upstream_model TEXT[], p_deployment_id TEXT[], p_provider_key_id TEXT[],
@@ -163,11 +176,7 @@ BEGIN
   LOOP
     IF v_key IS DISTINCT FROM r.key_id THEN
       IF v_key IS NOT NULL THEN
-        UPDATE api_keys SET held = held - v_held, usage = usage + v_usage,
-            window_usage = (CASE WHEN NOT v_moved AND window_start = v_window THEN window_usage ELSE 0 END)
-                           + v_in_window,
-            window_start = v_window
-          WHERE id = v_key;
+        PERFORM nemo_settle_key(v_key, v_held, v_usage, v_window, v_in_window, v_moved);
       END IF;
       v_key := r.key_id;
       v_held := 0;
@@ -189,11 +198,7 @@ BEGIN
     RETURN NEXT r.id;
   END LOOP;
   IF v_key IS NOT NULL THEN
-    UPDATE api_keys SET held = held - v_held, usage = usage + v_usage,
-        window_usage = (CASE WHEN NOT v_moved AND window_start = v_window THEN window_usage ELSE 0 END)
-                       + v_in_window,
-        window_start = v_window
-      WHERE id = v_key;
+    PERFORM nemo_settle_key(v_key, v_held, v_usage, v_window, v_in_window, v_moved);
   END IF;
   FOR r IN
     SELECT a, SUM(h) AS held, SUM(c) AS cost FROM unnest(v_accounts, v_holds, v_costs) AS t(a, h, c)
