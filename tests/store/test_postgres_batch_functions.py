@@ -15,38 +15,23 @@ from typing import Any
 import asyncpg
 import pytest
 
-from nemorouter.store.postgres.money import _OUTCOME_COLUMNS
+from nemorouter.store.postgres.money import (
+    _OUTCOME_COLUMNS,
+    _REFUSED,
+    _RESERVE,
+    _RESERVE_MANY,
+    _SETTLE,
+    _SETTLE_MANY,
+    _array,
+)
 
 NOW = "2026-03-02T10:00:00.000000Z"
 CASES = 60
 
-_ONE_RESERVE = "SELECT nemo_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-_MANY_RESERVES = (
-    "SELECT nemo_reserve_many($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],"
-    " $7::text[], $8::text[], $9::boolean[], $10::text[], $11::text[])"
-)
-# The settle columns' SQL types, in `_OUTCOME_COLUMNS` order (migration 0013's overloads).
-_OUTCOME_TYPES = {
-    "streamed": "boolean",
-    "cancelled": "boolean",
-    "prompt_tokens": "bigint",
-    "completion_tokens": "bigint",
-    "cached_tokens": "bigint",
-    "cache_write_tokens": "bigint",
-    "cache_write_1h_tokens": "bigint",
-    "reasoning_tokens": "bigint",
-    "cost": "bigint",
-    "price_version_id": "bigint",
-    "latency_ms": "bigint",
-    "units": "bigint",
-}
-_SETTLE_TYPES = ["text", "text"] + [_OUTCOME_TYPES.get(c, "text") for c in _OUTCOME_COLUMNS]
-_ONE_SETTLE = "SELECT nemo_settle({})".format(
-    ", ".join(f"${i}::{t}" for i, t in enumerate(_SETTLE_TYPES, start=1))
-)
-_MANY_SETTLES = "SELECT id FROM nemo_settle_many({}) AS id".format(
-    ", ".join(f"${i}::{t}[]" for i, t in enumerate(_SETTLE_TYPES, start=1))
-)
+
+def _columns(batch: list[tuple[Any, ...]]) -> list[str]:
+    """A batch's columns as the store sends them: each the text of an array (money.py `_array`)."""
+    return [_array(column) for column in zip(*batch, strict=True)]
 
 
 async def _state(conn: asyncpg.Connection) -> dict[str, Any]:
@@ -127,9 +112,9 @@ async def _one_reserve(conn: asyncpg.Connection, item: tuple[Any, ...]) -> str:
     back the whole call (here, to a savepoint)."""
     try:
         async with conn.transaction():
-            return str(await conn.fetchval(_ONE_RESERVE, *item))
+            return str(await conn.fetchval(_RESERVE, *item))
     except asyncpg.RaiseError as exc:
-        return str(exc.message).removeprefix("nemo_refused:")
+        return str(exc.message).removeprefix(_REFUSED)
 
 
 async def _rolled_back(conn: asyncpg.Connection, work: Any) -> tuple[Any, dict[str, Any]]:
@@ -160,8 +145,7 @@ async def test_a_reserve_batch_decides_and_writes_as_its_reserves_one_by_one(pg_
             return [await _one_reserve(conn, item) for item in batch]
 
         async def in_one_batch() -> list[str]:
-            columns = [list(column) for column in zip(*batch, strict=True)]
-            return list(await conn.fetchval(_MANY_RESERVES, *columns))
+            return list(await conn.fetchval(_RESERVE_MANY, *_columns(batch)))
 
         expected, expected_rows = await _rolled_back(conn, one_by_one)
         found, found_rows = await _rolled_back(conn, in_one_batch)
@@ -222,7 +206,7 @@ async def test_a_settle_batch_charges_and_writes_as_its_settles_one_by_one(pg_ur
             assert await _one_reserve(conn, item) == "ok"
             pending.append(f"gen_{n}")
         if rng.random() < 0.3:  # one of them already settled: its second settle changes nothing
-            assert await conn.fetchval(_ONE_SETTLE, pending[0], "w1", *_settle_values(rng, pending[0]))
+            assert await conn.fetchval(_SETTLE, pending[0], "w1", *_settle_values(rng, pending[0]))
         ids = rng.sample(pending, rng.randint(1, len(pending)))
         if rng.random() < 0.2:
             ids.append("gen_unknown")
@@ -230,11 +214,10 @@ async def test_a_settle_batch_charges_and_writes_as_its_settles_one_by_one(pg_ur
         batch = [(i, rng.choice(["w1", "w1", "w2", "w3"]), *_settle_values(rng, i)) for i in ids]
 
         async def one_by_one() -> set[str]:
-            return {item[0] for item in batch if await conn.fetchval(_ONE_SETTLE, *item)}
+            return {item[0] for item in batch if await conn.fetchval(_SETTLE, *item)}
 
         async def in_one_batch() -> set[str]:
-            columns = [list(column) for column in zip(*batch, strict=True)]
-            return {r[0] for r in await conn.fetch(_MANY_SETTLES, *columns)}
+            return {r[0] for r in await conn.fetch(_SETTLE_MANY, *_columns(batch))}
 
         expected, expected_rows = await _rolled_back(conn, one_by_one)
         found, found_rows = await _rolled_back(conn, in_one_batch)
@@ -265,14 +248,12 @@ async def test_a_settle_batch_writes_each_key_once(pg_url: str) -> None:
         )
         ids = [f"gen_{n}" for n in range(30)]
         reserves = [(1_000, "key", NOW, "w1", "acc", i, "m", "chat", False, "me", NOW) for i in ids]
-        columns = [list(column) for column in zip(*reserves, strict=True)]
         updates = "SELECT relname, n_tup_upd FROM pg_stat_xact_user_tables WHERE relname IN ('api_keys', 'accounts')"
         async with conn.transaction():  # the counts of this transaction's own writes
-            assert set(await conn.fetchval(_MANY_RESERVES, *columns)) == {"ok"}
+            assert set(await conn.fetchval(_RESERVE_MANY, *_columns(reserves))) == {"ok"}
             reserved = dict(await conn.fetch(updates))
             batch = [(i, "w1", *_settle_values(rng, i)) for i in ids]
-            settle_columns = [list(column) for column in zip(*batch, strict=True)]
-            assert len(await conn.fetch(_MANY_SETTLES, *settle_columns)) == 30
+            assert len(await conn.fetch(_SETTLE_MANY, *_columns(batch))) == 30
             settled = dict(await conn.fetch(updates))
         assert reserved == {"api_keys": 1, "accounts": 1}
         assert settled == {"api_keys": 2, "accounts": 2}

@@ -31,11 +31,11 @@ DECLARE
   k_limit BIGINT[] := '{}';
   k_window TEXT[] := '{}';
   k_window_usage NUMERIC[] := '{}';
-  k_held NUMERIC[] := '{}';       -- as locked, then plus what this batch holds
-  k_added NUMERIC[] := '{}';
-  -- The batch's accounts: what they can still hold, and what this batch holds.
+  k_held NUMERIC[] := '{}';       -- as locked
+  k_added NUMERIC[] := '{}';      -- what this batch holds on it
+  -- The batch's accounts: what they could hold as locked, and what this batch holds on them.
   a_ids TEXT[] := '{}';
-  a_free NUMERIC[] := '{}';       -- total_credits - total_usage - held, less what this batch holds
+  a_free NUMERIC[] := '{}';       -- total_credits - total_usage - held
   a_added NUMERIC[] := '{}';
   ki INT;
   ai INT;
@@ -72,13 +72,13 @@ BEGIN
         AND (k_expires[ki] IS NULL OR k_expires[ki] > p_now[i])
         AND (k_limit[ki] IS NULL
              OR (CASE WHEN k_window[ki] = p_window[i] THEN k_window_usage[ki] ELSE 0 END)
-                + k_held[ki] + p_amount[i] <= k_limit[ki]),
+                + k_held[ki] + k_added[ki] + p_amount[i] <= k_limit[ki]),
         FALSE) THEN
       v_out := v_out || 'key'::TEXT;
       CONTINUE;
     END IF;
     ai := array_position(a_ids, p_account[i]);
-    IF ai IS NULL OR NOT coalesce(a_free[ai] >= p_amount[i], FALSE) THEN
+    IF ai IS NULL OR NOT coalesce(a_free[ai] - a_added[ai] >= p_amount[i], FALSE) THEN
       v_out := v_out || 'account'::TEXT;
       CONTINUE;
     END IF;
@@ -90,9 +90,7 @@ BEGIN
       v_out := v_out || 'duplicate'::TEXT;
       CONTINUE;
     END IF;
-    k_held[ki] := k_held[ki] + p_amount[i];
     k_added[ki] := k_added[ki] + p_amount[i];
-    a_free[ai] := a_free[ai] - p_amount[i];
     a_added[ai] := a_added[ai] + p_amount[i];
     v_out := v_out || 'ok'::TEXT;
   END LOOP;
@@ -109,11 +107,6 @@ BEGIN
   RETURN v_out;
 END $$;
 
--- nemo_settle_many, same arguments and outcome as in 0013: each key's settles are folded in the
--- order given, then written in one UPDATE. The fold is exactly the sequence of nemo_settle's
--- updates: `held` and `usage` move by the sums; the window ends as the last settle's; its usage
--- is the costs since the window last changed within the batch, plus the row's own usage if the
--- window never changed and is the row's current one.
 -- One key's settles of a batch, folded (below): the holds given back, the charges, the window
 -- its last settle names, the charges since the window last changed in the batch, and whether it
 -- changed at all.
@@ -127,6 +120,11 @@ CREATE FUNCTION nemo_settle_key(
     WHERE id = p_key;
 $$;
 
+-- nemo_settle_many, same arguments and outcome as in 0013: each key's settles are folded in the
+-- order given, then written in one UPDATE. The fold is exactly the sequence of nemo_settle's
+-- updates: `held` and `usage` move by the sums; the window ends as the last settle's; its usage
+-- is the costs since the window last changed within the batch, plus the row's own usage if the
+-- window never changed and is the row's current one.
 CREATE OR REPLACE FUNCTION nemo_settle_many(
   p_id TEXT[], p_window TEXT[],
   p_model TEXT[], p_provider TEXT[], p_upstream_model TEXT[], p_deployment_id TEXT[], p_provider_key_id TEXT[],
