@@ -106,3 +106,56 @@ async def test_finishes_waiting_when_admissions_go_share_their_round_trip_and_ap
         with pytest.raises(LimitExceeded, match="concurrency"):  # the second holds the one slot
             await limiter.admit_shared("k", None, 100, 1, 1)
         await limiter.close()
+
+
+async def test_a_correction_alone_goes_with_the_next_admission(prefix: str) -> None:
+    where = urlsplit(REDIS)
+    with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
+        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+        # Warm the combined script (its first call loads it), then count.
+        limiter.finish(await limiter.admit_shared("warm", None, 100, None, 1), 1)
+        await limiter.admit_shared("warm2", None, 100, None, 1)
+        await limiter.flush()
+        # "k": 100 tokens a minute, 80 estimated, no concurrency limit: its finish frees no slot.
+        first = await limiter.admit_shared("k", None, 100, None, 80)
+        count.take()
+        limiter.finish(first, 10)  # used 10 of its 80
+        await asyncio.sleep(0.05)  # a request's answer going out, the next one arriving
+        trips, _ = count.take()
+        assert sum(trips.values()) == 0, trips  # nothing sent on its own meanwhile
+        second = await limiter.admit_shared("k", None, 100, None, 1)
+        trips, commands = count.take()
+        assert sum(trips.values()) == 1 and commands == {"EVALSHA": 1}, (trips, commands)
+        # The correction applied before the admission: 70 came back, 1 more taken.
+        assert second.headers["x-ratelimit-remaining-tokens"] == "89"
+        await limiter.close()
+
+
+async def test_a_correction_no_admission_carries_goes_alone_in_time(prefix: str) -> None:
+    where = urlsplit(REDIS)
+    with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
+        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+        limiter.CORRECTION_DELAY = 0.2
+        other = RedisLimiter(aioredis.Redis.from_url(REDIS), prefix)  # another replica
+        first = await limiter.admit_shared("k", None, 100, None, 80)
+        count.take()
+        limiter.finish(first, 10)
+        await asyncio.sleep(0.05)
+        assert sum(count.take()[0].values()) == 0  # still waiting for an admission to carry it
+        await asyncio.sleep(0.5)  # past the delay: sent on its own, once
+        trips, commands = count.take()
+        assert sum(trips.values()) == 1 and commands == {"EVALSHA": 1}, (trips, commands)
+        again = await other.admit_shared("k", None, 100, None, 1)
+        assert again.headers["x-ratelimit-remaining-tokens"] == "89"
+        await limiter.close()
+        await other.close()
+
+
+async def test_close_sends_the_corrections_still_waiting(prefix: str) -> None:
+    limiter = RedisLimiter(aioredis.Redis.from_url(REDIS), prefix)
+    other = RedisLimiter(aioredis.Redis.from_url(REDIS), prefix)
+    limiter.finish(await limiter.admit_shared("k", None, 100, None, 80), 10)
+    await limiter.close()  # long before CORRECTION_DELAY
+    again = await other.admit_shared("k", None, 100, None, 1)
+    assert again.headers["x-ratelimit-remaining-tokens"] == "89"
+    await other.close()

@@ -9,7 +9,6 @@ replica-sharing and outage tests on Redis's own clock are in tests/service/test_
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import secrets
@@ -57,9 +56,10 @@ async def _refusal(
 
 
 async def _settled(limiter: RedisLimiter, ticket: Ticket, actual: int | None) -> None:
-    """`finish` corrects Redis in the background; wait for that write."""
+    """`finish` corrects Redis in the background (a correction alone waits for the next admission
+    call, at most CORRECTION_DELAY); send it now and wait for that write."""
     limiter.finish(ticket, actual)
-    await asyncio.gather(*limiter._tasks)
+    await limiter.flush()
 
 
 async def test_rpm_boundary_and_retry_after_are_exact(

@@ -102,7 +102,7 @@ async def test_tpm_estimate_is_corrected_by_the_real_count(prefix: str) -> None:
     assert ticket.headers["x-ratelimit-remaining-tokens"] == "20"
     assert (await _refused(two, tpm=100, tokens_estimate=30)).what == "tokens"
     one.finish(ticket, 10)  # it used 10, not 80: 70 come back
-    await asyncio.gather(*one._tasks)
+    await one.flush()
     again = await two.admit_shared("k", None, 100, None, 30)
     assert again.headers["x-ratelimit-remaining-tokens"] == "60"
     await one.close()

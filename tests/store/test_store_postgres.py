@@ -271,3 +271,36 @@ async def test_batched_settles_store_any_text_exactly(pg_url: str) -> None:
         assert stored is not None and (stored.total_usage, stored.held) == (sum(range(len(nasty))), 0)
     finally:
         await store.close()
+
+
+async def test_a_settle_whose_caller_is_cancelled_still_commits(pg_url: str) -> None:
+    """A client that leaves while its settle waits for (or rides in) a batch cancels only its own
+    wait: the charge is made all the same, once, and the batch's other settles with it."""
+    store = PostgresStore(pg_url)
+    try:
+        account = await store.create_account("cancelled", None)
+        await store.add_credit(account.id, 10**9, "wire", "c1")
+        key_id = await _key(store, account.id)
+        holds = [Hold(new_id("gen_"), account.id, key_id, 1_000, "all", "p", NOW_TEXT) for _ in range(6)]
+        assert all(r.ok for r in await asyncio.gather(*(store.reserve(h, NOW_TEXT) for h in holds)))
+        pendings = [await store.get_generation(h.request_id) for h in holds]
+        settles = [
+            asyncio.ensure_future(store.settle(p.id, replace(p, status="success", cost=700), "all"))
+            for p in pendings
+            if p is not None
+        ]
+        await asyncio.sleep(0)  # the first batch is on its way
+        for cancelled_at, task in enumerate(settles):
+            if cancelled_at % 2 == 0:  # every other caller leaves: before and while its batch runs
+                task.cancel()
+            await asyncio.sleep(0)
+        outcomes = await asyncio.gather(*settles, return_exceptions=True)
+        assert [isinstance(o, asyncio.CancelledError) for o in outcomes] == [True, False] * 3
+        await asyncio.sleep(0.2)  # the batches a cancelled caller was in commit all the same
+        for hold in holds:
+            found = await store.get_generation(hold.request_id)
+            assert found is not None and (found.status, found.cost) == ("success", 700)
+        after = await store.get_account(account.id)
+        assert after is not None and (after.total_usage, after.held) == (6 * 700, 0)
+    finally:
+        await store.close()

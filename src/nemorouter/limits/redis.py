@@ -9,6 +9,11 @@ renews its slots, a dead one's lapse within `SLOT_TTL` seconds.
 When Redis cannot be reached the limiter falls back to per-replica limits (the inherited
 LocalLimiter) and tries Redis again every `RETRY_AFTER` seconds; see docs/deployment.md.
 Money caps never depend on this: they are decided in the database.
+
+The scripts are in limits/redis_scripts.py. A finish that frees a slot is sent at once; one
+that only corrects a token estimate waits for the next admission call to carry it (at most
+`CORRECTION_DELAY` seconds), so one connection's requests, one after the other, don't each
+pay a round trip between their answer and the next admission.
 """
 
 from __future__ import annotations
@@ -26,162 +31,20 @@ from redis.exceptions import RedisError
 
 from nemorouter.limits.gcra import Decision
 from nemorouter.limits.local import AccountLimits, LimitExceeded, LocalLimiter, Ticket, _refusal_headers
+from nemorouter.limits.redis_scripts import (
+    ADMIT,
+    ADMIT_MANY,
+    FINISH,
+    FINISH_MANY,
+    FINISH_THEN_ADMIT,
+    NOW,
+    RENEW,
+)
 from nemorouter.limits.resp import Scripts
 
 log = logging.getLogger("nemorouter.limits")
 
 _MINUTE_US = 60_000_000
-
-# Now, in microseconds: Redis's own clock, unless the last ARGV gives one (a test's fake clock;
-# RedisLimiter(redis_clock=...)). Every script below is registered after it.
-NOW = """
-local now = tonumber(ARGV[#ARGV])
-if not now then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-"""
-
-# K (keys): concurrency set, then one key per limit. A (arguments): max concurrency (-1: none),
-# slot id, slot ttl (us), then per limit: rate, cost. Returns {allowed, refused index (0: concurrency),
-# then remaining, retry_us, reset_us per limit decided}.
-ADMIT_FUNCTION = """
-local function admit(K, A)
-local maxc = tonumber(A[1])
-if maxc >= 0 then
-  redis.call('ZREMRANGEBYSCORE', K[1], '-inf', now)
-  if redis.call('ZCARD', K[1]) >= maxc then
-    return {0, 0}
-  end
-end
-local out = {1, -1}
-local tats = {}
-for i = 2, #K do
-  local rate = tonumber(A[2 + (i - 1) * 2])
-  local cost = tonumber(A[3 + (i - 1) * 2])
-  local interval = 60000000 / rate
-  local tat = tonumber(redis.call('GET', K[i]) or now)
-  if tat < now then tat = now end
-  local new_tat = tat + interval * cost
-  local allow_at = new_tat - 60000000
-  if allow_at > now + 1 then
-    local remaining = math.floor((60000000 - (tat - now)) / interval + 1e-9)
-    if remaining < 0 then remaining = 0 end
-    table.insert(out, remaining)
-    table.insert(out, math.ceil(allow_at - now))
-    table.insert(out, math.ceil(tat - now))
-    out[1] = 0
-    out[2] = i - 1
-    return out
-  end
-  local remaining = math.floor((60000000 - (new_tat - now)) / interval + 1e-9)
-  if remaining < 0 then remaining = 0 end
-  table.insert(out, remaining)
-  table.insert(out, 0)
-  table.insert(out, math.ceil(new_tat - now))
-  tats[i] = new_tat
-end
-for i = 2, #K do
-  redis.call('SET', K[i], string.format('%.0f', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000) + 1000)
-end
-if maxc >= 0 then
-  local ttl = tonumber(A[3])
-  redis.call('ZADD', K[1], now + ttl, A[2])
-  redis.call('PEXPIRE', K[1], math.ceil(ttl / 1000) + 1000)
-end
-return out
-end
-"""
-ADMIT = ADMIT_FUNCTION + "return admit(KEYS, ARGV)"
-
-# Many admissions in one call, decided one after the other exactly as ADMIT would: KEYS from
-# index k are theirs one after the other; ARGV from index a to `last` per admission: its number
-# of keys, its number of arguments, then its arguments. Returns ADMIT's answer for each, in order.
-ADMIT_MANY_FUNCTION = """
-local function admit_many(k, a, last)
-local out = {}
-while a <= last do
-  local nk, na = tonumber(ARGV[a]), tonumber(ARGV[a + 1])
-  local K, A = {}, {}
-  for j = 1, nk do K[j] = KEYS[k + j - 1] end
-  for j = 1, na do A[j] = ARGV[a + 1 + j] end
-  table.insert(out, admit(K, A))
-  k = k + nk
-  a = a + 2 + na
-end
-return out
-end
-"""
-ADMIT_MANY = ADMIT_FUNCTION + ADMIT_MANY_FUNCTION + "return admit_many(1, 1, #ARGV - 1)"
-
-# KEYS: concurrency set (or ''), then token keys. ARGV: slot id (or ''), then a delta (us) per key.
-FINISH = """
-if ARGV[1] ~= '' then redis.call('ZREM', KEYS[1], ARGV[1]) end
-for i = 2, #KEYS do
-  local v = redis.call('GET', KEYS[i])
-  if v then
-    local tat = tonumber(v) + tonumber(ARGV[i])
-    if tat > now then
-      redis.call('SET', KEYS[i], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-    else
-      redis.call('DEL', KEYS[i])
-    end
-  end
-end
-return 1
-"""
-
-# Many finishes in one call: KEYS from index k are theirs one after the other; ARGV from index a
-# to `last` per finish: its number of keys (n), its slot id (or ''), then n - 1 deltas (us). Each
-# applied as FINISH does, in order.
-FINISH_MANY_FUNCTION = """
-local function finish_many(k, a, last)
-while a <= last do
-  local n = tonumber(ARGV[a])
-  if ARGV[a + 1] ~= '' then redis.call('ZREM', KEYS[k], ARGV[a + 1]) end
-  for j = 1, n - 1 do
-    local v = redis.call('GET', KEYS[k + j])
-    if v then
-      local tat = tonumber(v) + tonumber(ARGV[a + 1 + j])
-      if tat > now then
-        redis.call('SET', KEYS[k + j], string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
-      else
-        redis.call('DEL', KEYS[k + j])
-      end
-    end
-  end
-  k = k + n
-  a = a + n + 1
-end
-end
-"""
-FINISH_MANY = FINISH_MANY_FUNCTION + "finish_many(1, 1, #ARGV - 1) return 1"
-
-# The finishes waiting when admissions go, in the same call: ARGV[1] and ARGV[2] are the number
-# of KEYS and of ARGV of the finishes (FINISH_MANY's), which come first and are applied first
-# (their requests ended before these were admitted: a slot they free counts for them); then the
-# admissions' (ADMIT_MANY's). Returns ADMIT's answer for each admission, in order.
-FINISH_THEN_ADMIT = (
-    ADMIT_FUNCTION
-    + ADMIT_MANY_FUNCTION
-    + FINISH_MANY_FUNCTION
-    + """
-local fk, fa = tonumber(ARGV[1]), tonumber(ARGV[2])
-finish_many(1, 3, 2 + fa)
-return admit_many(fk + 1, 3 + fa, #ARGV - 1)
-"""
-)
-
-# KEYS: concurrency sets; ARGV: slot ttl (us), then `set index, slot id` pairs. Renews live slots.
-RENEW = """
-local ttl = tonumber(ARGV[1])
-for i = 2, #ARGV - 1, 2 do
-  local k = KEYS[tonumber(ARGV[i])]
-  redis.call('ZADD', k, 'XX', now + ttl, ARGV[i + 1])
-  redis.call('PEXPIRE', k, math.ceil(ttl / 1000) + 1000)
-end
-return 1
-"""
 
 
 class RedisLimiter(LocalLimiter):
@@ -191,6 +54,13 @@ class RedisLimiter(LocalLimiter):
     SLOT_TTL = 30.0  # seconds a concurrency slot lives without renewal (a dead replica's come back)
     RENEW_EVERY = 10.0
     RETRY_AFTER = 1.0  # seconds between attempts to reach Redis while it is down
+    # Seconds a finish that frees no concurrency slot (a token estimate's correction alone) may
+    # wait for the next admission call to carry it (FINISH_THEN_ADMIT) rather than take a round
+    # trip of its own: sent alone, it lands between a request's answer and the next request's
+    # admission, one connection's requests one after the other each pay for it (issue 23). A
+    # per-minute token count corrected within a second is as good as at once; a slot is freed
+    # at once, as another replica's request may be waiting for it.
+    CORRECTION_DELAY = 1.0
 
     def __init__(
         self,
@@ -215,6 +85,7 @@ class RedisLimiter(LocalLimiter):
         self._finish_then_admit = self._scripts.script(NOW + FINISH_THEN_ADMIT)
         self._finishing: list[tuple[list[str], list[Any]]] = []  # finishes waiting to be sent
         self._finisher: asyncio.Task[None] | None = None
+        self._corrections_due: asyncio.TimerHandle | None = None  # when waiting corrections go alone
         self._renew = self._scripts.script(NOW + RENEW)
         self._slots: dict[str, str] = {}  # slot id -> concurrency set, for renewal
         self._down_until = 0.0
@@ -370,14 +241,45 @@ class RedisLimiter(LocalLimiter):
             keys.append(bucket)
             args.append(int(((actual_tokens or 0) - charged) * _MINUTE_US / per_minute))
         self._finishing.append((keys, args))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop: nothing can be sent; the slot lapses by itself
+            self._finishing.clear()
+            return
+        if slot or self.CORRECTION_DELAY <= 0:
+            self._start_finisher(loop)
+        elif self._corrections_due is None:
+            self._corrections_due = loop.call_later(self.CORRECTION_DELAY, self._send_corrections, loop)
+
+    def _send_corrections(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The corrections no admission call carried in time: sent now, on their own."""
+        self._corrections_due = None
+        if self._finishing:
+            self._start_finisher(loop)
+
+    def _start_finisher(self, loop: asyncio.AbstractEventLoop) -> None:
         if self._finisher is None or self._finisher.done():
-            try:
-                self._finisher = asyncio.get_running_loop().create_task(self._send_finishes())
-            except RuntimeError:  # no event loop: nothing can be sent; the slot lapses by itself
-                self._finishing.clear()
-                return
+            self._finisher = loop.create_task(self._send_finishes())
             self._tasks.add(self._finisher)
             self._finisher.add_done_callback(self._tasks.discard)
+
+    async def flush(self) -> None:
+        """Send every finish still waiting (corrections included) and wait until they are applied."""
+        if self._corrections_due is not None:
+            self._corrections_due.cancel()
+            self._corrections_due = None
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._finishing:
+                self._start_finisher(loop)
+            # Those a finisher left to an admission call go with that call: it is waited for too.
+            waiting = set(self._tasks)
+            admitter = self._admitter
+            if admitter is not None and not admitter.done() and admitter.get_loop() is loop:
+                waiting.add(admitter)
+            if not waiting:
+                return
+            await asyncio.gather(*waiting, return_exceptions=True)
 
     async def _send_finishes(self) -> None:
         """Send the waiting finishes, all of them in one round trip (FINISH_MANY), while any wait:
@@ -443,7 +345,6 @@ class RedisLimiter(LocalLimiter):
             self._renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._renewer
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.flush()
         await self._scripts.close()
         await self.redis.aclose()

@@ -52,11 +52,15 @@ class Batches(Generic[Item, Result]):
         self._queue.append((item, done))
         if self._running is None or self._running.done() or self._running.get_loop() is not loop:
             self._running = loop.create_task(self._drain())
-        return await asyncio.shield(done)
+        # Not shielded: a caller cancelled here cancels only `done`, which the batch then leaves
+        # unset; its item is queued (or sent) already and goes through all the same.
+        return await done
 
     async def _drain(self) -> None:
-        """Send batches while calls wait; everything queued meanwhile joins the next one."""
-        await asyncio.sleep(0)  # the calls of this event-loop iteration join the first batch
+        """Send batches while calls wait; everything queued meanwhile joins the next one. The
+        first batch takes every call made before this task's first step, which runs on the
+        loop's next turn (the calls of this event-loop iteration): no turn more is waited for
+        others, as at one request at a time that turn is the request's own latency (issue 23)."""
         while self._queue:
             taken = self._take()
             try:
