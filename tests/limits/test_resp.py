@@ -44,6 +44,11 @@ def test_replies_are_parsed_whole_however_they_arrive() -> None:
     for cut in range(len(reply)):  # every prefix is incomplete, never a wrong value
         assert _parse(bytearray(reply[:cut]), 0) is None
     assert _pack(["EVALSHA", "ab", 2, "k"]) == b"*4\r\n$7\r\nEVALSHA\r\n$2\r\nab\r\n$1\r\n2\r\n$1\r\nk\r\n"
+    # Every other kind of part as its text, as redis-py sends it; a bool is not its integer.
+    parts = [b"raw", -12, "ünï", True, 1.5, ""]
+    assert _pack(parts) == b"*6\r\n" + b"".join(
+        b"$%d\r\n%b\r\n" % (len(t), t) for t in (b"raw", b"-12", "ünï".encode(), b"True", b"1.5", b"")
+    )
 
 
 async def test_calls_pair_with_their_replies_and_lost_scripts_load_again(key: str) -> None:

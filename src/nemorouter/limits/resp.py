@@ -35,7 +35,15 @@ def _pack(parts: list[Any]) -> bytes:
     """One command in RESP: an array of bulk strings (ints and strs as their text)."""
     out = [b"*%d\r\n" % len(parts)]
     for part in parts:
-        data = part if isinstance(part, bytes) else str(part).encode()
+        kind = type(part)
+        if kind is str:
+            data = part.encode()
+        elif kind is int:  # not bool, whose text is "True"
+            data = b"%d" % part
+        elif kind is bytes:
+            data = part
+        else:
+            data = str(part).encode()
         out.append(b"$%d\r\n%b\r\n" % (len(data), data))
     return b"".join(out)
 
