@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import pytest
@@ -16,7 +17,7 @@ import redis.asyncio as aioredis
 
 from nemorouter.limits.local import LimitExceeded
 from nemorouter.limits.redis import RedisLimiter
-from wire_count import counting_proxy
+from wire_count import WireCount, counting_proxy
 
 REDIS = os.environ.get("NEMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -32,10 +33,16 @@ async def prefix() -> AsyncIterator[str]:
     await client.aclose()
 
 
-async def test_finishes_of_one_iteration_share_a_round_trip_and_each_applies(prefix: str) -> None:
+@contextmanager
+def counted_limiter(prefix: str) -> Iterator[tuple[RedisLimiter, WireCount]]:
+    """A limiter whose Redis calls pass a proxy that counts them."""
     where = urlsplit(REDIS)
     with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
-        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+        yield RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix), count
+
+
+async def test_finishes_of_one_iteration_share_a_round_trip_and_each_applies(prefix: str) -> None:
+    with counted_limiter(prefix) as (limiter, count):
         keys = [f"k{i}" for i in range(5)]
         # Each key: at most 1 at a time and 100 tokens a minute, 80 estimated per request.
         tickets = [await limiter.admit_shared(k, None, 100, 1, 80) for k in keys]
@@ -60,9 +67,7 @@ async def test_finishes_of_one_iteration_share_a_round_trip_and_each_applies(pre
 
 
 async def test_admissions_of_one_iteration_share_a_round_trip_and_count_in_turn(prefix: str) -> None:
-    where = urlsplit(REDIS)
-    with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
-        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+    with counted_limiter(prefix) as (limiter, count):
         await asyncio.gather(*(limiter.admit_shared(f"warm{i}", 10, None, None, 1) for i in range(2)))
         count.take()
         # 3 requests a minute on "k", and at most 2 at a time on "c": 6 and 4 ask at once.
@@ -84,9 +89,7 @@ async def test_admissions_of_one_iteration_share_a_round_trip_and_count_in_turn(
 async def test_finishes_waiting_when_admissions_go_share_their_round_trip_and_apply_first(
     prefix: str,
 ) -> None:
-    where = urlsplit(REDIS)
-    with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
-        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+    with counted_limiter(prefix) as (limiter, count):
         # Warm the combined script (its first call loads it), then count.
         warm = await limiter.admit_shared("warm", None, None, 1, 1)
         limiter.finish(warm, None)
@@ -109,9 +112,7 @@ async def test_finishes_waiting_when_admissions_go_share_their_round_trip_and_ap
 
 
 async def test_a_correction_alone_goes_with_the_next_admission(prefix: str) -> None:
-    where = urlsplit(REDIS)
-    with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
-        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+    with counted_limiter(prefix) as (limiter, count):
         # Warm the combined script (its first call loads it), then count.
         limiter.finish(await limiter.admit_shared("warm", None, 100, None, 1), 1)
         await limiter.admit_shared("warm2", None, 100, None, 1)
@@ -132,9 +133,7 @@ async def test_a_correction_alone_goes_with_the_next_admission(prefix: str) -> N
 
 
 async def test_a_correction_no_admission_carries_goes_alone_in_time(prefix: str) -> None:
-    where = urlsplit(REDIS)
-    with counting_proxy("redis", (where.hostname or "127.0.0.1", where.port or 6379)) as (port, count):
-        limiter = RedisLimiter(aioredis.Redis.from_url(f"redis://127.0.0.1:{port}{where.path}"), prefix)
+    with counted_limiter(prefix) as (limiter, count):
         limiter.CORRECTION_DELAY = 0.2
         other = RedisLimiter(aioredis.Redis.from_url(REDIS), prefix)  # another replica
         first = await limiter.admit_shared("k", None, 100, None, 80)
