@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from nemorouter.store.postgres.array_text import array_text
 from nemorouter.store.postgres.money import (
     _OUTCOME_COLUMNS,
     _REFUSED,
@@ -22,7 +23,6 @@ from nemorouter.store.postgres.money import (
     _RESERVE_MANY,
     _SETTLE,
     _SETTLE_MANY,
-    _array,
 )
 
 NOW = "2026-03-02T10:00:00.000000Z"
@@ -30,8 +30,8 @@ CASES = 60
 
 
 def _columns(batch: list[tuple[Any, ...]]) -> list[str]:
-    """A batch's columns as the store sends them: each the text of an array (money.py `_array`)."""
-    return [_array(column) for column in zip(*batch, strict=True)]
+    """A batch's columns as the store sends them: each the text of an array (`array_text`)."""
+    return [array_text(column) for column in zip(*batch, strict=True)]
 
 
 async def _state(conn: asyncpg.Connection) -> dict[str, Any]:

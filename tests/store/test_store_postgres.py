@@ -235,8 +235,8 @@ async def test_a_small_pool_keeps_no_connection(pg_url: str) -> None:
 
 
 async def test_batched_settles_store_any_text_exactly(pg_url: str) -> None:
-    """Batched reserves and settles send each column as the text of an array (money.py
-    `_array`): quotes, backslashes, braces, commas, newlines, the word NULL and NULL itself all
+    """Batched reserves and settles send each column as the text of an array
+    (store/postgres/array_text.py): quotes, backslashes, braces, commas, newlines, the word NULL and NULL itself all
     come back exactly as given, one request to each record."""
     store = PostgresStore(pg_url)
     nasty = ['say "hi"', "back\\slash\\", "{a,b}", "NULL", "", "line\nbreak\ttab", "ünïcödé ✓", ' "\\" ']

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import operator
 from collections import defaultdict
-from collections.abc import Iterable
 from typing import Any
 
 import asyncpg
@@ -15,6 +14,7 @@ from nemorouter.store import rows
 from nemorouter.store.base import StoreError
 from nemorouter.store.cap_rule import cap_decision
 from nemorouter.store.money_values import check_amount_of, check_columns, check_generation
+from nemorouter.store.postgres.array_text import array_text
 from nemorouter.store.postgres.batches import Batches
 from nemorouter.store.postgres.conn import Conn, PostgresConnection
 from nemorouter.store.records import Generation, Hold, ReserveResult
@@ -38,10 +38,7 @@ _FAIL = (
 _RESERVE = "SELECT nemo_reserve($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 _SETTLE = f"SELECT nemo_settle({', '.join(f'${i}' for i in range(1, len(_OUTCOME_COLUMNS) + 3))})"
 # Many reserves, or many settles, in one statement and one commit (migration 0010; `batches`).
-# Each column goes as the text of an array (`_array`), cast by the server: asyncpg's own array
-# encoding checks every element against three abstract base classes, ~50k instructions an array
-# (a sixth of the gateway's instructions per request under load, callgrind), where the text
-# costs a few hundred and PostgreSQL's array_in parses it in C.
+# Each column goes as the text of an array, cast by the server (store/postgres/array_text.py).
 _BIGINT = {
     "prompt_tokens",
     "completion_tokens",
@@ -132,7 +129,7 @@ class PostgresMoney(PostgresConnection):
             return str(exc.message).removeprefix(_REFUSED)
 
     async def _reserve_many(self, batch: list[Reserve]) -> list[str]:
-        columns = [_array(column) for column in zip(*batch, strict=True)]
+        columns = [array_text(column) for column in zip(*batch, strict=True)]
         outcomes: list[str] = await self._call_kept("reserve", _RESERVE_MANY, *columns, one=True)
         return outcomes
 
@@ -189,8 +186,8 @@ class PostgresMoney(PostgresConnection):
         return bool(await self._call_kept("settle", _SETTLE, request_id, window, *values, one=True))
 
     async def _settle_many(self, batch: list[Settle]) -> list[bool]:
-        columns = [_array(column) for column in zip(*(item[2] for item in batch), strict=True)]
-        ids, windows = _array([item[0] for item in batch]), _array([item[1] for item in batch])
+        columns = [array_text(column) for column in zip(*(item[2] for item in batch), strict=True)]
+        ids, windows = array_text([item[0] for item in batch]), array_text([item[1] for item in batch])
         settled = {row[0] for row in await self._call_kept("settle", _SETTLE_MANY, ids, windows, *columns)}
         return [item[0] in settled for item in batch]
 
@@ -246,25 +243,6 @@ class PostgresMoney(PostgresConnection):
         )
         assert total is not None
         return int(total[0])
-
-
-def _array(values: Iterable[Any]) -> str:
-    """PostgreSQL's text of a one-dimensional array of these values (NULL, booleans, integers,
-    strings: every string quoted, its backslashes and double quotes escaped, so any text goes
-    through exactly). Anything else is refused here, as the driver refused it."""
-    out = []
-    for value in values:
-        if value is None:
-            out.append("NULL")
-        elif value is True or value is False:
-            out.append("t" if value else "f")
-        elif isinstance(value, int):
-            out.append(str(int(value)))
-        elif isinstance(value, str):
-            out.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
-        else:
-            raise asyncpg.DataError(f"cannot store a {type(value).__name__} in an array")
-    return "{" + ",".join(out) + "}"
 
 
 async def orphan_holds(conn: Conn, where: str, params: tuple[object, ...]) -> list[Hold]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from nemorouter.store.postgres.array_text import array_text
 from nemorouter.store.postgres.conn import Conn, PostgresConnection
 from nemorouter.store.seals import (
     CREDIT_FIELDS,
@@ -38,15 +39,16 @@ _CREDIT_COLUMNS = ", ".join(CREDIT_FIELDS)
 _GENERATION_COLUMNS = ", ".join(_AS_SQLITE.get(name, name) for name in GENERATION_FIELDS)
 _UNSEALED = "NOT EXISTS (SELECT 1 FROM ledger_seals s WHERE s.kind = '{kind}' AND s.row_id = t.id)"
 _FIND = {
-    "credit": f"SELECT {_CREDIT_COLUMNS} FROM credits t WHERE id = ANY($1::text[])"
+    "credit": f"SELECT {_CREDIT_COLUMNS} FROM credits t WHERE id = ANY($1::text::text[])"
     f" AND {_UNSEALED.format(kind='credit')}",
-    "generation": f"SELECT {_GENERATION_COLUMNS} FROM generations t WHERE id = ANY($1::text[])"
-    f" AND status <> ALL($2::text[]) AND {_UNSEALED.format(kind='generation')}",
+    "generation": f"SELECT {_GENERATION_COLUMNS} FROM generations t WHERE id = ANY($1::text::text[])"
+    f" AND status <> ALL($2::text::text[]) AND {_UNSEALED.format(kind='generation')}",
 }
 _APPEND = (
     "INSERT INTO ledger_seals (seq, kind, row_id, digest, chain, sealed_at)"
     " SELECT seq, kind, row_id, digest, chain, $6"
-    " FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[]) AS u(seq, kind, row_id, digest, chain)"
+    " FROM unnest($1::text::bigint[], $2::text::text[], $3::text::text[], $4::text::text[], $5::text::text[])"
+    " AS u(seq, kind, row_id, digest, chain)"
 )
 _CHECK = (
     "SELECT s.seq, s.kind, s.row_id, s.digest, s.chain, "
@@ -82,7 +84,7 @@ async def _seal_round(conn: Conn) -> int:
         ids = [r["row_id"] for r in queued if r["kind"] == kind]
         if ids:
             for row in await conn.fetch(
-                _FIND[kind], ids, *([list(UNCHARGED)] if kind == "generation" else [])
+                _FIND[kind], array_text(ids), *([array_text(UNCHARGED)] if kind == "generation" else [])
             ):
                 found[(kind, row[0])] = tuple(row)
     entries: list[tuple[str, Sequence[Any]]] = []
@@ -94,9 +96,12 @@ async def _seal_round(conn: Conn) -> int:
         head = await conn.fetchrow("SELECT seq, chain FROM ledger_seals ORDER BY seq DESC LIMIT 1")
         seq, chain = (head["seq"], head["chain"]) if head else (0, GENESIS)
         seals = chain_rows(chain, entries, seq + 1)
-        await conn.execute(_APPEND, *(list(column) for column in zip(*seals, strict=True)), iso(utcnow()))
+        columns = (array_text(column) for column in zip(*seals, strict=True))
+        await conn.execute(_APPEND, *columns, iso(utcnow()))
     # Gone, not charged (a release), or sealed already: nothing to seal, nothing to keep.
-    await conn.execute("DELETE FROM seal_queue WHERE id = ANY($1::bigint[])", [r["id"] for r in queued])
+    await conn.execute(
+        "DELETE FROM seal_queue WHERE id = ANY($1::text::bigint[])", array_text(r["id"] for r in queued)
+    )
     return len(entries)
 
 
