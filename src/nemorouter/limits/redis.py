@@ -246,7 +246,7 @@ class RedisLimiter(LocalLimiter):
         except RuntimeError:  # no event loop: nothing can be sent; the slot lapses by itself
             self._finishing.clear()
             return
-        if slot or self.CORRECTION_DELAY <= 0:
+        if slot:
             self._start_finisher(loop)
         elif self._corrections_due is None:
             self._corrections_due = loop.call_later(self.CORRECTION_DELAY, self._send_corrections, loop)

@@ -38,6 +38,7 @@ _AS_SQLITE = {"streamed": "streamed::int", "cancelled": "cancelled::int"}
 _CREDIT_COLUMNS = ", ".join(CREDIT_FIELDS)
 _GENERATION_COLUMNS = ", ".join(_AS_SQLITE.get(name, name) for name in GENERATION_FIELDS)
 _UNSEALED = "NOT EXISTS (SELECT 1 FROM ledger_seals s WHERE s.kind = '{kind}' AND s.row_id = t.id)"
+_UNCHARGED = array_text(UNCHARGED)  # statuses that are no charge, as the array text _FIND takes
 _FIND = {
     "credit": f"SELECT {_CREDIT_COLUMNS} FROM credits t WHERE id = ANY($1::text::text[])"
     f" AND {_UNSEALED.format(kind='credit')}",
@@ -84,7 +85,7 @@ async def _seal_round(conn: Conn) -> int:
         ids = [r["row_id"] for r in queued if r["kind"] == kind]
         if ids:
             for row in await conn.fetch(
-                _FIND[kind], array_text(ids), *([array_text(UNCHARGED)] if kind == "generation" else [])
+                _FIND[kind], array_text(ids), *([_UNCHARGED] if kind == "generation" else [])
             ):
                 found[(kind, row[0])] = tuple(row)
     entries: list[tuple[str, Sequence[Any]]] = []
