@@ -52,6 +52,7 @@ MODULES = (
     "nemorouter/app/relay_pump.py",
     "nemorouter/app/cors.py",
     "nemorouter/web/throttle.py",
+    "nemorouter/web/whole_response.py",
     "nemorouter/engine/connection.py",
     "nemorouter/engine/dial.py",
     "nemorouter/engine/dispatch.py",
