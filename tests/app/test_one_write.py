@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.flow_control import FlowControl
@@ -42,8 +43,19 @@ class Recorder:
         return ("127.0.0.1", 1) if name in ("peername", "sockname") else default
 
 
-def cycle_over(recorder: Recorder, *, expect_100: bool = False) -> RequestResponseCycle:
-    scope: Any = {"type": "http", "method": "POST", "http_version": "1.1", "path": "/", "headers": []}
+def cycle_over(
+    recorder: Recorder,
+    *,
+    expect_100: bool = False,
+    held: bool = True,
+    method: str = "POST",
+    keep_alive: bool = True,
+    default_headers: list[tuple[bytes, bytes]] | None = None,
+    on_response: Callable[[], None] = lambda: None,
+) -> RequestResponseCycle:
+    """uvicorn's cycle of one request over `recorder`, written through HeadHeld (`held`) as in
+    the server, or straight to it."""
+    scope: Any = {"type": "http", "method": method, "http_version": "1.1", "path": "/", "headers": []}
     transport: Any = recorder
     cycle = RequestResponseCycle(
         scope=scope,
@@ -52,14 +64,15 @@ def cycle_over(recorder: Recorder, *, expect_100: bool = False) -> RequestRespon
         logger=logging.getLogger("test"),
         access_logger=logging.getLogger("test.access"),
         access_log=False,
-        default_headers=[],
+        default_headers=default_headers or [],
         message_event=asyncio.Event(),
         expect_100_continue=expect_100,
-        keep_alive=True,
-        on_response=lambda: None,
+        keep_alive=keep_alive,
+        on_response=on_response,
     )
-    held: Any = HeadHeld(transport, cycle, asyncio.get_running_loop())
-    cycle.transport = held
+    if held:
+        through: Any = HeadHeld(transport, cycle, asyncio.get_running_loop())
+        cycle.transport = through
     return cycle
 
 

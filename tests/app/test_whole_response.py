@@ -8,65 +8,34 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 import uvicorn
-from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from nemorouter.cli.guarded_http import guarded_protocol
 from nemorouter.web.whole_response import write_whole
 
+from .test_one_write import Recorder, cycle_over
+
 BODY = b'{"ok":true}'
 JSON = [(b"content-type", b"application/json"), (b"content-length", b"11")]
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.writes: list[bytes] = []
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(bytes(data))
-
-    def writelines(self, pieces: Any) -> None:
-        self.writes.append(b"".join(pieces))
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-
-    def pause_reading(self) -> None: ...
-
-    def resume_reading(self) -> None: ...
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return default
 
 
 def make_cycle(
     *, method: str = "POST", keep_alive: bool = True, default_headers: list[tuple[bytes, bytes]] | None = None
 ) -> tuple[RequestResponseCycle, Recorder, list[str]]:
+    """A cycle writing straight to a recorder (the bytes, not when they leave: that is one_write's)."""
     recorder = Recorder()
     responded: list[str] = []
-    transport: Any = recorder
-    scope: Any = {"type": "http", "method": method, "http_version": "1.1", "path": "/", "headers": []}
-    cycle = RequestResponseCycle(
-        scope=scope,
-        transport=transport,
-        flow=FlowControl(transport),
-        logger=logging.getLogger("test"),
-        access_logger=logging.getLogger("test.access"),
-        access_log=False,
-        default_headers=default_headers or [],
-        message_event=asyncio.Event(),
-        expect_100_continue=False,
+    cycle = cycle_over(
+        recorder,
+        held=False,
+        method=method,
         keep_alive=keep_alive,
+        default_headers=default_headers,
         on_response=lambda: responded.append("done"),
     )
     return cycle, recorder, responded
