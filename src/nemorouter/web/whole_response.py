@@ -11,7 +11,7 @@ It declines (returns False, and the app sends through ASGI) wherever uvicorn's p
 otherwise: a `send` that is not a cycle's own (wrapped, as for a browser's request), a response
 already started, a disconnected client, a paused transport, a HEAD request, uvicorn's access log
 on, a header that steers framing (`connection`, `transfer-encoding`), a content-length other than
-the body's (or none), or a header uvicorn would refuse. tests/web/test_whole_response.py holds it
+the body's (or none), or a header uvicorn would refuse. tests/app/test_whole_response.py holds it
 to uvicorn's own bytes over a real socket.
 """
 
