@@ -174,7 +174,30 @@ class RedisLimiter(LocalLimiter):
         self._admitting.append((keys, args, answer))
         if self._admitter is None or self._admitter.done() or self._admitter.get_loop() is not loop:
             self._admitter = loop.create_task(self._send_admissions())
-        return await answer
+        try:
+            return await answer
+        except asyncio.CancelledError:  # answered, then cancelled before it resumed
+            if answer.done() and not answer.cancelled() and answer.exception() is None:
+                self._abandoned(keys, args, answer.result())
+            raise
+
+    def _abandoned(self, keys: list[str], args: list[Any], out: Any) -> None:
+        """An admission decided after its request was cancelled: what it took (its concurrency
+        slot, its token estimates) is given back at once. A slot no one holds would refuse the
+        key's requests until it lapsed (`SLOT_TTL`)."""
+        if not isinstance(out, list) or not out or not out[0]:
+            return  # refused (or an error in its place): it took nothing
+        finish_keys, finish_args = [keys[0]], [args[1]]  # the concurrency set, the slot ("" if none)
+        token_bucket = f"{self.prefix}tk:"
+        for i, bucket in enumerate(keys[1:]):  # args after the first three: (rate, charge) per bucket
+            if bucket.startswith(token_bucket):
+                per_minute, charged = args[3 + 2 * i], args[4 + 2 * i]
+                finish_keys.append(bucket)
+                finish_args.append(int(-charged * _MINUTE_US / per_minute))
+        if len(finish_keys) == 1 and not args[1]:
+            return
+        self._finishing.append((finish_keys, finish_args))
+        self._start_finisher(asyncio.get_running_loop())
 
     async def _send_admissions(self) -> None:
         """Send the waiting admissions, with the finishes waiting beside them (one round trip for
@@ -202,9 +225,11 @@ class RedisLimiter(LocalLimiter):
                     if not answer.done():
                         answer.set_exception(exc)
                 continue
-            for (_, _, answer), out in zip(batch, answers, strict=True):
+            for (keys, args, answer), out in zip(batch, answers, strict=True):
                 if not answer.done():
                     answer.set_result(out)
+                elif answer.cancelled():  # its request was cancelled while this call was out
+                    self._abandoned(keys, args, out)
 
     async def _with_finishes(
         self, finishes: list[tuple[list[str], list[Any]]], batch: list[tuple[list[str], list[Any], Any]]

@@ -237,7 +237,11 @@ class Admission:
                 self._give_back_later(reserved, request_id)
                 raise
         else:
-            result = await reserving
+            try:
+                result = await reserving
+            except BaseException:  # failed, or cancelled while it ran (the store gives such a hold back)
+                self.limiter.finish(ticket, 0)
+                raise
         call = Call(
             id=request_id,
             key=key,
@@ -290,6 +294,10 @@ class Admission:
             result = await asyncio.shield(reserved)
         except Exception:  # the reserve failed: nothing was held
             return
+        except asyncio.CancelledError:
+            if reserved.cancelled():  # cut off while it ran: the store gives that hold back itself
+                return
+            raise
         if not result.ok:
             return
         try:

@@ -113,11 +113,14 @@ class Settlement:
         gen = self.generation(call, target, charge.usage, charge.cost, status, outcome)
         reset = call.key.limit_reset
         window = "all" if reset is None else window_start(reset, self.clock())
-        if not await self.store.settle(call.id, gen, window):
+        try:
+            settled = await self.store.settle(call.id, gen, window)
+        finally:  # its limits are done with whatever happens to this call (cancelled, failed)
+            self.limiter.finish(call.ticket, charge.usage.total_tokens)
+        if not settled:
             log.error("settle found no open hold", extra={"request_id": call.id})
         elif charge.overrun:
             self._overrun(call, target, gen, usage, charge.reported_cost)
-        self.limiter.finish(call.ticket, charge.usage.total_tokens)
         self.metrics.open_holds -= 1
         self.metrics.settled(target.model.id, target.provider.name, status, charge.usage, charge.cost)
         self._log(gen)
@@ -157,8 +160,10 @@ class Settlement:
     async def release(self, call: Call, error: str | None = None) -> None:
         """Drop the hold without charge (failed before output)."""
         gen = self.generation(call, None, Usage(), 0, "error", Outcome(error=error))
-        await self.store.release(call.id, gen)
-        self.limiter.finish(call.ticket, 0)
+        try:
+            await self.store.release(call.id, gen)
+        finally:  # its limits are done with whatever happens to this call (cancelled, failed)
+            self.limiter.finish(call.ticket, 0)
         self.metrics.open_holds -= 1
         self.metrics.released(gen.model)
         self._log(gen)

@@ -36,11 +36,14 @@ class Batches(Generic[Item, Result]):
         *,
         most: int,
         distinct: Callable[[Item], Hashable] | None = None,
+        abandoned: Callable[[Item, Result], None] | None = None,
     ) -> None:
         """`many` runs a batch in one transaction (a result per item, in order); `one` a single
         item; `most` items at most per batch. With `distinct`, items with the same value never
-        share a batch."""
+        share a batch. `abandoned` is given each item that went through after its caller was
+        cancelled, with its result: what it changed, no one else will act on (a hold, say)."""
         self._many, self._one, self._most, self._distinct = many, one, most, distinct
+        self._abandoned = abandoned
         self._queue: list[tuple[Item, asyncio.Future[Result]]] = []
         self._running: asyncio.Task[None] | None = None
 
@@ -53,8 +56,25 @@ class Batches(Generic[Item, Result]):
         if self._running is None or self._running.done() or self._running.get_loop() is not loop:
             self._running = loop.create_task(self._drain())
         # Not shielded: a caller cancelled here cancels only `done`, which the batch then leaves
-        # unset; its item is queued (or sent) already and goes through all the same.
-        return await done
+        # unset; its item is queued (or sent) already and goes through all the same, and its
+        # result goes to `abandoned` (`_drain`). One cancelled after its result was set, before
+        # it resumed, hands the result over here.
+        try:
+            return await done
+        except asyncio.CancelledError:
+            if (
+                self._abandoned is not None
+                and done.done()
+                and not done.cancelled()
+                and done.exception() is None
+            ):
+                self._abandoned(item, done.result())
+            raise
+
+    async def idle(self) -> None:
+        """Wait until every call queued so far has been run (its batch answered)."""
+        while self._running is not None and not self._running.done():
+            await asyncio.wait([self._running])  # not cancelled if this waiter is
 
     async def _drain(self) -> None:
         """Send batches while calls wait; everything queued meanwhile joins the next one. The
@@ -72,12 +92,18 @@ class Batches(Generic[Item, Result]):
                 if not isinstance(exc, Exception):
                     raise
                 continue
-            for (_, future), result in zip(taken, results, strict=True):
+            for (item, future), result in zip(taken, results, strict=True):
                 if not future.done():
                     if isinstance(result, BaseException):
                         future.set_exception(result)
                     else:
                         future.set_result(result)
+                elif (
+                    future.cancelled()
+                    and self._abandoned is not None
+                    and not isinstance(result, BaseException)
+                ):
+                    self._abandoned(item, result)  # its caller was cancelled while it ran
 
     def _take(self) -> list[tuple[Item, asyncio.Future[Result]]]:
         """The next batch: up to `most` calls, distinct ones only (a second call on the same
