@@ -8,9 +8,11 @@ to `abandoned`, which gives it back), nor a concurrency slot that no one will fr
 script still takes it: `limits/redis.py` gives it back), nor a ticket of the local limiter.
 
 The real gateway flow, in process, on a real PostgreSQL database, with the real Redis or the
-local limiter, against the simulator over HTTP. The test chooses only when to cancel: after 1,
-2, 3, ... turns of the event loop, through a whole request's life, each followed by a request
-that a leaked slot (`max_concurrency` 1) would refuse.
+local limiter, against the simulator over HTTP; requests answered whole, and streamed ones read
+as the server's response reads them (a client that leaves cancels the reading: the relay's
+`aclose` settles it). The test chooses only when to cancel: after 1, 2, 3, ... turns of the
+event loop, through a whole request's life, each followed by a request that a leaked slot
+(`max_concurrency` 1) would refuse.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -36,6 +39,7 @@ from .conftest import create_database, database_url, drop_database
 
 REDIS = os.environ.get("NEMO_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 BODY = b'{"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}'
+STREAM = BODY[:-1] + b', "stream": true}'
 
 
 @pytest.fixture(params=["postgres+redis", "postgres+local", "sqlite+redis"])
@@ -108,10 +112,28 @@ async def _nothing_held(services: Services, account_id: str, key_id: str) -> tup
     return found
 
 
-async def _turns_of_a_request(services: Services, key: ApiKey) -> int:
-    """Turns of the event loop one whole request takes here."""
+async def _whole(services: Services, key: ApiKey) -> None:
+    """One request, answered whole."""
     assert services.gateway is not None
-    task = asyncio.ensure_future(services.gateway.chat(key, parse_chat(BODY)))
+    await services.gateway.chat(key, parse_chat(BODY))
+
+
+async def _streamed(services: Services, key: ApiKey) -> None:
+    """One streamed request, read to its end as the server's response reads it: a client that
+    leaves cancels the reading (`app/streaming.py`), which then closes the relay."""
+    assert services.gateway is not None
+    reply = await services.gateway.chat(key, parse_chat(STREAM))
+    chunks = reply.chunks  # type: ignore[union-attr]
+    try:
+        async for _ in chunks:
+            pass
+    finally:
+        await chunks.aclose()
+
+
+async def _turns_of_a_request(services: Services, key: ApiKey, send: Any) -> int:
+    """Turns of the event loop one whole request takes here."""
+    task = asyncio.ensure_future(send(services, key))
     turns = 0
     while not task.done():
         await asyncio.sleep(0)
@@ -121,21 +143,23 @@ async def _turns_of_a_request(services: Services, key: ApiKey) -> int:
     return turns
 
 
-async def test_a_request_cancelled_at_any_moment_holds_nothing_and_frees_its_slot(services: Services) -> None:
-    assert services.gateway is not None
-    gateway, admin = services.gateway, services.admin
+@pytest.mark.parametrize("send", [_whole, _streamed], ids=["whole", "streamed"])
+async def test_a_request_cancelled_at_any_moment_holds_nothing_and_frees_its_slot(
+    services: Services, send: Any
+) -> None:
+    admin = services.admin
     account = await admin.create_account({"name": "cancelled"})
     await admin.add_credit(account.id, {"amount": "10"})
     _, created = await admin.create_key(
         account.id, {"name": "c", "limit": "1", "max_concurrency": 1, "rpm": 100_000, "tpm": 100_000_000}
     )
     key = await admin.key(created.id)
-    turns = await _turns_of_a_request(services, key)
+    turns = await _turns_of_a_request(services, key, send)
     # Every one of the first turns (admission and reserve are there), then every few to the end.
     moments = sorted({*range(1, 40), *range(40, turns + 20, max(1, turns // 60))})
     cancelled = 0
     for moment in moments:
-        task = asyncio.ensure_future(gateway.chat(key, parse_chat(BODY)))
+        task = asyncio.ensure_future(send(services, key))
         for _ in range(moment):
             await asyncio.sleep(0)
         task.cancel()
@@ -148,7 +172,7 @@ async def test_a_request_cancelled_at_any_moment_holds_nothing_and_frees_its_slo
             f"cancelled after {moment} turns"
         )
         # Its slot is free: the next request (max_concurrency 1) is served, and settles.
-        await gateway.chat(key, parse_chat(BODY))
+        await send(services, key)
         await _quiet(services)
         assert await _nothing_held(services, account.id, key.id) == (0, 0, 0), f"served after {moment} turns"
     assert cancelled >= 30, (cancelled, turns)  # most of the moments fell inside a request
