@@ -115,13 +115,13 @@ class Settlement:
         window = "all" if reset is None else window_start(reset, self.clock())
         try:
             settled = await self.store.settle(call.id, gen, window)
-        finally:  # its limits are done with whatever happens to this call (cancelled, failed)
+        finally:  # its limits and its hold are done with whatever happens to this call (cancelled, failed)
             self.limiter.finish(call.ticket, charge.usage.total_tokens)
+            self.metrics.open_holds -= 1
         if not settled:
             log.error("settle found no open hold", extra={"request_id": call.id})
         elif charge.overrun:
             self._overrun(call, target, gen, usage, charge.reported_cost)
-        self.metrics.open_holds -= 1
         self.metrics.settled(target.model.id, target.provider.name, status, charge.usage, charge.cost)
         self._log(gen)
         return charge.cost, charge.usage
@@ -162,9 +162,9 @@ class Settlement:
         gen = self.generation(call, None, Usage(), 0, "error", Outcome(error=error))
         try:
             await self.store.release(call.id, gen)
-        finally:  # its limits are done with whatever happens to this call (cancelled, failed)
+        finally:  # its limits and its hold are done with whatever happens to this call (cancelled, failed)
             self.limiter.finish(call.ticket, 0)
-        self.metrics.open_holds -= 1
+            self.metrics.open_holds -= 1
         self.metrics.released(gen.model)
         self._log(gen)
 
