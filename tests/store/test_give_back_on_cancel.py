@@ -30,6 +30,7 @@ import asyncpg
 import pytest
 
 from conftest import Sim
+from nemorouter.errors import RateLimited
 from nemorouter.frontdoors.anthropic_messages.serve import messages
 from nemorouter.frontdoors.openai_chat import parse_chat
 from nemorouter.service.container import Services, close_services, initialize, open_services, start_gateway
@@ -195,5 +196,54 @@ async def test_a_request_cancelled_at_any_moment_holds_nothing_and_frees_its_slo
         await _quiet(services)
         assert await _nothing_held(services, account.id, key.id) == (0, 0, 0), f"served after {moment} turns"
     assert cancelled >= 10, (cancelled, turns)  # the sweep fell inside requests, not only after them
+    report = await services.store.verify_ledger()
+    assert report.ok, report.problems
+
+
+@pytest.mark.parametrize("services", ["postgres+redis"], indirect=True)
+async def test_a_refused_request_cancelled_at_any_moment_holds_nothing(services: Services) -> None:
+    """A request its rate limit refuses while its reserve ran beside the admission gives the hold
+    back before its 429; cancelled at any moment of that, the hold still goes back."""
+    admin, gateway = services.admin, services.gateway
+    assert gateway is not None
+    account = await admin.create_account({"name": "refused"})
+    await admin.add_credit(account.id, {"amount": "10"})
+    _, created = await admin.create_key(account.id, {"name": "r", "limit": "1", "rpm": 1})
+    key = await admin.key(created.id)
+    await _whole(services, key)  # the key's one request a minute
+
+    async def refused() -> int:
+        """One request, refused by the limit; the turns it took."""
+        gateway.admission._refused_until.clear()  # so that its reserve goes beside its admission
+        task = asyncio.ensure_future(_whole(services, key))
+        turns = 0
+        while not task.done():
+            await asyncio.sleep(0)
+            turns += 1
+        with pytest.raises(RateLimited):
+            task.result()
+        return turns
+
+    turns = await refused()
+    await _quiet(services)
+    cancelled = 0
+    for moment in sorted({*range(1, 40), *range(40, turns + 20, max(1, turns // 30))}):
+        gateway.admission._refused_until.clear()
+        task = asyncio.ensure_future(_whole(services, key))
+        for _ in range(moment):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            cancelled += 1
+        except RateLimited:
+            pass
+        await _quiet(services)
+        assert await _nothing_held(services, account.id, key.id) == (0, 0, 0), (
+            f"cancelled after {moment} turns"
+        )
+        assert gateway.metrics.open_holds == 0
+    assert cancelled >= 5, (cancelled, turns)
     report = await services.store.verify_ledger()
     assert report.ok, report.problems

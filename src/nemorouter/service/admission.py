@@ -225,7 +225,9 @@ class Admission:
                 ticket = await self.pass_limits(key, tokens_estimate)
             except RateLimited as refused:
                 self._hold_back(key.id, refused.retry_after)
-                await self._give_back(reserved, request_id)
+                # Given back before the 429 goes out, and all the same if this request is
+                # cancelled while it is.
+                await asyncio.shield(self._give_back_later(reserved, request_id))
                 raise
             except BaseException:  # cancelled (the client left) or failed: the hold goes back
                 self._give_back_later(reserved, request_id)
@@ -281,10 +283,13 @@ class Admission:
             self._refused_until = {k: t for k, t in self._refused_until.items() if t > now}
         self._refused_until[key_id] = time.monotonic() + min(float(retry_after), HOLD_BACK)
 
-    def _give_back_later(self, reserved: asyncio.Future[ReserveResult], request_id: str) -> None:
+    def _give_back_later(
+        self, reserved: asyncio.Future[ReserveResult], request_id: str
+    ) -> asyncio.Future[None]:
         later = asyncio.ensure_future(self._give_back(reserved, request_id))
         self._later.add(later)
         later.add_done_callback(self._later.discard)
+        return later
 
     async def _give_back(self, reserved: asyncio.Future[ReserveResult], request_id: str) -> None:
         """The hold reserved beside an admission its limits refused, given back exactly."""
