@@ -18,11 +18,12 @@ event loop, through a whole request's life, each followed by a request that a le
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -159,6 +160,25 @@ async def _turns_of_a_request(services: Services, key: ApiKey, send: Any) -> int
     return turns
 
 
+def _moments(turns: int) -> list[int]:
+    """When to cancel a request of `turns` turns: every one of the first turns (admission and
+    reserve are there), then every 1/30th to a little past its end."""
+    return sorted({*range(1, 40), *range(40, turns + 20, max(1, turns // 30))})
+
+
+async def _cancelled_after(moment: int, request: Coroutine[Any, Any, None]) -> bool:
+    """Run `request`, cancelled after `moment` turns of the loop: whether it was still running."""
+    task = asyncio.ensure_future(request)
+    for _ in range(moment):
+        await asyncio.sleep(0)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        return True
+    return False
+
+
 @pytest.mark.parametrize(
     "send", [_whole, _streamed, _messages_streamed], ids=["whole", "streamed", "messages-streamed"]
 )
@@ -174,18 +194,9 @@ async def test_a_request_cancelled_at_any_moment_holds_nothing_and_frees_its_slo
     )
     key = await admin.key(created.id)
     turns = await _turns_of_a_request(services, key, send)
-    # Every one of the first turns (admission and reserve are there), then every few to the end.
-    moments = sorted({*range(1, 40), *range(40, turns + 20, max(1, turns // 30))})
     cancelled = 0
-    for moment in moments:
-        task = asyncio.ensure_future(send(services, key))
-        for _ in range(moment):
-            await asyncio.sleep(0)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            cancelled += 1
+    for moment in _moments(turns):
+        cancelled += await _cancelled_after(moment, send(services, key))
         await _quiet(services)
         assert await _nothing_held(services, account.id, key.id) == (0, 0, 0), (
             f"cancelled after {moment} turns"
@@ -227,18 +238,10 @@ async def test_a_refused_request_cancelled_at_any_moment_holds_nothing(services:
     turns = await refused()
     await _quiet(services)
     cancelled = 0
-    for moment in sorted({*range(1, 40), *range(40, turns + 20, max(1, turns // 30))}):
+    for moment in _moments(turns):
         gateway.admission._refused_until.clear()
-        task = asyncio.ensure_future(_whole(services, key))
-        for _ in range(moment):
-            await asyncio.sleep(0)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            cancelled += 1
-        except RateLimited:
-            pass
+        with contextlib.suppress(RateLimited):  # refused before the moment came
+            cancelled += await _cancelled_after(moment, _whole(services, key))
         await _quiet(services)
         assert await _nothing_held(services, account.id, key.id) == (0, 0, 0), (
             f"cancelled after {moment} turns"
