@@ -47,6 +47,12 @@ log = logging.getLogger("nemorouter.limits")
 _MINUTE_US = 60_000_000
 
 
+def _token_correction(used: int, charged: int, per_minute: int) -> int:
+    """How far (µs) a token bucket moves when `used` tokens replace the `charged` estimate: what
+    FINISH applies, for a finished request and for one given back unsent (`used` 0)."""
+    return int((used - charged) * _MINUTE_US / per_minute)
+
+
 class RedisLimiter(LocalLimiter):
     """Shared limits in Redis; the inherited local limiter is the fallback while Redis is down."""
 
@@ -193,7 +199,7 @@ class RedisLimiter(LocalLimiter):
             if bucket.startswith(token_bucket):
                 per_minute, charged = args[3 + 2 * i], args[4 + 2 * i]
                 finish_keys.append(bucket)
-                finish_args.append(int(-charged * _MINUTE_US / per_minute))
+                finish_args.append(_token_correction(0, charged, per_minute))
         if len(finish_keys) == 1 and not args[1]:
             return
         self._finishing.append((finish_keys, finish_args))
@@ -264,7 +270,7 @@ class RedisLimiter(LocalLimiter):
         for bucket, per_minute in buckets:
             charged = min(max(1, ticket.tokens_estimate), per_minute)
             keys.append(bucket)
-            args.append(int(((actual_tokens or 0) - charged) * _MINUTE_US / per_minute))
+            args.append(_token_correction(actual_tokens or 0, charged, per_minute))
         self._finishing.append((keys, args))
         try:
             loop = asyncio.get_running_loop()
