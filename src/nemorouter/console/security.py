@@ -4,6 +4,7 @@ stored), CSRF tokens, and the security headers every console answer carries."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import secrets
@@ -22,8 +23,15 @@ MAX_PASSWORD = 1024
 
 # argon2-cffi's defaults are RFC 9106's second recommended profile (argon2id, 64 MiB, t=3, p=4).
 _hasher = PasswordHasher()
-# Verified against when the email is unknown, so a miss costs as long as a wrong password.
-_DUMMY = _hasher.hash(secrets.token_urlsafe(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the email is unknown, so a miss costs as long as a wrong password.
+    Made at the first sign-in, not at import: a hash is ~0.3 s of CPU and 64 MiB, which every
+    server's start would pay whether or not anyone signs in."""
+    return _hasher.hash(secrets.token_urlsafe(16))
+
 
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
@@ -55,8 +63,9 @@ async def hash_password(password: str) -> str:
 
 async def password_ok(stored: str | None, password: str) -> bool:
     def check() -> bool:
+        dummy = _dummy_hash()  # made (once) whether or not the email is known: the same time either way
         try:
-            return _hasher.verify(stored or _DUMMY, password) and stored is not None
+            return _hasher.verify(stored or dummy, password) and stored is not None
         except (VerificationError, InvalidHashError):
             return False
 
