@@ -1,6 +1,7 @@
 """Shared fixtures: real processes on loopback (the simulator and the gateway), real SQLite files.
 
-Nothing here mocks NemoRouter's own code: tests drive the `nemorouter` command and its HTTP API.
+Nothing here mocks NemoRouter's own code: tests drive the `nemorouter` command and its HTTP API
+(a new gateway's setup runs the commands' own service calls in this process: `new_gateway`).
 """
 
 from __future__ import annotations
@@ -225,8 +226,13 @@ class Gateway:
         return OpenAI(base_url=f"{self.url}/v1", api_key=key, max_retries=0, **kwargs)
 
 
-def new_gateway(base: Path, sim: Sim | None) -> Gateway:
-    """Init a fresh data dir; register the simulator (if given) with the bundled OpenAI catalog."""
+def new_gateway(base: Path, sim: Sim | None, *, via_cli: bool = False) -> Gateway:
+    """Init a fresh data dir; register the simulator (if given) with the bundled OpenAI catalog.
+
+    Done in this process by the same service calls the CLI makes (`init`, `providers add`,
+    `providers add-key`, `models import`): four `nemorouter` processes cost ~2.5 s of CPU, and the
+    suite makes ~150 gateways. The commands themselves are tested as commands (e2e/test_cli.py);
+    `via_cli` runs them here too, for a test that looks at what the CLI wrote (its audit actor)."""
     data_dir = base / f"nemo-{secrets.token_hex(4)}"
     data_dir.mkdir(parents=True)
     token = "test-admin-" + secrets.token_hex(8)
@@ -237,12 +243,37 @@ def new_gateway(base: Path, sim: Sim | None) -> Gateway:
     env.pop("NEMO_DATABASE_URL", None)
     env.pop("NEMO_MASTER_KEY", None)
     gw = Gateway(data_dir=data_dir, admin_token=token, env=env)
-    gw.cli("init")
-    if sim is not None:
-        gw.cli("providers", "add", "sim", "--kind", "openai", "--base-url", f"{sim.url}/v1")
-        gw.cli("providers", "add-key", "sim", "--label", "main", input=SIM_PROVIDER_SECRET + "\n")
-        gw.cli("models", "import", "--vendor", "openai", "--provider", "sim")
+    if via_cli:
+        gw.cli("init")
+        if sim is not None:
+            gw.cli("providers", "add", "sim", "--kind", "openai", "--base-url", f"{sim.url}/v1")
+            gw.cli("providers", "add-key", "sim", "--label", "main", input=SIM_PROVIDER_SECRET + "\n")
+            gw.cli("models", "import", "--vendor", "openai", "--provider", "sim")
+    else:
+        in_own_loop(_set_up(env, None if sim is None else f"{sim.url}/v1"))
     return gw
+
+
+async def _set_up(env: dict[str, str], sim_base_url: str | None) -> None:
+    """What `new_gateway`'s four commands do, by the services they call."""
+    from nemorouter.service.container import close_services, initialize, open_services
+    from nemorouter.settings import Settings
+
+    services = await open_services(Settings.from_env(env), create=True)
+    try:
+        await initialize(services)
+        if sim_base_url is not None:
+            await services.admin.create_provider({"name": "sim", "kind": "openai", "base_url": sim_base_url})
+            await services.admin.add_provider_key("sim", {"secret": SIM_PROVIDER_SECRET, "label": "main"})
+            await services.admin.import_models("openai", "sim")
+    finally:
+        await close_services(services)
+
+
+def in_own_loop(work: Any) -> Any:
+    """Run a coroutine on an event loop of its own, in a thread (a test may be inside one already)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, work).result()
 
 
 POSTGRES_SERVER = os.environ.get("NEMO_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -263,8 +294,7 @@ def on_postgres_server(sql: str) -> None:
         finally:
             await con.close()
 
-    with ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result()
+    in_own_loop(run())
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from conftest import Gateway, Sim, new_gateway
 
 @pytest.fixture
 def gw(tmp_path: Path, sim: Sim) -> Iterator[Gateway]:
-    gateway = new_gateway(tmp_path, sim)
+    gateway = new_gateway(tmp_path, sim, via_cli=True)  # the CLI's own entries are looked at
     gateway.start()
     yield gateway
     gateway.stop()
