@@ -70,15 +70,38 @@ def files_to_scan(root: Path) -> list[Path]:
     return found
 
 
+# A node of a trie of byte strings: the next byte -> its node; None -> a string ends here.
+Trie = dict[int | None, "Trie"]
+
+
+def _one_pattern(secrets: Iterable[bytes]) -> re.Pattern[bytes]:
+    """One regular expression matching any of `secrets`, written as their trie: `re` tries the
+    branches of an alternation one by one at every byte, so ~1,200 secrets side by side cost ~70 s
+    over a run's ~120 MB of files, and their trie (at most one branch per next byte) ~3.5 s. Where
+    one secret is the start of another, the longer is tried first, so it is reported as itself."""
+    trie: Trie = {}
+    for secret in secrets:
+        node = trie
+        for byte in secret:
+            node = node.setdefault(byte, {})
+        node[None] = {}  # a secret ends here
+
+    def written(node: Trie) -> bytes:
+        branches = [
+            re.escape(bytes([byte])) + written(child) for byte, child in node.items() if byte is not None
+        ]
+        if not branches:
+            return b""
+        either = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+        return b"(?:" + either + b")?" if None in node else either
+
+    return re.compile(written(trie))
+
+
 def scan(paths: Iterable[Path], registry: Registry) -> list[Hit]:
     """Every place a registered secret or a key-shaped string appears in these files."""
     by_bytes = {secret.encode(): kind for secret, kind in registry.secrets.items()}
-    # Longest first, so a secret that contains another is reported as itself.
-    pattern = (
-        re.compile(b"|".join(re.escape(s) for s in sorted(by_bytes, key=len, reverse=True)))
-        if by_bytes
-        else None
-    )
+    pattern = _one_pattern(by_bytes) if by_bytes else None
     hits: list[Hit] = []
     for path in paths:
         try:

@@ -42,6 +42,23 @@ def test_a_planted_secret_in_a_log_line_is_found(outside: Path) -> None:
     assert "sk-provider-planted" not in report(hits, 2)  # the report names places, never secrets
 
 
+def test_many_secrets_some_inside_others_are_each_found_where_they_are(outside: Path) -> None:
+    # The scan writes its secrets as one trie-shaped pattern (secret_scan._one_pattern): every
+    # planted secret is found at its own offset, the longer of two that start alike as itself.
+    registry = Registry()
+    planted = [f"tok-{secrets.token_urlsafe(12)}" for _ in range(300)]
+    planted += ["shared-prefix-secret", "shared-prefix-secret-longer", "shared-prefix-other"]
+    for number, secret in enumerate(planted):
+        registry.add(secret, f"secret {number}")
+    noise = secrets.token_bytes(64).hex()
+    text = "".join(f"{noise[: number % 50]} {secret};" for number, secret in enumerate(planted))
+    (outside / "many.log").write_text(text + " shared-prefix-secre shared-prefix- tok-\n")
+    hits = scan(files_to_scan(outside), registry)
+    assert [(h.what, h.offset) for h in hits] == [
+        (f"secret {number}", text.index(f" {secret};") + 1) for number, secret in enumerate(planted)
+    ]
+
+
 def test_an_unregistered_key_is_found_by_its_shape_but_not_once_redacted(outside: Path) -> None:
     key, mgmt = new_key("inference"), new_key("management")
     (outside / "a.log").write_text(f"key {key}\nmgmt {mgmt}\n")
