@@ -87,9 +87,18 @@ def _one_pattern(secrets: Iterable[bytes]) -> re.Pattern[bytes]:
         node[None] = {}  # a secret ends here
 
     def written(node: Trie) -> bytes:
-        branches = [
-            re.escape(bytes([byte])) + written(child) for byte, child in node.items() if byte is not None
-        ]
+        branches = []
+        for byte, child in node.items():
+            if byte is None:
+                continue
+            # A chain of single children is written as one literal, so the recursion goes as deep
+            # as the branchings, not the bytes (a service account's JSON key is ~2 KB).
+            run = bytearray([byte])
+            while len(child) == 1 and None not in child:
+                ((following, child),) = child.items()
+                assert following is not None
+                run.append(following)
+            branches.append(re.escape(bytes(run)) + written(child))
         if not branches:
             return b""
         either = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"

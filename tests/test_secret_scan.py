@@ -48,6 +48,7 @@ def test_many_secrets_some_inside_others_are_each_found_where_they_are(outside: 
     registry = Registry()
     planted = [f"tok-{secrets.token_urlsafe(12)}" for _ in range(300)]
     planted += ["shared-prefix-secret", "shared-prefix-secret-longer", "shared-prefix-other"]
+    planted += ["long-" + secrets.token_hex(4000)]  # deeper than Python's recursion limit, byte by byte
     for number, secret in enumerate(planted):
         registry.add(secret, f"secret {number}")
     noise = secrets.token_bytes(64).hex()
