@@ -43,13 +43,18 @@ asyncio.run(main())
 """
 
 
-def test_a_server_starts_without_the_dummy_hash_or_aiohttp(tmp_path: Path) -> None:
+def in_fresh_interpreter(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`code` run by a new Python on a fresh SQLite data dir of its own; it must succeed."""
     env = {**os.environ, "NEMO_DATA_DIR": str(tmp_path / "data"), "NEMO_ADMIN_TOKEN": "start-cost-token"}
     env.pop("NEMO_DATABASE_URL", None)
     env.pop("NEMO_REDIS_URL", None)
-    ran = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=120)
+    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr
-    found = json.loads(ran.stdout.strip().splitlines()[-1])
+    return ran
+
+
+def test_a_server_starts_without_the_dummy_hash_or_aiohttp(tmp_path: Path) -> None:
+    found = json.loads(in_fresh_interpreter(SCRIPT, tmp_path).stdout.strip().splitlines()[-1])
     assert found == {"aiohttp": False, "dummy_hashes": 0, "dummy_hashes_after_sign_in": 1}
 
 
@@ -66,11 +71,6 @@ finally:
 
 
 def test_a_command_loads_neither_the_request_path_nor_pydantic(tmp_path: Path) -> None:
-    env = {**os.environ, "NEMO_DATA_DIR": str(tmp_path / "data"), "NEMO_ADMIN_TOKEN": "start-cost-token"}
-    env.pop("NEMO_DATABASE_URL", None)
-    ran = subprocess.run(
-        [sys.executable, "-c", COMMAND], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert ran.returncode == 0, ran.stderr
+    ran = in_fresh_interpreter(COMMAND, tmp_path)
     assert json.loads(ran.stdout)["migrations_applied"]  # the command ran
     assert json.loads(ran.stderr.strip().splitlines()[-1]) == []
