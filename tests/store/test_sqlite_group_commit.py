@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -131,3 +132,39 @@ async def test_beside_a_background_checkpointer_commits_do_not_checkpoint(
     assert (await store.reserve(h, NOW_TEXT)).ok
     assert await store.settle(h.request_id, outcome(h, 60), "all")
     assert len(frames(wal)) < 50  # all of it copied: the next commit started the WAL over
+
+
+async def test_a_checkpoint_is_due_only_after_something_was_written(
+    sqlite_store: tuple[SqliteStore, Path], tmp_path: Path
+) -> None:
+    """The server's checkpoint loop asks `checkpoint_due` twenty times a second: idle, nothing is
+    handed to a thread; a write of this connection, one left open in a batch, or one committed by
+    another process (the CLI) makes the next round due, and one asked for that did not run is
+    due again."""
+    store, wal = sqlite_store
+    store.checkpoint_in_background()
+    key = await make_key(Admin(store, Vault(os.urandom(32)), lambda: NOW))
+    assert store.checkpoint_due()
+    await asyncio.to_thread(store.checkpoint)
+    assert not store.checkpoint_due()
+    assert not store.checkpoint_due()
+
+    h = hold(key, 100)
+    assert (await store.reserve(h, NOW_TEXT)).ok  # its batch lingers, not yet committed
+    assert store.checkpoint_due()
+    await asyncio.to_thread(store.checkpoint)
+    assert await store.settle(h.request_id, outcome(h, 60), "all")
+    assert store.checkpoint_due()  # the batch committed after that round: it is due again
+    await asyncio.to_thread(store.checkpoint)
+    assert not store.checkpoint_due()
+
+    other = sqlite3.connect(tmp_path / "nemo.db", isolation_level=None)  # another process's write
+    other.execute("INSERT INTO meta (key, value) VALUES ('probe', '1')")
+    other.close()
+    assert store.checkpoint_due()
+
+    # A round asked for that never ran (its thread failed before it): still due.
+    assert store.checkpoint_due()
+    await asyncio.to_thread(store.checkpoint)
+    assert not store.checkpoint_due()
+    assert len(frames(wal)) > 0

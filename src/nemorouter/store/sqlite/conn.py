@@ -80,6 +80,9 @@ class SqliteConnection:
         self._commit_soon = False  # the open batch commits at the end of this iteration
         self._loop: asyncio.AbstractEventLoop | None = None
         self._checkpointer: sqlite3.Connection | None = None
+        # What `checkpoint_due` saw: when it last asked for a round, and as of the last round that ran.
+        self._checkpoint_asked: tuple[int, int] | None = None
+        self._checkpointed_at: tuple[int, int] | None = None
 
     @staticmethod
     def _bump(db: sqlite3.Connection) -> None:
@@ -325,13 +328,29 @@ class SqliteConnection:
         pause of a few milliseconds the thread's checkpoint completes and the WAL starts over."""
         self._db.execute(f"PRAGMA wal_autocheckpoint={FOREGROUND_CHECKPOINT_PAGES}")
 
+    def checkpoint_due(self) -> bool:
+        """Whether the WAL may hold pages no checkpoint has copied: a change made through this
+        connection (`total_changes`) or committed by another one (`PRAGMA data_version`) since
+        the last checkpoint that ran. An idle server then costs no worker thread's turn, twenty
+        times a second; a change rolled back costs one checkpoint round that copies nothing."""
+        if self._db.in_transaction:  # a batch not yet committed: due again after this round
+            self._checkpoint_asked = None
+            return True
+        seen = (self._db.total_changes, self._db.execute("PRAGMA data_version").fetchone()[0])
+        if seen == self._checkpointed_at:
+            return False
+        self._checkpoint_asked = seen
+        return True
+
     def checkpoint(self) -> None:
         """Copy WAL pages into the main file without blocking writers. Runs in a worker thread,
         on a connection of its own."""
         if self._checkpointer is None:
             self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             self._checkpointer.execute("PRAGMA busy_timeout=1000")
+        asked = self._checkpoint_asked
         self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        self._checkpointed_at = asked  # only once it ran: one that failed is due again
 
     def close_connection(self) -> None:
         self._flush()
