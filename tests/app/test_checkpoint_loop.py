@@ -4,20 +4,12 @@ an idle server hands no checkpoint round to a worker thread; a write makes the n
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from pathlib import Path
 
+from eventually import until
 from nemorouter.app import _checkpoints
 from nemorouter.store.open import open_store
 from nemorouter.store.sqlite.store import SqliteStore
-
-
-async def _until(condition: Callable[[], bool], seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 async def test_an_idle_server_runs_no_checkpoint_rounds(tmp_path: Path) -> None:
@@ -35,11 +27,11 @@ async def test_an_idle_server_runs_no_checkpoint_rounds(tmp_path: Path) -> None:
     stopping = asyncio.Event()
     loop = asyncio.create_task(_checkpoints(store, stopping, every=0.005))
     try:
-        await _until(lambda: len(rounds) == 1)  # the first round copies what migrating wrote
+        await until(lambda: len(rounds) == 1)  # the first round copies what migrating wrote
         await asyncio.sleep(0.3)  # ~60 turns of the loop, idle
         assert len(rounds) == 1
         await store.set_meta("probe", "1")  # a write: the next round runs, and only it
-        await _until(lambda: len(rounds) == 2)
+        await until(lambda: len(rounds) == 2)
         await asyncio.sleep(0.3)
         assert len(rounds) == 2
     finally:

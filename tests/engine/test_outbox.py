@@ -9,10 +9,11 @@ import asyncio
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
+from eventually import until
 from nemorouter.engine.outbox import SEPARATE_BODY, send_at_step_end
 
 
@@ -74,16 +75,9 @@ async def _connect(port: int) -> asyncio.Transport:
     return transport
 
 
-async def _until(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 async def test_nothing_leaves_during_the_step_and_everything_after_it_in_order(listener: Listener) -> None:
     transports = [await _connect(listener.port) for _ in range(4)]
-    await _until(lambda: listener.accepted == 4)
+    await until(lambda: listener.accepted == 4)
     loop = asyncio.get_running_loop()
     big = b"B" * (SEPARATE_BODY + 10)
     for i, transport in enumerate(transports):
@@ -94,7 +88,7 @@ async def test_nothing_leaves_during_the_step_and_everything_after_it_in_order(l
     await asyncio.sleep(0)  # the step ends; the writes go
     for transport in transports:
         transport.close()
-    await _until(lambda: len(listener.received) == 4)
+    await until(lambda: len(listener.received) == 4)
     assert listener.early == []
     by_head = sorted(listener.received.values(), key=lambda got: got[:5])
     assert by_head == [b"HEAD0|body0;SECOND|" + big, b"HEAD1|body1;", b"HEAD2|body2;", b"HEAD3|body3;"]
@@ -102,7 +96,7 @@ async def test_nothing_leaves_during_the_step_and_everything_after_it_in_order(l
 
 async def test_a_connection_closed_before_the_step_ends_sends_nothing(listener: Listener) -> None:
     given_up, kept = await _connect(listener.port), await _connect(listener.port)
-    await _until(lambda: listener.accepted == 2)
+    await until(lambda: listener.accepted == 2)
     loop = asyncio.get_running_loop()
     send_at_step_end(loop, given_up, b"GIVEN-UP|", b"")
     send_at_step_end(loop, kept, b"KEPT|", b"x")
@@ -110,5 +104,5 @@ async def test_a_connection_closed_before_the_step_ends_sends_nothing(listener: 
     listener.step_over.set()
     await asyncio.sleep(0)
     kept.close()
-    await _until(lambda: len(listener.received) == 2)
+    await until(lambda: len(listener.received) == 2)
     assert sorted(listener.received.values()) == [b"", b"KEPT|x"]
