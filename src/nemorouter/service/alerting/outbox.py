@@ -97,10 +97,14 @@ class _Sessions:
         return self._open
 
     async def close(self) -> None:
-        if self._open is not None:
-            for session in self._open:
-                await session.close()
-            self._open = None
+        """Close both sessions: the customers' even if closing the operator's raised."""
+        opened, self._open = self._open, None
+        if opened is not None:
+            operator, customers = opened
+            try:
+                await operator.close()
+            finally:
+                await customers.close()
 
 
 class OutboxWorker:
